@@ -1,0 +1,47 @@
+# gitml developer entry points. `make help` lists them.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+BIN := $(abspath $(VENV))/bin
+# Stages run `python -m gitml.stages.<name>`: put the project venv first on PATH.
+export PATH := $(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help venv repro test lint bench lock params
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $@
+
+venv: $(VENV)/.installed ## create .venv and install the locked dependencies
+
+repro: venv ## check params.yaml, then run the reference pipeline (dvc repro)
+	gitml params --check
+	dvc repro
+	dvc metrics show reports/metrics.json
+
+test: venv ## run the whole test suite
+	pytest
+
+lint: venv ## ruff, YAML, workflow and params checks (pre-commit on all files)
+	pre-commit run --all-files
+
+bench: venv ## pipeline benchmark against plain scikit-learn (bench/pipeline.py)
+	python bench/pipeline.py
+
+params: venv ## recompose params.yaml from conf/
+	gitml params
+
+lock: ## re-resolve requirements.lock from pyproject.toml in a scratch venv
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade "pip>=24"
+	.lock-venv/bin/python -m pip install --quiet -e ".[dev]"
+	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^gitml' > requirements.lock
+	rm -rf .lock-venv

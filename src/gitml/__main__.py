@@ -1,0 +1,5 @@
+"""Run the gitml command line as `python -m gitml`."""
+
+from gitml.cli import main
+
+main()

@@ -1,0 +1,107 @@
+"""Compose conf/ (Hydra) into params.yaml exactly as `dvc exp run` does, and check it."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError as PydanticValidationError
+
+from gitml.config.schema import Params, describe_error
+from gitml.data.io import write_text
+from gitml.errors import ConfigError, StaleParamsError
+from gitml.project import CONFIG_NAME, Project
+
+
+def compose_params(conf_dir: Path, overrides: Sequence[str] = ()) -> str:
+    """Return the YAML text that `conf_dir` composes to with `overrides`.
+
+    Same calls as DVC's Hydra integration (`dvc.utils.hydra.compose_and_dump`): Hydra's
+    compose API, `OmegaConf.resolve`, then `OmegaConf.to_yaml`; so the bytes are identical
+    to what `dvc exp run -S ...` writes into params.yaml.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(str(Path(conf_dir).resolve()), version_base=None):
+            cfg = compose(config_name=CONFIG_NAME, overrides=list(overrides))
+        OmegaConf.resolve(cfg)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(
+            f"{conf_dir}: cannot compose the configuration: {_one_paragraph(err)}",
+            hint="overrides use Hydra syntax: group=option (model=random_forest) or "
+            "key.path=value (model.params.C=0.5); an unknown key needs a '+' prefix, "
+            "but params are validated, so add new keys to conf/ instead",
+        ) from err
+    return OmegaConf.to_yaml(cfg)
+
+
+def parse_params(text: str, *, source: str) -> Params:
+    """Parse and validate params YAML text; every problem is listed with its key path."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{source}: expected a mapping at the top level, got {type(raw).__name__}"
+        )
+    try:
+        return Params.model_validate(raw)
+    except PydanticValidationError as err:
+        lines = [describe_error(e, source) for e in err.errors()]
+        raise ConfigError(
+            "invalid configuration:\n  " + "\n  ".join(lines),
+            hint="fix the value in conf/ and run `gitml params` (allowed values are listed above)",
+        ) from err
+
+
+def load_params(path: Path) -> Params:
+    """Read and validate params.yaml."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: not found", hint="run `gitml params` to compose it from conf/")
+    return parse_params(path.read_text(encoding="utf-8"), source=str(path.name))
+
+
+def write_params(project: Project, overrides: Sequence[str] = ()) -> str:
+    """Compose, validate and write params.yaml; refuse (writing nothing) if it is invalid."""
+    text = compose_params(project.conf_dir, overrides)
+    parse_params(text, source="composed configuration")
+    write_text(project.params_path, text)
+    return text
+
+
+def check_params(project: Project, overrides: Sequence[str] = ()) -> None:
+    """Raise StaleParamsError, with a unified diff, when params.yaml is not the composition."""
+    expected = compose_params(project.conf_dir, overrides)
+    path = project.params_path
+    actual = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if actual == expected:
+        parse_params(actual, source=path.name)
+        return
+    diff = "".join(
+        difflib.unified_diff(
+            actual.splitlines(keepends=True),
+            expected.splitlines(keepends=True),
+            fromfile=f"{path.name} (committed)",
+            tofile=f"{path.name} (composed from conf/)",
+        )
+    )
+    shown = " ".join(overrides)
+    raise StaleParamsError(
+        f"{path.name} is stale: it differs from what conf/ composes to"
+        + (f" with overrides '{shown}'" if shown else "")
+        + f"\n{diff}",
+        hint="run `gitml params` (with the same overrides) and commit the result; "
+        "to keep an experiment's choice, put it in conf/ (e.g. a conf/experiment/ preset)",
+    )
+
+
+def _one_paragraph(err: BaseException) -> str:
+    text = str(err).strip().split("\nConfig search path:")[0]
+    return text.replace("\n\n", "\n").strip()

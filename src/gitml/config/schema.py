@@ -1,0 +1,241 @@
+"""Typed, validated params: what every stage reads from params.yaml."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+_SLUG = r"^[a-z0-9][a-z0-9_-]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProjectParams(_Strict):
+    name: Annotated[str, Field(pattern=_SLUG)]
+    model_name: Annotated[str, Field(pattern=_SLUG)]
+
+
+class ColumnSpec(_Strict):
+    """One column of the declared data schema."""
+
+    type: Literal["int", "float", "category"]
+    categories: list[str] | None = None
+    allowed: list[float] | None = None
+    min: float | None = None
+    max: float | None = None
+    nullable: bool = False
+    max_null_fraction: Annotated[float, Field(ge=0, le=1)] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ColumnSpec:
+        if self.type == "category" and not self.categories:
+            raise ValueError("a 'category' column needs a non-empty 'categories' list")
+        if self.type != "category" and self.categories is not None:
+            raise ValueError(f"'categories' applies to category columns, not {self.type!r}")
+        if self.type == "category" and (self.min is not None or self.max is not None):
+            raise ValueError("'min'/'max' apply to numeric columns, not categories")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if self.max_null_fraction is not None and not self.nullable:
+            raise ValueError("'max_null_fraction' needs 'nullable: true'")
+        return self
+
+    @property
+    def numeric(self) -> bool:
+        return self.type in ("int", "float")
+
+
+class DataParams(_Strict):
+    """The data set: where it comes from and what it must look like."""
+
+    name: Annotated[str, Field(pattern=_SLUG)]
+    source: Annotated[str, Field(min_length=1)]
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    target: str
+    positive_class: str
+    drop: list[str] = []
+    columns: dict[str, ColumnSpec]
+    slices: list[str] = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DataParams:
+        target = self.columns.get(self.target)
+        if target is None:
+            raise ValueError(f"target {self.target!r} is not declared under 'columns'")
+        if target.type != "category" or self.positive_class not in (target.categories or []):
+            raise ValueError(
+                f"target {self.target!r} must be a category column whose categories include "
+                f"positive_class {self.positive_class!r}"
+            )
+        if len(target.categories or []) != 2:
+            raise ValueError(f"target {self.target!r} must have exactly 2 categories (binary)")
+        for key in ("slices", "drop"):
+            unknown = [c for c in getattr(self, key) if c not in self.columns]
+            if unknown:
+                raise ValueError(f"{key} name undeclared columns: {unknown}")
+        if self.target in self.drop:
+            raise ValueError(f"the target {self.target!r} cannot be listed under 'drop'")
+        return self
+
+    @property
+    def features(self) -> list[str]:
+        """Model inputs: declared columns minus the target and dropped ones, in declared order."""
+        return [c for c in self.columns if c != self.target and c not in self.drop]
+
+
+class ValidateParams(_Strict):
+    min_rows: Annotated[int, Field(ge=1)]
+    max_duplicate_fraction: Annotated[float, Field(ge=0, le=1)]
+    unknown_columns: Literal["warn", "error"]
+    min_class_fraction: Annotated[float, Field(gt=0, le=0.5)]
+    examples: Annotated[int, Field(ge=1, le=100)] = 5
+
+
+class SplitParams(_Strict):
+    test_size: Annotated[float, Field(gt=0, lt=1)]
+    seed: Annotated[int, Field(ge=0)]
+    stratify: bool = True
+
+
+class Preprocessing(_Strict):
+    numeric: Literal["standard", "impute", "none"]
+    categorical: Literal["onehot", "ordinal"]
+
+
+class LogisticRegressionParams(_Strict):
+    C: Annotated[float, Field(gt=0)] = 1.0
+    max_iter: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    class_weight: Literal["balanced"] | None = None
+    tol: Annotated[float, Field(gt=0)] = 1e-4
+
+
+class RandomForestParams(_Strict):
+    n_estimators: Annotated[int, Field(ge=1, le=5000)] = 300
+    max_depth: Annotated[int, Field(ge=1)] | None = None
+    min_samples_leaf: Annotated[int, Field(ge=1)] = 1
+    max_features: Literal["sqrt", "log2"] | Annotated[float, Field(gt=0, le=1)] | None = "sqrt"
+    class_weight: Literal["balanced", "balanced_subsample"] | None = None
+    n_jobs: Annotated[int, Field(ge=-1)] = -1
+    random_state: Annotated[int, Field(ge=0)] = 0
+
+
+class HistGradientBoostingParams(_Strict):
+    learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.1
+    max_iter: Annotated[int, Field(ge=1, le=10_000)] = 100
+    max_leaf_nodes: Annotated[int, Field(ge=2)] | None = 31
+    max_depth: Annotated[int, Field(ge=1)] | None = None
+    min_samples_leaf: Annotated[int, Field(ge=1)] = 20
+    l2_regularization: Annotated[float, Field(ge=0)] = 0.0
+    class_weight: Literal["balanced"] | None = None
+    early_stopping: bool = False
+    random_state: Annotated[int, Field(ge=0)] = 0
+
+
+class LogisticRegressionModel(_Strict):
+    name: Literal["logistic_regression"]
+    preprocessing: Preprocessing
+    params: LogisticRegressionParams
+
+
+class RandomForestModel(_Strict):
+    name: Literal["random_forest"]
+    preprocessing: Preprocessing
+    params: RandomForestParams
+
+
+class HistGradientBoostingModel(_Strict):
+    name: Literal["hist_gradient_boosting"]
+    preprocessing: Preprocessing
+    params: HistGradientBoostingParams
+
+
+ModelParams = Annotated[
+    LogisticRegressionModel | RandomForestModel | HistGradientBoostingModel,
+    Field(discriminator="name"),
+]
+
+METRICS = (
+    "roc_auc",
+    "average_precision",
+    "f1",
+    "precision",
+    "recall",
+    "accuracy",
+    "log_loss",
+    "brier",
+)
+
+
+class EvaluateParams(_Strict):
+    threshold: Annotated[float, Field(gt=0, lt=1)]
+    metrics: list[Literal[METRICS]]  # type: ignore[valid-type]
+    slices: list[str]
+    min_slice_rows: Annotated[int, Field(ge=1)] = 30
+    calibration_bins: Annotated[int, Field(ge=2, le=100)] = 10
+
+
+class Params(_Strict):
+    """The whole of params.yaml."""
+
+    seed: Annotated[int, Field(ge=0)]
+    project: ProjectParams
+    data: DataParams
+    validate_: ValidateParams = Field(alias="validate")
+    split: SplitParams
+    model: ModelParams
+    evaluate: EvaluateParams
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _slices_declared(self) -> Params:
+        unknown = [c for c in self.evaluate.slices if c not in self.data.columns]
+        if unknown:
+            raise ValueError(f"evaluate.slices name undeclared columns: {unknown}")
+        return self
+
+
+_MODEL_TAGS = {
+    "logistic_regression": LogisticRegressionModel,
+    "random_forest": RandomForestModel,
+    "hist_gradient_boosting": HistGradientBoostingModel,
+}
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed at the parent of `loc`, walking the Params model along the path."""
+    node: Any = Params
+    parts = list(loc[:-1])
+    while parts:
+        part = parts.pop(0)
+        if part in _MODEL_TAGS:
+            node = _MODEL_TAGS[part]
+            continue
+        field = getattr(node, "model_fields", {}).get("validate_" if part == "validate" else part)
+        if field is None:
+            return []
+        if part == "columns":  # dict[str, ColumnSpec]: the next part is a column name
+            node = ColumnSpec
+            parts = parts[1:]
+        else:
+            node = field.annotation
+    return [("validate" if k == "validate_" else k) for k in getattr(node, "model_fields", {})]
+
+
+def describe_error(err: dict[str, Any], source: str) -> str:
+    """Turn one pydantic error into `source: key.path: what was wrong (got X)`."""
+    raw = tuple(err["loc"])
+    # A discriminated union adds its tag to the location; drop it so the path reads like YAML.
+    loc = ".".join(str(p) for p in raw if p not in _MODEL_TAGS).replace("validate_", "validate")
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        allowed = ", ".join(_allowed_keys(raw)) or "none"
+        return f"{source}: {loc}: unknown key (allowed here: {allowed})"
+    if kind == "missing":
+        return f"{source}: {loc}: required key is missing"
+    got = err.get("input")
+    shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+    return f"{source}: {loc or '(top level)'}: {err['msg']}{shown}"

@@ -1,0 +1,1 @@
+"""Tables on disk: reading sources, atomic writes, schemas and validation."""

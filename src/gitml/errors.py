@@ -1,0 +1,68 @@
+"""The one exception hierarchy of gitml.
+
+GitmlError                  base; carries a hint and an exit code
+├── ProjectError            not inside a gitml project, missing files
+├── ConfigError             conf/ or params.yaml is invalid or stale
+│   └── StaleParamsError    params.yaml differs from the composition of conf/
+├── DataError               a data file cannot be read or written
+│   └── ValidationError     data breaks the declared schema or quality rules
+├── ModelError              a model cannot be built, saved or loaded
+│   └── UntrustedModelError the model file is not a skops file or holds untrusted types
+└── VcsError                git or dvc failed
+"""
+
+from __future__ import annotations
+
+
+class GitmlError(Exception):
+    """Base of every error gitml raises on purpose; the CLI prints it without a traceback."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def format(self) -> str:
+        """Return the message as the CLI prints it: `error: ...` and an optional `hint: ...`."""
+        text = f"error: {self.message}"
+        if self.hint:
+            text += f"\nhint: {self.hint}"
+        return text
+
+
+class ProjectError(GitmlError):
+    """The current directory is not a gitml project, or a required file is missing."""
+
+
+class ConfigError(GitmlError):
+    """Configuration in conf/ or params.yaml is invalid."""
+
+    exit_code = 2
+
+
+class StaleParamsError(ConfigError):
+    """params.yaml is not what conf/ composes to."""
+
+    exit_code = 1
+
+
+class DataError(GitmlError):
+    """A data file cannot be read, parsed or written."""
+
+
+class ValidationError(DataError):
+    """Data breaks the declared schema or a quality rule."""
+
+
+class ModelError(GitmlError):
+    """A model cannot be built, saved or loaded."""
+
+
+class UntrustedModelError(ModelError):
+    """A model file is not a skops file, or holds types outside the trusted list."""
+
+
+class VcsError(GitmlError):
+    """A git or dvc command failed."""

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, slice metrics and plot data (values in, values out)."""

@@ -1,0 +1,79 @@
+"""Assemble evaluation outputs (metrics, slice metrics, predictions, curves) from test scores."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gitml.config.schema import Params
+from gitml.evaluate.metrics import compute_metrics, compute_slices
+from gitml.evaluate.plots import calibration_points, precision_recall_points, roc_points
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    metrics: dict[str, Any]
+    slices: dict[str, Any]
+    predictions: pd.DataFrame
+    plots: dict[str, list[dict[str, Any]]]
+
+
+def evaluate_scores(test: pd.DataFrame, score: np.ndarray, params: Params) -> Evaluation:
+    """Metrics overall and per slice, per-row predictions and curve data for the test set."""
+    data, cfg = params.data, params.evaluate
+    labels = test[data.target].astype(str)
+    y_true = (labels == data.positive_class).to_numpy(dtype=int)
+    negative = next(
+        c for c in data.columns[data.target].categories or [] if c != data.positive_class
+    )
+    predicted = np.where(score >= cfg.threshold, data.positive_class, negative)
+    predictions = pd.DataFrame(
+        {
+            "row_id": test.index.to_numpy(),
+            "actual": labels.to_numpy(),
+            "predicted": predicted,
+            "score": np.round(score, 10),
+        }
+    )
+    metrics = {
+        "model_name": params.project.model_name,
+        "estimator": params.model.name,
+        "threshold": cfg.threshold,
+        "test_set": {
+            "rows": len(test),
+            "positives": int(y_true.sum()),
+            "fingerprint": fingerprint_rows(test.index.to_numpy(), labels.to_numpy()),
+        },
+        "metrics": compute_metrics(y_true, score, threshold=cfg.threshold, names=cfg.metrics),
+    }
+    slices = {
+        "threshold": cfg.threshold,
+        "min_slice_rows": cfg.min_slice_rows,
+        "slices": compute_slices(
+            test,
+            y_true,
+            score,
+            columns=cfg.slices,
+            threshold=cfg.threshold,
+            names=cfg.metrics,
+            min_rows=cfg.min_slice_rows,
+        ),
+    }
+    plots = {
+        "roc": roc_points(y_true, score),
+        "precision_recall": precision_recall_points(y_true, score),
+        "calibration": calibration_points(y_true, score, bins=cfg.calibration_bins),
+    }
+    return Evaluation(metrics=metrics, slices=slices, predictions=predictions, plots=plots)
+
+
+def fingerprint_rows(row_ids: np.ndarray, labels: np.ndarray) -> str:
+    """A short hash of which rows (and labels) make up a test set: equal means comparable."""
+    digest = hashlib.sha256()
+    digest.update(np.asarray(row_ids, dtype=np.int64).tobytes())
+    digest.update("\x1f".join(map(str, labels)).encode("utf-8"))
+    return digest.hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""The model: one scikit-learn Pipeline built from params, persisted with skops."""

@@ -1,0 +1,80 @@
+"""Fit the pipeline on training data and describe the run (metadata for lineage and review)."""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+from typing import Any
+
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from gitml.config.schema import Params
+from gitml.errors import ModelError
+from gitml.model.build import build_pipeline
+
+_LIBRARIES = ("scikit-learn", "pandas", "numpy", "pyarrow", "skops", "gitml")
+
+
+@dataclass(frozen=True)
+class FitResult:
+    pipeline: Pipeline
+    fit_seconds: float
+    rows: int
+    class_counts: dict[str, int]
+
+
+def fit_pipeline(params: Params, train: pd.DataFrame) -> FitResult:
+    """Build the configured pipeline and fit it on the declared features of `train`."""
+    data = params.data
+    missing = [c for c in [*data.features, data.target] if c not in train.columns]
+    if missing:
+        raise ModelError(f"training data lacks declared columns {missing}")
+    pipeline = build_pipeline(params.model, data)
+    y = train[data.target].astype(str)
+    started = time.perf_counter()
+    try:
+        pipeline.fit(train[data.features], y)
+    except ValueError as err:
+        raise ModelError(f"fitting {params.model.name} failed: {err}") from err
+    return FitResult(
+        pipeline=pipeline,
+        fit_seconds=round(time.perf_counter() - started, 3),
+        rows=len(train),
+        class_counts={str(k): int(v) for k, v in y.value_counts().sort_index().items()},
+    )
+
+
+def training_metadata(
+    params: Params, result: FitResult, *, model_bytes: int, model_sha256: str, train_sha256: str
+) -> dict[str, Any]:
+    """What review, the registry and the model card need to know about this training run."""
+    return {
+        "model_name": params.project.model_name,
+        "estimator": params.model.name,
+        "hyperparameters": params.model.params.model_dump(),
+        "preprocessing": params.model.preprocessing.model_dump(),
+        "features": list(params.data.features),
+        "training": {
+            "rows": result.rows,
+            "class_counts": result.class_counts,
+            "data_sha256": train_sha256,
+            "fit_seconds": result.fit_seconds,
+        },
+        "model_file": {"bytes": model_bytes, "sha256": model_sha256, "format": "skops"},
+        "trained_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "versions": {"python": platform.python_version(), **_versions()},
+    }
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in _LIBRARIES:
+        try:
+            found[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            found[name] = "unknown"
+    return found

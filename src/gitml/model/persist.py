@@ -1,0 +1,85 @@
+"""Save and load models with skops and an explicit list of trusted types; never pickle."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from pathlib import Path
+
+from sklearn.pipeline import Pipeline
+
+from gitml.data.io import write_bytes
+from gitml.errors import ModelError, UntrustedModelError
+
+# Types outside skops' default-trusted set that gitml's own pipelines contain. Anything else
+# in a model file is refused before a single object is constructed.
+TRUSTED_TYPES: tuple[str, ...] = (
+    "numpy.dtype",  # every ColumnTransformer / OneHotEncoder pipeline
+    "sklearn.tree._tree.Tree",  # random forest
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    # HistGradientBoosting keeps functools.partial(check_array, ...) as its input checker;
+    # partial is only dangerous around an untrusted callable, and check_array is the only
+    # callable trusted here.
+    "functools.partial",
+    "sklearn.utils.validation.check_array",
+)
+
+_PICKLE_MAGIC = (b"\x80", b"(", b"c")  # protocol 2+ opcode, protocol 0 MARK / GLOBAL
+
+
+def save_model(pipeline: Pipeline, path: Path) -> bytes:
+    """Serialise with skops and write atomically; return the bytes written."""
+    import skops.io as sio
+
+    payload = sio.dumps(pipeline)
+    write_bytes(path, payload)
+    return payload
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_model(path: Path) -> Pipeline:
+    """Load a skops model file, refusing pickles and any type not explicitly trusted.
+
+    The untrusted-type audit reads only the file's schema; no object is built and no code
+    runs before every type in it is known to be trusted.
+    """
+    import skops.io as sio
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found", hint="run `dvc repro` or `dvc pull`")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not zipfile.is_zipfile(path):
+        kind = "a pickle file" if head[:1] in _PICKLE_MAGIC else "not a skops file"
+        raise UntrustedModelError(
+            f"{path}: refusing to load: {kind}; gitml loads only skops model files",
+            hint="pickle and joblib files can run arbitrary code when loaded; re-export the "
+            "model with gitml (skops)",
+        )
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as err:  # a zip that is not a skops archive
+        raise UntrustedModelError(f"{path}: not a valid skops file ({err})") from err
+    refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
+    if refused:
+        raise UntrustedModelError(
+            f"{path}: refusing to load: it holds types outside gitml's trusted list: "
+            + ", ".join(refused),
+            hint="only models built by gitml's allow-listed estimators can be loaded",
+        )
+    try:
+        model = sio.load(path, trusted=list(untrusted))
+    except Exception as err:
+        raise ModelError(f"{path}: cannot load the model ({err})") from err
+    if not isinstance(model, Pipeline):
+        raise ModelError(f"{path}: expected a scikit-learn Pipeline, found {type(model).__name__}")
+    return model

@@ -1,0 +1,50 @@
+"""Stage `evaluate`: score the test set with the saved pipeline; metrics, slices, plots."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gitml.config.schema import Params
+from gitml.data.io import atomic_path, read_table, write_json
+from gitml.evaluate.evaluation import evaluate_scores
+from gitml.model.build import positive_index
+from gitml.model.persist import load_model
+from gitml.stages._runner import run_stage
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--test", type=Path, required=True)
+    parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--slices", type=Path, required=True)
+    parser.add_argument("--predictions", type=Path, required=True)
+    parser.add_argument("--plots", type=Path, required=True, help="directory for curve data")
+
+
+def _evaluate(args: argparse.Namespace, params: Params) -> None:
+    """Evaluate the model exactly as it will be served: the saved pipeline, loaded via skops."""
+    pipeline = load_model(args.model)
+    test = read_table(args.test)
+    column = positive_index(pipeline, params.data.positive_class)
+    score = pipeline.predict_proba(test[params.data.features])[:, column]
+    result = evaluate_scores(test, score, params)
+    for name, rows in result.plots.items():
+        write_json(args.plots / f"{name}.json", rows)
+    with atomic_path(args.predictions) as tmp:
+        result.predictions.to_csv(tmp, index=False)
+    write_json(args.slices, result.slices)
+    write_json(args.metrics, result.metrics)
+    headline = ", ".join(
+        f"{k} {v:.4f}" for k, v in result.metrics["metrics"].items() if v is not None
+    )
+    print(f"[evaluate] {len(test):,} test rows: {headline} -> {args.metrics}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stage("evaluate", _configure, _evaluate, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Stage `train`: fit one scikit-learn Pipeline, save it with skops, plus signature, metadata."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from pathlib import Path
+
+from gitml.config.schema import Params
+from gitml.data.io import read_table, write_json
+from gitml.model.fit import fit_pipeline, training_metadata
+from gitml.model.persist import save_model, sha256_file
+from gitml.model.signature import build_signature
+from gitml.stages._runner import run_stage
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--train", type=Path, required=True)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--signature", type=Path, required=True)
+    parser.add_argument("--metadata", type=Path, required=True)
+
+
+def _train(args: argparse.Namespace, params: Params) -> None:
+    """Fit the configured model; each output is written atomically, the model first."""
+    train = read_table(args.train)
+    result = fit_pipeline(params, train)
+    payload = save_model(result.pipeline, args.model)
+    name = params.project.model_name
+    write_json(
+        args.signature, build_signature(result.pipeline, params.data, train, model_name=name)
+    )
+    meta = training_metadata(
+        params,
+        result,
+        model_bytes=len(payload),
+        model_sha256=hashlib.sha256(payload).hexdigest(),
+        train_sha256=sha256_file(args.train),
+    )
+    write_json(args.metadata, meta)
+    print(
+        f"[train] {params.model.name} on {result.rows:,} rows in {result.fit_seconds:.2f} s "
+        f"-> {args.model} ({len(payload) / 1024:.0f} KiB)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stage("train", _configure, _train, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Shared fixtures: a real git + DVC copy of the reference project, built once per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# What a project needs to run its pipeline; copied from this repository, not mocked.
+PROJECT_FILES = [
+    "dvc.yaml",
+    "params.yaml",
+    "conf",
+    "src",
+    "data/external",
+    ".dvc/config",
+    ".dvc/.gitignore",
+    ".dvcignore",
+    ".gitignore",
+]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Stages run `python -m gitml.stages.*`: the interpreter running the tests comes first.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    os.environ["DVC_NO_ANALYTICS"] = "1"
+    os.environ.setdefault("GIT_AUTHOR_NAME", "gitml tests")
+    os.environ.setdefault("GIT_AUTHOR_EMAIL", "tests@gitml.invalid")
+    os.environ.setdefault("GIT_COMMITTER_NAME", "gitml tests")
+    os.environ.setdefault("GIT_COMMITTER_EMAIL", "tests@gitml.invalid")
+
+
+def run(
+    *cmd: str | os.PathLike[str], cwd: Path, check: bool = True, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run a real command; on an unexpected failure show its output."""
+    proc = subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(map(str, cmd))} exited {proc.returncode}\n"
+            f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+        )
+    return proc
+
+
+def gitml(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run(sys.executable, "-m", "gitml", *args, cwd=cwd, check=check)
+
+
+def dvc(*args: str, cwd: Path, check: bool = True, timeout: float = 600):
+    return run(sys.executable, "-m", "dvc", *args, cwd=cwd, check=check, timeout=timeout)
+
+
+def git(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run("git", *args, cwd=cwd, check=check)
+
+
+def ran_stages(output: str) -> list[str]:
+    """Stage names that `dvc repro` actually ran, from its output."""
+    return [
+        line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")
+    ]
+
+
+def copy_repo(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference project in a fresh git repo, committed, with a temp DVC remote."""
+    base = tmp_path_factory.mktemp("template")
+    repo = base / "project"
+    for rel in PROJECT_FILES:
+        src, dst = ROOT / rel, repo / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, dst)
+    git("init", "-q", "-b", "main", cwd=repo)
+    git("config", "user.name", "gitml tests", cwd=repo)
+    git("config", "user.email", "tests@gitml.invalid", cwd=repo)
+    dvc("remote", "modify", "local", "url", str(base / "remote"), cwd=repo)
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "reference project", cwd=repo)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def built_repo(template_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The template after a full `dvc repro` from scratch, committed."""
+    repo = copy_repo(template_repo, tmp_path_factory.mktemp("built") / "project")
+    proc = dvc("repro", cwd=repo)
+    (repo.parent / "first-repro.log").write_text(proc.stdout)
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "dvc repro", cwd=repo)
+    return repo
+
+
+@pytest.fixture
+def repo(built_repo: Path, tmp_path: Path) -> Path:
+    """A private copy of the built repository for one test."""
+    return copy_repo(built_repo, tmp_path / "project")

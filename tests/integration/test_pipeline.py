@@ -1,0 +1,209 @@
+"""The reference pipeline end to end, in real git + DVC repositories."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tests.conftest import dvc, git, gitml, ran_stages, run
+
+STAGES = ["ingest", "validate", "split", "train", "evaluate"]
+
+
+def _metrics(repo: Path) -> dict:
+    return json.loads((repo / "reports/metrics.json").read_text())
+
+
+def test_repro_from_scratch_builds_everything(built_repo: Path) -> None:
+    log = (built_repo.parent / "first-repro.log").read_text()
+    assert ran_stages(log) == STAGES
+    for rel in [
+        "data/raw/telco_churn.parquet",
+        "data/processed/train.parquet",
+        "data/processed/test.parquet",
+        "models/model.skops",
+        "models/signature.json",
+        "models/metadata.json",
+        "reports/validation.json",
+        "reports/validation.md",
+        "reports/metrics.json",
+        "reports/slices.json",
+        "reports/predictions.csv",
+        "reports/plots/roc.json",
+        "reports/plots/precision_recall.json",
+        "reports/plots/calibration.json",
+    ]:
+        assert (built_repo / rel).is_file(), rel
+    metrics = _metrics(built_repo)
+    assert metrics["metrics"]["roc_auc"] >= 0.83  # the issue's quality bar
+    assert metrics["test_set"]["rows"] == 1409
+    slices = json.loads((built_repo / "reports/slices.json").read_text())["slices"]
+    assert set(slices) == {"female", "senior_citizen", "contract"}
+    assert set(slices["contract"]["groups"]) == {"Month-to-month", "One year", "Two year"}
+    # small outputs are committed to Git; data and the model are DVC's
+    tracked = git("ls-files", cwd=built_repo).stdout.split()
+    assert "reports/metrics.json" in tracked and "models/signature.json" in tracked
+    assert "models/model.skops" not in tracked and "data/raw/telco_churn.parquet" not in tracked
+    assert "dvc.lock" in tracked
+
+
+def test_second_repro_runs_nothing(repo: Path) -> None:
+    proc = dvc("repro", cwd=repo)
+    assert ran_stages(proc.stdout) == []
+    assert "Data and pipelines are up to date" in proc.stdout
+    assert git("status", "--porcelain", cwd=repo).stdout == ""
+
+
+def test_evaluate_param_change_reruns_only_evaluate(repo: Path) -> None:
+    conf = repo / "conf/evaluate/default.yaml"
+    conf.write_text(conf.read_text().replace("threshold: 0.5", "threshold: 0.35"))
+    gitml("params", cwd=repo)
+    before = _metrics(repo)
+    proc = dvc("repro", cwd=repo)
+    assert ran_stages(proc.stdout) == ["evaluate"]
+    after = _metrics(repo)
+    assert after["threshold"] == 0.35
+    assert after["metrics"]["roc_auc"] == before["metrics"]["roc_auc"]  # same model
+    assert after["metrics"]["recall"] > before["metrics"]["recall"]  # lower threshold
+
+
+def test_model_change_reruns_train_and_evaluate_only(repo: Path) -> None:
+    gitml("params", "model=random_forest", "model.params.n_estimators=60", cwd=repo)
+    proc = dvc("repro", cwd=repo)
+    assert ran_stages(proc.stdout) == ["train", "evaluate"]
+    assert _metrics(repo)["estimator"] == "random_forest"
+    meta = json.loads((repo / "models/metadata.json").read_text())
+    assert meta["hyperparameters"]["n_estimators"] == 60
+
+
+def test_exp_run_composes_like_gitml_params(repo: Path, tmp_path: Path) -> None:
+    baseline = _metrics(repo)
+    dvc("exp", "run", "-S", "model=hist_gradient_boosting", cwd=repo)
+    after = _metrics(repo)
+    assert after["estimator"] == "hist_gradient_boosting"
+    assert after["metrics"] != baseline["metrics"]
+    assert after["metrics"]["roc_auc"] >= 0.80
+    # DVC's own Hydra composition and `gitml params` write the very same bytes
+    dvc_written = (repo / "params.yaml").read_bytes()
+    assert gitml("params", "--check", "model=hist_gradient_boosting", cwd=repo).returncode == 0
+    stale = gitml("params", "--check", cwd=repo, check=False)
+    assert stale.returncode == 1
+    assert "-  name: hist_gradient_boosting" in stale.stderr
+    assert "+  name: logistic_regression" in stale.stderr
+    gitml("params", "model=hist_gradient_boosting", cwd=repo)
+    assert (repo / "params.yaml").read_bytes() == dvc_written
+
+
+def test_params_check_catches_hand_edit(repo: Path) -> None:
+    assert gitml("params", "--check", cwd=repo).returncode == 0
+    params = repo / "params.yaml"
+    params.write_text(params.read_text().replace("C: 1.0", "C: 2.5"))
+    proc = gitml("params", "--check", cwd=repo, check=False)
+    assert proc.returncode == 1
+    assert "params.yaml is stale" in proc.stderr
+    assert "-    C: 2.5" in proc.stderr and "+    C: 1.0" in proc.stderr
+    assert "C: 2.5" in params.read_text()  # --check writes nothing
+
+
+def test_bad_config_fails_before_any_stage_runs(repo: Path) -> None:
+    model = repo / "models/model.skops"
+    before = model.read_bytes()
+    proc = dvc("exp", "run", "-S", "model.params.C=-1", cwd=repo, check=False)
+    assert proc.returncode != 0
+    assert "model.params.C: Input should be greater than 0 (got -1)" in proc.stderr + proc.stdout
+    assert model.read_bytes() == before
+    proc = dvc("exp", "run", "-S", "model=gradient_magic", cwd=repo, check=False)
+    assert proc.returncode != 0
+    out = proc.stderr + proc.stdout
+    assert "gradient_magic" in out
+
+
+@pytest.mark.slow
+def test_queued_sweep_runs_each_model(repo: Path) -> None:
+    dvc("exp", "run", "-S", "model=logistic_regression,random_forest", "--queue", cwd=repo)
+    dvc("queue", "start", "--jobs", "1", cwd=repo)
+    deadline = time.monotonic() + 420
+    while time.monotonic() < deadline:
+        status = dvc("queue", "status", cwd=repo).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(2)
+    else:
+        dvc("queue", "kill", "--all", cwd=repo, check=False)
+        pytest.fail("the queued sweep did not finish in 7 minutes")
+    assert status.count("Success") == 2, status
+    shown = json.loads(dvc("exp", "show", "--json", cwd=repo).stdout)
+    estimators = set()
+    for commit in shown:
+        for exp in commit.get("experiments") or []:
+            for rev in exp.get("revs", []):
+                data = rev.get("data") or {}
+                params = data.get("params", {}).get("params.yaml", {}).get("data", {})
+                if params.get("model"):
+                    estimators.add(params["model"]["name"])
+    assert estimators == {"logistic_regression", "random_forest"}
+
+
+def test_push_pull_round_trip(repo: Path) -> None:
+    dvc("push", cwd=repo)
+    model = repo / "models/model.skops"
+    original = model.read_bytes()
+    import shutil
+
+    shutil.rmtree(repo / ".dvc/cache")
+    for rel in ["models/model.skops", "data/processed", "data/raw/telco_churn.parquet"]:
+        path = repo / rel
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    dvc("pull", cwd=repo)
+    assert model.read_bytes() == original
+    assert "up to date" in dvc("status", cwd=repo).stdout
+
+
+def test_sigkill_during_train_leaves_no_partial_model(repo: Path) -> None:
+    # a forest slow enough to be killed mid-fit
+    gitml(
+        "params",
+        "model=random_forest",
+        "model.params.n_estimators=1500",
+        "model.params.n_jobs=1",
+        cwd=repo,
+    )
+    good_model = (repo / "models/model.skops").read_bytes()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro"],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("Running stage 'train'"):
+            break
+    time.sleep(2.0)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    models = repo / "models"
+    # the killed run replaced nothing: the last good model is still there, whole
+    assert (models / "model.skops").read_bytes() == good_model
+    leftovers = [p.name for p in models.iterdir() if p.name.startswith(".gitml-tmp-")]
+    assert all(name.startswith(".gitml-tmp-model.skops") for name in leftovers)
+    # the next repro recovers with no manual clean-up (smaller forest to keep the test short)
+    gitml("params", "model=random_forest", "model.params.n_estimators=40", cwd=repo)
+    again = dvc("repro", cwd=repo)
+    assert "train" in ran_stages(again.stdout)
+    assert not [p for p in models.iterdir() if p.name.startswith(".gitml-tmp-")]
+    run(
+        sys.executable,
+        "-c",
+        "from gitml.model.persist import load_model; load_model('models/model.skops')",
+        cwd=repo,
+    )
+    assert "up to date" in dvc("status", cwd=repo).stdout

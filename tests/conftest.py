@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support import copy_repo, dvc, git
 
 ROOT = Path(__file__).resolve().parents[1]
 # What a project needs to run its pipeline; copied from this repository, not mocked.
@@ -33,45 +34,6 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("GIT_AUTHOR_EMAIL", "tests@gitml.invalid")
     os.environ.setdefault("GIT_COMMITTER_NAME", "gitml tests")
     os.environ.setdefault("GIT_COMMITTER_EMAIL", "tests@gitml.invalid")
-
-
-def run(
-    *cmd: str | os.PathLike[str], cwd: Path, check: bool = True, timeout: float = 600
-) -> subprocess.CompletedProcess[str]:
-    """Run a real command; on an unexpected failure show its output."""
-    proc = subprocess.run(
-        [str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(map(str, cmd))} exited {proc.returncode}\n"
-            f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
-        )
-    return proc
-
-
-def gitml(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return run(sys.executable, "-m", "gitml", *args, cwd=cwd, check=check)
-
-
-def dvc(*args: str, cwd: Path, check: bool = True, timeout: float = 600):
-    return run(sys.executable, "-m", "dvc", *args, cwd=cwd, check=check, timeout=timeout)
-
-
-def git(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return run("git", *args, cwd=cwd, check=check)
-
-
-def ran_stages(output: str) -> list[str]:
-    """Stage names that `dvc repro` actually ran, from its output."""
-    return [
-        line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")
-    ]
-
-
-def copy_repo(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst, symlinks=True)
-    return dst
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.conftest import dvc, gitml, ran_stages
+
+from tests.support import dvc, gitml, ran_stages
 
 KEPT = ["models/model.skops", "reports/metrics.json", "reports/validation.json"]
 

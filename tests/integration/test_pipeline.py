@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.conftest import dvc, git, gitml, ran_stages, run
+
+from tests.support import dvc, git, gitml, ran_stages, run
 
 STAGES = ["ingest", "validate", "split", "train", "evaluate"]
 

@@ -1,0 +1,48 @@
+"""Helpers for tests: run real git, dvc and gitml commands."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run(
+    *cmd: str | os.PathLike[str], cwd: Path, check: bool = True, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run a real command; on an unexpected failure show its output."""
+    proc = subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(map(str, cmd))} exited {proc.returncode}\n"
+            f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+        )
+    return proc
+
+
+def gitml(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run(sys.executable, "-m", "gitml", *args, cwd=cwd, check=check)
+
+
+def dvc(*args: str, cwd: Path, check: bool = True, timeout: float = 600):
+    return run(sys.executable, "-m", "dvc", *args, cwd=cwd, check=check, timeout=timeout)
+
+
+def git(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run("git", *args, cwd=cwd, check=check)
+
+
+def ran_stages(output: str) -> list[str]:
+    """Stage names that `dvc repro` actually ran, from its output."""
+    return [
+        line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")
+    ]
+
+
+def copy_repo(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, symlinks=True)
+    return dst

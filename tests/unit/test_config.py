@@ -1,0 +1,105 @@
+"""Composition of conf/ into params.yaml, and the errors bad configuration gets."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from dvc.utils.hydra import compose_and_dump
+
+from gitml.config.compose import check_params, compose_params, parse_params, write_params
+from gitml.errors import ConfigError, StaleParamsError
+from gitml.model.build import build_pipeline
+from gitml.project import Project
+
+ROOT = Path(__file__).resolve().parents[2]
+CONF = ROOT / "conf"
+MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    shutil.copytree(CONF, tmp_path / "conf")
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    return Project(tmp_path)
+
+
+def test_committed_params_yaml_is_the_composition_of_conf() -> None:
+    assert (ROOT / "params.yaml").read_text() == compose_params(CONF)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["model=random_forest"],
+        ["experiment=hgb_tuned"],
+        ["model=hist_gradient_boosting", "model.params.max_iter=50", "seed=7"],
+    ],
+)
+def test_composition_is_byte_identical_to_dvcs(tmp_path: Path, overrides: list[str]) -> None:
+    out = tmp_path / "params.yaml"
+    compose_and_dump(out, str(CONF), None, "config", str(tmp_path), overrides)
+    assert compose_params(CONF, overrides) == out.read_text()
+
+
+@pytest.mark.parametrize(
+    "overrides", [[f"model={m}"] for m in MODELS] + [[f"experiment={e}"] for e in EXPERIMENTS]
+)
+def test_every_config_option_composes_validates_and_builds(overrides: list[str]) -> None:
+    params = parse_params(compose_params(CONF, overrides), source="test")
+    pipeline = build_pipeline(params.model, params.data)
+    assert pipeline.named_steps["estimator"].__class__.__name__
+
+
+def test_seed_flows_into_split_and_model() -> None:
+    params = parse_params(compose_params(CONF, ["model=random_forest", "seed=7"]), source="t")
+    assert params.split.seed == 7
+    assert params.model.params.random_state == 7
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["model=gradient_magic"], ["Could not find 'model/gradient_magic'", "random_forest"]),
+        (["model.params.C=-1"], ["model.params.C: Input should be greater than 0 (got -1)"]),
+        (["model.params.C=abc"], ["model.params.C: Input should be a valid number"]),
+        (["split.test_size=1.5"], ["split.test_size: Input should be less than 1"]),
+        (["validate.unknown_columns=maybe"], ["Input should be 'warn' or 'error'"]),
+        (["+model.params.depth=3"], ["model.params.depth: unknown key (allowed here: C,"]),
+        (["model.params.depth=3"], ["Could not override 'model.params.depth'"]),
+        (["data.target=nope"], ["target 'nope' is not declared under 'columns'"]),
+        (["evaluate.slices=[planet]"], ["evaluate.slices name undeclared columns: ['planet']"]),
+    ],
+)
+def test_bad_configuration_names_the_key_and_allowed_values(
+    project: Project, overrides: list[str], expected: list[str]
+) -> None:
+    before = project.params_path.read_text()
+    with pytest.raises(ConfigError) as info:
+        write_params(project, overrides)
+    message = info.value.format()
+    for text in expected:
+        assert text in message
+    assert project.params_path.read_text() == before  # nothing written
+
+
+def test_check_reports_a_diff_and_writes_nothing(project: Project) -> None:
+    check_params(project)
+    edited = project.params_path.read_text().replace("test_size: 0.2", "test_size: 0.3")
+    project.params_path.write_text(edited)
+    with pytest.raises(StaleParamsError) as info:
+        check_params(project)
+    assert info.value.exit_code == 1
+    assert "-  test_size: 0.3" in info.value.message
+    assert "+  test_size: 0.2" in info.value.message
+    assert project.params_path.read_text() == edited
+
+
+def test_check_with_overrides_matches_written_overrides(project: Project) -> None:
+    write_params(project, ["model=random_forest"])
+    check_params(project, ["model=random_forest"])
+    with pytest.raises(StaleParamsError):
+        check_params(project)

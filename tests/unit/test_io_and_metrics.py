@@ -1,0 +1,67 @@
+"""Atomic writes, strict source reading, and metric computation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gitml.data.io import atomic_path, read_source, write_json
+from gitml.errors import DataError
+from gitml.evaluate.metrics import HIGHER_IS_BETTER, compute_metrics, compute_slices
+
+NAMES = list(HIGHER_IS_BETTER)
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:
+    target = tmp_path / "metrics.json"
+    write_json(target, {"auc": 0.8})
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash mid-write")
+    assert target.read_text() == '{\n  "auc": 0.8\n}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_stale_temporaries_are_cleaned(tmp_path: Path) -> None:
+    (tmp_path / ".gitml-tmp-model.skops.abc123").write_bytes(b"partial")
+    write_json(tmp_path / "model.skops", {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.skops"]
+
+
+def test_ragged_csv_is_refused_with_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("a,b,c\n1,2,3\n4,5\n")
+    with pytest.raises(DataError, match="Expected 3 columns, got 2"):
+        read_source(path)
+
+
+def test_csv_rows_keep_source_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("a,b\n1,x\n2,\n")
+    frame = read_source(path)
+    assert list(frame.index) == [0, 1]
+    assert frame["b"].tolist() == ["x", ""]
+
+
+def test_metrics_on_a_known_example() -> None:
+    y = np.array([0, 0, 1, 1])
+    score = np.array([0.1, 0.6, 0.4, 0.9])
+    got = compute_metrics(y, score, threshold=0.5, names=NAMES)
+    assert got["roc_auc"] == 0.75
+    assert got["accuracy"] == 0.5
+    assert got["precision"] == 0.5 and got["recall"] == 0.5
+    assert got["brier"] == pytest.approx((0.01 + 0.36 + 0.36 + 0.01) / 4)
+
+
+def test_slices_mark_small_groups_and_undefined_auc() -> None:
+    frame = pd.DataFrame({"g": ["a"] * 40 + ["b"] * 5})
+    y = np.array([0, 1] * 20 + [1] * 5)
+    score = np.linspace(0, 1, 45)
+    out = compute_slices(frame, y, score, columns=["g"], threshold=0.5, names=NAMES, min_rows=30)
+    groups = out["g"]["groups"]
+    assert groups["b"]["too_small"] and groups["b"]["roc_auc"] is None
+    assert not groups["a"]["too_small"]
+    assert out["g"]["max_gap"]["roc_auc"] is None  # only one group is large enough

@@ -1,0 +1,99 @@
+"""skops persistence: round trips for every model family, and refusal of unsafe files."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io as sio
+
+from gitml.config.compose import compose_params, parse_params
+from gitml.data.io import read_source
+from gitml.errors import UntrustedModelError
+from gitml.model.build import build_pipeline
+from gitml.model.persist import TRUSTED_TYPES, load_model, save_model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def sample() -> pd.DataFrame:
+    frame = read_source(ROOT / "data/external/telco_churn.csv.gz")
+    return frame.sample(1500, random_state=0)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model=logistic_regression"],
+        ["model=random_forest", "model.params.n_estimators=20"],
+        ["model=hist_gradient_boosting", "model.params.max_iter=20"],
+    ],
+)
+def test_round_trip_needs_only_trusted_types(
+    tmp_path: Path, sample: pd.DataFrame, overrides: list[str]
+) -> None:
+    params = parse_params(compose_params(ROOT / "conf", overrides), source="t")
+    data = params.data
+    pipeline = build_pipeline(params.model, data).fit(sample[data.features], sample[data.target])
+    path = tmp_path / "model.skops"
+    payload = save_model(pipeline, path)
+    assert set(sio.get_untrusted_types(data=payload)) <= set(TRUSTED_TYPES)
+    loaded = load_model(path)
+    # a parallel forest sums its trees in any order: equal up to float rounding
+    np.testing.assert_allclose(
+        loaded.predict_proba(sample[data.features]),
+        pipeline.predict_proba(sample[data.features]),
+        rtol=0,
+        atol=1e-12,
+    )
+
+
+class _Payload:
+    """An object whose unpickling has a visible side effect."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_pickle_file_is_refused_without_running_it(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "model.skops"
+    path.write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(UntrustedModelError, match="a pickle file"):
+        load_model(path)
+    assert not marker.exists()
+
+
+class _Untrusted:
+    """A type no allow-list contains; building it would leave a marker."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __setstate__(self, state: dict) -> None:
+        Path(state["marker"]).touch()
+        self.__dict__.update(state)
+
+
+def test_skops_file_with_untrusted_type_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "constructed"
+    path = tmp_path / "model.skops"
+    sio.dump({"model": _Untrusted(str(marker))}, path)
+    with pytest.raises(UntrustedModelError) as info:
+        load_model(path)
+    assert "_Untrusted" in info.value.message
+    assert not marker.exists()
+
+
+def test_garbage_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "model.skops"
+    path.write_bytes(b"definitely not a model")
+    with pytest.raises(UntrustedModelError, match="not a skops file"):
+        load_model(path)

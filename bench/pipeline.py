@@ -296,15 +296,14 @@ def full_run(repo: Path, source: str, label: str) -> dict[str, Any]:
     }
 
 
-def large_run(base: Path, rows: int) -> dict[str, Any]:
+def large_run(repo: Path, rows: int) -> dict[str, Any]:
     """Resample to `rows`, compose params for it, run the full comparison."""
-    repo = build_project(base)
     progress(f"large: writing {rows:,} resampled rows")
     source, write_s = write_resampled(repo, rows)
     overrides = [f"data.source={source}", *LARGE_OVERRIDES]
     run_quiet([sys.executable, "-m", "gitml", "params", *overrides], repo)
     result = full_run(repo, source, "large")
-    return {**result, "overrides": overrides, "write_s": write_s, "repo": str(repo)}
+    return {**result, "overrides": overrides, "write_s": write_s}
 
 
 def noop_run(repo: Path) -> dict[str, Any]:
@@ -358,7 +357,9 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
 
     def fmt(row: list[str]) -> str:
-        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
         return "  " + "  ".join(cells).rstrip()
 
     return "\n".join([fmt(headers), fmt(["-" * w for w in widths]), *map(fmt, rows)])
@@ -417,7 +418,8 @@ def render(results: dict[str, Any]) -> str:
     meta = results["meta"]
     out = [
         f"gitml pipeline benchmark: python {meta['python']}, dvc {meta['dvc']}, "
-        f"{meta['cpus']} CPUs",
+        f"{meta['cpus']} CPUs; 1-min load average {meta['load_average_start'][0]:.2f} at "
+        f"start, {meta['load_average_end'][0]:.2f} at end (other work on the machine skews times)",
         "",
         "Full `dvc repro` from scratch vs a plain scikit-learn script (one process):",
         summary_table(results),
@@ -462,6 +464,7 @@ def metadata() -> dict[str, Any]:
         "python": platform.python_version(),
         "dvc": importlib_metadata.version("dvc"),
         "cpus": os.cpu_count(),
+        "load_average_start": os.getloadavg(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -475,10 +478,11 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         results["reference"] = full_run(reference, REFERENCE_DATA, "reference")
         last = reference
         if not args.skip_large:
-            results["large"] = large_run(scratch / "large", args.rows)
-            last = Path(results["large"]["repo"])
+            last = build_project(scratch / "large")
+            results["large"] = large_run(last, args.rows)
         results["noop"] = noop_run(last)
         results["targets"] = check_targets(results)
+        results["meta"]["load_average_end"] = os.getloadavg()
     finally:
         if args.keep:
             progress(f"kept the scratch projects in {scratch}")

@@ -208,3 +208,29 @@ def test_sigkill_during_train_leaves_no_partial_model(repo: Path) -> None:
         cwd=repo,
     )
     assert "up to date" in dvc("status", cwd=repo).stdout
+
+
+def test_dvc_plots_render_every_declared_plot(repo: Path) -> None:
+    shown = json.loads(dvc("plots", "show", "--json", cwd=repo).stdout)["data"]
+    assert set(shown) == {"ROC", "Precision-Recall", "Calibration", "Confusion matrix"}
+    for name, renders in shown.items():
+        assert not renders[0].get("errors"), name
+        assert renders[0]["content"]["data"]["values"], name
+    diff = json.loads(dvc("plots", "diff", "HEAD", "--json", cwd=repo).stdout)["data"]
+    assert diff["ROC"][0]["revisions"] == ["workspace", "HEAD"]
+
+
+def test_dvc_tracked_source_by_config_alone(repo: Path) -> None:
+    import pandas as pd
+
+    mine = repo / "data/external/mine.parquet"
+    frame = pd.read_csv(repo / "data/external/telco_churn.csv.gz").sample(3000, random_state=1)
+    frame.to_parquet(mine, index=False)
+    dvc("add", "data/external/mine.parquet", cwd=repo)
+    git("add", "data/external/mine.parquet.dvc", "data/external/.gitignore", cwd=repo)
+    gitml("params", "data.source=data/external/mine.parquet", cwd=repo)
+    proc = dvc("repro", cwd=repo)
+    assert ran_stages(proc.stdout)[:2] == ["ingest", "validate"]
+    report = json.loads((repo / "reports/validation.json").read_text())
+    assert report["source"] == "data/external/mine.parquet" and report["rows"] == 3000
+    assert _metrics(repo)["test_set"]["rows"] == 600

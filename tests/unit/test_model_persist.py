@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def sample() -> pd.DataFrame:
-    frame = read_source(ROOT / "data/external/telco_churn.csv.gz")
+    frame = read_source(ROOT / "data/external/telco_churn.csv.gz").to_pandas()
     return frame.sample(1500, random_state=0)
 
 

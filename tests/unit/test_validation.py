@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from gitml.config.compose import compose_params, parse_params
-from gitml.data.io import read_source
+from gitml.data.io import read_source, read_table, write_arrow
 from gitml.data.typing import apply_declared_types
 from gitml.data.validation import validate_frame
 
@@ -22,8 +22,12 @@ def params():
 
 
 @pytest.fixture(scope="module")
-def telco(params) -> pd.DataFrame:
-    return apply_declared_types(read_source(ROOT / "data/external/telco_churn.csv.gz"), params.data)
+def telco(params, tmp_path_factory) -> pd.DataFrame:
+    """The reference data as the validate stage sees it (ingest output, read back)."""
+    raw = tmp_path_factory.mktemp("raw") / "telco.parquet"
+    table = read_source(ROOT / "data/external/telco_churn.csv.gz")
+    write_arrow(raw, apply_declared_types(table, params.data))
+    return read_table(raw, categories=params.data.categorical)
 
 
 def _run(frame, params, **rules):
@@ -67,6 +71,14 @@ def test_not_nullable_column_with_nulls(telco, params) -> None:
     frame = telco.copy()
     frame.loc[7, "monthly_charges"] = np.nan
     assert _rules(_run(frame, params))["monthly_charges:not_null"] == "error"
+
+
+def test_object_columns_validate_like_categoricals(telco, params) -> None:
+    plain = telco.astype({c: object for c in params.data.categorical})
+    assert _rules(_run(plain, params)) == _rules(_run(telco, params))
+    plain.loc[[3, 4], "contract"] = ["", "Weekly"]
+    rules = _rules(_run(plain, params))
+    assert rules["contract:categories"] == "error" and rules["contract:not_null"] == "error"
 
 
 def test_duplicates_above_limit_and_class_balance(telco, params) -> None:

@@ -72,6 +72,8 @@ class DataParams(_Strict):
             )
         if len(target.categories or []) != 2:
             raise ValueError(f"target {self.target!r} must have exactly 2 categories (binary)")
+        if "_row" in self.columns:
+            raise ValueError("column name '_row' is reserved by gitml (the source row number)")
         for key in ("slices", "drop"):
             unknown = [c for c in getattr(self, key) if c not in self.columns]
             if unknown:
@@ -79,6 +81,11 @@ class DataParams(_Strict):
         if self.target in self.drop:
             raise ValueError(f"the target {self.target!r} cannot be listed under 'drop'")
         return self
+
+    @property
+    def categorical(self) -> list[str]:
+        """Declared category columns (the target included)."""
+        return [c for c, spec in self.columns.items() if spec.type == "category"]
 
     @property
     def features(self) -> list[str]:
@@ -175,6 +182,7 @@ class EvaluateParams(_Strict):
     slices: list[str]
     min_slice_rows: Annotated[int, Field(ge=1)] = 30
     calibration_bins: Annotated[int, Field(ge=2, le=100)] = 10
+    max_prediction_rows: Annotated[int, Field(ge=1)] = 50_000
 
 
 class Params(_Strict):

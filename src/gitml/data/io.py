@@ -8,11 +8,14 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from gitml.errors import DataError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _TMP_PREFIX = ".gitml-tmp-"
 
@@ -63,21 +66,66 @@ def write_json(target: str | os.PathLike[str], data: Any) -> None:
     write_text(target, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
-def write_table(target: str | os.PathLike[str], frame: pd.DataFrame) -> None:
-    """Write a DataFrame to Parquet atomically, keeping its index (the source row numbers)."""
+ROW_COLUMN = "_row"  # reserved: the source row number of every row, kept through all stages
+
+
+def write_arrow(target: str | os.PathLike[str], table: pa.Table) -> None:
+    """Write an Arrow table to Parquet atomically."""
+    import pyarrow.parquet as pq
+
     with atomic_path(target) as tmp:
-        frame.to_parquet(tmp, index=True, engine="pyarrow")
+        pq.write_table(table, tmp)
 
 
-def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a Parquet file written by `write_table`."""
+def write_table(target: str | os.PathLike[str], frame: pd.DataFrame) -> None:
+    """Write a DataFrame to Parquet atomically, its index (source row numbers) as `_row`."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(frame.rename_axis(ROW_COLUMN).reset_index(), preserve_index=False)
+    write_arrow(target, table)
+
+
+def read_arrow(path: str | os.PathLike[str]) -> pa.Table:
+    """Read a Parquet file written by gitml as an Arrow table."""
+    import pyarrow.parquet as pq
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found", hint="run the upstream stage (dvc repro)")
     try:
-        return pd.read_parquet(path, engine="pyarrow")
+        return pq.read_table(path)
     except Exception as err:  # pyarrow raises several unrelated types for corrupt files
         raise DataError(f"{path}: not a readable Parquet file ({err})") from err
+
+
+def read_table(
+    path: str | os.PathLike[str], *, categories: list[str] | None = None
+) -> pd.DataFrame:
+    """Read a Parquet file written by gitml, indexed by source row number.
+
+    String columns named in `categories` arrive as pandas Categoricals, decoded straight from
+    Parquet's dictionary pages: far less time and memory than one Python string per cell.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found", hint="run the upstream stage (dvc repro)")
+    try:
+        schema = pq.read_schema(path)
+        as_dict = [
+            c
+            for c in categories or []
+            if c in schema.names and pa.types.is_string(schema.field(c).type)
+        ]
+        table = pq.read_table(path, read_dictionary=as_dict or None)
+    except Exception as err:  # pyarrow raises several unrelated types for corrupt files
+        raise DataError(f"{path}: not a readable Parquet file ({err})") from err
+    frame = table.to_pandas()
+    if ROW_COLUMN in frame.columns:
+        frame = frame.set_index(ROW_COLUMN)
+    return frame
 
 
 def detect_format(path: Path, declared: str = "auto") -> str:
@@ -95,13 +143,15 @@ def detect_format(path: Path, declared: str = "auto") -> str:
     )
 
 
-def read_source(path: str | os.PathLike[str], *, fmt: str = "auto") -> pd.DataFrame:
+def read_source(path: str | os.PathLike[str], *, fmt: str = "auto") -> pa.Table:
     """Read a source data file (CSV, optionally gzip/bz2/xz/zstd-compressed, or Parquet).
 
-    CSV is parsed strictly with pyarrow: a row with too few or too many fields, a binary or
-    truncated file, or an empty file is refused with the file and line, instead of being
-    padded with missing values as a lenient reader would.
+    CSV is parsed strictly with pyarrow (multi-threaded): a row with too few or too many
+    fields, a binary or truncated file, or an empty file is refused with the file and line,
+    instead of being padded with missing values as a lenient reader would.
     """
+    import pyarrow.parquet as pq
+
     path = Path(path)
     if not path.is_file():
         raise DataError(
@@ -112,28 +162,31 @@ def read_source(path: str | os.PathLike[str], *, fmt: str = "auto") -> pd.DataFr
         raise DataError(
             f"{path}: the file is empty (0 bytes)", hint="point data.source at real data"
         )
-    kind = detect_format(path, fmt)
-    if kind == "parquet":
+    if detect_format(path, fmt) == "parquet":
         try:
-            frame = pd.read_parquet(path, engine="pyarrow")
+            table = pq.read_table(path)
         except Exception as err:
             raise DataError(f"{path}: not a readable Parquet file ({err})") from err
+        table = table.drop_columns(
+            [c for c in table.column_names if c.startswith("__index_level_")]
+        )
     else:
-        frame = _read_csv(path)
-    if frame.columns.empty:
+        table = _read_csv(path)
+    if table.num_columns == 0:
         raise DataError(f"{path}: no columns found (is the header line missing?)")
-    frame.index = pd.RangeIndex(len(frame), name="row")
-    return frame
+    if ROW_COLUMN in table.column_names:
+        raise DataError(f"{path}: column name {ROW_COLUMN!r} is reserved by gitml; rename it")
+    return table
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_csv(path: Path) -> pa.Table:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     delimiter = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
     try:
         with pa.input_stream(str(path), compression="detect") as stream:
-            table = pacsv.read_csv(
+            return pacsv.read_csv(
                 stream,
                 parse_options=pacsv.ParseOptions(delimiter=delimiter),
                 convert_options=pacsv.ConvertOptions(strings_can_be_null=False),
@@ -146,4 +199,3 @@ def _read_csv(path: Path) -> pd.DataFrame:
             f"{path}: not a well-formed CSV file: {detail}",
             hint="a truncated download or a garbled file; restore the original file",
         ) from err
-    return table.to_pandas()

@@ -1,21 +1,47 @@
-"""Deterministic train/test split."""
+"""Deterministic, stratified train/test split of an Arrow table."""
 
 from __future__ import annotations
 
-import pandas as pd
-from sklearn.model_selection import train_test_split
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from gitml.config.schema import SplitParams
+from gitml.errors import DataError
 
 
-def split_frame(
-    frame: pd.DataFrame, split: SplitParams, *, target: str
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split rows into (train, test); stratified on `target` when configured; index preserved."""
-    train, test = train_test_split(
-        frame,
-        test_size=split.test_size,
-        random_state=split.seed,
-        stratify=frame[target] if split.stratify else None,
-    )
-    return train.sort_index(), test.sort_index()
+def split_indices(labels: pa.ChunkedArray, split: SplitParams) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions of (train, test), each sorted; stratified on `labels` when configured.
+
+    Each class (or the whole table) is shuffled with a generator seeded by `split.seed` and
+    its first round(n * test_size) rows go to test, so the same data, seed and fraction give
+    the same split on any machine. Written on numpy rather than scikit-learn's
+    train_test_split: importing scikit-learn would cost this stage over a second on every run.
+    """
+    n = len(labels)
+    rng = np.random.default_rng(split.seed)
+    if split.stratify:
+        encoded = pc.dictionary_encode(labels).combine_chunks()
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        order = np.argsort(encoded.dictionary.to_pylist())  # classes in sorted order
+        groups = [np.flatnonzero(codes == code) for code in order]
+    else:
+        groups = [np.arange(n)]
+    test_parts = []
+    for rows in groups:
+        shuffled = rng.permutation(rows)
+        test_parts.append(shuffled[: round(len(rows) * split.test_size)])
+    test = np.sort(np.concatenate(test_parts)) if test_parts else np.empty(0, dtype=np.int64)
+    if len(test) == 0 or len(test) == n:
+        raise DataError(
+            f"split.test_size={split.test_size} leaves an empty train or test set with {n:,} rows",
+            hint="use more data or a test_size that leaves rows on both sides",
+        )
+    train = np.setdiff1d(np.arange(n), test, assume_unique=True)
+    return train, test
+
+
+def split_table(table: pa.Table, split: SplitParams, *, target: str) -> tuple[pa.Table, pa.Table]:
+    """Split rows into (train, test) tables, keeping row order and the `_row` column."""
+    train, test = split_indices(table[target], split)
+    return table.take(pa.array(train)), table.take(pa.array(test))

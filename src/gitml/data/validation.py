@@ -178,7 +178,7 @@ class _Checker:
             spec = self.data.columns[column]
             series = typed[column]
             if spec.type == "category":
-                typed[column] = series.where(series.astype("string").str.len() > 0, np.nan)
+                typed[column] = _blank_as_missing(series)
                 continue
             self.report.checks += 1
             if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
@@ -326,6 +326,14 @@ class _Checker:
         first = examples[0]
         where = f"row {first['row']}" + (f", line {first['line']}" if "line" in first else "")
         return f" (first: {where}, {first['value']!r})"
+
+
+def _blank_as_missing(series: pd.Series) -> pd.Series:
+    """Empty strings in a category column count as missing values."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        blank = [c for c in series.cat.categories if isinstance(c, str) and not c.strip()]
+        return series.cat.remove_categories(blank) if blank else series
+    return series.where(series.astype("string").str.strip() != "", None)
 
 
 def _checks(spec: ColumnSpec) -> list[Any]:

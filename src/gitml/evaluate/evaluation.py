@@ -39,6 +39,7 @@ def evaluate_scores(test: pd.DataFrame, score: np.ndarray, params: Params) -> Ev
             "score": np.round(score, 10),
         }
     )
+    predictions = _committable(predictions, cfg.max_prediction_rows)
     metrics = {
         "model_name": params.project.model_name,
         "estimator": params.model.name,
@@ -47,6 +48,7 @@ def evaluate_scores(test: pd.DataFrame, score: np.ndarray, params: Params) -> Ev
             "rows": len(test),
             "positives": int(y_true.sum()),
             "fingerprint": fingerprint_rows(test.index.to_numpy(), labels.to_numpy()),
+            "predictions_saved": len(predictions),
         },
         "metrics": compute_metrics(y_true, score, threshold=cfg.threshold, names=cfg.metrics),
     }
@@ -77,3 +79,15 @@ def fingerprint_rows(row_ids: np.ndarray, labels: np.ndarray) -> str:
     digest.update(np.asarray(row_ids, dtype=np.int64).tobytes())
     digest.update("\x1f".join(map(str, labels)).encode("utf-8"))
     return digest.hexdigest()[:16]
+
+
+def _committable(predictions: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """At most `limit` rows, chosen by a hash of the row id: the same rows in every revision
+    that shares the test set, so paired comparisons stay possible; metrics use all rows."""
+    if len(predictions) <= limit:
+        return predictions
+    ids = predictions["row_id"].to_numpy().astype(np.uint64)
+    with np.errstate(over="ignore"):
+        keys = ids * np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: a fixed permutation
+    keep = np.sort(np.argsort(keys, kind="stable")[:limit])
+    return predictions.iloc[keep].reset_index(drop=True)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+from sklearn.preprocessing import StandardScaler
 
 from gitml.config.schema import DataParams, ModelParams
 from gitml.errors import ModelError
+from gitml.model.encoding import CategoryEncoder
 
 # The only estimators a config can name: no import paths from config, ever.
 ESTIMATORS: dict[str, type] = {
@@ -31,21 +31,13 @@ def build_pipeline(model: ModelParams, data: DataParams) -> Pipeline:
     categorical = [c for c in data.features if data.columns[c].type == "category"]
     numeric = [c for c in data.features if data.columns[c].numeric]
     pre = model.preprocessing
-    dense = model.name == "hist_gradient_boosting"  # HistGradientBoosting refuses sparse input
 
-    if pre.categorical == "onehot":
-        cat_step: Any = OneHotEncoder(
-            categories=[data.columns[c].categories for c in categorical],
-            handle_unknown="ignore",
-            sparse_output=not dense,
-        )
-    else:
-        cat_step = OrdinalEncoder(
-            categories=[data.columns[c].categories for c in categorical],
-            handle_unknown="use_encoded_value",
-            unknown_value=np.nan,
-            encoded_missing_value=np.nan,
-        )
+    # Declared categories are fixed: an unseen category encodes as all zeros (one-hot) or
+    # missing (ordinal), so scoring never fails on it; `validate` reports it on training data.
+    cat_step = CategoryEncoder(
+        categories=[list(data.columns[c].categories or []) for c in categorical],
+        output="onehot" if pre.categorical == "onehot" else "ordinal",
+    )
     if pre.numeric == "standard":
         num_step: Any = Pipeline(
             [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
@@ -63,7 +55,7 @@ def build_pipeline(model: ModelParams, data: DataParams) -> Pipeline:
     preprocess = ColumnTransformer(
         transformers,
         remainder="drop",
-        sparse_threshold=0.0 if dense else 0.3,
+        sparse_threshold=0.0,  # dense: HistGradientBoosting refuses sparse input
         verbose_feature_names_out=False,
     )
 

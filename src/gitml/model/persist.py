@@ -14,7 +14,8 @@ from gitml.errors import ModelError, UntrustedModelError
 # Types outside skops' default-trusted set that gitml's own pipelines contain. Anything else
 # in a model file is refused before a single object is constructed.
 TRUSTED_TYPES: tuple[str, ...] = (
-    "numpy.dtype",  # every ColumnTransformer / OneHotEncoder pipeline
+    "numpy.dtype",  # every ColumnTransformer pipeline
+    "gitml.model.encoding.CategoryEncoder",  # gitml's own encoder: holds category lists only
     "sklearn.tree._tree.Tree",  # random forest
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     # HistGradientBoosting keeps functools.partial(check_array, ...) as its input checker;
@@ -48,10 +49,11 @@ def sha256_file(path: Path) -> str:
 def load_model(path: Path) -> Pipeline:
     """Load a skops model file, refusing pickles and any type not explicitly trusted.
 
-    The untrusted-type audit reads only the file's schema; no object is built and no code
-    runs before every type in it is known to be trusted.
+    skops audits the file's schema first: no object is built and no code runs before every
+    type in it is known to be trusted.
     """
     import skops.io as sio
+    from skops.io.exceptions import UntrustedTypesFoundException
 
     path = Path(path)
     if not path.is_file():
@@ -66,20 +68,17 @@ def load_model(path: Path) -> Pipeline:
             "model with gitml (skops)",
         )
     try:
-        untrusted = sio.get_untrusted_types(file=path)
-    except Exception as err:  # a zip that is not a skops archive
-        raise UntrustedModelError(f"{path}: not a valid skops file ({err})") from err
-    refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
-    if refused:
+        # skops audits every type against the list before it constructs a single object
+        model = sio.load(path, trusted=list(TRUSTED_TYPES))
+    except UntrustedTypesFoundException as err:
+        refused = sorted(set(sio.get_untrusted_types(file=path)) - set(TRUSTED_TYPES))
         raise UntrustedModelError(
             f"{path}: refusing to load: it holds types outside gitml's trusted list: "
             + ", ".join(refused),
             hint="only models built by gitml's allow-listed estimators can be loaded",
-        )
-    try:
-        model = sio.load(path, trusted=list(untrusted))
-    except Exception as err:
-        raise ModelError(f"{path}: cannot load the model ({err})") from err
+        ) from err
+    except Exception as err:  # a zip that is not a skops archive, or a damaged one
+        raise UntrustedModelError(f"{path}: not a valid skops model file ({err})") from err
     if not isinstance(model, Pipeline):
         raise ModelError(f"{path}: expected a scikit-learn Pipeline, found {type(model).__name__}")
     return model

@@ -26,7 +26,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 def _evaluate(args: argparse.Namespace, params: Params) -> None:
     """Evaluate the model exactly as it will be served: the saved pipeline, loaded via skops."""
     pipeline = load_model(args.model)
-    test = read_table(args.test)
+    test = read_table(args.test, categories=params.data.categorical)
     column = positive_index(pipeline, params.data.positive_class)
     score = pipeline.predict_proba(test[params.data.features])[:, column]
     result = evaluate_scores(test, score, params)

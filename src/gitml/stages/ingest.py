@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from gitml.config.schema import Params
-from gitml.data.io import read_source, write_table
+from gitml.data.io import read_source, write_arrow
 from gitml.data.typing import apply_declared_types
 from gitml.stages._runner import run_stage
 
@@ -19,9 +19,10 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 def _ingest(args: argparse.Namespace, params: Params) -> None:
     """Read the source data and write it as typed Parquet, one row per source row."""
-    frame = read_source(args.source, fmt=params.data.format)
-    write_table(args.out, apply_declared_types(frame, params.data))
-    print(f"[ingest] {args.source}: {len(frame):,} rows x {frame.shape[1]} columns -> {args.out}")
+    table = read_source(args.source, fmt=params.data.format)
+    write_arrow(args.out, apply_declared_types(table, params.data))
+    shape = f"{table.num_rows:,} rows x {table.num_columns} columns"
+    print(f"[ingest] {args.source}: {shape} -> {args.out}")
 
 
 def main(argv: list[str] | None = None) -> int:

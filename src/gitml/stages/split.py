@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from gitml.config.schema import Params
-from gitml.data.io import read_table, write_table
-from gitml.data.split import split_frame
+from gitml.data.io import read_arrow, write_arrow
+from gitml.data.split import split_table
 from gitml.stages._runner import run_stage
 
 
@@ -19,13 +19,11 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _split(args: argparse.Namespace, params: Params) -> None:
-    """Split into train and test sets, keeping source row numbers as the index."""
-    train, test = split_frame(read_table(args.data), params.split, target=params.data.target)
-    write_table(args.train, train)
-    write_table(args.test, test)
-    print(
-        f"[split] {len(train):,} train rows -> {args.train}, {len(test):,} test rows -> {args.test}"
-    )
+    """Split into train and test sets, keeping source row numbers (`_row`)."""
+    train, test = split_table(read_arrow(args.data), params.split, target=params.data.target)
+    write_arrow(args.train, train)
+    write_arrow(args.test, test)
+    print(f"[split] {train.num_rows:,} rows -> {args.train}, {test.num_rows:,} -> {args.test}")
 
 
 def main(argv: list[str] | None = None) -> int:

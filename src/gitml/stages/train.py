@@ -24,7 +24,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 def _train(args: argparse.Namespace, params: Params) -> None:
     """Fit the configured model; each output is written atomically, the model first."""
-    train = read_table(args.train)
+    train = read_table(args.train, categories=params.data.categorical)
     result = fit_pipeline(params, train)
     payload = save_model(result.pipeline, args.model)
     name = params.project.model_name

@@ -24,7 +24,7 @@ def _validate(args: argparse.Namespace, params: Params) -> None:
     source = params.data.source
     is_csv = detect_format(Path(source), params.data.format) == "csv"
     report = validate_frame(
-        read_table(args.data),
+        read_table(args.data, categories=params.data.categorical),
         params.data,
         params.validate_,
         source=source,

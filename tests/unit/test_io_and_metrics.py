@@ -56,6 +56,27 @@ def test_metrics_on_a_known_example() -> None:
     assert got["brier"] == pytest.approx((0.01 + 0.36 + 0.36 + 0.01) / 4)
 
 
+def test_threshold_metrics_agree_with_scikit_learn() -> None:
+    from sklearn import metrics as skm
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 500)
+    score = np.clip(y * 0.3 + rng.random(500) * 0.7, 0, 1)
+    got = compute_metrics(y, score, threshold=0.45, names=NAMES)
+    predicted = (score >= 0.45).astype(int)
+    assert got["f1"] == round(skm.f1_score(y, predicted), 6)
+    assert got["precision"] == round(skm.precision_score(y, predicted), 6)
+    assert got["recall"] == round(skm.recall_score(y, predicted), 6)
+    assert got["accuracy"] == round(skm.accuracy_score(y, predicted), 6)
+    assert got["log_loss"] == round(skm.log_loss(y, score), 6)
+    assert got["brier"] == round(skm.brier_score_loss(y, score), 6)
+    assert got["roc_auc"] == round(skm.roc_auc_score(y, score), 6)
+    edge = compute_metrics(np.array([0, 1]), np.array([0.0, 1.0]), threshold=0.5, names=NAMES)
+    assert edge["log_loss"] == round(skm.log_loss([0, 1], [0.0, 1.0]), 6)
+    nothing = compute_metrics(y, score, threshold=0.99999, names=NAMES)
+    assert nothing["precision"] == 0.0 and nothing["f1"] == 0.0  # zero_division=0
+
+
 def test_slices_mark_small_groups_and_undefined_auc() -> None:
     frame = pd.DataFrame({"g": ["a"] * 40 + ["b"] * 5})
     y = np.array([0, 1] * 20 + [1] * 5)

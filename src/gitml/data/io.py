@@ -10,11 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from gitml.errors import DataError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas and pyarrow load only where a stage needs them
+    import pandas as pd
     import pyarrow as pa
 
 _TMP_PREFIX = ".gitml-tmp-"

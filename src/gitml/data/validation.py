@@ -128,8 +128,9 @@ class _Checker:
             return self.report
         present = self._check_columns()
         typed, unparsable = self._parse_numeric(present)
-        self._check_schema(typed.drop(index=unparsable), present)
-        self._check_null_fractions(typed.drop(index=unparsable), present)
+        parsed = typed.drop(index=unparsable) if len(unparsable) else typed
+        self._check_schema(parsed, present)
+        self._check_null_fractions(parsed, present)
         self._check_duplicates()
         self._check_target(typed, present)
         self.report.checks += 1
@@ -172,13 +173,15 @@ class _Checker:
 
     def _parse_numeric(self, present: list[str]) -> tuple[pd.DataFrame, pd.Index]:
         """Coerce numeric columns; text that is not a number is a type error of its own."""
-        typed = self.frame[present].copy()
+        changed: dict[str, pd.Series] = {}
         bad_rows: set[int] = set()
         for column in present:
             spec = self.data.columns[column]
-            series = typed[column]
+            series = self.frame[column]
             if spec.type == "category":
-                typed[column] = _blank_as_missing(series)
+                blanked = _blank_as_missing(series)
+                if blanked is not series:
+                    changed[column] = blanked
                 continue
             self.report.checks += 1
             if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
@@ -195,7 +198,9 @@ class _Checker:
                     series[failed],
                 )
                 bad_rows.update(series.index[failed])
-            typed[column] = numbers
+            changed[column] = numbers
+        # the frame itself when nothing changed: copies of a large table cost real time
+        typed = self.frame.assign(**changed) if changed else self.frame
         return typed, pd.Index(sorted(bad_rows))
 
     def _check_schema(self, typed: pd.DataFrame, present: list[str]) -> None:
@@ -212,7 +217,7 @@ class _Checker:
         )
         self.report.checks += sum(1 + len(col.checks) for col in schema.columns.values())
         try:
-            schema.validate(typed, lazy=True)
+            schema.validate(typed, lazy=True, inplace=True)  # no coercion: spare a copy
         except pa.errors.SchemaErrors as err:
             cases = err.failure_cases
             for (column, check), group in cases.groupby(["column", "check"], sort=False):
@@ -333,7 +338,8 @@ def _blank_as_missing(series: pd.Series) -> pd.Series:
     if isinstance(series.dtype, pd.CategoricalDtype):
         blank = [c for c in series.cat.categories if isinstance(c, str) and not c.strip()]
         return series.cat.remove_categories(blank) if blank else series
-    return series.where(series.astype("string").str.strip() != "", None)
+    is_blank = series.astype("string").str.strip() == ""
+    return series.where(~is_blank, None) if is_blank.any() else series
 
 
 def _checks(spec: ColumnSpec) -> list[Any]:

@@ -51,11 +51,20 @@ class CategoryEncoder(TransformerMixin, BaseEstimator):
             out = np.column_stack(codes).astype(np.float64) if codes else np.empty((len(frame), 0))
             out[out < 0] = np.nan
             return out
-        blocks = [
-            (code[:, None] == np.arange(len(cats), dtype=code.dtype)).astype(np.float64)
-            for code, cats in zip(codes, self.categories, strict=True)
-        ]  # code -1 (unseen or missing) matches no column: all zeros
-        return np.hstack(blocks) if blocks else np.empty((len(frame), 0))
+        # one allocation, filled block by block: large intermediates cost more than the math
+        out = np.empty((len(frame), sum(len(c) for c in self.categories)), dtype=np.float64)
+        start = 0
+        for code, cats in zip(codes, self.categories, strict=True):
+            stop = start + len(cats)
+            # code -1 (unseen or missing) matches no category: a row of zeros
+            np.equal(
+                code[:, None],
+                np.arange(len(cats), dtype=code.dtype),
+                out=out[:, start:stop],
+                casting="unsafe",
+            )
+            start = stop
+        return out
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         names = self.feature_names_in_

@@ -9,8 +9,8 @@ from pathlib import Path
 from gitml.config.schema import Params
 from gitml.data.io import atomic_path, read_table, write_json
 from gitml.evaluate.evaluation import evaluate_scores
-from gitml.model.build import positive_index
 from gitml.model.persist import load_model
+from gitml.model.scoring import score_frame
 from gitml.stages._runner import run_stage
 
 
@@ -27,8 +27,8 @@ def _evaluate(args: argparse.Namespace, params: Params) -> None:
     """Evaluate the model exactly as it will be served: the saved pipeline, loaded via skops."""
     pipeline = load_model(args.model)
     test = read_table(args.test, categories=params.data.categorical)
-    column = positive_index(pipeline, params.data.positive_class)
-    score = pipeline.predict_proba(test[params.data.features])[:, column]
+    data = params.data
+    score = score_frame(pipeline, test, features=data.features, positive_class=data.positive_class)
     result = evaluate_scores(test, score, params)
     for name, rows in result.plots.items():
         write_json(args.plots / f"{name}.json", rows)

@@ -163,7 +163,7 @@ class _Checker:
         self.report.checks += 1
         for column in unknown:
             self._add(
-                self.rules.unknown_columns if self.rules.unknown_columns == "error" else "warning",
+                "error" if self.rules.unknown_columns == "error" else "warning",
                 "unknown_column",
                 str(column),
                 f"column '{column}' is not declared in conf/data/ and will not be used",
@@ -249,15 +249,20 @@ class _Checker:
 
     def _check_duplicates(self) -> None:
         self.report.checks += 1
-        duplicated = self.frame.duplicated(keep="first")
+        groups = self.frame.groupby(
+            list(self.frame.columns), dropna=False, observed=True, sort=False
+        ).ngroup()
+        duplicated = groups.duplicated(keep="first")
         count = int(duplicated.sum())
         if not count:
             return
         fraction = count / len(self.frame)
         limit = self.rules.max_duplicate_fraction
         level: Level = "error" if fraction > limit else "warning"
-        first = self.frame.index[duplicated][: self.rules.examples]
-        examples = [self._example(i, "duplicate of an earlier row") for i in first]
+        first_seen = groups.drop_duplicates(keep="first")
+        first_row = pd.Series(first_seen.index, index=first_seen.to_numpy())
+        shown = self.frame.index[duplicated.to_numpy()][: self.rules.examples]
+        examples = [self._example(i, f"same as row {int(first_row[groups[i]]) + 1}") for i in shown]
         self._add(
             level,
             "duplicates",

@@ -50,21 +50,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gitml.project import copy_project
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "bench" / "out"
 REFERENCE_DATA = "data/external/telco_churn.csv.gz"
-# What a project needs to run its pipeline (the same list as tests/conftest.py).
-PROJECT_FILES = [
-    "dvc.yaml",
-    "params.yaml",
-    "conf",
-    "src",
-    "data/external",
-    ".dvc/config",
-    ".dvc/.gitignore",
-    ".dvcignore",
-    ".gitignore",
-]
 STAGES = ["ingest", "validate", "split", "train", "evaluate"]
 # The plain script's phase that does each stage's work (validate has no counterpart).
 PLAIN_PHASE = {"ingest": "read", "split": "split", "train": "fit", "evaluate": "score"}
@@ -212,13 +202,7 @@ def progress(message: str) -> None:
 def build_project(base: Path) -> Path:
     """A fresh git repo with the project files, committed, its DVC remote in `base`."""
     repo = base / "project"
-    for rel in PROJECT_FILES:
-        src, dst = ROOT / rel, repo / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(src, dst)
+    copy_project(ROOT, repo)
     run_quiet(["git", "init", "-q", "-b", "main"], repo)
     run_quiet(["git", "config", "user.name", "gitml bench"], repo)
     run_quiet(["git", "config", "user.email", "bench@gitml.invalid"], repo)

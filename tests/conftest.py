@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
+from gitml.project import copy_project
 from tests.support import copy_repo, dvc, git
 
 ROOT = Path(__file__).resolve().parents[1]
-# What a project needs to run its pipeline; copied from this repository, not mocked.
-PROJECT_FILES = [
-    "dvc.yaml",
-    "params.yaml",
-    "conf",
-    "src",
-    "data/external",
-    ".dvc/config",
-    ".dvc/.gitignore",
-    ".dvcignore",
-    ".gitignore",
-]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -41,13 +29,7 @@ def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reference project in a fresh git repo, committed, with a temp DVC remote."""
     base = tmp_path_factory.mktemp("template")
     repo = base / "project"
-    for rel in PROJECT_FILES:
-        src, dst = ROOT / rel, repo / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(src, dst)
+    copy_project(ROOT, repo)
     git("init", "-q", "-b", "main", cwd=repo)
     git("config", "user.name", "gitml tests", cwd=repo)
     git("config", "user.email", "tests@gitml.invalid", cwd=repo)

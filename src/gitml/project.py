@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,18 @@ from gitml.errors import ProjectError
 PARAMS_FILE = "params.yaml"
 CONF_DIR = "conf"
 CONFIG_NAME = "config"
+# What a gitml project needs to run its pipeline from a clean checkout.
+PROJECT_FILES = (
+    "dvc.yaml",
+    PARAMS_FILE,
+    CONF_DIR,
+    "src",
+    "data/external",
+    ".dvc/config",
+    ".dvc/.gitignore",
+    ".dvcignore",
+    ".gitignore",
+)
 
 
 @dataclass(frozen=True)
@@ -37,3 +50,22 @@ def find_project(start: Path | None = None) -> Project:
         f"no gitml project found in {here} or its parents (expected {CONF_DIR}/{CONFIG_NAME}.yaml)",
         hint="run gitml from inside the project, or pass --project DIR",
     )
+
+
+def copy_project(src: Path, dst: Path) -> Path:
+    """Copy a project's pipeline files (PROJECT_FILES, where present) into `dst`.
+
+    Outputs, caches and Git history are left behind: the copy is a clean checkout to run or
+    benchmark the pipeline in.
+    """
+    for rel in PROJECT_FILES:
+        source, target = src / rel, dst / rel
+        if not source.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", ".gitml-tmp-*")
+            shutil.copytree(source, target, ignore=ignore)
+        else:
+            shutil.copy2(source, target)
+    return dst

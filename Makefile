@@ -33,8 +33,9 @@ test: venv ## run the whole test suite
 lint: venv ## ruff, YAML, workflow and params checks (pre-commit on all files)
 	pre-commit run --all-files
 
-bench: venv ## pipeline benchmark against plain scikit-learn (bench/pipeline.py)
+bench: venv ## benchmarks: pipeline vs plain scikit-learn, then `gitml report` timing
 	python bench/pipeline.py
+	python bench/review.py
 
 params: venv ## recompose params.yaml from conf/
 	gitml params

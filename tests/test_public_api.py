@@ -45,3 +45,12 @@ def test_dvc_config_disables_analytics_and_enables_hydra() -> None:
     text = (ROOT / ".dvc/config").read_text()
     assert "analytics = false" in text
     assert "[hydra]" in text and "enabled = true" in text
+
+
+def test_review_reads_the_paths_the_pipeline_writes() -> None:
+    from gitml.project import OUTPUTS
+
+    declared = (ROOT / "dvc.yaml").read_text()
+    for key, path in OUTPUTS.items():
+        if key not in ("lock", "params"):
+            assert path in declared, f"{key}: {path} is not in dvc.yaml"

@@ -79,6 +79,74 @@ def params(
         )
 
 
+@app.command()
+def report(
+    base: Annotated[str, typer.Option("--base", help="Base revision: branch, tag or commit.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Markdown file to write.")],
+    head: Annotated[
+        str | None, typer.Option("--head", help="Head revision (default: the working tree).")
+    ] = None,
+    recompute: Annotated[
+        bool,
+        typer.Option(
+            "--recompute", help="Score the base model on head's test set (fetches it via DVC)."
+        ),
+    ] = False,
+    images: Annotated[
+        Path | None,
+        typer.Option("--images", help="Also write PNG plots (matplotlib) here and link them."),
+    ] = None,
+    project: ProjectOption = None,
+) -> None:
+    """Write the pull-request report: verdict, metrics with intervals, slices, params, data,
+    model, plots and lineage, comparing head with base. Exit 0 when written, whatever the
+    verdict; 1 or 2 on an error."""
+    from gitml.data.io import write_text
+    from gitml.project import find_project
+    from gitml.review.review import build_review
+
+    review = build_review(
+        find_project(project),
+        base=base,
+        head=head,
+        recompute=recompute,
+        images=images,
+        link_from=out.parent,
+    )
+    write_text(out, review.markdown)
+    typer.echo(f"wrote {out}: {review.verdict.status}")
+
+
+@app.command()
+def gate(
+    base: Annotated[str, typer.Option("--base", help="Base revision: branch, tag or commit.")],
+    head: Annotated[
+        str | None, typer.Option("--head", help="Head revision (default: the working tree).")
+    ] = None,
+    recompute: Annotated[
+        bool, typer.Option("--recompute", help="Score the base model on head's test set.")
+    ] = False,
+    project: ProjectOption = None,
+) -> None:
+    """Apply the promotion policy (params `promotion`). Exit 0 promote, 1 blocked,
+    2 not comparable, 3 when the review itself failed (bad revision, stale params, ...)."""
+    from gitml.project import find_project
+    from gitml.review.review import build_review
+
+    try:
+        review = build_review(find_project(project), base=base, head=head, recompute=recompute)
+    except GitmlError as err:
+        typer.echo(err.format(), err=True)
+        raise typer.Exit(3) from err
+    verdict = review.verdict
+    typer.echo(f"gate: {verdict.status}")
+    for rule in verdict.rules:
+        typer.echo(f"  {'pass' if rule.passed else 'FAIL'}  {rule.rule}: {rule.detail}")
+    if verdict.reason:
+        typer.echo(f"  note: {verdict.reason}")
+    raise typer.Exit(verdict.exit_code)
+
+
 def main() -> None:
     """Console-script entry point: run the app, turning GitmlError into a short message."""
     try:

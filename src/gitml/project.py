@@ -11,6 +11,22 @@ from gitml.errors import ProjectError
 PARAMS_FILE = "params.yaml"
 CONF_DIR = "conf"
 CONFIG_NAME = "config"
+# The committed outputs that review reads at any revision (dvc.yaml declares the same paths;
+# tests/test_public_api.py checks that they agree).
+OUTPUTS = {
+    "metrics": "reports/metrics.json",
+    "slices": "reports/slices.json",
+    "predictions": "reports/predictions.csv",
+    "validation": "reports/validation.json",
+    "signature": "models/signature.json",
+    "metadata": "models/metadata.json",
+    "model": "models/model.skops",
+    "lock": "dvc.lock",
+    "params": PARAMS_FILE,
+    "test": "data/processed/test.parquet",
+    "roc": "reports/plots/roc.json",
+    "precision_recall": "reports/plots/precision_recall.json",
+}
 # What a gitml project needs to run its pipeline from a clean checkout.
 PROJECT_FILES = (
     "dvc.yaml",

@@ -185,6 +185,51 @@ class EvaluateParams(_Strict):
     max_prediction_rows: Annotated[int, Field(ge=1)] = 50_000
 
 
+MetricName = Literal[METRICS]  # type: ignore[valid-type]
+
+
+class RegressionLimit(_Strict):
+    """How much worse than base a metric may get: absolute points, or a fraction of base."""
+
+    absolute: Annotated[float, Field(ge=0)] | None = None
+    relative: Annotated[float, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> RegressionLimit:
+        if (self.absolute is None) == (self.relative is None):
+            raise ValueError("give exactly one of 'absolute' or 'relative'")
+        return self
+
+
+class SlicePolicy(_Strict):
+    metrics: list[MetricName] = ["roc_auc"]
+    max_regression: Annotated[float, Field(ge=0)] | None = None
+    max_gap: Annotated[float, Field(ge=0)] | None = None
+
+
+class ServingPolicy(_Strict):
+    max_model_bytes: Annotated[int, Field(ge=1)] | None = None
+    max_predict_ms_per_1000_rows: Annotated[float, Field(gt=0)] | None = None
+
+
+class BootstrapParams(_Strict):
+    resamples: Annotated[int, Field(ge=100, le=100_000)] = 1000
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+    seed: Annotated[int, Field(ge=0)] = 0
+
+
+class PromotionParams(_Strict):
+    """The promotion policy that `gitml gate` applies."""
+
+    minimums: dict[MetricName, float] = {}
+    max_regression: dict[MetricName, RegressionLimit] = {}
+    ci_lower_bound: dict[MetricName, float] = {}
+    slices: SlicePolicy = SlicePolicy()
+    serving: ServingPolicy = ServingPolicy()
+    allow_breaking_signature: bool = False
+    bootstrap: BootstrapParams = BootstrapParams()
+
+
 class Params(_Strict):
     """The whole of params.yaml."""
 
@@ -195,6 +240,7 @@ class Params(_Strict):
     split: SplitParams
     model: ModelParams
     evaluate: EvaluateParams
+    promotion: PromotionParams
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

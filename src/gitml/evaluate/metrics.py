@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
 
 # Whether a larger value is better: read by the report and the promotion gate.
 HIGHER_IS_BETTER = {
@@ -55,8 +54,8 @@ def _ratio(num: int, den: int) -> float:
 
 
 _METRIC_FUNCS = {
-    "roc_auc": lambda y, s, c: skm.roc_auc_score(y, s),
-    "average_precision": lambda y, s, c: skm.average_precision_score(y, s),
+    "roc_auc": lambda y, s, c: _sklearn("roc_auc_score")(y, s),
+    "average_precision": lambda y, s, c: _sklearn("average_precision_score")(y, s),
     "f1": lambda y, s, c: _ratio(2 * c["tp"], 2 * c["tp"] + c["fp"] + c["fn"]),
     "precision": lambda y, s, c: _ratio(c["tp"], c["tp"] + c["fp"]),
     "recall": lambda y, s, c: _ratio(c["tp"], c["tp"] + c["fn"]),
@@ -64,6 +63,14 @@ _METRIC_FUNCS = {
     "log_loss": lambda y, s, c: _log_loss(y, s),
     "brier": lambda y, s, c: float(np.mean((s - y) ** 2)),
 }
+
+
+def _sklearn(name: str):
+    # imported on first use: sklearn.metrics costs seconds to import, and review reads these
+    # names and directions without computing a ranking metric
+    from sklearn import metrics
+
+    return getattr(metrics, name)
 
 
 def _log_loss(y: np.ndarray, score: np.ndarray) -> float:

@@ -54,7 +54,13 @@ def fit_pipeline(params: Params, train: pd.DataFrame) -> FitResult:
 
 
 def training_metadata(
-    params: Params, result: FitResult, *, model_bytes: int, model_sha256: str, train_sha256: str
+    params: Params,
+    result: FitResult,
+    *,
+    model_bytes: int,
+    model_sha256: str,
+    train_sha256: str,
+    profile: dict[str, Any],
 ) -> dict[str, Any]:
     """What review, the registry and the model card need to know about this training run."""
     return {
@@ -68,6 +74,9 @@ def training_metadata(
             "class_counts": result.class_counts,
             "data_sha256": train_sha256,
             "fit_seconds": result.fit_seconds,
+            # column profiles: review compares them across revisions, monitoring uses them
+            # as the reference distribution
+            "profile": profile,
         },
         "model_file": {"bytes": model_bytes, "sha256": model_sha256, "format": "skops"},
         "trained_at": datetime.now(UTC).replace(microsecond=0).isoformat(),

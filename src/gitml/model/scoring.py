@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import statistics
+import time
+
 import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
@@ -28,3 +31,24 @@ def score_frame(
         raise ModelError(f"cannot score: input lacks the model's columns {missing}")
     column = positive_index(pipeline, positive_class)
     return pipeline.predict_proba(frame[features])[:, column]
+
+
+def time_prediction(
+    pipeline: Pipeline,
+    frame: pd.DataFrame,
+    *,
+    features: list[str],
+    rows: int = 1000,
+    repeats: int = 5,
+) -> float:
+    """Median milliseconds for `predict_proba` on `rows` rows (a serving budget in the gate)."""
+    batch = frame[features].iloc[:rows]
+    if batch.empty:
+        raise ModelError("cannot time predictions on an empty table")
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        pipeline.predict_proba(batch)
+        timings.append(time.perf_counter() - started)
+    per_row_ms = statistics.median(timings) * 1000 / len(batch)
+    return round(per_row_ms * 1000, 3)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from gitml.config.schema import Params
 from gitml.data.io import read_table, write_json
+from gitml.data.profile import profile_frame
 from gitml.model.fit import fit_pipeline, training_metadata
 from gitml.model.persist import save_model, sha256_file
 from gitml.model.signature import build_signature
@@ -37,6 +38,7 @@ def _train(args: argparse.Namespace, params: Params) -> None:
         model_bytes=len(payload),
         model_sha256=hashlib.sha256(payload).hexdigest(),
         train_sha256=sha256_file(args.train),
+        profile=profile_frame(train, params.data),
     )
     write_json(args.metadata, meta)
     print(

@@ -1,0 +1,1 @@
+"""Review: compare two revisions of a model, the promotion gate, and the PR report."""

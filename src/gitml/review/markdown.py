@@ -1,0 +1,329 @@
+"""Render a comparison and its verdict as one Markdown document for the pull request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gitml.review.compare import Comparison, MetricRow
+from gitml.review.gate import BLOCKED, NOT_COMPARABLE, PROMOTE, Verdict
+
+WATERMARK = "gitml model review"
+_ICON = {PROMOTE: "✅", BLOCKED: "⛔", NOT_COMPARABLE: "⚠️"}
+_GRID = [round(x, 2) for x in np.linspace(0, 1, 21)]
+
+
+def render_report(
+    comparison: Comparison,
+    verdict: Verdict,
+    *,
+    model_name: str,
+    images: dict[str, str] | None = None,
+) -> str:
+    """The report: verdict, metrics, slices, params, data, model, plots, lineage.
+
+    `images` maps plot names (roc, precision_recall, confusion) to paths the Markdown links to.
+    """
+    sections = [
+        _verdict(comparison, verdict, model_name),
+        _metrics(comparison, verdict),
+        _slices(comparison),
+        _params(comparison),
+        _data(comparison),
+        _model(comparison),
+        _plots(comparison, images or {}),
+        _lineage(comparison),
+    ]
+    return "\n\n".join(s for s in sections if s).rstrip() + "\n"
+
+
+def _verdict(c: Comparison, verdict: Verdict, model_name: str) -> str:
+    lines = [
+        f"## {_ICON[verdict.status]} {WATERMARK}: {verdict.status}",
+        "",
+        f"`{model_name}` · base `{c.base.label}` ({c.base.short}) → head `{c.head.label}` "
+        f"({c.head.short})",
+    ]
+    if verdict.failed:
+        lines += ["", "**Failed rules:**", ""]
+        lines += [f"- `{r.rule}`: {r.detail}" for r in verdict.failed]
+    if verdict.reason:
+        lines += ["", f"_{verdict.reason}_"]
+    if c.status == "comparable" and not c.model_changed and not c.params_changed:
+        lines += ["", "Nothing changed in the model: same metrics, predictions and signature."]
+    if c.recomputed:
+        lines += ["", "_Base metrics recomputed: the base model scored head's test set._"]
+    return "\n".join(lines)
+
+
+def _metrics(c: Comparison, verdict: Verdict) -> str:
+    marks = {}
+    for rule in verdict.rules:
+        if rule.metric and not rule.rule.startswith("slices"):
+            mark = "✅" if rule.passed else "❌"
+            marks.setdefault(rule.metric, []).append(f"{mark} `{rule.rule}`")
+    lines = [
+        "### Metrics",
+        "",
+        "| metric | base | head | Δ | 95 % interval of Δ | rules |",
+        "| --- | ---: | ---: | ---: | --- | --- |",
+    ]
+    for row in c.metrics:
+        arrow = "↑" if row.higher_is_better else "↓"
+        lines.append(
+            f"| {row.name} {arrow} | {_num(row.base)} | {_num(row.head)} | {_delta(row)} | "
+            f"{_interval(row)} | {' '.join(marks.get(row.name, []))} |"
+        )
+    lines += ["", "↑ higher is better, ↓ lower is better; intervals from a paired bootstrap."]
+    return "\n".join(lines)
+
+
+def _slices(c: Comparison) -> str:
+    if not c.slices:
+        return ""
+    lines = ["### Slices"]
+    for column, info in c.slices.items():
+        head, base = info["head"], info.get("base") or {"groups": {}, "max_gap": {}}
+        lines += [
+            "",
+            f"**{column}**",
+            "",
+            "| group | rows | AUC base | AUC head | recall base | recall head |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for group, values in head["groups"].items():
+            old = base["groups"].get(group, {})
+            small = " (small)" if values.get("too_small") else ""
+            lines.append(
+                f"| {group}{small} | {values['rows']:,} | {_num(old.get('roc_auc'))} | "
+                f"{_num(values.get('roc_auc'))} | {_num(old.get('recall'))} | "
+                f"{_num(values.get('recall'))} |"
+            )
+        gaps = ", ".join(
+            f"{m} {_num(base['max_gap'].get(m))} → {_num(head['max_gap'].get(m))}"
+            for m in ("roc_auc", "recall")
+            if head["max_gap"].get(m) is not None
+        )
+        lines += ["", f"Largest gap between groups: {gaps}"]
+    return "\n".join(lines)
+
+
+def _params(c: Comparison) -> str:
+    lines = ["### Params"]
+    if not c.params_changed:
+        return "\n".join([*lines, "", "No parameter changed."])
+    policy = [k for k, _, _ in c.params_changed if k.startswith("promotion.")]
+    if policy:
+        lines += ["", "**⚠️ This change edits the promotion policy itself:** " + ", ".join(policy)]
+    lines += ["", "| key | base | head |", "| --- | --- | --- |"]
+    lines += [f"| `{k}` | {_val(a)} | {_val(b)} |" for k, a, b in c.params_changed[:60]]
+    if len(c.params_changed) > 60:
+        lines.append(f"| … {len(c.params_changed) - 60} more | | |")
+    return "\n".join(lines)
+
+
+def _data(c: Comparison) -> str:
+    lines = ["### Data"]
+    if c.data_changed:
+        lines += ["", "| DVC-tracked file | base md5 | head md5 |", "| --- | --- | --- |"]
+        lines += [f"| `{p}` | {_md5(a)} | {_md5(b)} |" for p, a, b in c.data_changed]
+    else:
+        lines += ["", "No DVC-tracked data changed."]
+    base_v, head_v = c.base.validation or {}, c.head.validation or {}
+    if base_v or head_v:
+        lines += [
+            "",
+            f"Rows: {_int(base_v.get('rows'))} → {_int(head_v.get('rows'))}; columns: "
+            f"{_int(base_v.get('columns'))} → {_int(head_v.get('columns'))}; validation warnings: "
+            f"{_int(base_v.get('warnings'))} → {_int(head_v.get('warnings'))}.",
+        ]
+    if c.data_shift:
+        shifted = [r for r in c.data_shift if r.get("shifted") or r.get("change")]
+        lines += [
+            "",
+            f"Distribution shift of the training data: {len(shifted)} of "
+            f"{len(c.data_shift)} columns shifted (distance > 0.1).",
+            "",
+            "| column | statistic | distance | shifted |",
+            "| --- | --- | ---: | --- |",
+        ]
+        ordered = sorted(c.data_shift, key=lambda r: -(r.get("distance") or 0))
+        for row in ordered[:25]:
+            if row.get("change"):
+                lines.append(f"| `{row['column']}` | {row['change']} | | ⚠️ |")
+            else:
+                mark = "⚠️ yes" if row["shifted"] else "no"
+                lines.append(
+                    f"| `{row['column']}` | {row['statistic']} | {_num(row['distance'])} | {mark} |"
+                )
+    sig = c.signature
+    if sig.added or sig.removed or sig.changed:
+        lines += ["", "Schema changes:"]
+        lines += [f"- column added: `{n}`" for n in sig.added]
+        lines += [f"- column removed: `{n}`" for n in sig.removed]
+        lines += [f"- {change}" for change in sig.changed]
+    return "\n".join(lines)
+
+
+def _model(c: Comparison) -> str:
+    base_m, head_m = c.base.metadata or {}, c.head.metadata or {}
+    base_s = (c.base.metrics or {}).get("serving", {})
+    head_s = (c.head.metrics or {}).get("serving", {})
+    lines = [
+        "### Model",
+        "",
+        f"Estimator: {base_m.get('estimator', 'n/a')} → **{head_m.get('estimator', 'n/a')}**",
+    ]
+    hyper_b, hyper_h = base_m.get("hyperparameters", {}), head_m.get("hyperparameters", {})
+    changed = [k for k in sorted(set(hyper_b) | set(hyper_h)) if hyper_b.get(k) != hyper_h.get(k)]
+    if changed and base_m.get("estimator") == head_m.get("estimator"):
+        lines.append(
+            "Hyperparameters changed: "
+            + ", ".join(f"`{k}` {_val(hyper_b.get(k))} → {_val(hyper_h.get(k))}" for k in changed)
+        )
+    if c.signature.added or c.signature.removed:
+        lines.append(
+            "Features: "
+            + ", ".join(
+                [f"+`{n}`" for n in c.signature.added] + [f"−`{n}`" for n in c.signature.removed]
+            )
+        )
+    if c.signature.breaking:
+        lines.append("**BREAKING** for serving: " + "; ".join(c.signature.breaking))
+    lines += [
+        "",
+        "| | base | head |",
+        "| --- | ---: | ---: |",
+        f"| artifact size | {_bytes(base_s.get('model_bytes'))} | "
+        f"{_bytes(head_s.get('model_bytes'))} |",
+        f"| prediction time per 1,000 rows | {_ms(base_s.get('predict_ms_per_1000_rows'))} | "
+        f"{_ms(head_s.get('predict_ms_per_1000_rows'))} |",
+    ]
+    return "\n".join(lines)
+
+
+def _plots(c: Comparison, images: dict[str, str]) -> str:
+    lines = ["### Plots"]
+    if images:
+        lines += ["", " ".join(f"![{name}]({path})" for name, path in images.items())]
+    roc = _curve_chart("ROC", c, "roc", "fpr", "tpr", "false positive rate", "true positive rate")
+    pr = _curve_chart(
+        "Precision-recall", c, "precision_recall", "recall", "precision", "recall", "precision"
+    )
+    lines += [chart for chart in (roc, pr) if chart]
+    matrices = [_confusion(rev.label, rev.predictions) for rev in (c.base, c.head)]
+    matrices = [m for m in matrices if m]
+    if matrices:
+        lines += ["", "Confusion matrices (rows: actual, columns: predicted):", "", *matrices]
+    return "\n".join(lines) if len(lines) > 1 else ""
+
+
+def _curve_chart(title: str, c: Comparison, key: str, x: str, y: str, xl: str, yl: str) -> str:
+    series = []
+    for rev in (c.base, c.head):
+        points = rev.curves.get(key) or []
+        if points:
+            series.append((rev.label, _resample(points, x, y)))
+    if not series:
+        return ""
+    legend = " and ".join(
+        f"{'first' if i == 0 else 'second'} line: {label}" for i, (label, _) in enumerate(series)
+    )
+    body = [
+        "",
+        f"{title} ({legend})",
+        "",
+        "```mermaid",
+        "xychart-beta",
+        f'    title "{title}"',
+        f'    x-axis "{xl}" [{", ".join(f"{v:g}" for v in _GRID)}]',
+        f'    y-axis "{yl}" 0 --> 1',
+    ]
+    body += [f"    line [{', '.join(f'{v:.3f}' for v in values)}]" for _, values in series]
+    body.append("```")
+    return "\n".join(body)
+
+
+def _resample(points: list[dict[str, float]], x: str, y: str) -> list[float]:
+    """The curve's y at evenly spaced x (Mermaid draws a line's values at even steps)."""
+    xs = np.array([p[x] for p in points], dtype=float)
+    ys = np.array([p[y] for p in points], dtype=float)
+    order = np.argsort(xs, kind="stable")
+    return list(np.interp(_GRID, xs[order], ys[order]))
+
+
+def _confusion(label: str, predictions: Any) -> str:
+    if predictions is None or "predicted" not in predictions:
+        return ""
+    table = predictions.groupby(["actual", "predicted"]).size().unstack(fill_value=0)
+    classes = sorted(set(table.index) | set(table.columns))
+    table = table.reindex(index=classes, columns=classes, fill_value=0)
+    lines = [f"**{label}**", "", "| actual \\ predicted | " + " | ".join(classes) + " |"]
+    lines.append("| --- |" + " ---: |" * len(classes))
+    for actual in classes:
+        lines.append(
+            f"| {actual} | " + " | ".join(f"{int(table.loc[actual, p]):,}" for p in classes) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _lineage(c: Comparison) -> str:
+    lines = ["### Lineage", "", "| | base | head |", "| --- | --- | --- |"]
+    lines.append(
+        f"| commit | {c.base.sha or 'workspace'} | {c.head.sha or 'workspace (uncommitted)'} |"
+    )
+    for label, path in (("model md5", "models/model.skops"), ("raw data md5", None)):
+        lines.append(
+            f"| {label} | {_lock_md5(c.base.lock, path)} | {_lock_md5(c.head.lock, path)} |"
+        )
+    base_v = (c.base.metadata or {}).get("versions", {})
+    head_v = (c.head.metadata or {}).get("versions", {})
+    for lib in sorted(set(base_v) | set(head_v)):
+        lines.append(f"| {lib} | {base_v.get(lib, 'n/a')} | {head_v.get(lib, 'n/a')} |")
+    return "\n".join(lines)
+
+
+def _lock_md5(lock: dict[str, Any] | None, path: str | None) -> str:
+    stages = (lock or {}).get("stages") or {}
+    for stage_name, stage in stages.items():
+        for out in stage.get("outs") or []:
+            if (path and out.get("path") == path) or (path is None and stage_name == "ingest"):
+                return _md5(out.get("md5"))
+    return "n/a"
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _delta(row: MetricRow) -> str:
+    if row.delta is None:
+        return "n/a"
+    good = row.gain is not None and row.gain > 0
+    mark = "" if row.delta == 0 else (" 🟢" if good else " 🔴")
+    return f"{row.delta:+.4f}{mark}"
+
+
+def _interval(row: MetricRow) -> str:
+    return "n/a" if row.low is None or row.high is None else f"[{row.low:+.4f}, {row.high:+.4f}]"
+
+
+def _val(value: Any) -> str:
+    return "—" if value is None else f"`{value}`"
+
+
+def _md5(value: str | None) -> str:
+    return f"`{value[:10]}`" if value else "—"
+
+
+def _int(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else "n/a"
+
+
+def _bytes(value: Any) -> str:
+    return f"{value / 1024:,.0f} KiB" if isinstance(value, int | float) else "n/a"
+
+
+def _ms(value: Any) -> str:
+    return f"{value:,.1f} ms" if isinstance(value, int | float) else "n/a"

@@ -1,0 +1,107 @@
+"""Read what a revision committed (metrics, predictions, params, signature, ...) through Git."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from gitml.errors import DataError
+from gitml.project import OUTPUTS
+from gitml.vcs import resolve_rev, show_file
+
+
+@dataclass(frozen=True)
+class Revision:
+    """The committed outputs of one revision; a missing file is None (e.g. a first model)."""
+
+    label: str
+    sha: str | None  # None: the working tree
+    metrics: dict[str, Any] | None
+    slices: dict[str, Any] | None
+    predictions: pd.DataFrame | None
+    validation: dict[str, Any] | None
+    signature: dict[str, Any] | None
+    metadata: dict[str, Any] | None
+    params: dict[str, Any] | None
+    lock: dict[str, Any] | None
+    curves: dict[str, list[dict[str, float]]]
+
+    @property
+    def short(self) -> str:
+        return self.sha[:8] if self.sha else "workspace"
+
+
+def load_revision(root: Path, rev: str | None) -> Revision:
+    """Load a revision's outputs with `git show` (rev None: the working tree); never retrains."""
+    sha = resolve_rev(root, rev) if rev is not None else None
+    where = sha[:8] if sha else "workspace"
+
+    def text(key: str) -> str | None:
+        return show_file(root, sha, OUTPUTS[key])
+
+    return Revision(
+        label=rev or "workspace",
+        sha=sha,
+        metrics=_json(text("metrics"), OUTPUTS["metrics"], where),
+        slices=_json(text("slices"), OUTPUTS["slices"], where),
+        predictions=_csv(text("predictions"), OUTPUTS["predictions"], where),
+        validation=_json(text("validation"), OUTPUTS["validation"], where),
+        signature=_json(text("signature"), OUTPUTS["signature"], where),
+        metadata=_json(text("metadata"), OUTPUTS["metadata"], where),
+        params=_yaml(text("params"), OUTPUTS["params"], where),
+        lock=_yaml(text("lock"), OUTPUTS["lock"], where),
+        curves={key: _rows(text(key)) for key in ("roc", "precision_recall")},
+    )
+
+
+def _rows(text: str | None) -> list[dict[str, float]]:
+    """Curve points for the plots section; a missing or unreadable file just draws nothing."""
+    try:
+        data = json.loads(text) if text else []
+    except json.JSONDecodeError:
+        return []
+    return data if isinstance(data, list) else []
+
+
+def _json(text: str | None, path: str, where: str) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(
+            f"{path} at {where} is not valid JSON ({err.msg}, line {err.lineno})",
+            hint="restore it from the pipeline: dvc repro (or git checkout the file)",
+        ) from err
+    if not isinstance(data, dict):
+        raise DataError(f"{path} at {where}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _yaml(text: str | None, path: str, where: str) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise DataError(f"{path} at {where} is not valid YAML: {err}") from err
+    return data if isinstance(data, dict) else None
+
+
+def _csv(text: str | None, path: str, where: str) -> pd.DataFrame | None:
+    if text is None:
+        return None
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype={"actual": str, "predicted": str})
+    except (ValueError, pd.errors.ParserError) as err:
+        raise DataError(f"{path} at {where} is not a readable CSV ({err})") from err
+    missing = {"row_id", "actual", "score"} - set(frame.columns)
+    if missing:
+        raise DataError(f"{path} at {where} lacks columns {sorted(missing)}")
+    return frame

@@ -1,0 +1,161 @@
+"""`gitml report` and `gitml gate` on real git + DVC repositories with a main and a PR branch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.support import copy_repo, dvc, git, gitml
+
+PR_BRANCH = "pr"
+
+
+def _set(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new))
+
+
+def _commit(repo: Path, message: str) -> None:
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", message, cwd=repo)
+
+
+@pytest.fixture(scope="module")
+def weak_main(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """main holds a deliberately weak model (heavy regularisation), so a PR can beat it."""
+    repo = copy_repo(built_repo, tmp_path_factory.mktemp("review") / "project")
+    _set(repo / "conf/model/logistic_regression.yaml", "C: 1.0", "C: 0.0005")
+    gitml("params", cwd=repo)
+    dvc("repro", cwd=repo)
+    _commit(repo, "weak baseline")
+    git("checkout", "-q", "-b", PR_BRANCH, cwd=repo)
+    return repo
+
+
+@pytest.fixture
+def pr(weak_main: Path, tmp_path: Path) -> Path:
+    return copy_repo(weak_main, tmp_path / "project")
+
+
+def _review(repo: Path, *args: str) -> tuple[int, str, str]:
+    out = repo.parent / "report.md"
+    gitml("report", "--base", "main", "--out", str(out), *args, cwd=repo)
+    gate = gitml("gate", "--base", "main", *args, cwd=repo, check=False)
+    return gate.returncode, out.read_text(), gate.stdout + gate.stderr
+
+
+def _metric_row(report: str, metric: str) -> list[str]:
+    line = next(x for x in report.splitlines() if x.startswith(f"| {metric} "))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_better_model_passes_with_positive_deltas_and_intervals(pr: Path) -> None:
+    _set(pr / "conf/model/logistic_regression.yaml", "C: 0.0005", "C: 1.0")
+    gitml("params", cwd=pr)
+    dvc("repro", cwd=pr)
+    code, report, gate = _review(pr)
+    assert code == 0, gate
+    assert report.startswith("## ✅ gitml model review: promote")
+    row = _metric_row(report, "roc_auc ↑")
+    assert float(row[3].split()[0]) > 0  # delta
+    low, high = (float(v) for v in row[4].strip("[]").split(","))
+    assert low < float(row[3].split()[0]) < high
+    assert "`model.params.C` | `0.0005` | `1.0`" in report
+    assert "Hyperparameters changed: `C` `0.0005` → `1.0`" in report
+    assert "Distribution shift of the training data: 0 of 20 columns shifted" in report
+    assert "```mermaid" in report and "| actual \\ predicted | No | Yes |" in report
+
+
+def test_flipped_labels_are_blocked_with_the_failing_rules(pr: Path) -> None:
+    frame = pd.read_csv(pr / "data/external/telco_churn.csv.gz", keep_default_na=False)
+    flip = frame.sample(frac=0.45, random_state=0).index
+    frame.loc[flip, "churn"] = frame.loc[flip, "churn"].map({"Yes": "No", "No": "Yes"})
+    frame.to_csv(pr / "data/external/flipped.csv", index=False)
+    conf = pr / "conf/data/telco_churn.yaml"
+    _set(conf, "source: data/external/telco_churn.csv.gz", "source: data/external/flipped.csv")
+    gitml("params", cwd=pr)
+    dvc("repro", cwd=pr)
+    code, report, gate = _review(pr)
+    assert code == 1, gate
+    assert report.startswith("## ⛔ gitml model review: blocked")
+    assert "- `minimums.roc_auc`: roc_auc" in report
+    assert "FAIL  minimums.roc_auc" in gate
+    assert "data/external/flipped.csv" in report  # the data section names the new input
+    churn = next(x for x in report.splitlines() if x.startswith("| `churn` | Jensen-Shannon"))
+    assert churn.endswith("| ⚠️ yes |")  # the label distribution moved
+
+
+def test_changed_split_seed_is_not_comparable_unless_recomputed(pr: Path) -> None:
+    _set(pr / "conf/config.yaml", "seed: 42", "seed: 7")
+    gitml("params", cwd=pr)
+    dvc("repro", cwd=pr)
+    code, report, gate = _review(pr)
+    assert code == 2, gate
+    assert "not comparable" in report.splitlines()[0]
+    assert "different test rows" in report
+    code, report, gate = _review(pr, "--recompute")
+    assert code in (0, 1), gate
+    assert "Base metrics recomputed" in report
+    row = _metric_row(report, "roc_auc ↑")
+    assert row[4].startswith("[")  # a real paired interval
+
+
+def test_dropped_feature_is_breaking_and_blocks(pr: Path) -> None:
+    _set(pr / "conf/data/telco_churn.yaml", "drop: []", "drop: [tenure]")
+    gitml("params", cwd=pr)
+    dvc("repro", cwd=pr)
+    code, report, gate = _review(pr)
+    assert code == 1, gate
+    assert "- column removed: `tenure`" in report
+    assert "**BREAKING** for serving: input 'tenure' removed" in report
+    assert "`allow_breaking_signature`" in report
+
+
+def test_docs_only_change_passes_and_says_nothing_changed(pr: Path) -> None:
+    (pr / "NOTES.md").write_text("just docs\n")
+    _commit(pr, "docs")
+    code, report, gate = _review(pr)
+    assert code == 0, gate
+    assert "Nothing changed in the model" in report
+    assert "No parameter changed." in report
+
+
+def test_first_model_uses_absolute_rules_only(built_repo: Path, tmp_path: Path) -> None:
+    repo = copy_repo(built_repo, tmp_path / "project")
+    first = git("rev-list", "--max-parents=0", "HEAD", cwd=repo).stdout.strip()
+    out = tmp_path / "r.md"
+    gitml("report", "--base", first, "--out", str(out), "--images", str(tmp_path / "img"), cwd=repo)
+    for name in ("roc", "precision_recall", "confusion"):
+        assert (tmp_path / "img" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+        assert f"![{name}](img/{name}.png)" in out.read_text()
+    gate = gitml("gate", "--base", first, cwd=repo, check=False)
+    assert gate.returncode == 0, gate.stdout
+    passed = [ln for ln in gate.stdout.splitlines() if ln.startswith("  pass")]
+    rules = [ln.split()[1].rstrip(":") for ln in passed]
+    assert "minimums.roc_auc" in rules
+    assert not [r for r in rules if r.startswith(("max_regression", "ci_lower_bound"))]
+    assert "has no committed metrics" in out.read_text()
+
+
+def test_bad_input_gets_clear_errors(pr: Path) -> None:
+    gate = gitml("gate", "--base", "no-such-branch", cwd=pr, check=False)
+    assert gate.returncode == 3
+    assert "revision 'no-such-branch' does not exist" in gate.stderr
+    report = gitml("report", "--base", "nope", "--out", "r.md", cwd=pr, check=False)
+    assert report.returncode == 1 and "does not exist" in report.stderr
+    assert not (pr / "r.md").exists()
+
+    _set(pr / "params.yaml", "C: 0.0005", "C: 0.9")
+    stale = gitml("gate", "--base", "main", cwd=pr, check=False)
+    assert stale.returncode == 3 and "params.yaml is stale" in stale.stderr
+    gitml("params", cwd=pr)
+
+    (pr / "reports/metrics.json").write_text("{ not json")
+    corrupt = gitml("gate", "--base", "main", cwd=pr, check=False)
+    assert corrupt.returncode == 3
+    assert "reports/metrics.json at workspace is not valid JSON" in corrupt.stderr
+    json.loads(git("show", "main:reports/metrics.json", cwd=pr).stdout)  # base untouched

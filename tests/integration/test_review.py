@@ -65,6 +65,7 @@ def test_better_model_passes_with_positive_deltas_and_intervals(pr: Path) -> Non
     low, high = (float(v) for v in row[4].strip("[]").split(","))
     assert low < float(row[3].split()[0]) < high
     assert "`model.params.C` | `0.0005` | `1.0`" in report
+    assert "Changed in `conf/`: `conf/model/logistic_regression.yaml`" in report
     assert "Hyperparameters changed: `C` `0.0005` → `1.0`" in report
     assert "Distribution shift of the training data: 0 of 20 columns shifted" in report
     assert "```mermaid" in report and "| actual \\ predicted | No | Yes |" in report

@@ -64,6 +64,7 @@ class Comparison:
     signature: SignatureDiff
     model_changed: bool
     data_shift: list[dict[str, Any]] = field(default_factory=list)
+    conf_changed: list[str] = field(default_factory=list)
     recomputed: bool = False
 
 
@@ -75,6 +76,7 @@ def compare(
     confidence: float,
     seed: int,
     base_predictions: pd.DataFrame | None = None,
+    conf_changed: list[str] | None = None,
 ) -> Comparison:
     """Everything the report and the gate need; `base_predictions` (from --recompute) replaces
     the base's committed predictions with the base model's scores on head's test rows."""
@@ -121,6 +123,7 @@ def compare(
         signature=_signature_diff(base.signature, head.signature),
         model_changed=_model_changed(base, head),
         data_shift=_data_shift(base, head),
+        conf_changed=conf_changed or [],
         recomputed=recomputed,
     )
 

@@ -111,6 +111,8 @@ def _slices(c: Comparison) -> str:
 
 def _params(c: Comparison) -> str:
     lines = ["### Params"]
+    if c.conf_changed:
+        lines += ["", "Changed in `conf/`: " + ", ".join(f"`{p}`" for p in c.conf_changed)]
     if not c.params_changed:
         return "\n".join([*lines, "", "No parameter changed."])
     policy = [k for k, _, _ in c.params_changed if k.startswith("promotion.")]

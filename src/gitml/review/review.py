@@ -10,11 +10,12 @@ from pathlib import Path
 from gitml.config.compose import check_params, parse_params
 from gitml.config.schema import PromotionParams
 from gitml.errors import ConfigError
-from gitml.project import OUTPUTS, Project
+from gitml.project import CONF_DIR, OUTPUTS, Project
 from gitml.review.compare import Comparison, compare, recompute_base_predictions
 from gitml.review.gate import Verdict, decide
 from gitml.review.markdown import render_report
 from gitml.review.revision import Revision, load_revision
+from gitml.vcs import changed_paths
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ def build_review(
         confidence=policy.bootstrap.confidence,
         seed=policy.bootstrap.seed,
         base_predictions=base_predictions,
+        conf_changed=changed_paths(project.root, base_rev.sha or base, head_rev.sha, CONF_DIR),
     )
     verdict = decide(comparison, policy)
     name = (head_rev.params or {}).get("project", {}).get("model_name", "model")

@@ -19,6 +19,13 @@ def _set(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new))
 
 
+def _retrain(repo: Path, conf: str, old: str, new: str) -> None:
+    """Change conf/ the way a PR does, recompose params.yaml and rerun the pipeline."""
+    _set(repo / conf, old, new)
+    gitml("params", cwd=repo)
+    dvc("repro", cwd=repo)
+
+
 def _commit(repo: Path, message: str) -> None:
     git("add", "-A", cwd=repo)
     git("commit", "-q", "-m", message, cwd=repo)
@@ -54,9 +61,7 @@ def _metric_row(report: str, metric: str) -> list[str]:
 
 
 def test_better_model_passes_with_positive_deltas_and_intervals(pr: Path) -> None:
-    _set(pr / "conf/model/logistic_regression.yaml", "C: 0.0005", "C: 1.0")
-    gitml("params", cwd=pr)
-    dvc("repro", cwd=pr)
+    _retrain(pr, "conf/model/logistic_regression.yaml", "C: 0.0005", "C: 1.0")
     code, report, gate = _review(pr)
     assert code == 0, gate
     assert report.startswith("## ✅ gitml model review: promote")
@@ -76,10 +81,12 @@ def test_flipped_labels_are_blocked_with_the_failing_rules(pr: Path) -> None:
     flip = frame.sample(frac=0.45, random_state=0).index
     frame.loc[flip, "churn"] = frame.loc[flip, "churn"].map({"Yes": "No", "No": "Yes"})
     frame.to_csv(pr / "data/external/flipped.csv", index=False)
-    conf = pr / "conf/data/telco_churn.yaml"
-    _set(conf, "source: data/external/telco_churn.csv.gz", "source: data/external/flipped.csv")
-    gitml("params", cwd=pr)
-    dvc("repro", cwd=pr)
+    _retrain(
+        pr,
+        "conf/data/telco_churn.yaml",
+        "source: data/external/telco_churn.csv.gz",
+        "source: data/external/flipped.csv",
+    )
     code, report, gate = _review(pr)
     assert code == 1, gate
     assert report.startswith("## ⛔ gitml model review: blocked")
@@ -91,9 +98,7 @@ def test_flipped_labels_are_blocked_with_the_failing_rules(pr: Path) -> None:
 
 
 def test_changed_split_seed_is_not_comparable_unless_recomputed(pr: Path) -> None:
-    _set(pr / "conf/config.yaml", "seed: 42", "seed: 7")
-    gitml("params", cwd=pr)
-    dvc("repro", cwd=pr)
+    _retrain(pr, "conf/config.yaml", "seed: 42", "seed: 7")
     code, report, gate = _review(pr)
     assert code == 2, gate
     assert "not comparable" in report.splitlines()[0]
@@ -106,9 +111,7 @@ def test_changed_split_seed_is_not_comparable_unless_recomputed(pr: Path) -> Non
 
 
 def test_dropped_feature_is_breaking_and_blocks(pr: Path) -> None:
-    _set(pr / "conf/data/telco_churn.yaml", "drop: []", "drop: [tenure]")
-    gitml("params", cwd=pr)
-    dvc("repro", cwd=pr)
+    _retrain(pr, "conf/data/telco_churn.yaml", "drop: []", "drop: [tenure]")
     code, report, gate = _review(pr)
     assert code == 1, gate
     assert "- column removed: `tenure`" in report

@@ -41,7 +41,7 @@ def _validate(args: argparse.Namespace, params: Params) -> None:
         raise ValidationError(
             f"{source}: {len(errors)} data rule(s) failed; first: [{errors[0].rule}] "
             f"{errors[0].message}",
-            hint=f"fix the data or the declared schema in conf/data/{params.data.name}.yaml; "
+            hint=f"fix the data, or the declared schema of '{params.data.name}' in conf/data/; "
             f"the last good {args.report} was left as it was",
         )
     write_json(args.report, report.to_dict())

@@ -22,8 +22,10 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 venv: $(VENV)/.installed ## create .venv and install the locked dependencies
 
-repro: venv ## check params.yaml, then run the reference pipeline (dvc repro)
+repro: venv ## check params.yaml, restore what the DVC remote has, run the pipeline (dvc repro)
 	gitml params --check
+	@dvc pull --quiet >/dev/null 2>&1 && echo "data and models restored from the DVC cache or remote" \
+		|| echo "DVC remote not reachable or empty: dvc repro rebuilds what is missing"
 	dvc repro
 	dvc metrics show reports/metrics.json
 

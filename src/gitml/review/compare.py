@@ -146,29 +146,16 @@ def _comparability(base: Revision, head: Revision, recomputed: bool) -> tuple[st
 
 
 def _paired_metrics(
-    base_pred: pd.DataFrame,
-    head_pred: pd.DataFrame,
-    *,
-    positive: str,
-    threshold: float,
-    base_threshold: float,
-    names: list[str],
-    resamples: int,
-    confidence: float,
-    seed: int,
+    base_pred: pd.DataFrame, head_pred: pd.DataFrame, *, positive: str, **bootstrap: Any
 ) -> list[MetricRow]:
+    """Join both sides on row_id and bootstrap every metric's difference over those rows."""
     joined = head_pred.merge(base_pred, on="row_id", suffixes=("_head", "_base"))
     y = (joined["actual_head"].astype(str) == positive).to_numpy(dtype=int)
     deltas = paired_bootstrap(
         y,
         joined["score_base"].to_numpy(dtype=float),
         joined["score_head"].to_numpy(dtype=float),
-        threshold=threshold,
-        base_threshold=base_threshold,
-        names=names,
-        resamples=resamples,
-        seed=seed,
-        confidence=confidence,
+        **bootstrap,
     )
     return [
         MetricRow(n, HIGHER_IS_BETTER[n], d.base, d.head, d.delta, d.low, d.high)

@@ -76,14 +76,6 @@ def write_arrow(target: str | os.PathLike[str], table: pa.Table) -> None:
         pq.write_table(table, tmp)
 
 
-def write_table(target: str | os.PathLike[str], frame: pd.DataFrame) -> None:
-    """Write a DataFrame to Parquet atomically, its index (source row numbers) as `_row`."""
-    import pyarrow as pa
-
-    table = pa.Table.from_pandas(frame.rename_axis(ROW_COLUMN).reset_index(), preserve_index=False)
-    write_arrow(target, table)
-
-
 def read_arrow(path: str | os.PathLike[str]) -> pa.Table:
     """Read a Parquet file written by gitml as an Arrow table."""
     import pyarrow.parquet as pq

@@ -38,6 +38,7 @@ class SignatureDiff:
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)  # "name: what changed"
+    incompatible: list[str] = field(default_factory=list)  # the changes old clients break on
     outputs_changed: bool = False
 
     @property
@@ -45,7 +46,7 @@ class SignatureDiff:
         """Reasons a client of the old signature would break against the new one."""
         reasons = [f"input '{c}' removed" for c in self.removed]
         reasons += [f"new required input '{c}'" for c in self.added]
-        reasons += [f"input {c}" for c in self.changed if "categories removed" in c or "type" in c]
+        reasons += [f"input {c}" for c in self.incompatible]
         if self.outputs_changed:
             reasons.append("output classes changed")
         return reasons
@@ -164,15 +165,13 @@ def _paired_metrics(
 
 
 def recompute_base_predictions(
-    test: pd.DataFrame, score: np.ndarray, *, target: str, positive: str, threshold: float
+    test: pd.DataFrame, score: np.ndarray, *, target: str
 ) -> pd.DataFrame:
-    """Base-model scores on head's test rows, in the shape of predictions.csv."""
-    labels = test[target].astype(str).to_numpy()
+    """Base-model scores on head's test rows: the columns of predictions.csv a pairing needs."""
     return pd.DataFrame(
         {
             "row_id": test.index.to_numpy(),
-            "actual": labels,
-            "predicted": np.where(score >= threshold, positive, "other"),
+            "actual": test[target].astype(str).to_numpy(),
             "score": score,
         }
     )
@@ -229,23 +228,26 @@ def _signature_diff(base: dict[str, Any] | None, head: dict[str, Any] | None) ->
         return SignatureDiff()
     old = {i["name"]: i for i in base.get("inputs", [])}
     new = {i["name"]: i for i in head.get("inputs", [])}
-    changed = []
+    changed: list[str] = []
+    incompatible: list[str] = []
     for name in sorted(set(old) & set(new)):
         a, b = old[name], new[name]
-        if a.get("type") != b.get("type"):
-            changed.append(f"'{name}': type {a.get('type')} -> {b.get('type')}")
         lost = sorted(set(a.get("categories") or []) - set(b.get("categories") or []))
-        if lost:
-            changed.append(f"'{name}': categories removed {lost}")
         gained = sorted(set(b.get("categories") or []) - set(a.get("categories") or []))
-        if gained:
-            changed.append(f"'{name}': categories added {gained}")
+        breaking = []
+        if a.get("type") != b.get("type"):
+            breaking.append(f"'{name}': type {a.get('type')} -> {b.get('type')}")
+        if lost:
+            breaking.append(f"'{name}': categories removed {lost}")
         if a.get("nullable") and not b.get("nullable"):
-            changed.append(f"'{name}': no longer nullable (type check)")
+            breaking.append(f"'{name}': no longer nullable (type check)")
+        incompatible += breaking
+        changed += breaking + ([f"'{name}': categories added {gained}"] if gained else [])
     return SignatureDiff(
         added=sorted(set(new) - set(old)),
         removed=sorted(set(old) - set(new)),
         changed=changed,
+        incompatible=incompatible,
         outputs_changed=base.get("output", {}).get("classes")
         != head.get("output", {}).get("classes"),
     )

@@ -89,7 +89,6 @@ def _score_base_on_head(project: Project, base: Revision, head: Revision):
     head_data = (head.params or {}).get("data", {})
     base_features = [i["name"] for i in (base.signature or {}).get("inputs", [])]
     positive = head_data.get("positive_class", "Yes")
-    threshold = float((head.metrics or {}).get("threshold", 0.5))
     with tempfile.TemporaryDirectory() as tmp:
         model_path = fetch_artifact(project.root, OUTPUTS["model"], base.sha, Path(tmp) / "m.skops")
         pipeline = load_model(model_path)
@@ -98,10 +97,4 @@ def _score_base_on_head(project: Project, base: Revision, head: Revision):
     ]
     test = read_table(project.root / OUTPUTS["test"], categories=categorical)
     score = score_frame(pipeline, test, features=base_features, positive_class=positive)
-    return recompute_base_predictions(
-        test,
-        score,
-        target=head_data.get("target", "target"),
-        positive=positive,
-        threshold=threshold,
-    )
+    return recompute_base_predictions(test, score, target=head_data.get("target", "target"))

@@ -35,9 +35,10 @@ test: venv ## run the whole test suite
 lint: venv ## ruff, YAML, workflow and params checks (pre-commit on all files)
 	pre-commit run --all-files
 
-bench: venv ## benchmarks: pipeline vs plain scikit-learn, then `gitml report` timing
+bench: venv ## benchmarks: pipeline vs plain scikit-learn, `gitml report`, `gitml models` vs gto
 	python bench/pipeline.py
 	python bench/review.py
+	python bench/registry.py
 
 params: venv ## recompose params.yaml from conf/
 	gitml params

@@ -8,6 +8,7 @@ GitmlError                  base; carries a hint and an exit code
 │   └── ValidationError     data breaks the declared schema or quality rules
 ├── ModelError              a model cannot be built, saved or loaded
 │   └── UntrustedModelError the model file is not a skops file or holds untrusted types
+├── RegistryError           a release, promotion, fetch or reproduction is refused
 └── VcsError                git or dvc failed
 """
 
@@ -62,6 +63,10 @@ class ModelError(GitmlError):
 
 class UntrustedModelError(ModelError):
     """A model file is not a skops file, or holds types outside the trusted list."""
+
+
+class RegistryError(GitmlError):
+    """A release, promotion, rollback, fetch or reproduction is refused or failed."""
 
 
 class VcsError(GitmlError):

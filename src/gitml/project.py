@@ -26,6 +26,7 @@ OUTPUTS = {
     "test": "data/processed/test.parquet",
     "roc": "reports/plots/roc.json",
     "precision_recall": "reports/plots/precision_recall.json",
+    "card": "reports/model_card.md",
 }
 # What a gitml project needs to run its pipeline from a clean checkout.
 PROJECT_FILES = (
@@ -38,6 +39,7 @@ PROJECT_FILES = (
     ".dvc/.gitignore",
     ".dvcignore",
     ".gitignore",
+    ".gto",
 )
 
 

@@ -1,8 +1,10 @@
-"""The only module that calls git (and, for fetching old artifacts, dvc)."""
+"""The only module that calls git, dvc and gto."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 from gitml.errors import VcsError
@@ -64,3 +66,92 @@ def fetch_artifact(root: Path, path: str, rev: str, out: Path) -> Path:
             hint="the base model must be in the DVC cache or a reachable remote (dvc push)",
         )
     return out
+
+
+_FIELD, _RECORD = "\x00", "\x1e"
+_TAG_FORMAT = "%00".join(
+    [
+        "%(refname:strip=2)",
+        "%(*objectname)",
+        "%(objectname)",
+        "%(creatordate:unix)",
+        "%(taggername)",
+        "%(contents)",
+    ]
+)
+
+
+def list_tags(root: Path, pattern: str = "refs/tags") -> list[tuple[str, str, int, str, str]]:
+    """Every tag as (name, commit, created, message, tagger), read by one git process."""
+    out = git(root, "for-each-ref", f"--format={_TAG_FORMAT}%1e", pattern)
+    tags = []
+    for record in out.split(_RECORD):
+        record = record.lstrip("\n")
+        if not record:
+            continue
+        name, peeled, obj, created, tagger, message = record.split(_FIELD, 5)
+        tags.append((name, peeled or obj, int(created or 0), message.strip(), tagger))
+    return tags
+
+
+def read_blobs(root: Path, specs: list[str]) -> list[str | None]:
+    """The text of each `REV:PATH` in `specs` (None where absent), through one git process."""
+    if not specs:
+        return []
+    proc = subprocess.run(
+        ["git", "cat-file", "--batch"],
+        cwd=root,
+        input="".join(f"{spec}\n" for spec in specs).encode(),
+        capture_output=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise VcsError(f"git cat-file failed: {proc.stderr.decode(errors='replace').strip()}")
+    out, pos, texts = proc.stdout, 0, []
+    for _ in specs:
+        end = out.index(b"\n", pos)
+        header = out[pos:end].split()
+        pos = end + 1
+        if len(header) != 3 or header[1] != b"blob":
+            texts.append(None)
+            continue
+        size = int(header[2])
+        texts.append(out[pos : pos + size].decode("utf-8", errors="replace"))
+        pos += size + 1
+    return texts
+
+
+def dirty_paths(root: Path) -> list[str]:
+    """Tracked files with changes and untracked files that are not ignored."""
+    out = git(root, "status", "--porcelain", "--untracked-files=all")
+    return [line[3:] for line in out.splitlines() if line.strip()]
+
+
+def run_tool(root: Path, *cmd: str, env: dict[str, str] | None = None) -> str:
+    """Run dvc or gto (on PATH) in `root`; raise VcsError with the tool's last message."""
+    full_env = {**os.environ, "DVC_NO_ANALYTICS": "1", **(env or {})}
+    try:
+        proc = subprocess.run(
+            list(cmd), cwd=root, capture_output=True, text=True, check=False, env=full_env
+        )
+    except FileNotFoundError as err:
+        raise VcsError(f"{cmd[0]} is not installed or not on PATH") from err
+    if proc.returncode != 0:
+        text = (proc.stderr or proc.stdout).replace("\u274c", "").strip()
+        errors = [ln.strip() for ln in text.splitlines() if "ERROR" in ln]
+        detail = errors[0] if errors else " ".join(text.split())[-400:]
+        words = list(cmd[2:]) if cmd[1:2] == ("-m",) else [Path(cmd[0]).name, *cmd[1:]]
+        shown = " ".join(words[:3])
+        raise VcsError(f"`{shown} ...` failed: {detail or proc.returncode}")
+    return proc.stdout
+
+
+def dvc(root: Path, *args: str) -> str:
+    """Run `dvc ARGS` with the interpreter running gitml (so both see the same packages)."""
+    return run_tool(root, sys.executable, "-m", "dvc", *args)
+
+
+def gto(root: Path, *args: str) -> str:
+    """Run `gto ARGS`: the executable beside this interpreter, else the one on PATH."""
+    beside = Path(sys.executable).parent / "gto"
+    return run_tool(root, str(beside) if beside.is_file() else "gto", *args)

@@ -14,7 +14,7 @@ import pytest
 
 from tests.support import dvc, git, gitml, ran_stages, run
 
-STAGES = ["ingest", "validate", "split", "train", "evaluate"]
+STAGES = ["ingest", "validate", "split", "train", "evaluate", "card"]
 
 
 def _metrics(repo: Path) -> dict:
@@ -39,6 +39,7 @@ def test_repro_from_scratch_builds_everything(built_repo: Path) -> None:
         "reports/plots/roc.json",
         "reports/plots/precision_recall.json",
         "reports/plots/calibration.json",
+        "reports/model_card.md",
     ]:
         assert (built_repo / rel).is_file(), rel
     metrics = _metrics(built_repo)
@@ -67,7 +68,7 @@ def test_evaluate_param_change_reruns_only_evaluate(repo: Path) -> None:
     gitml("params", cwd=repo)
     before = _metrics(repo)
     proc = dvc("repro", cwd=repo)
-    assert ran_stages(proc.stdout) == ["evaluate"]
+    assert ran_stages(proc.stdout) == ["evaluate", "card"]
     after = _metrics(repo)
     assert after["threshold"] == 0.35
     assert after["metrics"]["roc_auc"] == before["metrics"]["roc_auc"]  # same model
@@ -77,7 +78,7 @@ def test_evaluate_param_change_reruns_only_evaluate(repo: Path) -> None:
 def test_model_change_reruns_train_and_evaluate_only(repo: Path) -> None:
     gitml("params", "model=random_forest", "model.params.n_estimators=60", cwd=repo)
     proc = dvc("repro", cwd=repo)
-    assert ran_stages(proc.stdout) == ["train", "evaluate"]
+    assert ran_stages(proc.stdout) == ["train", "evaluate", "card"]
     assert _metrics(repo)["estimator"] == "random_forest"
     meta = json.loads((repo / "models/metadata.json").read_text())
     assert meta["hyperparameters"]["n_estimators"] == 60

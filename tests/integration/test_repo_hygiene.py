@@ -25,6 +25,9 @@ PRE_COMMIT_CONFIG = ROOT / ".pre-commit-config.yaml"
 
 SHA_PINNED = re.compile(r"^[^@\s]+@[0-9a-f]{40}$")
 REQUIRED_HOOKS = {"ruff", "ruff-format", "check-yaml", "check-added-large-files", "gitml-params"}
+# The only job that may write repository contents: it publishes the GitHub Release of a
+# pushed registration tag (the Releases API needs contents: write).
+CONTENTS_WRITERS = {("release.yml", "release")}
 WORKFLOW_LINTERS = {"check-github-workflows", "zizmor"}
 TIMEOUT_S = 60
 
@@ -140,6 +143,9 @@ def test_workflow_security_rules(path: Path) -> None:
         assert SHA_PINNED.match(ref), f"{path.name}: {where} `{ref}` is not pinned to a commit SHA"
 
     for job_id, job in (workflow.get("jobs") or {}).items():
+        if (path.name, job_id) in CONTENTS_WRITERS:
+            assert _triggers(workflow) == {"push"}, f"{path.name}: {job_id} writes; tags only"
+            continue
         assert not _grants_contents_write(job.get("permissions")), (
             f"{path.name}: job {job_id} grants write on contents"
         )

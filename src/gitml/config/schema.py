@@ -218,8 +218,19 @@ class BootstrapParams(_Strict):
     seed: Annotated[int, Field(ge=0)] = 0
 
 
+class ReleasePolicy(_Strict):
+    """How `gitml release`, `promote` and `reproduce` number, order and check versions."""
+
+    first_version: Annotated[str, Field(pattern=r"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")] = (
+        "v1.0.0"
+    )
+    bump: Literal["major", "minor", "patch"] = "minor"
+    allow_skip_stages: bool = False
+    reproduce_tolerance: Annotated[float, Field(ge=0)] = 1e-6
+
+
 class PromotionParams(_Strict):
-    """The promotion policy that `gitml gate` applies."""
+    """The promotion policy that `gitml gate` applies, and the release rules."""
 
     minimums: dict[MetricName, float] = {}
     max_regression: dict[MetricName, RegressionLimit] = {}
@@ -228,6 +239,18 @@ class PromotionParams(_Strict):
     serving: ServingPolicy = ServingPolicy()
     allow_breaking_signature: bool = False
     bootstrap: BootstrapParams = BootstrapParams()
+    release: ReleasePolicy = ReleasePolicy()
+
+
+class CardParams(_Strict):
+    """What the model card says that the data cannot: purpose, limits and owners."""
+
+    title: str | None = None
+    owners: list[str] = []
+    intended_use: Annotated[str, Field(min_length=1)]
+    out_of_scope: list[str] = []
+    limitations: list[str] = []
+    interval_resamples: Annotated[int, Field(ge=100, le=100_000)] = 1000
 
 
 class Params(_Strict):
@@ -241,6 +264,7 @@ class Params(_Strict):
     model: ModelParams
     evaluate: EvaluateParams
     promotion: PromotionParams
+    card: CardParams
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -190,3 +191,12 @@ def _read_csv(path: Path) -> pa.Table:
             f"{path}: not a well-formed CSV file: {detail}",
             hint="a truncated download or a garbled file; restore the original file",
         ) from err
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

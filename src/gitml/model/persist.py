@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from pathlib import Path
 
 from sklearn.pipeline import Pipeline
 
-from gitml.data.io import write_bytes
+from gitml.data.io import sha256_file, write_bytes  # noqa: F401 (re-exported)
 from gitml.errors import ModelError, UntrustedModelError
 
 # Types outside skops' default-trusted set that gitml's own pipelines contain. Anything else
@@ -35,15 +34,6 @@ def save_model(pipeline: Pipeline, path: Path) -> bytes:
     payload = sio.dumps(pipeline)
     write_bytes(path, payload)
     return payload
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_model(path: Path) -> Pipeline:

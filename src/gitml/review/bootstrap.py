@@ -82,6 +82,43 @@ def paired_bootstrap(
     }
 
 
+def bootstrap_intervals(
+    y_true: np.ndarray,
+    score: np.ndarray,
+    *,
+    threshold: float,
+    names: Sequence[str],
+    resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, tuple[float | None, float | None]]:
+    """Per metric: the percentile interval of one model's metric over bootstrap resamples.
+
+    The same resampling as `paired_bootstrap` (resample i depends only on `seed` and i), for
+    a model on its own, as the model card reports it.
+    """
+    y, score, _ = _check_inputs(y_true, score, score, names, resamples, confidence)
+    model = _prepare(y, score, threshold)
+    chunk_size = max(1, _MEMORY_BUDGET // (_BYTES_PER_CELL * len(y)))
+    children = np.random.SeedSequence(seed).spawn(resamples)
+    values = {name: np.empty(resamples) for name in names}
+    for start in range(0, resamples, chunk_size):
+        draws = _draw_rows(children[start : start + chunk_size], len(y))
+        drawn = _group_metrics(model, *_drawn_weights(model, draws), names)
+        for name in names:
+            values[name][start : start + len(draws)] = drawn[name]
+    tail = (1 - confidence) / 2 * 100
+    intervals: dict[str, tuple[float | None, float | None]] = {}
+    for name in names:
+        finite = values[name][np.isfinite(values[name])]
+        if not len(finite):
+            intervals[name] = (None, None)
+            continue
+        low, high = np.percentile(finite, [tail, 100 - tail])
+        intervals[name] = (_round(low), _round(high))
+    return intervals
+
+
 def _point(value: float) -> float | None:
     """A point estimate as compute_metrics reports it: rounded, None where undefined."""
     return None if np.isnan(value) else _round(float(value))

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 from gitml.config.schema import Params
-from gitml.data.io import read_table, write_json
+from gitml.data.io import read_table, sha256_file, write_json
 from gitml.data.profile import profile_frame
 from gitml.model.fit import fit_pipeline, training_metadata
-from gitml.model.persist import save_model, sha256_file
+from gitml.model.persist import save_model
 from gitml.model.signature import build_signature
 from gitml.stages._runner import run_stage
 

@@ -1,0 +1,200 @@
+"""`gitml release`: check that HEAD is a releasable model, push its data, tag it with GTO."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from gitml.config.compose import check_params, load_params
+from gitml.errors import RegistryError, VcsError
+from gitml.project import OUTPUTS, Project
+from gitml.registry.catalog import HEADLINE, MODEL_SHA_KEY, Artifact, load_registry, pick_artifact
+from gitml.registry.tags import Version, parse_version, version_tag
+from gitml.vcs import dirty_paths, dvc, git, gto, resolve_rev
+
+
+@dataclass(frozen=True)
+class Release:
+    name: str
+    version: str
+    tag: str
+    commit: str
+    message: str
+    gate: str
+    pushed: bool
+
+
+def release(
+    project: Project,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    bump: Literal["major", "minor", "patch"] | None = None,
+    message: str | None = None,
+    push: bool = False,
+) -> Release:
+    """Refuse unless HEAD is clean, reproduced, gated and pushed to the DVC remote; then tag."""
+    root = project.root
+    params = load_params(project.params_path)
+    policy = params.promotion.release
+    artifact = pick_artifact(root, name)
+    history = load_registry(root).get(artifact.name)
+    latest = history.latest() if history else None
+    if version:
+        _check_new_tag(root, version_tag(artifact.name, version))
+    target = _next_version(version, bump, latest.semver if latest else None, policy)
+    tag = version_tag(artifact.name, str(target))
+    _check_new_tag(root, tag)
+    _check_clean(root)
+    head = resolve_rev(root, "HEAD")
+    if history:
+        here = [v.version for v in history.live_versions() if v.commit == head]
+        if here:
+            raise RegistryError(
+                f"HEAD ({head[:12]}) is already released as {artifact.name}@{here[0]}",
+                hint="commit the changes to release, or promote the existing version",
+            )
+    check_params(project)
+    _check_pipeline(root)
+    gate = _check_gate(project, latest.tag if latest else None)
+    _push_data(root, artifact)
+    text = _tag_message(root, artifact, str(target), gate, message)
+    gto(root, "register", artifact.name, "HEAD", "--version", str(target), "--message", text)
+    if push:
+        git(root, "push", "origin", f"refs/tags/{tag}")
+    return Release(artifact.name, str(target), tag, head, text, gate, push)
+
+
+def _next_version(version: str | None, bump: str | None, latest: Version | None, policy) -> Version:
+    if version and bump:
+        raise RegistryError("give --version or --bump, not both")
+    if version:
+        target = parse_version(version)
+        if latest is not None and target <= latest:
+            raise RegistryError(
+                f"version {target} is not above the latest release {latest}",
+                hint="versions only go up; pick a higher one or use --bump",
+            )
+        return target
+    if latest is None:
+        return parse_version(policy.first_version)
+    return latest.bump(bump or policy.bump)
+
+
+def _check_new_tag(root: Path, tag: str) -> None:
+    if git(root, "tag", "--list", tag).strip():
+        raise RegistryError(
+            f"tag {tag} already exists",
+            hint="versions are immutable: release a higher version (--bump or --version)",
+        )
+
+
+def _check_clean(root: Path) -> None:
+    dirty = dirty_paths(root)
+    if dirty:
+        shown = ", ".join(dirty[:8]) + (f" and {len(dirty) - 8} more" if len(dirty) > 8 else "")
+        raise RegistryError(
+            f"the working tree is not clean: {shown}",
+            hint="a release must be exactly a commit: commit or stash these changes first",
+        )
+
+
+def _check_pipeline(root: Path) -> None:
+    """Every stage ran (none frozen, none missing from dvc.lock) and nothing changed since."""
+    stages = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")).get("stages") or {}
+    frozen = [name for name, spec in stages.items() if (spec or {}).get("frozen")]
+    if frozen:
+        raise RegistryError(
+            f"stage(s) {', '.join(frozen)} are frozen in dvc.yaml: the release would carry "
+            "outputs that the pipeline did not reproduce",
+            hint="remove `frozen: true` (dvc unfreeze STAGE), run dvc repro and commit",
+        )
+    lock_file = root / OUTPUTS["lock"]
+    locked = {}
+    if lock_file.is_file():
+        locked = yaml.safe_load(lock_file.read_text(encoding="utf-8")).get("stages") or {}
+    names = dvc(root, "stage", "list", "--name-only").split()
+    skipped = [n for n in names if n not in locked]
+    if skipped:
+        raise RegistryError(
+            f"stage(s) {', '.join(skipped)} never ran: they are not in dvc.lock",
+            hint="run `dvc repro` and commit dvc.lock and the outputs",
+        )
+    status = json.loads(dvc(root, "status", "--json") or "{}")
+    if status:
+        raise RegistryError(
+            f"the pipeline is not up to date: `dvc status` reports changes in "
+            f"{', '.join(sorted(status))}",
+            hint="run `dvc repro`, then commit dvc.lock and the outputs",
+        )
+
+
+def _check_gate(project: Project, base_tag: str | None) -> str:
+    if base_tag is None:
+        return "first release: no earlier version to compare with"
+    from gitml.review.review import build_review
+
+    verdict = build_review(project, base=base_tag).verdict
+    if verdict.status != "promote":
+        failed = "; ".join(f"{r.rule}: {r.detail}" for r in verdict.failed) or verdict.reason
+        raise RegistryError(
+            f"the promotion gate against {base_tag} says {verdict.status!r}: {failed}",
+            hint=f"see `gitml gate --base {base_tag}`; a release must pass the gate",
+        )
+    return f"promote against {base_tag}"
+
+
+def _push_data(root: Path, artifact: Artifact) -> None:
+    """dvc push, then make sure the remote holds everything (the model above all)."""
+    try:
+        dvc(root, "push")
+        status = json.loads(dvc(root, "status", "--cloud", "--json") or "{}")
+    except VcsError as err:
+        raise RegistryError(
+            f"cannot store the model data in the DVC remote: {err}",
+            hint="configure a reachable default remote (dvc remote add -d ...); a release "
+            "whose model is only on this machine cannot be fetched by anyone else",
+        ) from err
+    missing = sorted(path for path, state in status.items() if state != "deleted")
+    if missing:
+        raise RegistryError(
+            f"after dvc push the remote still lacks: {', '.join(missing)} (model: {artifact.path})",
+            hint="check the remote with `dvc status --cloud`",
+        )
+
+
+def _tag_message(root: Path, artifact: Artifact, version: str, gate: str, note: str | None) -> str:
+    metrics = json.loads((root / OUTPUTS["metrics"]).read_text(encoding="utf-8"))
+    metadata = json.loads((root / OUTPUTS["metadata"]).read_text(encoding="utf-8"))
+    lock = yaml.safe_load((root / OUTPUTS["lock"]).read_text(encoding="utf-8")) or {}
+    values = metrics.get("metrics", {})
+    headline = " ".join(f"{k}={values[k]}" for k in HEADLINE if values.get(k) is not None)
+    lines = [
+        f"{artifact.name} {version}",
+        "",
+        f"released: {datetime.now(UTC).date().isoformat()} by gitml release",
+        f"metrics: {headline}",
+        f"{MODEL_SHA_KEY}: {metadata['model_file']['sha256']}",
+        f"model bytes: {metadata['model_file']['bytes']}",
+        f"training data sha256: {metadata['training']['data_sha256']}",
+        f"training rows: {metadata['training']['rows']}",
+    ]
+    for out in _lock_outs(lock):
+        lines.append(f"dvc.lock: {out['path']} md5={out.get('md5')}")
+    lines.append(f"gate: {gate}")
+    if note:
+        lines += ["", note]
+    return "\n".join(lines)
+
+
+def _lock_outs(lock: dict) -> list[dict]:
+    """Every output dvc.lock records (data, model, reports), in stage order."""
+    outs = []
+    for stage in (lock.get("stages") or {}).values():
+        outs += [o for o in stage.get("outs") or [] if "md5" in o]
+    return outs

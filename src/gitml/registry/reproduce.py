@@ -1,0 +1,135 @@
+"""`gitml reproduce`: rebuild a release in a temporary worktree and compare its metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gitml.config.compose import load_params
+from gitml.errors import RegistryError, VcsError
+from gitml.project import OUTPUTS, Project
+from gitml.registry.catalog import load_registry
+from gitml.registry.tags import parse_ref
+from gitml.vcs import dvc, git, show_file
+
+# compared exactly as numbers; timings and sizes are left out (they measure the machine)
+COMPARED = (OUTPUTS["metrics"], OUTPUTS["slices"])
+_IGNORED_KEYS = {"serving"}
+
+
+@dataclass(frozen=True)
+class Difference:
+    file: str
+    key: str
+    recorded: Any
+    reproduced: Any
+
+
+@dataclass
+class Reproduction:
+    tag: str
+    commit: str
+    tolerance: float
+    compared: int = 0
+    differences: list[Difference] = field(default_factory=list)
+    log: str = ""
+
+    @property
+    def matches(self) -> bool:
+        return not self.differences
+
+
+def reproduce(project: Project, ref: str, *, tolerance: float | None = None) -> Reproduction:
+    """Check out the tagged commit in a worktree, `dvc repro --force`, compare with the tag."""
+    root = project.root
+    wanted = parse_ref(ref)
+    if wanted.version in (None, "latest") and wanted.stage is None:
+        raise RegistryError(f"name a version to reproduce, e.g. {wanted.name}@v1.0.0")
+    history = load_registry(root).get(wanted.name)
+    if history is None:
+        raise RegistryError(f"unknown model {wanted.name!r}: no release tags for it")
+    version = history.resolve(wanted)
+    if tolerance is None:
+        tolerance = load_params(project.params_path).promotion.release.reproduce_tolerance
+    result = Reproduction(version.tag, version.commit, tolerance)
+    work = Path(tempfile.mkdtemp(prefix="gitml-reproduce-")) / "worktree"
+    git(root, "worktree", "add", "--detach", str(work), version.commit)
+    try:
+        _use_same_remote(root, work)
+        result.log = _run_pipeline(work)
+        for path in COMPARED:
+            recorded = show_file(root, version.commit, path)
+            reproduced = work / path
+            if recorded is None or not reproduced.is_file():
+                continue
+            _compare(path, json.loads(recorded), json.loads(reproduced.read_text()), result, "")
+    finally:
+        git(root, "worktree", "remove", "--force", str(work))
+        shutil.rmtree(work.parent, ignore_errors=True)
+    return result
+
+
+def _use_same_remote(root: Path, work: Path) -> None:
+    """Point the worktree at the same DVC remote directory (relative URLs would move)."""
+    try:
+        remotes = dvc(root, "remote", "list").splitlines()
+    except VcsError:
+        return
+    for line in remotes:
+        parts = line.split()
+        if len(parts) < 2 or "://" in parts[1]:
+            continue
+        name, url = parts[0], parts[1]
+        absolute = (root / ".dvc" / url).resolve() if not os.path.isabs(url) else Path(url)
+        dvc(work, "remote", "modify", "--local", name, "url", str(absolute))
+
+
+def _run_pipeline(work: Path) -> str:
+    # the tagged commit's own gitml code runs the stages when the project carries it
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    if (work / "src" / "gitml").is_dir():
+        env["PYTHONPATH"] = os.pathsep.join([str(work / "src"), env.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro", "--force", "--pull"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr + proc.stdout).strip().splitlines()[-8:])
+        raise RegistryError(f"dvc repro --force failed in the reproduction worktree:\n{tail}")
+    return proc.stdout
+
+
+def _compare(file: str, recorded: Any, reproduced: Any, result: Reproduction, key: str) -> None:
+    if isinstance(recorded, dict) and isinstance(reproduced, dict):
+        for name in sorted(set(recorded) | set(reproduced)):
+            if name in _IGNORED_KEYS and not key:
+                continue
+            sub = f"{key}.{name}" if key else name
+            if name not in recorded or name not in reproduced:
+                result.differences.append(
+                    Difference(file, sub, recorded.get(name), reproduced.get(name))
+                )
+                continue
+            _compare(file, recorded[name], reproduced[name], result, sub)
+        return
+    result.compared += 1
+    if _numbers(recorded, reproduced):
+        if abs(float(recorded) - float(reproduced)) > result.tolerance:
+            result.differences.append(Difference(file, key, recorded, reproduced))
+    elif recorded != reproduced:
+        result.differences.append(Difference(file, key, recorded, reproduced))
+
+
+def _numbers(*values: Any) -> bool:
+    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)

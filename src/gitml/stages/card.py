@@ -1,0 +1,85 @@
+"""Stage `card`: render the model card from the committed outputs of the other stages."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from gitml.config.schema import Params
+from gitml.data.io import write_text
+from gitml.registry.card import render_card
+from gitml.review.bootstrap import bootstrap_intervals
+from gitml.stages._runner import run_stage
+from gitml.vcs import dirty_paths, resolve_rev
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    for name in ("metadata", "signature", "metrics", "slices", "validation", "predictions"):
+        parser.add_argument(f"--{name}", type=Path, required=True)
+    parser.add_argument("--lock", type=Path, default=Path("dvc.lock"), help="read, not a dep")
+    parser.add_argument("--out", type=Path, required=True)
+
+
+def _card(args: argparse.Namespace, params: Params) -> None:
+    """Write the model card: purpose, data, metrics with intervals, slices, lineage."""
+    metrics = _json(args.metrics)
+    y, score = _predictions(args.predictions, params.data.positive_class)
+    names = [m for m, v in metrics.get("metrics", {}).items() if v is not None]
+    intervals = bootstrap_intervals(
+        y, score, threshold=params.evaluate.threshold, names=names,
+        resamples=params.card.interval_resamples, seed=params.promotion.bootstrap.seed,
+    )  # fmt: skip
+    text = render_card(
+        params=params.model_dump(by_alias=True),
+        metadata=_json(args.metadata),
+        signature=_json(args.signature),
+        metrics=metrics,
+        intervals=intervals,
+        slices=_json(args.slices),
+        validation=_json(args.validation),
+        lineage=_lineage(args.lock, str(args.out)),
+    )
+    write_text(args.out, text)
+    print(f"[card] model card with {len(names)} metrics -> {args.out}")
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _predictions(path: Path, positive: str) -> tuple[np.ndarray, np.ndarray]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    y = np.array([row["actual"] == positive for row in rows], dtype=int)
+    return y, np.array([float(row["score"]) for row in rows])
+
+
+def _lineage(lock: Path, own: str) -> dict:
+    """The commit the pipeline ran on and the hashes dvc.lock records for its files so far."""
+    root = Path.cwd()
+    try:
+        commit, dirty = resolve_rev(root, "HEAD"), bool(dirty_paths(root))
+    except Exception:  # not a git checkout (e.g. a copied project): lineage says so
+        commit, dirty = "not a git checkout", False
+    hashes: dict[str, str] = {}
+    if lock.is_file():
+        stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages") or {}
+        for stage in stages.values():
+            for entry in (stage.get("deps") or [])[:1] + (stage.get("outs") or []):
+                if "md5" in entry and entry["path"] != own and not entry["path"].endswith(".py"):
+                    hashes.setdefault(entry["path"], entry["md5"])
+    return {"commit": commit, "dirty": dirty, "dvc_lock": hashes}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stage("card", _configure, _card, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

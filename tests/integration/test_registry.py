@@ -1,0 +1,268 @@
+"""Releases and the Git-native registry: real git, a real bare `origin`, real DVC and GTO.
+
+Each test gets its own copy of the built reference project, its own DVC remote directory
+and (where it pushes) its own bare origin, so tampering in one test cannot leak into another.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support import dvc, git, gitml, run
+
+NAME = "churn-classifier"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _gto(*args: str, cwd: Path):
+    return run(Path(sys.executable).parent / "gto", *args, cwd=cwd)
+
+
+def _with_remotes(repo: Path) -> Path:
+    """Point the project at a private DVC remote and a bare origin; push main."""
+    remote = repo.parent / "dvc-remote"
+    dvc("remote", "modify", "local", "url", str(remote), cwd=repo)
+    git("commit", "-qam", "private DVC remote", cwd=repo)
+    origin = repo.parent / "origin.git"
+    git("init", "-q", "--bare", str(origin), cwd=repo.parent)
+    git("remote", "add", "origin", str(origin), cwd=repo)
+    git("push", "-q", "origin", "main", cwd=repo)
+    return origin
+
+
+def _models(repo: Path) -> dict[str, list[str]]:
+    rows = json.loads(gitml("models", "--json", cwd=repo).stdout)
+    return {row["version"]: row["stages"] for row in rows}
+
+
+def _gto_stages(repo: Path) -> dict[str, str]:
+    shown = json.loads(_gto("show", "--json", cwd=repo).stdout)
+    return shown.get(NAME, {}).get("stage", {})
+
+
+def _retrain(repo: Path, c: str) -> None:
+    config = repo / "conf" / "model" / "logistic_regression.yaml"
+    config.write_text(config.read_text().replace("C: 1.0", f"C: {c}"))
+    gitml("params", cwd=repo)
+    dvc("repro", cwd=repo)
+    git("add", "-A", cwd=repo)
+    git("commit", "-qm", f"logistic regression C={c}", cwd=repo)
+
+
+def _remote_file(repo: Path, rev: str) -> Path:
+    """Where the DVC remote stores the model of `rev`."""
+    lock = yaml.safe_load(git("show", f"{rev}:dvc.lock", cwd=repo).stdout)
+    md5 = next(o["md5"] for o in lock["stages"]["train"]["outs"] if o["path"].endswith(".skops"))
+    return repo.parent / "dvc-remote" / "files" / "md5" / md5[:2] / md5[2:]
+
+
+def _tamper(path: Path) -> None:
+    os.chmod(path, 0o644)
+    data = bytearray(path.read_bytes())
+    data[1000] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_release_promote_rollback_and_fetch_in_a_fresh_clone(repo: Path) -> None:
+    origin = _with_remotes(repo)
+    first_model = (repo / "models" / "model.skops").read_bytes()
+
+    out = gitml("release", "--push", cwd=repo).stdout
+    assert f"released {NAME}@v1.0.0" in out and "first release" in out
+    assert f"refs/tags/{NAME}@v1.0.0" in git("ls-remote", "--tags", str(origin), cwd=repo).stdout
+    message = git("tag", "-l", "--format=%(contents)", f"{NAME}@v1.0.0", cwd=repo).stdout
+    metadata = json.loads((repo / "models" / "metadata.json").read_text())
+    assert f"model sha256: {metadata['model_file']['sha256']}" in message
+    assert "metrics: roc_auc=0.8" in message and "training data sha256:" in message
+    assert _models(repo) == {"v1.0.0": []}
+
+    _retrain(repo, "0.5")
+    out = gitml("release", "--push", cwd=repo).stdout
+    assert f"released {NAME}@v1.1.0" in out and f"promote against {NAME}@v1.0.0" in out
+    assert _models(repo) == {"v1.1.0": [], "v1.0.0": []}
+
+    for stage in ("dev", "staging", "prod"):
+        gitml("promote", NAME, "v1.0.0", "--stage", stage, cwd=repo)
+    skipped = gitml("promote", NAME, "v1.1.0", "--stage", "prod", cwd=repo, check=False)
+    assert skipped.returncode == 1 and "does not allow skipping it" in skipped.stderr
+    for stage in ("dev", "staging", "prod"):
+        gitml("promote", NAME, "v1.1.0", "--stage", stage, cwd=repo)
+    assert _models(repo) == {"v1.1.0": ["dev", "prod", "staging"], "v1.0.0": []}
+    assert _gto_stages(repo) == {"dev": "v1.1.0", "staging": "v1.1.0", "prod": "v1.1.0"}
+
+    out = gitml("rollback", NAME, "--stage", "prod", "--push", cwd=repo).stdout
+    assert f"prod rolled back from v1.1.0 to {NAME}@v1.0.0" in out
+    assert _models(repo) == {"v1.1.0": ["dev", "staging"], "v1.0.0": ["prod"]}
+    assert _gto_stages(repo)["prod"] == "v1.0.0"
+    git("push", "-q", "origin", "--tags", cwd=repo)
+
+    # a second clone with an empty DVC cache gets the model from the DVC remote
+    clone = repo.parent / "clone"
+    git("clone", "-q", "-b", "main", str(origin), str(clone), cwd=repo.parent)
+    assert not (clone / ".dvc" / "cache").exists()
+    assert _models(clone) == _models(repo)
+    fetched = clone.parent / "served"
+    gitml("fetch", f"{NAME}#prod", "-o", str(fetched), cwd=clone)
+    assert (fetched / "model.skops").read_bytes() == first_model
+    release = json.loads((fetched / "release.json").read_text())
+    assert (release["version"], release["stages"]) == ("v1.0.0", ["prod"])
+    assert "| release | v1.0.0 (" in (fetched / "model_card.md").read_text()
+    assert json.loads((fetched / "signature.json").read_text())["model_name"] == NAME
+
+    # a model file modified in the DVC remote is refused, and nothing is written
+    _tamper(_remote_file(repo, f"{NAME}@v1.1.0"))
+    refused = gitml(
+        "fetch", f"{NAME}@v1.1.0", "-o", str(clone.parent / "bad"), cwd=clone, check=False
+    )
+    assert refused.returncode == 1
+    assert "refusing" in refused.stderr and "SHA-256" in refused.stderr
+    assert not (clone.parent / "bad").exists()
+
+
+def test_release_refusals_leave_no_tag(repo: Path) -> None:
+    _with_remotes(repo)
+
+    def refused(*args: str) -> str:
+        proc = gitml(*args, cwd=repo, check=False)
+        assert proc.returncode != 0, proc.stdout
+        return proc.stderr
+
+    (repo / "notes.txt").write_text("scratch")
+    assert "working tree is not clean: notes.txt" in refused("release")
+    (repo / "notes.txt").unlink()
+
+    config = repo / "conf" / "model" / "logistic_regression.yaml"
+    config.write_text(config.read_text().replace("C: 1.0", "C: 0.7"))
+    git("commit", "-qam", "conf only", cwd=repo)
+    assert "params.yaml is stale" in refused("release")
+    gitml("params", cwd=repo)
+    git("commit", "-qam", "params without repro", cwd=repo)
+    assert "pipeline is not up to date" in refused("release")
+    git("reset", "-q", "--hard", "HEAD~2", cwd=repo)
+
+    dvc("freeze", "card", cwd=repo)
+    git("commit", "-qam", "freeze card", cwd=repo)
+    assert "frozen" in refused("release")
+    git("reset", "-q", "--hard", "HEAD~1", cwd=repo)
+
+    assert "invalid version '1.2'" in refused("release", "--version", "1.2")
+    assert git("tag", cwd=repo).stdout == ""
+
+    gitml("release", cwd=repo)
+    assert "tag churn-classifier@v1.0.0 already exists" in refused("release", "--version", "v1.0.0")
+    assert "already released as churn-classifier@v1.0.0" in refused("release")
+
+    policy = repo / "conf" / "promotion" / "default.yaml"
+    policy.write_text(policy.read_text().replace("roc_auc: 0.80", "roc_auc: 0.99"))
+    gitml("params", cwd=repo)
+    git("commit", "-qam", "stricter floor", cwd=repo)
+    assert "promotion gate against churn-classifier@v1.0.0 says 'blocked'" in refused("release")
+    assert git("tag", cwd=repo).stdout.split() == [f"{NAME}@v1.0.0"]
+
+    assert "unknown version churn-classifier@v9.9.9" in refused(
+        "promote", NAME, "v9.9.9", "--stage", "dev"
+    )
+    assert "unknown version" in refused("fetch", f"{NAME}@v9.9.9", "-o", "x")
+    assert "unknown model 'other-model'" in refused(
+        "promote", "other-model", "v1.0.0", "--stage", "dev"
+    )
+    assert "GTO's naming rule" in refused(
+        "promote", "Churn Classifier!", "v1.0.0", "--stage", "dev"
+    )
+    assert "unknown stage 'qa'" in refused("promote", NAME, "v1.0.0", "--stage", "qa")
+    assert "invalid stage name 'prod!'" in refused("promote", NAME, "v1.0.0", "--stage", "prod!")
+    assert "nothing to roll back to" in refused("rollback", NAME, "--stage", "prod")
+    assert "no version of churn-classifier is in stage 'prod'" in refused(
+        "fetch", f"{NAME}#prod", "-o", "x"
+    )
+    assert not (repo / "x").exists()
+
+
+def test_reproduce_matches_and_reports_a_nondeterministic_release(repo: Path) -> None:
+    _with_remotes(repo)
+    gitml("release", cwd=repo)
+    out = gitml("reproduce", f"{NAME}@v1.0.0", cwd=repo).stdout
+    assert f"{NAME}@v1.0.0 reproduces" in out
+    assert "worktree" not in git("worktree", "list", cwd=repo).stdout.split("\n", 1)[-1]
+
+    # a deliberately non-deterministic evaluation: unseeded noise on the scores
+    stage = repo / "src" / "gitml" / "stages" / "evaluate.py"
+    code = stage.read_text()
+    marker = "    result = evaluate_scores(test, score, params)\n"
+    assert marker in code
+    noisy = (
+        "    import numpy as np\n\n"
+        "    score = np.clip(score + np.random.default_rng().normal(0, 0.001, len(score)), 0, 1)\n"
+    )
+    stage.write_text(code.replace(marker, noisy + marker))
+    env_path = f"{repo / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    os.environ["PYTHONPATH"] = env_path
+    try:
+        dvc("repro", cwd=repo)
+    finally:
+        os.environ.pop("PYTHONPATH")
+    git("add", "-A", cwd=repo)
+    git("commit", "-qm", "noisy evaluation", cwd=repo)
+    gitml("release", "--bump", "patch", cwd=repo)
+
+    proc = gitml("reproduce", f"{NAME}@v1.0.1", cwd=repo, check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"{NAME}@v1.0.1 does NOT reproduce" in proc.stdout
+    assert "reports/metrics.json: metrics.roc_auc: recorded" in proc.stdout
+
+
+def test_release_workflow_hands_over_scripts_that_work(repo: Path) -> None:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
+    assert workflow[True]["push"]["tags"] == ["*@v*", "*#*"]
+    assert workflow["permissions"] == {"contents": "read"}
+    jobs = workflow["jobs"]
+    assert jobs["release"]["permissions"] == {"contents": "write"}
+    assert jobs["deploy"]["permissions"] == {"contents": "read"}
+    assert "needs.event.outputs.stage == 'prod'" in jobs["deploy"]["if"]
+    assert jobs["release"]["if"] == "needs.event.outputs.event == 'registration'"
+    steps = {s["name"]: s for job in jobs.values() for s in job["steps"]}
+    assert ".ci/release-event" in steps["Ask gto check-ref what the tag is"]["run"]
+    assert (
+        "gh release create" in steps["Publish the GitHub Release (notes are the model card)"]["run"]
+    )
+    for step in steps.values():
+        for key, value in (step.get("env") or {}).items():
+            if "SECRET" in key or "KEY" in key:
+                assert value.startswith("${{ secrets."), f"{key} must come from secrets"
+
+    _with_remotes(repo)
+    gitml("release", cwd=repo)
+    for stage in ("dev", "staging", "prod"):
+        gitml("promote", NAME, "v1.0.0", "--stage", stage, cwd=repo)
+    ci = ROOT / ".ci"
+    event = run(ci / "release-event", f"{NAME}@v1.0.0", cwd=repo).stdout.split()
+    assert event == ["event=registration", f"name={NAME}", "version=v1.0.0", "stage="]
+    event = run(ci / "release-event", f"{NAME}#prod#3", cwd=repo).stdout.split()
+    assert event == ["event=assignment", f"name={NAME}", "version=v1.0.0", "stage=prod"]
+
+    dist = repo.parent / "dist"
+    run(ci / "release-bundle", f"{NAME}@v1.0.0", str(dist), cwd=repo)
+    bundle = dist / "bundle"
+    assert sorted(p.name for p in bundle.iterdir()) == sorted(
+        ["model.skops", "signature.json", "metadata.json", "metrics.json", "model_card.md",
+         "release.json"]
+    )  # fmt: skip
+    with tarfile.open(dist / f"{NAME}-v1.0.0.tar.gz") as archive:
+        packed = archive.extractfile("bundle/model.skops")
+        assert packed is not None and packed.read() == (bundle / "model.skops").read_bytes()
+    deployed = run(ci / "deploy", str(bundle), cwd=repo).stdout
+    assert f"deploy: {NAME}@v1.0.0" in deployed and "loads: Pipeline" in deployed
+
+
+@pytest.mark.parametrize("bad", ["v1", "1.0.0", "v1.0", "v01.0.0"])
+def test_invalid_versions_are_refused_before_anything_runs(repo: Path, bad: str) -> None:
+    proc = gitml("release", "--version", bad, cwd=repo, check=False)
+    assert proc.returncode == 1
+    assert f"invalid version '{bad}'" in proc.stderr and "semantic version" in proc.stderr

@@ -271,10 +271,20 @@ class InputSchema:
                 codes = columns.codes[rule.name]
                 data[rule.name] = pd.Categorical.from_codes(
                     codes if keep is None else codes[keep],
-                    categories=list(rule.categories or ()),
+                    dtype=self._dtypes[rule.name],
                     validate=False,
                 )
         return pd.DataFrame(data, copy=False)
+
+    @functools.cached_property
+    def _dtypes(self) -> dict[str, Any]:
+        import pandas as pd
+
+        return {
+            r.name: pd.CategoricalDtype(list(r.categories or ()))
+            for r in self.fields
+            if r.type == "category"
+        }
 
     # -- the published contract ------------------------------------------------------------
 

@@ -107,7 +107,8 @@ class PredictionLog:
                 self._oldest = time.monotonic()
             self._buffer.append(entry)
             self._buffered += rows
-            if self._buffered >= self._flush_rows:
+            # the writer sleeps without a deadline while the buffer is empty: wake it to set one
+            if self._buffered >= self._flush_rows or len(self._buffer) == 1:
                 self._cond.notify_all()
 
     def close(self) -> None:

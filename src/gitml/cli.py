@@ -174,12 +174,14 @@ def serve(
 
     from gitml.config.compose import load_params
     from gitml.project import find_project
-    from gitml.serve.app import run_server
     from gitml.serve.bundle import load_project_model
 
     proj = find_project(project)
     params = load_params(proj.params_path)
     served = load_project_model(proj.root, model)  # refuses a bad model before binding
+
+    from gitml.serve.app import run_server
+
     settings = params.serve
     log_dir = None
     if settings.prediction_log.enabled:

@@ -480,8 +480,10 @@ def _plain(value: float) -> int | float:
 
 
 def _shown(value: Any) -> Any:
-    if value is None or value is _MISSING or isinstance(value, bool | int):
+    if value is None or value is _MISSING or isinstance(value, bool):
         return None if value is _MISSING else value
+    if isinstance(value, int):  # JSON numbers beyond 64 bits are echoed as text
+        return value if -(2**63) <= value < 2**63 else str(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, str):

@@ -260,13 +260,17 @@ def test_evaluate_predict_and_api_give_identical_probabilities(
         .select(params.data.features)
         .to_pylist()
     )
-    api = []
-    for start in range(0, len(records), MAX_RECORDS):
-        resp = _post(client, {"records": records[start : start + MAX_RECORDS]})
-        assert resp.status_code == 200, resp.text
-        api += [p["score"] for p in resp.json()["predictions"]]
-    assert len(api) == len(test)
-    assert np.max(np.abs(np.array(api) - evaluate)) <= 1e-12
+    # requests of up to serve.fast_path_max_rows (64) take the fast path; larger ones (100)
+    # the pipeline itself: both must agree with evaluate
+    assert client.get("/v1/model").json()["fast_path_max_rows"] == 64
+    for size in (MAX_RECORDS, 7):
+        api = []
+        for start in range(0, len(records), size):
+            resp = _post(client, {"records": records[start : start + size]})
+            assert resp.status_code == 200, resp.text
+            api += [p["score"] for p in resp.json()["predictions"]]
+        assert len(api) == len(test)
+        assert np.max(np.abs(np.array(api) - evaluate)) <= 1e-12
 
     labels = np.where(evaluate >= 0.5, "Yes", "No")
     assert batch["label"].tolist() == labels.tolist()

@@ -261,6 +261,7 @@ class ServeParams(_Strict):
     extra_fields: Literal["reject", "accept"] = "reject"
     batch_max_rows: Annotated[int, Field(ge=1)] = 2048
     batch_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 0.0
+    fast_path_max_rows: Annotated[int, Field(ge=0)] = 64
     prediction_log: PredictionLogParams = PredictionLogParams()
 
 

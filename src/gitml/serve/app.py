@@ -29,6 +29,7 @@ from gitml.config.schema import ServeParams
 from gitml.errors import InputError
 from gitml.serve.batcher import Job, MicroBatcher
 from gitml.serve.bundle import ServedModel
+from gitml.serve.fastpath import PARITY_TOLERANCE, compile_fast_path, verify_fast_path
 from gitml.serve.inputs import Columns
 from gitml.serve.predlog import LogEntry, PredictionLog
 from gitml.serve.telemetry import CONTENT_TYPE, ServeMetrics
@@ -71,8 +72,20 @@ def create_app(
     log_cfg = settings.prediction_log
     log: PredictionLog | None = None
 
-    def score(columns: Columns) -> np.ndarray:
+    def pipeline_score(columns: Columns) -> np.ndarray:
         return served.score(schema.to_frame(columns))
+
+    fast = None
+    if settings.fast_path_max_rows > 0:
+        fast = compile_fast_path(served.pipeline, schema, served.positive_class)
+        if fast is not None and verify_fast_path(fast, pipeline_score, schema) > PARITY_TOLERANCE:
+            fast = None  # not the pipeline's arithmetic after all: never used
+    fast_limit = settings.fast_path_max_rows if fast is not None else 0
+
+    def score(columns: Columns) -> np.ndarray:
+        if fast is not None and columns.n <= fast_limit:
+            return fast(columns)
+        return pipeline_score(columns)
 
     def after(jobs: list[Job], scores: np.ndarray) -> None:
         metrics.rows.inc(len(scores))
@@ -135,7 +148,7 @@ def create_app(
     state = _State(served, settings, threshold, metrics, batcher, log)
     app.state.gitml = state
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
-    model_info = served.describe() | {"threshold": threshold}
+    model_info = served.describe() | {"threshold": threshold, "fast_path_max_rows": fast_limit}
     model_body = orjson.dumps(model_info, option=orjson.OPT_SERIALIZE_NUMPY)
     identity = {"name": served.name, "version": served.version}
 

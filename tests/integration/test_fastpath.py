@@ -16,6 +16,7 @@ from gitml.serve.fastpath import compile_fast_path, verify_fast_path
 from gitml.serve.inputs import InputSchema
 
 
+@pytest.mark.filterwarnings("ignore:`sklearn.utils.parallel.delayed` should be used")
 @pytest.mark.parametrize(
     "overrides",
     [

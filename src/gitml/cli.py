@@ -5,9 +5,12 @@ Imports of heavy libraries happen inside the commands so that `gitml --help` sta
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -300,6 +303,208 @@ def reproduce(
     for diff in done.differences[:30]:
         typer.echo(f"  {diff.file}: {diff.key}: recorded {diff.recorded}, got {diff.reproduced}")
     raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _model_for(
+    proj: Any, model: Path | None, ref: str | None
+) -> Iterator[tuple[Any, float | None]]:
+    """The model to serve or score, and the threshold its release recorded (None: config's).
+
+    A --ref release is fetched into a temporary directory that lives as long as the server.
+    """
+    from gitml.errors import ConfigError
+    from gitml.serve.bundle import load_project_model, load_released_model
+
+    if model is not None and ref is not None:
+        raise ConfigError("give --model or --ref, not both")
+    if ref is None:
+        yield load_project_model(proj.root, model), None  # refuses a bad model early
+        return
+    with tempfile.TemporaryDirectory(prefix="gitml-release-") as tmp:
+        yield load_released_model(proj, ref, Path(tmp) / "model")
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            help="Model file (signature.json and metadata.json beside it); "
+            "default: the project's models/model.skops.",
+        ),
+    ] = None,
+    ref: Annotated[
+        str | None,
+        typer.Option(
+            "--ref",
+            help="A release instead of the working tree: NAME@vX.Y.Z or NAME#STAGE "
+            "(fetched from the DVC cache or remote, SHA-256 verified).",
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to bind.")] = 8000,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Worker processes (each loads the model).")
+    ] = 1,
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="Log every request (slower).")
+    ] = False,
+    project: ProjectOption = None,
+) -> None:
+    """Serve the model over HTTP (FastAPI on uvicorn): POST /v1/predict, GET /v1/model,
+    /healthz, /readyz, /metrics. Settings: params `serve`. Stops on SIGINT or SIGTERM after
+    answering the requests in flight and flushing the prediction log."""
+    from gitml.config.compose import load_params
+    from gitml.project import find_project
+
+    proj = find_project(project)
+    params = load_params(proj.params_path)
+    settings = params.serve
+    log_dir = proj.root / settings.prediction_log.dir if settings.prediction_log.enabled else None
+    with _model_for(proj, model, ref) as (served, recorded):
+        threshold = params.serve_threshold
+        if settings.threshold is None and recorded is not None:
+            threshold = recorded  # a release keeps the threshold it was evaluated at
+        _serve(served, settings, threshold, host, port, workers, access_log, log_dir)
+
+
+def _serve(
+    served: Any,
+    settings: Any,
+    threshold: float,
+    host: str,
+    port: int,
+    workers: int,
+    access_log: bool,
+    log_dir: Path | None,
+) -> None:
+    import signal
+
+    from gitml.serve.app import run_server
+
+    stopped: list[int] = []
+    # uvicorn re-raises the signal that stopped it once it is done; record it and exit 0
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stopped.append(signum))
+    typer.echo(
+        f"serving {served.name} {served.version} ({served.path}) at http://{host}:{port} "
+        f"with {workers} worker(s); prediction log: {log_dir or 'off'}",
+        err=True,
+    )
+    run_server(
+        served,
+        settings,
+        threshold=threshold,
+        host=host,
+        port=port,
+        workers=workers,
+        log_dir=log_dir,
+        access_log=access_log,
+    )
+    if stopped:
+        typer.echo(f"stopped on {signal.Signals(stopped[0]).name}", err=True)
+
+
+@app.command()
+def predict(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="CSV or Parquet file.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="CSV or Parquet file to write (by its suffix).")
+    ],
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", help="Model file; default: the project's models/model.skops."),
+    ] = None,
+    ref: Annotated[
+        str | None,
+        typer.Option(
+            "--ref",
+            help="A release instead of the working tree: NAME@vX.Y.Z or NAME#STAGE "
+            "(fetched from the DVC cache or remote, SHA-256 verified).",
+        ),
+    ] = None,
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", min=1, help="Rows per chunk.")
+    ] = 100_000,
+    on_error: Annotated[
+        str,
+        typer.Option(
+            "--on-error",
+            help="fail: stop at the first bad row and write nothing; skip: score the good rows "
+            "and write the bad ones to OUTPUT.rejected.csv.",
+        ),
+    ] = "fail",
+    keep: Annotated[
+        list[str] | None,
+        typer.Option("--keep", help="Input column to copy into the output (repeatable)."),
+    ] = None,
+    project: ProjectOption = None,
+) -> None:
+    """Score a CSV or Parquet file in chunks with the served model and the API's input rules.
+    Output: row (input data row number from 1), _row when present, --keep columns, score,
+    label."""
+    from gitml.config.compose import load_params
+    from gitml.errors import ConfigError
+    from gitml.project import find_project
+
+    if on_error not in ("fail", "skip"):
+        raise ConfigError(f"--on-error must be 'fail' or 'skip' (got {on_error!r})")
+    proj = find_project(project)
+    params = load_params(proj.params_path)
+    with _model_for(proj, model, ref) as (served, recorded):
+        threshold = params.serve_threshold
+        if params.serve.threshold is None and recorded is not None:
+            threshold = recorded
+        _predict(served, params, threshold, input_path, output, chunk_size, on_error, keep)
+
+
+def _predict(
+    served: Any,
+    params: Any,
+    threshold: float,
+    input_path: Path,
+    output: Path,
+    chunk_size: int,
+    on_error: str,
+    keep: list[str] | None,
+) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from gitml.serve.batch import score_file
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("scoring"),
+        BarColumn(),
+        TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as bar:
+        task = bar.add_task("score", total=None)
+        summary = score_file(
+            served,
+            input_path,
+            output,
+            threshold=threshold,
+            chunk_size=chunk_size,
+            on_error=on_error,  # type: ignore[arg-type]
+            unknown_category=params.serve.unknown_category,
+            keep=keep or [],
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    line = f"scored {summary.scored:,} of {summary.rows:,} rows -> {output}"
+    line += f" ({summary.seconds:.1f} s)"
+    if summary.rejected:
+        line += f"; rejected {summary.rejected:,} (see {summary.rejected_path})"
+    if summary.unknown_categories:
+        shown = ", ".join(f"{k}: {v:,}" for k, v in summary.unknown_categories.items())
+        line += f"; unknown categories accepted ({shown})"
+    typer.echo(line)
 
 
 def main() -> None:

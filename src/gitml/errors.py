@@ -6,6 +6,7 @@ GitmlError                  base; carries a hint and an exit code
 │   └── StaleParamsError    params.yaml differs from the composition of conf/
 ├── DataError               a data file cannot be read or written
 │   └── ValidationError     data breaks the declared schema or quality rules
+│       └── InputError      records or rows to score break the model's signature
 ├── ModelError              a model cannot be built, saved or loaded
 │   └── UntrustedModelError the model file is not a skops file or holds untrusted types
 ├── RegistryError           a release, promotion, fetch or reproduction is refused
@@ -55,6 +56,14 @@ class DataError(GitmlError):
 
 class ValidationError(DataError):
     """Data breaks the declared schema or a quality rule."""
+
+
+class InputError(ValidationError):
+    """Records or rows to score break the model's signature; `problems` lists each one."""
+
+    def __init__(self, message: str, *, problems: list | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.problems = problems or []
 
 
 class ModelError(GitmlError):

@@ -12,9 +12,12 @@ import sys
 import tarfile
 from pathlib import Path
 
+import httpx
+import pandas as pd
 import pytest
 import yaml
 
+from tests.integration.serving import ServerProcess
 from tests.support import dvc, git, gitml, run
 
 NAME = "churn-classifier"
@@ -115,6 +118,25 @@ def test_release_promote_rollback_and_fetch_in_a_fresh_clone(repo: Path) -> None
     assert (release["version"], release["stages"]) == ("v1.0.0", ["prod"])
     assert "| release | v1.0.0 (" in (fetched / "model_card.md").read_text()
     assert json.loads((fetched / "signature.json").read_text())["model_name"] == NAME
+
+    # serve and score the prod release by reference, from the clone
+    server = ServerProcess(clone, "--ref", f"{NAME}#prod")
+    try:
+        server.wait_ready()
+        described = httpx.get(f"{server.url}/v1/model", timeout=10).json()
+        assert (described["name"], described["version"]) == (NAME, "v1.0.0")
+        assert described["commit"] == release["commit"]
+    finally:
+        assert server.stop() == 0
+    rows = clone.parent / "rows.csv"
+    source = pd.read_csv(ROOT / "data" / "external" / "telco_churn.csv.gz", nrows=50)
+    source.drop(columns=["churn"]).to_csv(rows, index=False)
+    by_ref, by_file = clone.parent / "by_ref.csv", clone.parent / "by_file.csv"
+    gitml("predict", str(rows), "-o", str(by_ref), "--ref", f"{NAME}#prod", cwd=clone)
+    gitml(
+        "predict", str(rows), "-o", str(by_file), "--model", str(fetched / "model.skops"), cwd=clone
+    )
+    assert pd.read_csv(by_ref)["score"].tolist() == pd.read_csv(by_file)["score"].tolist()
 
     # a model file modified in the DVC remote is refused, and nothing is written
     _tamper(_remote_file(repo, f"{NAME}@v1.1.0"))

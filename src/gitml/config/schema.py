@@ -253,6 +253,41 @@ class CardParams(_Strict):
     interval_resamples: Annotated[int, Field(ge=100, le=100_000)] = 1000
 
 
+class PredictionLogParams(_Strict):
+    """The optional log of served predictions: Parquet files, appended in row groups."""
+
+    enabled: bool = False
+    dir: Annotated[str, Field(min_length=1)] = "logs/predictions"
+    flush_rows: Annotated[int, Field(ge=1)] = 1000
+    flush_seconds: Annotated[float, Field(gt=0)] = 5.0
+    max_buffer_rows: Annotated[int, Field(ge=1)] = 50_000
+    rotate_rows: Annotated[int, Field(ge=1)] = 1_000_000
+    rotate_bytes: Annotated[int, Field(ge=1)] = 128 * 1024 * 1024
+
+    @model_validator(mode="after")
+    def _bounded(self) -> PredictionLogParams:
+        if self.flush_rows > self.max_buffer_rows:
+            raise ValueError(
+                f"flush_rows ({self.flush_rows}) must not exceed max_buffer_rows "
+                f"({self.max_buffer_rows})"
+            )
+        return self
+
+
+class ServeParams(_Strict):
+    """`gitml serve` and `gitml predict`: limits, input policies, micro-batching, the log."""
+
+    threshold: Annotated[float, Field(gt=0, lt=1)] | None = None  # None: evaluate.threshold
+    max_records: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    unknown_category: Literal["reject", "accept"] = "reject"
+    extra_fields: Literal["reject", "accept"] = "reject"
+    batch_max_rows: Annotated[int, Field(ge=1)] = 2048
+    batch_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 0.0
+    fast_path_max_rows: Annotated[int, Field(ge=0)] = 64
+    prediction_log: PredictionLogParams = PredictionLogParams()
+
+
 class Params(_Strict):
     """The whole of params.yaml."""
 
@@ -264,7 +299,8 @@ class Params(_Strict):
     model: ModelParams
     evaluate: EvaluateParams
     promotion: PromotionParams
-    card: CardParams
+    card: CardParams | None = None  # absent in revisions made before the model card
+    serve: ServeParams = ServeParams()  # absent in revisions made before serving existed
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -274,6 +310,11 @@ class Params(_Strict):
         if unknown:
             raise ValueError(f"evaluate.slices name undeclared columns: {unknown}")
         return self
+
+    @property
+    def serve_threshold(self) -> float:
+        """The decision threshold for served labels: `serve.threshold`, else evaluate's."""
+        return self.serve.threshold if self.serve.threshold is not None else self.evaluate.threshold
 
 
 _MODEL_TAGS = {

@@ -13,6 +13,7 @@ import yaml
 
 from gitml.config.schema import Params
 from gitml.data.io import write_text
+from gitml.errors import ConfigError
 from gitml.registry.card import render_card
 from gitml.review.bootstrap import bootstrap_intervals
 from gitml.stages._runner import run_stage
@@ -28,6 +29,11 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 def _card(args: argparse.Namespace, params: Params) -> None:
     """Write the model card: purpose, data, metrics with intervals, slices, lineage."""
+    if params.card is None:
+        raise ConfigError(
+            "params.yaml has no `card` section: the model card needs its intended use",
+            hint="add `- card: default` to the defaults in conf/config.yaml (see conf/card/)",
+        )
     metrics = _json(args.metrics)
     y, score = _predictions(args.predictions, params.data.positive_class)
     names = [m for m, v in metrics.get("metrics", {}).items() if v is not None]

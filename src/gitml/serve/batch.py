@@ -1,0 +1,313 @@
+"""Batch scoring: CSV or Parquet in, CSV or Parquet out, streamed in chunks with pyarrow.
+
+Each chunk is checked with the API's rules (`InputSchema.check_table`), scored with the
+served pipeline and appended to the output, so memory follows the chunk size, not the file.
+The output is written to a temporary file and renamed when every chunk is done: a failed
+run leaves no output behind.
+
+Output columns: `row` (the input's data row number, counting from 1), `_row` when the input
+has it (gitml's source row number), any `keep` columns, `score` and `label`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from gitml.data.io import ROW_COLUMN, atomic_path, detect_format
+from gitml.errors import DataError, InputError
+from gitml.serve.bundle import ServedModel
+from gitml.serve.inputs import Policy, Violation
+
+Progress = Callable[[int, int | None], None]
+REJECTED_SUFFIX = ".rejected.csv"
+
+
+@dataclass
+class BatchSummary:
+    """What a batch run did."""
+
+    rows: int = 0
+    scored: int = 0
+    rejected: int = 0
+    output: Path | None = None
+    rejected_path: Path | None = None
+    unknown_categories: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def rejected_path_for(output: Path) -> Path:
+    """Where `--on-error skip` writes the rows it left out: `OUTPUT.rejected.csv`."""
+    return output.with_name(output.name + REJECTED_SUFFIX)
+
+
+def score_file(
+    served: ServedModel,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    threshold: float,
+    chunk_size: int = 100_000,
+    on_error: Literal["fail", "skip"] = "fail",
+    unknown_category: Policy = "reject",
+    keep: Sequence[str] = (),
+    progress: Progress | None = None,
+) -> BatchSummary:
+    """Score every row of `input_path` into `output_path` (formats from the file names).
+
+    `on_error="fail"` raises InputError at the first bad row (by row number, column, rule
+    and value) and writes nothing; `"skip"` scores the good rows and writes each problem of
+    the bad ones to `OUTPUT.rejected.csv` (row, column, rule, value, reason).
+    """
+    started = time.perf_counter()
+    source, target = Path(input_path), Path(output_path)
+    if chunk_size < 1:
+        raise DataError(f"chunk size must be at least 1 (got {chunk_size})")
+    if source.resolve() == target.resolve():
+        raise DataError(f"{target}: the output would overwrite the input")
+    out_format = detect_format(target)
+    schema = served.schema
+    names, chunks, total = _open_input(source, served, keep, chunk_size)
+    carried = ([ROW_COLUMN] if ROW_COLUMN in names else []) + [k for k in keep if k != ROW_COLUMN]
+    summary = BatchSummary(output=target)
+    rejects: list[pa.Table] = []
+    with ExitStack() as stack:
+        tmp = stack.enter_context(atomic_path(target))
+        writer = None
+        out_schema: pa.Schema | None = None
+        for table in chunks:
+            offset = summary.rows
+            columns, violations = schema.check_table(table, unknown_category=unknown_category)
+            good = np.ones(table.num_rows, dtype=bool)
+            if violations:
+                if on_error == "fail":
+                    raise _first_problem(source, table, violations, offset)
+                for v in violations:
+                    good[v.rows] = False
+                rejects.append(_reject_table(table, violations, offset))
+            for name, count in columns.unknown.items():
+                summary.unknown_categories[name] = summary.unknown_categories.get(name, 0) + count
+            kept = int(good.sum())
+            scores = (
+                served.score(schema.to_frame(columns, keep=None if kept == len(good) else good))
+                if kept
+                else np.empty(0)
+            )
+            rows = np.flatnonzero(good) + offset + 1
+            out = {"row": pa.array(rows.astype(np.int64))}
+            for name in carried:
+                out[name] = table[name].filter(pa.array(good)) if kept < len(good) else table[name]
+            out["score"] = pa.array(scores, pa.float64())
+            out["label"] = pa.array(served.labels(scores, threshold).astype(str), pa.string())
+            result = pa.table(out)
+            if writer is None:
+                out_schema = result.schema
+                writer = stack.enter_context(_writer(tmp, out_schema, out_format))
+            writer.write_table(result if result.schema == out_schema else result.cast(out_schema))
+            summary.rows += table.num_rows
+            summary.scored += kept
+            summary.rejected += table.num_rows - kept
+            if progress is not None:
+                progress(summary.rows, total)
+        if writer is None:  # no rows at all: still a valid, empty output
+            empty = pa.schema(
+                [("row", pa.int64())]
+                + [(c, pa.string()) for c in carried]
+                + [("score", pa.float64()), ("label", pa.string())]
+            )
+            stack.enter_context(_writer(tmp, empty, out_format))
+    if summary.rejected:
+        summary.rejected_path = rejected_path_for(target)
+        _write_rejects(summary.rejected_path, rejects)
+    else:
+        rejected_path_for(target).unlink(missing_ok=True)  # a stale one from an earlier run
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _open_input(
+    path: Path, served: ServedModel, keep: Sequence[str], chunk_size: int
+) -> tuple[list[str], Iterator[pa.Table], int | None]:
+    """Column names, an iterator of chunks of `chunk_size` rows, and the row count if known."""
+    if not path.is_file():
+        raise DataError(f"{path}: input file not found")
+    fmt = detect_format(path)
+    schema = served.schema
+    categorical = {r.name for r in schema.fields if r.type == "category"}
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            file = pq.ParquetFile(path)
+            names = file.schema_arrow.names
+            wanted = _wanted(path, names, served, keep)
+            as_dict = [
+                c
+                for c in wanted
+                if c in categorical and pa.types.is_string(file.schema_arrow.field(c).type)
+            ]
+            file = pq.ParquetFile(path, read_dictionary=as_dict or None)
+        except (OSError, pa.ArrowException) as err:
+            raise DataError(f"{path}: not a readable Parquet file ({err})") from err
+        batches = (
+            pa.Table.from_batches([b])
+            for b in file.iter_batches(batch_size=chunk_size, columns=wanted)
+        )
+        return names, _guard(path, batches), file.metadata.num_rows
+    names = _csv_header(path)
+    wanted = _wanted(path, names, served, keep)
+    return names, _guard(path, _rechunk(_csv_batches(path, wanted), chunk_size)), None
+
+
+def _wanted(path: Path, names: list[str], served: ServedModel, keep: Sequence[str]) -> list[str]:
+    required = [r.name for r in served.schema.fields if not r.nullable]
+    missing = [c for c in required if c not in names]
+    if missing:
+        raise DataError(
+            f"{path}: lacks the model's required input columns {missing}",
+            hint=f"the model reads {served.features}",
+        )
+    absent = [k for k in keep if k not in names]
+    if absent:
+        raise DataError(f"{path}: has no column {absent[0]!r} to keep (columns: {names})")
+    extra = ([ROW_COLUMN] if ROW_COLUMN in names else []) + list(keep)
+    features = [c for c in served.features if c in names]
+    return features + [c for c in extra if c not in served.features]
+
+
+def _csv_options(path: Path) -> dict[str, Any]:
+    import pyarrow.csv as pacsv
+
+    delimiter = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
+    return {"parse_options": pacsv.ParseOptions(delimiter=delimiter)}
+
+
+def _csv_header(path: Path) -> list[str]:
+    import pyarrow.csv as pacsv
+
+    try:
+        with pa.input_stream(str(path), compression="detect") as stream:
+            reader = pacsv.open_csv(
+                stream, read_options=pacsv.ReadOptions(block_size=1 << 16), **_csv_options(path)
+            )
+            return reader.schema.names
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not a readable CSV file: {_first_line(err)}") from err
+
+
+def _csv_batches(path: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    import pyarrow.csv as pacsv
+
+    # Everything as text: a cell that is not a number becomes a problem of its row, not a
+    # failure of the whole block; only empty cells are missing values.
+    convert = pacsv.ConvertOptions(
+        column_types={c: pa.string() for c in columns},
+        include_columns=columns,
+        null_values=[""],
+        strings_can_be_null=True,
+    )
+    with pa.input_stream(str(path), compression="detect") as stream:
+        reader = pacsv.open_csv(
+            stream,
+            read_options=pacsv.ReadOptions(block_size=4 << 20),
+            convert_options=convert,
+            **_csv_options(path),
+        )
+        yield from reader
+
+
+def _rechunk(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]:
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        pending.append(batch)
+        rows += batch.num_rows
+        while rows >= size:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, size)
+            rest = table.slice(size)
+            pending = rest.to_batches() if rest.num_rows else []
+            rows -= size
+    if rows:
+        yield pa.Table.from_batches(pending)
+
+
+def _guard(path: Path, chunks: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """Turn pyarrow's read errors (a ragged CSV line, a corrupt page) into DataError."""
+    try:
+        yield from chunks
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: cannot be read: {_first_line(err)}") from err
+
+
+def _writer(path: Path, schema: pa.Schema, fmt: str) -> Any:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetWriter(path, schema)
+    import pyarrow.csv as pacsv
+
+    return pacsv.CSVWriter(path, schema)
+
+
+def _first_problem(
+    path: Path, table: pa.Table, violations: list[Violation], offset: int
+) -> InputError:
+    first = min(violations, key=lambda v: int(v.rows[0]))
+    row = int(first.rows[0])
+    value = _values(table, first.field, np.array([row]))[0]
+    bad_rows = len(set().union(*(v.rows.tolist() for v in violations)))
+    return InputError(
+        f"{path}: row {offset + row + 1}: column {first.field!r}: [{first.rule}] "
+        f"{first.reason} (got {value!r}); {bad_rows} bad row(s) in this chunk",
+        hint="fix the input, or run with --on-error skip to score the good rows and write "
+        "the bad ones to a side file",
+        problems=[
+            {"row": offset + row + 1, "field": first.field, "rule": first.rule, "value": value}
+        ],
+    )
+
+
+def _values(table: pa.Table, name: str, rows: np.ndarray) -> list[str | None]:
+    if name not in table.column_names:
+        return [None] * len(rows)
+    column = table[name].take(pa.array(rows))
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    return column.cast(pa.string()).to_pylist()
+
+
+def _reject_table(table: pa.Table, violations: list[Violation], offset: int) -> pa.Table:
+    parts = []
+    for v in violations:
+        parts.append(
+            pa.table(
+                {
+                    "row": pa.array(v.rows.astype(np.int64) + offset + 1),
+                    "column": pa.array([v.field] * len(v.rows), pa.string()),
+                    "rule": pa.array([v.rule] * len(v.rows), pa.string()),
+                    "value": pa.array(_values(table, v.field, v.rows), pa.string()),
+                    "reason": pa.array([v.reason] * len(v.rows), pa.string()),
+                }
+            )
+        )
+    return pa.concat_tables(parts).sort_by([("row", "ascending")])
+
+
+def _write_rejects(path: Path, tables: list[pa.Table]) -> None:
+    import pyarrow.csv as pacsv
+
+    with atomic_path(path) as tmp:
+        pacsv.write_csv(pa.concat_tables(tables), tmp)
+
+
+def _first_line(err: Exception) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__

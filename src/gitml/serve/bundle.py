@@ -1,0 +1,237 @@
+"""A model ready to serve: the pipeline, its signature and metadata, checked against each other.
+
+A model directory holds `model.skops` with `signature.json` and `metadata.json` beside it,
+whether it is a project's `models/` or a release fetched from the registry. Who the model
+is (name, version, commit) is the caller's to say: a project working tree serves
+"unreleased" at HEAD, a registry fetch serves what its release says.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gitml.errors import ModelError
+from gitml.serve.inputs import InputSchema
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
+
+    from gitml.project import Project
+
+SIGNATURE_FILE = "signature.json"
+METADATA_FILE = "metadata.json"
+UNRELEASED = "unreleased"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """Everything serving and batch scoring need about one model."""
+
+    name: str
+    version: str
+    commit: str | None
+    pipeline: Pipeline
+    signature: dict[str, Any]
+    metadata: dict[str, Any]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @cached_property
+    def schema(self) -> InputSchema:
+        return InputSchema.from_signature(self.signature)
+
+    @cached_property
+    def features(self) -> list[str]:
+        return [item["name"] for item in self.signature["inputs"]]
+
+    @property
+    def classes(self) -> list[str]:
+        return [str(c) for c in self.signature["output"]["classes"]]
+
+    @property
+    def positive_class(self) -> str:
+        return str(self.signature["output"]["positive_class"])
+
+    @property
+    def negative_class(self) -> str:
+        return next(c for c in self.classes if c != self.positive_class)
+
+    def score(self, frame: pd.DataFrame) -> np.ndarray:
+        """Probability of the positive class: `score_frame`, the code path evaluate uses."""
+        from gitml.model.scoring import score_frame
+
+        return score_frame(
+            self.pipeline, frame, features=self.features, positive_class=self.positive_class
+        )
+
+    def labels(self, scores: np.ndarray, threshold: float) -> np.ndarray:
+        """The predicted class per score, as evaluate labels them (score >= threshold)."""
+        import numpy as np
+
+        return np.where(scores >= threshold, self.positive_class, self.negative_class)
+
+    def describe(self) -> dict[str, Any]:
+        """What `GET /v1/model` answers: identity, signature and headline metrics."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "commit": self.commit,
+            "estimator": self.metadata.get("estimator"),
+            "trained_at": self.metadata.get("trained_at"),
+            "model_sha256": self.metadata.get("model_file", {}).get("sha256"),
+            "signature": self.signature,
+            "metrics": self.metrics,
+        }
+
+
+def load_served_model(
+    model_path: str | Path,
+    *,
+    name: str | None = None,
+    version: str = UNRELEASED,
+    commit: str | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> ServedModel:
+    """Load and verify a model directory's `model.skops` (or the file given).
+
+    Refuses, with a ModelError (UntrustedModelError for the first two), a missing file, a
+    file that is not skops or holds an untrusted type, a file whose SHA-256 differs from
+    `metadata.json`, and a pipeline whose inputs or classes differ from `signature.json`.
+    """
+    from gitml.model.persist import load_model, sha256_file
+
+    path = Path(model_path)
+    if path.is_dir():
+        path = path / "model.skops"
+    pipeline = load_model(path)  # missing, not skops, untrusted types
+    signature = _read_json(path.parent / SIGNATURE_FILE)
+    metadata = _read_json(path.parent / METADATA_FILE)
+    recorded = metadata.get("model_file", {}).get("sha256")
+    actual = sha256_file(path)
+    if recorded != actual:
+        raise ModelError(
+            f"{path}: SHA-256 {actual[:12]}... does not match {METADATA_FILE} "
+            f"({str(recorded)[:12]}...): the model file and its metadata come from different runs",
+            hint="restore the pair with `dvc checkout` (or `dvc pull`), or retrain: `dvc repro`",
+        )
+    _check_signature(path, pipeline, signature, metadata)
+    return ServedModel(
+        name=name or str(signature.get("model_name") or metadata.get("model_name") or "model"),
+        version=version,
+        commit=commit,
+        pipeline=pipeline,
+        signature=signature,
+        metadata=metadata,
+        metrics=metrics or {},
+        path=path,
+    )
+
+
+def _check_signature(
+    path: Path, pipeline: Pipeline, signature: dict[str, Any], metadata: dict[str, Any]
+) -> None:
+    try:
+        features = [item["name"] for item in signature["inputs"]]
+        classes = [str(c) for c in signature["output"]["classes"]]
+        positive = str(signature["output"]["positive_class"])
+    except (KeyError, TypeError) as err:
+        raise ModelError(
+            f"{path.parent / SIGNATURE_FILE}: malformed signature (missing {err})"
+        ) from err
+    InputSchema.from_signature(signature)  # every input has a known type
+    expected = [str(c) for c in getattr(pipeline, "feature_names_in_", [])]
+    if expected != features:
+        raise ModelError(
+            f"{path}: the pipeline expects inputs {expected}, but {SIGNATURE_FILE} declares "
+            f"{features}",
+            hint="the model and its signature come from different runs: `dvc checkout` or "
+            "`dvc repro` restores a matching pair",
+        )
+    recorded = metadata.get("features")
+    if recorded is not None and list(recorded) != features:
+        raise ModelError(
+            f"{path.parent / METADATA_FILE}: features {list(recorded)} differ from "
+            f"{SIGNATURE_FILE} {features}"
+        )
+    model_classes = [str(c) for c in getattr(pipeline, "classes_", [])]
+    if model_classes != classes or positive not in classes or len(classes) != 2:
+        raise ModelError(
+            f"{path}: the pipeline's classes {model_classes} do not match {SIGNATURE_FILE} "
+            f"(classes {classes}, positive class {positive!r})"
+        )
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ModelError(
+            f"{path}: not found; a served model needs {SIGNATURE_FILE} and {METADATA_FILE} "
+            "beside its model file",
+            hint="serve the project's models/model.skops, or a directory fetched from the registry",
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ModelError(f"{path}: not readable JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: expected a JSON object")
+    return data
+
+
+def load_project_model(project_root: Path, model_path: str | Path | None = None) -> ServedModel:
+    """The working tree's model (default `models/model.skops`), as version "unreleased".
+
+    The commit is `git rev-parse HEAD` when the project is a git repository. Headline
+    metrics come from `metrics.json` beside the model, else from the project's
+    `reports/metrics.json` when the model is the project's own.
+    """
+    from gitml.errors import VcsError
+    from gitml.project import OUTPUTS
+    from gitml.vcs import git
+
+    default = project_root / OUTPUTS["model"]
+    path = Path(model_path) if model_path is not None else default
+    try:
+        commit: str | None = git(project_root, "rev-parse", "HEAD").strip() or None
+    except VcsError:
+        commit = None
+    candidates = [path.parent / "metrics.json"] if path.suffix else [path / "metrics.json"]
+    model_file = path if path.suffix else path / "model.skops"
+    if model_file.resolve() == default.resolve():
+        candidates.append(project_root / OUTPUTS["metrics"])
+    metrics: dict[str, Any] = {}
+    for candidate in candidates:
+        if candidate.is_file():
+            try:
+                recorded = json.loads(candidate.read_text(encoding="utf-8"))
+                metrics = dict(recorded.get("metrics") or {})
+            except (OSError, ValueError, AttributeError):
+                metrics = {}
+            break
+    return load_served_model(path, version=UNRELEASED, commit=commit, metrics=metrics)
+
+
+def load_released_model(project: Project, ref: str, dest: Path) -> tuple[ServedModel, float | None]:
+    """Fetch a release (`NAME@vX.Y.Z`, `NAME#STAGE`) into `dest` and load it as that version.
+
+    Returns the model and the decision threshold recorded with the release (its
+    `metrics.json`), which serving uses unless `serve.threshold` is set.
+    """
+    from gitml.registry.fetch import fetch_model
+
+    fetched = fetch_model(project, ref, dest)
+    recorded = _read_json(Path(fetched.directory) / "metrics.json")
+    served = load_served_model(
+        fetched.model_path,
+        name=fetched.name,
+        version=fetched.version,
+        commit=fetched.commit,
+        metrics=dict(recorded.get("metrics") or {}),
+    )
+    threshold = recorded.get("threshold")
+    return served, float(threshold) if isinstance(threshold, int | float) else None

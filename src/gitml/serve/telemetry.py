@@ -1,0 +1,84 @@
+"""Prometheus metrics of one server process (prometheus-client, one registry per app).
+
+With `--workers N` every worker process keeps its own counters: a scrape of `/metrics`
+reaches one worker and shows that worker's numbers (the `pid` label of `gitml_model_info`
+says which). Aggregate across workers in Prometheus with `sum without (pid)`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class ServeMetrics:
+    """The counters and histograms `GET /metrics` exposes."""
+
+    def __init__(self, *, name: str, version: str, commit: str | None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self.requests = Counter(
+            "gitml_http_requests",
+            "HTTP requests answered, by path and status code.",
+            ["path", "status"],
+            registry=reg,
+        )
+        self.latency = Histogram(
+            "gitml_http_request_duration_seconds",
+            "Time from request to response, by path.",
+            ["path"],
+            buckets=_LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.rows = Counter("gitml_rows_scored", "Records scored.", registry=reg)
+        self.scores = Histogram(
+            "gitml_prediction_score",
+            "Predicted probability of the positive class.",
+            buckets=_SCORE_BUCKETS,
+            registry=reg,
+        )
+        self.batch_rows = Histogram(
+            "gitml_scoring_batch_rows",
+            "Rows per call into the model (micro-batches gather concurrent requests).",
+            buckets=_BATCH_BUCKETS,
+            registry=reg,
+        )
+        self.rejected_records = Counter(
+            "gitml_input_problems",
+            "Problems found in rejected requests, by field and rule.",
+            ["field", "rule"],
+            registry=reg,
+        )
+        self.unknown_categories = Counter(
+            "gitml_input_unknown_categories",
+            "Values outside the declared categories, accepted by policy, by field.",
+            ["field"],
+            registry=reg,
+        )
+        self.extra_fields = Counter(
+            "gitml_input_extra_fields",
+            "Undeclared fields in records, ignored by policy.",
+            registry=reg,
+        )
+        self.log_rows = Counter(
+            "gitml_prediction_log_rows", "Predictions written to the prediction log.", registry=reg
+        )
+        info = Gauge(
+            "gitml_model_info",
+            "The served model (always 1).",
+            ["name", "version", "commit", "pid"],
+            registry=reg,
+        )
+        info.labels(name, version, commit or "", str(os.getpid())).set(1)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

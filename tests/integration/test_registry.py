@@ -117,6 +117,7 @@ def test_release_promote_rollback_and_fetch_in_a_fresh_clone(repo: Path) -> None
     release = json.loads((fetched / "release.json").read_text())
     assert (release["version"], release["stages"]) == ("v1.0.0", ["prod"])
     assert "| release | v1.0.0 (" in (fetched / "model_card.md").read_text()
+    assert f"commit `{release['commit'][:12]}`" in (fetched / "model_card.md").read_text()
     assert json.loads((fetched / "signature.json").read_text())["model_name"] == NAME
 
     # serve and score the prod release by reference, from the clone

@@ -152,9 +152,10 @@ def test_card_names_purpose_data_metrics_and_lineage_and_takes_a_release_stamp()
     )
     for needle in (
         "## Intended use", "Rank customers.", "- credit", "| roc_auc | 0.8400 | 0.8200 – 0.8600 |",
-        "Too few test rows to judge `contract` groups: a.", "commit `abc123`",
+        "Too few test rows to judge `contract` groups: a.", "on top of commit `abc123`",
         "`models/model.skops`: md5 `f00`", UNRELEASED, "gitml fetch churn-classifier#prod",
     ):  # fmt: skip
         assert needle in card
-    stamped = stamp_release(card, "v1.2.0", "2026-11-22")
-    assert "| release | v1.2.0 (2026-11-22) |" in stamped and UNRELEASED not in stamped
+    stamped = stamp_release(card, "v1.2.0", "2026-11-22", "0123456789abcdef")
+    assert "| release | v1.2.0 (2026-11-22, commit `0123456789ab`) |" in stamped
+    assert UNRELEASED not in stamped

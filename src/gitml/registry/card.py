@@ -87,8 +87,8 @@ def render_card(
     lines += _bullets(list(card.get("limitations") or []) + _found_limitations(slices), "none")
     lines += ["", "## Lineage", ""]
     lines += [
-        f"- built from commit `{lineage.get('commit', 'unknown')}`"
-        + (" with uncommitted changes" if lineage.get("dirty") else ""),
+        f"- pipeline run on top of commit `{lineage.get('commit', 'unknown')}`"
+        + _changes(lineage.get("dirty") or []),
         f"- model file: {metadata.get('model_file', {}).get('bytes')} bytes, SHA-256 "
         f"`{metadata.get('model_file', {}).get('sha256')}` (skops)",
     ]
@@ -111,9 +111,17 @@ def render_card(
     return "\n".join(lines)
 
 
-def stamp_release(card: str, version: str, date: str) -> str:
-    """The card with its release line naming `version` and `date`."""
-    return _RELEASE_LINE.sub(f"| release | {version} ({date}) |", card, count=1)
+def stamp_release(card: str, version: str, date: str, commit: str) -> str:
+    """The card with its release line naming `version`, `date` and the tagged commit."""
+    line = f"| release | {version} ({date}, commit `{commit[:12]}`) |"
+    return _RELEASE_LINE.sub(line, card, count=1)
+
+
+def _changes(paths: list[str]) -> str:
+    if not paths:
+        return ""
+    shown = ", ".join(f"`{p}`" for p in paths[:5]) + (" ..." if len(paths) > 5 else "")
+    return f", with uncommitted changes to {shown} (committed with this card)"
 
 
 def _bullets(items: list[str] | None, empty: str) -> list[str]:

@@ -93,7 +93,8 @@ def fetch_model(project: Project, ref: str, dest: Path) -> Fetched:
             text = show_file(root, version.commit, path)
             if text is not None:
                 if name == "model_card.md":
-                    text = stamp_release(text, version.version, _date(version.created))
+                    released = _date(version.created)
+                    text = stamp_release(text, version.version, released, version.commit)
                 (staging / name).write_text(text, encoding="utf-8")
         fetched = Fetched(
             name=version.name,

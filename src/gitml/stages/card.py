@@ -13,7 +13,7 @@ import yaml
 
 from gitml.config.schema import Params
 from gitml.data.io import write_text
-from gitml.errors import ConfigError
+from gitml.errors import ConfigError, GitmlError
 from gitml.registry.card import render_card
 from gitml.review.bootstrap import bootstrap_intervals
 from gitml.stages._runner import run_stage
@@ -67,19 +67,24 @@ def _predictions(path: Path, positive: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _lineage(lock: Path, own: str) -> dict:
-    """The commit the pipeline ran on and the hashes dvc.lock records for its files so far."""
+    """The commit the pipeline ran on, whether its inputs had uncommitted changes, and the
+    hashes dvc.lock records so far."""
     root = Path.cwd()
-    try:
-        commit, dirty = resolve_rev(root, "HEAD"), bool(dirty_paths(root))
-    except Exception:  # not a git checkout (e.g. a copied project): lineage says so
-        commit, dirty = "not a git checkout", False
-    hashes: dict[str, str] = {}
+    stages = {}
     if lock.is_file():
         stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages") or {}
-        for stage in stages.values():
-            for entry in (stage.get("deps") or [])[:1] + (stage.get("outs") or []):
-                if "md5" in entry and entry["path"] != own and not entry["path"].endswith(".py"):
-                    hashes.setdefault(entry["path"], entry["md5"])
+    outputs = {own, lock.name} | {o["path"] for s in stages.values() for o in s.get("outs") or []}
+    try:
+        commit = resolve_rev(root, "HEAD")
+        # the pipeline's own outputs are always mid-update here; only other changes count
+        dirty = [p for p in dirty_paths(root) if p not in outputs]
+    except GitmlError:  # not a git checkout (e.g. a copied project): lineage says so
+        commit, dirty = "not a git checkout", []
+    hashes: dict[str, str] = {}
+    for stage in stages.values():
+        for entry in (stage.get("deps") or [])[:1] + (stage.get("outs") or []):
+            if "md5" in entry and entry["path"] != own and not entry["path"].endswith(".py"):
+                hashes.setdefault(entry["path"], entry["md5"])
     return {"commit": commit, "dirty": dirty, "dvc_lock": hashes}
 
 

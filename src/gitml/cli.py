@@ -34,6 +34,16 @@ ProjectOption = Annotated[
 ]
 
 
+RefOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ref",
+        help="A release instead of the working tree: NAME@vX.Y.Z or NAME#STAGE "
+        "(fetched from the DVC cache or remote, SHA-256 verified).",
+    ),
+]
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"gitml {__version__}")
@@ -335,14 +345,7 @@ def serve(
             "default: the project's models/model.skops.",
         ),
     ] = None,
-    ref: Annotated[
-        str | None,
-        typer.Option(
-            "--ref",
-            help="A release instead of the working tree: NAME@vX.Y.Z or NAME#STAGE "
-            "(fetched from the DVC cache or remote, SHA-256 verified).",
-        ),
-    ] = None,
+    ref: RefOption = None,
     host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to bind.")] = 8000,
     workers: Annotated[
@@ -417,14 +420,7 @@ def predict(
         Path | None,
         typer.Option("--model", help="Model file; default: the project's models/model.skops."),
     ] = None,
-    ref: Annotated[
-        str | None,
-        typer.Option(
-            "--ref",
-            help="A release instead of the working tree: NAME@vX.Y.Z or NAME#STAGE "
-            "(fetched from the DVC cache or remote, SHA-256 verified).",
-        ),
-    ] = None,
+    ref: RefOption = None,
     chunk_size: Annotated[
         int, typer.Option("--chunk-size", min=1, help="Rows per chunk.")
     ] = 100_000,

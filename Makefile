@@ -35,10 +35,11 @@ test: venv ## run the whole test suite
 lint: venv ## ruff, YAML, workflow and params checks (pre-commit on all files)
 	pre-commit run --all-files
 
-bench: venv ## benchmarks: pipeline vs plain scikit-learn, `gitml report`, `gitml models` vs gto
+bench: venv ## benchmarks: pipeline, review, registry (vs gto), serving and batch (vs MLflow, raw sklearn)
 	python bench/pipeline.py
 	python bench/review.py
 	python bench/registry.py
+	python bench/serve.py
 
 params: venv ## recompose params.yaml from conf/
 	gitml params

@@ -55,7 +55,7 @@ from gitml.project import copy_project
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "bench" / "out"
 REFERENCE_DATA = "data/external/telco_churn.csv.gz"
-STAGES = ["ingest", "validate", "split", "train", "evaluate"]
+STAGES = ["ingest", "validate", "split", "train", "evaluate", "card"]
 # The plain script's phase that does each stage's work (validate has no counterpart).
 PLAIN_PHASE = {"ingest": "read", "split": "split", "train": "fit", "evaluate": "score"}
 TARGET, POSITIVE, SEED = "churn", "Yes", 42

@@ -39,7 +39,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -51,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from gitml.project import copy_project
+from measured import MEASURE_MARK, measure  # bench/measured.py
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "bench" / "out"
@@ -62,21 +62,9 @@ TARGET, POSITIVE, SEED = "churn", "Yes", 42
 LARGE_OVERRIDES = ["validate.max_duplicate_fraction=1.0"]
 NOOP_REPEATS = 5
 TARGET_LARGE_RATIO, TARGET_NOOP_RATIO, TARGET_PEAK_GIB = 1.3, 1.5, 4.0
-MEASURE_MARK = "@@bench-measure "
 
 
 # --- child modes: measuring wrapper and the plain script -------------------------------------
-
-
-def measure(cmd: list[str]) -> int:
-    """Run `cmd`, then print its wall time and the peak RSS of its largest descendant."""
-    started = time.perf_counter()
-    code = subprocess.run(cmd, check=False).returncode
-    wall = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
-    figures = {"wall_s": wall, "peak_kib": peak_kib, "returncode": code}
-    print(MEASURE_MARK + json.dumps(figures), flush=True)
-    return code
 
 
 def plain_sklearn(path: str) -> dict[str, Any]:

@@ -84,6 +84,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from measured import MEASURE_MARK, measure  # bench/measured.py
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "bench" / "out"
 MODEL = "models/model.skops"
@@ -96,7 +98,6 @@ MLFLOW_PINNED = ["scikit-learn", "pandas", "numpy", "scipy", "skops"]
 HOST, SEED = "127.0.0.1", 42
 TARGET_THROUGHPUT_RATIO, TARGET_BATCH_RATIO, TARGET_PEAK_GIB = 2.0, 0.8, 1.5
 READY_TIMEOUT_S = 120.0
-MEASURE_MARK = "@@bench-measure "
 RESULT_MARK = "@@bench-result "
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -123,17 +124,6 @@ def bench_env(venv_bin: Path | None = None) -> dict[str, str]:
 
 
 # --- child modes: measuring wrapper and raw batch scoring ----------------------------------------
-
-
-def measure(cmd: list[str]) -> int:
-    """Run `cmd`, then print its wall time and the peak RSS of its largest descendant."""
-    started = time.perf_counter()
-    code = subprocess.run(cmd, check=False).returncode
-    wall = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
-    figures = {"wall_s": wall, "peak_kib": peak_kib, "returncode": code}
-    print(MEASURE_MARK + json.dumps(figures), flush=True)
-    return code
 
 
 def raw_batch(path: str, dtypes: str, repeats: int = 3) -> dict[str, Any]:

@@ -52,19 +52,13 @@ def changed_paths(root: Path, base: str, head: str | None, *paths: str) -> list[
 
 def fetch_artifact(root: Path, path: str, rev: str, out: Path) -> Path:
     """Materialise a DVC-tracked file as it was at `rev` (local cache first, then the remote)."""
-    proc = subprocess.run(
-        ["dvc", "get", str(root), path, "--rev", rev, "-o", str(out), "--force"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0 or not out.is_file():
-        detail = (proc.stderr or proc.stdout).strip().splitlines()
-        raise VcsError(
-            f"cannot fetch {path} at {rev[:12]}: {detail[-1] if detail else 'dvc get failed'}",
-            hint="the base model must be in the DVC cache or a reachable remote (dvc push)",
-        )
+    hint = "the model must be in the DVC cache or a reachable DVC remote (dvc push)"
+    try:
+        dvc(root, "get", str(root), path, "--rev", rev, "-o", str(out), "--force")
+    except VcsError as err:
+        raise VcsError(f"cannot fetch {path} at {rev[:12]}: {err.message}", hint=hint) from err
+    if not out.is_file():
+        raise VcsError(f"cannot fetch {path} at {rev[:12]}: dvc get wrote nothing", hint=hint)
     return out
 
 
@@ -127,8 +121,8 @@ def dirty_paths(root: Path) -> list[str]:
     return [line[3:] for line in out.splitlines() if line.strip()]
 
 
-def run_tool(root: Path, *cmd: str, env: dict[str, str] | None = None) -> str:
-    """Run dvc or gto (on PATH) in `root`; raise VcsError with the tool's last message."""
+def _run_tool(root: Path, *cmd: str, env: dict[str, str] | None = None) -> str:
+    """Run dvc or gto in `root` (with `env` added); raise VcsError with the tool's message."""
     full_env = {**os.environ, "DVC_NO_ANALYTICS": "1", **(env or {})}
     try:
         proc = subprocess.run(
@@ -146,12 +140,12 @@ def run_tool(root: Path, *cmd: str, env: dict[str, str] | None = None) -> str:
     return proc.stdout
 
 
-def dvc(root: Path, *args: str) -> str:
+def dvc(root: Path, *args: str, env: dict[str, str] | None = None) -> str:
     """Run `dvc ARGS` with the interpreter running gitml (so both see the same packages)."""
-    return run_tool(root, sys.executable, "-m", "dvc", *args)
+    return _run_tool(root, sys.executable, "-m", "dvc", *args, env=env)
 
 
 def gto(root: Path, *args: str) -> str:
     """Run `gto ARGS`: the executable beside this interpreter, else the one on PATH."""
     beside = Path(sys.executable).parent / "gto"
-    return run_tool(root, str(beside) if beside.is_file() else "gto", *args)
+    return _run_tool(root, str(beside) if beside.is_file() else "gto", *args)

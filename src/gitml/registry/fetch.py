@@ -16,7 +16,7 @@ from gitml.project import OUTPUTS, Project
 from gitml.registry.card import CARD_FILE, stamp_release
 from gitml.registry.catalog import MODEL_SHA_KEY, load_registry, model_artifacts
 from gitml.registry.tags import parse_ref
-from gitml.vcs import fetch_artifact, show_file
+from gitml.vcs import fetch_artifact, read_blobs
 
 MODEL_FILE = "model.skops"
 RELEASE_FILE = "release.json"
@@ -67,7 +67,12 @@ def fetch_model(project: Project, ref: str, dest: Path) -> Fetched:
     artifact = model_artifacts(root, version.commit).get(wanted.name)
     if artifact is None:
         raise RegistryError(f"dvc.yaml at {version.tag} declares no artifact {wanted.name!r}")
-    expected = _recorded_sha(root, version.commit, version.message, version.tag)
+    # the committed files of the release, read once through one git process
+    specs = [f"{version.commit}:{path}" for path in COMMITTED.values()]
+    committed = dict(zip(COMMITTED, read_blobs(root, specs), strict=True))
+    expected = _recorded_sha(
+        committed["metadata.json"], version.commit, version.message, version.tag
+    )
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".gitml-fetch-", dir=dest.parent) as tmp:
@@ -89,8 +94,7 @@ def fetch_model(project: Project, ref: str, dest: Path) -> Fetched:
                 hint="the DVC cache or remote holds a modified file; delete the cached copy "
                 "(dvc gc or remove it from .dvc/cache) and fetch again, or investigate",
             )
-        for name, path in COMMITTED.items():
-            text = show_file(root, version.commit, path)
+        for name, text in committed.items():
             if text is not None:
                 if name == "model_card.md":
                     released = _date(version.created)
@@ -116,8 +120,7 @@ def fetch_model(project: Project, ref: str, dest: Path) -> Fetched:
     return fetched
 
 
-def _recorded_sha(root: Path, commit: str, message: str, tag: str) -> str:
-    text = show_file(root, commit, OUTPUTS["metadata"])
+def _recorded_sha(text: str | None, commit: str, message: str, tag: str) -> str:
     if text is None:
         raise RegistryError(f"{tag}: {OUTPUTS['metadata']} is missing at {commit[:12]}")
     recorded = json.loads(text).get("model_file", {}).get("sha256")

@@ -45,11 +45,12 @@ def release(
     artifact = pick_artifact(root, name)
     history = load_registry(root).get(artifact.name)
     latest = history.latest() if history else None
+    taken = set(history.versions) if history else set()  # deregistered versions keep their tag
     if version:
-        _check_new_tag(root, version_tag(artifact.name, version))
+        _check_new_tag(version_tag(artifact.name, version), version in taken)
     target = _next_version(version, bump, latest.semver if latest else None, policy)
     tag = version_tag(artifact.name, str(target))
-    _check_new_tag(root, tag)
+    _check_new_tag(tag, str(target) in taken)
     _check_clean(root)
     head = resolve_rev(root, "HEAD")
     if history:
@@ -60,10 +61,10 @@ def release(
                 hint="commit the changes to release, or promote the existing version",
             )
     check_params(project)
-    _check_pipeline(root)
+    lock = _check_pipeline(root)
     gate = _check_gate(project, latest.tag if latest else None)
     _push_data(root, artifact)
-    text = _tag_message(root, artifact, str(target), gate, message)
+    text = _tag_message(root, artifact, str(target), gate, message, lock)
     gto(root, "register", artifact.name, "HEAD", "--version", str(target), "--message", text)
     if push:
         git(root, "push", "origin", f"refs/tags/{tag}")
@@ -86,8 +87,8 @@ def _next_version(version: str | None, bump: str | None, latest: Version | None,
     return latest.bump(bump or policy.bump)
 
 
-def _check_new_tag(root: Path, tag: str) -> None:
-    if git(root, "tag", "--list", tag).strip():
+def _check_new_tag(tag: str, exists: bool) -> None:
+    if exists:
         raise RegistryError(
             f"tag {tag} already exists",
             hint="versions are immutable: release a higher version (--bump or --version)",
@@ -104,8 +105,10 @@ def _check_clean(root: Path) -> None:
         )
 
 
-def _check_pipeline(root: Path) -> None:
-    """Every stage ran (none frozen, none missing from dvc.lock) and nothing changed since."""
+def _check_pipeline(root: Path) -> dict:
+    """Every stage ran (none frozen, none missing from dvc.lock) and nothing changed since.
+
+    Returns dvc.lock, parsed."""
     stages = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")).get("stages") or {}
     frozen = [name for name, spec in stages.items() if (spec or {}).get("frozen")]
     if frozen:
@@ -115,9 +118,8 @@ def _check_pipeline(root: Path) -> None:
             hint="remove `frozen: true` (dvc unfreeze STAGE), run dvc repro and commit",
         )
     lock_file = root / OUTPUTS["lock"]
-    locked = {}
-    if lock_file.is_file():
-        locked = yaml.safe_load(lock_file.read_text(encoding="utf-8")).get("stages") or {}
+    lock = yaml.safe_load(lock_file.read_text(encoding="utf-8")) if lock_file.is_file() else {}
+    locked = (lock or {}).get("stages") or {}
     names = dvc(root, "stage", "list", "--name-only").split()
     skipped = [n for n in names if n not in locked]
     if skipped:
@@ -132,6 +134,7 @@ def _check_pipeline(root: Path) -> None:
             f"{', '.join(sorted(status))}",
             hint="run `dvc repro`, then commit dvc.lock and the outputs",
         )
+    return lock or {}
 
 
 def _check_gate(project: Project, base_tag: str | None) -> str:
@@ -139,7 +142,8 @@ def _check_gate(project: Project, base_tag: str | None) -> str:
         return "first release: no earlier version to compare with"
     from gitml.review.review import build_review
 
-    verdict = build_review(project, base=base_tag).verdict
+    # the tree is clean, so HEAD is the working tree; params were checked already
+    verdict = build_review(project, base=base_tag, head="HEAD").verdict
     if verdict.status != "promote":
         failed = "; ".join(f"{r.rule}: {r.detail}" for r in verdict.failed) or verdict.reason
         raise RegistryError(
@@ -168,10 +172,11 @@ def _push_data(root: Path, artifact: Artifact) -> None:
         )
 
 
-def _tag_message(root: Path, artifact: Artifact, version: str, gate: str, note: str | None) -> str:
+def _tag_message(
+    root: Path, artifact: Artifact, version: str, gate: str, note: str | None, lock: dict
+) -> str:
     metrics = json.loads((root / OUTPUTS["metrics"]).read_text(encoding="utf-8"))
     metadata = json.loads((root / OUTPUTS["metadata"]).read_text(encoding="utf-8"))
-    lock = yaml.safe_load((root / OUTPUTS["lock"]).read_text(encoding="utf-8")) or {}
     values = metrics.get("metrics", {})
     headline = " ".join(f"{k}={values[k]}" for k in HEADLINE if values.get(k) is not None)
     lines = [

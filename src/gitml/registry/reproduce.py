@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +37,6 @@ class Reproduction:
     tolerance: float
     compared: int = 0
     differences: list[Difference] = field(default_factory=list)
-    log: str = ""
 
     @property
     def matches(self) -> bool:
@@ -63,7 +60,7 @@ def reproduce(project: Project, ref: str, *, tolerance: float | None = None) -> 
     git(root, "worktree", "add", "--detach", str(work), version.commit)
     try:
         _use_same_remote(root, work)
-        result.log = _run_pipeline(work)
+        _run_pipeline(work)
         for path in COMPARED:
             recorded = show_file(root, version.commit, path)
             reproduced = work / path
@@ -91,23 +88,17 @@ def _use_same_remote(root: Path, work: Path) -> None:
         dvc(work, "remote", "modify", "--local", name, "url", str(absolute))
 
 
-def _run_pipeline(work: Path) -> str:
+def _run_pipeline(work: Path) -> None:
     # the tagged commit's own gitml code runs the stages when the project carries it
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    env = {}
     if (work / "src" / "gitml").is_dir():
-        env["PYTHONPATH"] = os.pathsep.join([str(work / "src"), env.get("PYTHONPATH", "")])
-    proc = subprocess.run(
-        [sys.executable, "-m", "dvc", "repro", "--force", "--pull"],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stderr + proc.stdout).strip().splitlines()[-8:])
-        raise RegistryError(f"dvc repro --force failed in the reproduction worktree:\n{tail}")
-    return proc.stdout
+        env["PYTHONPATH"] = os.pathsep.join([str(work / "src"), os.environ.get("PYTHONPATH", "")])
+    try:
+        dvc(work, "repro", "--force", "--pull", env=env)
+    except VcsError as err:
+        raise RegistryError(
+            f"dvc repro --force failed in the reproduction worktree: {err.message}"
+        ) from err
 
 
 def _compare(file: str, recorded: Any, reproduced: Any, result: Reproduction, key: str) -> None:

@@ -97,7 +97,11 @@ def report(
     base: Annotated[str, typer.Option("--base", help="Base revision: branch, tag or commit.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Markdown file to write.")],
     head: Annotated[
-        str | None, typer.Option("--head", help="Head revision (default: the working tree).")
+        str | None,
+        typer.Option(
+            "--head",
+            help="Head revision (default: the working tree, read from its commit when clean).",
+        ),
     ] = None,
     recompute: Annotated[
         bool,
@@ -134,15 +138,20 @@ def report(
 def gate(
     base: Annotated[str, typer.Option("--base", help="Base revision: branch, tag or commit.")],
     head: Annotated[
-        str | None, typer.Option("--head", help="Head revision (default: the working tree).")
+        str | None,
+        typer.Option(
+            "--head",
+            help="Head revision (default: the working tree, read from its commit when clean).",
+        ),
     ] = None,
     recompute: Annotated[
         bool, typer.Option("--recompute", help="Score the base model on head's test set.")
     ] = False,
     project: ProjectOption = None,
 ) -> None:
-    """Apply the promotion policy (params `promotion`). Exit 0 promote, 1 blocked,
-    2 not comparable, 3 when the review itself failed (bad revision, stale params, ...)."""
+    """Apply the base's promotion policy (params `promotion` at --base). Exit 0 promote,
+    1 blocked, 2 not comparable, 3 when the review itself failed (bad revision, stale params,
+    unreadable outputs, anything else)."""
     from gitml.project import find_project
     from gitml.review.review import build_review
 
@@ -151,8 +160,16 @@ def gate(
     except GitmlError as err:
         typer.echo(err.format(), err=True)
         raise typer.Exit(3) from err
+    except Exception as err:  # any failure of the review itself is 3, never 1 ("blocked")
+        if _state["verbose"]:
+            raise
+        typer.echo(f"error: the review failed: {type(err).__name__}: {err}", err=True)
+        typer.echo("hint: rerun with `gitml -v gate ...` for the traceback", err=True)
+        raise typer.Exit(3) from err
     verdict = review.verdict
     typer.echo(f"gate: {verdict.status}")
+    if verdict.significant_regressions:
+        typer.echo("  significantly worse: " + "; ".join(verdict.significant_regressions))
     for rule in verdict.rules:
         typer.echo(f"  {'pass' if rule.passed else 'FAIL'}  {rule.rule}: {rule.detail}")
     if verdict.reason:

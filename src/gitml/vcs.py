@@ -62,6 +62,12 @@ def fetch_artifact(root: Path, path: str, rev: str, out: Path) -> Path:
     return out
 
 
+def cache_object(root: Path, md5: str) -> Path:
+    """Where the DVC cache of `root` keeps the object with this md5 (it may not exist)."""
+    directory = Path(dvc(root, "cache", "dir").strip())
+    return directory / "files" / "md5" / md5[:2] / md5[2:]
+
+
 _FIELD, _RECORD = "\x00", "\x1e"
 _TAG_FORMAT = "%00".join(
     [

@@ -6,6 +6,7 @@ with SIGTERM and checks that every accepted prediction reached the log.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import pickle
@@ -326,14 +327,16 @@ def _model_variant(project: Path, root: Path, name: str) -> Path:
     model = directory / "model.skops"
     if name == "missing":
         model.unlink()
-    elif name == "pickle":
-        model.write_bytes(pickle.dumps({"not": "a model"}))
-    elif name == "untrusted":
-        sio.dump({"model": _Untrusted()}, model)
-    elif name == "hash":
+    elif name in ("pickle", "untrusted"):  # metadata.json rewritten to match: the loader refuses
+        if name == "pickle":
+            model.write_bytes(pickle.dumps({"not": "a model"}))
+        else:
+            sio.dump({"model": _Untrusted()}, model)
         meta = json.loads((directory / "metadata.json").read_text())
-        meta["model_file"]["sha256"] = "0" * 64
+        meta["model_file"]["sha256"] = hashlib.sha256(model.read_bytes()).hexdigest()
         (directory / "metadata.json").write_text(json.dumps(meta))
+    elif name == "hash":  # an untrusted archive, but refused for its hash before skops reads it
+        sio.dump({"model": _Untrusted()}, model)
     elif name == "signature":
         sig = json.loads((directory / "signature.json").read_text())
         sig["inputs"] = sig["inputs"][1:]  # one input fewer than the pipeline reads

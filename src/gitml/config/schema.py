@@ -208,8 +208,14 @@ class SlicePolicy(_Strict):
 
 
 class ServingPolicy(_Strict):
+    """Serving budgets on the head model. Size comes from `models/metadata.json`; prediction
+    time is measured at review time (CPU time, median of repeats after a warm-up), never read
+    from committed files, and fails only beyond the limit plus `timing_tolerance`."""
+
     max_model_bytes: Annotated[int, Field(ge=1)] | None = None
     max_predict_ms_per_1000_rows: Annotated[float, Field(gt=0)] | None = None
+    timing_tolerance: Annotated[float, Field(ge=0, le=10)] = 0.25
+    timing_repeats: Annotated[int, Field(ge=3, le=101)] = 9
 
 
 class BootstrapParams(_Strict):
@@ -237,6 +243,9 @@ class PromotionParams(_Strict):
     ci_lower_bound: dict[MetricName, float] = {}
     slices: SlicePolicy = SlicePolicy()
     serving: ServingPolicy = ServingPolicy()
+    # metrics whose whole interval of Δ must not lie on the worse side of zero
+    no_significant_regression: list[MetricName] = []
+    require_all_classes_predicted: bool = True
     allow_breaking_signature: bool = False
     bootstrap: BootstrapParams = BootstrapParams()
     release: ReleasePolicy = ReleasePolicy()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sklearn.pipeline import Pipeline
 
-from gitml.data.io import sha256_file, write_bytes  # noqa: F401 (re-exported)
+from gitml.data.io import sha256_file, write_bytes
 from gitml.errors import ModelError, UntrustedModelError
 
 # Types outside skops' default-trusted set that gitml's own pipelines contain. Anything else
@@ -72,3 +72,27 @@ def load_model(path: Path) -> Pipeline:
     if not isinstance(model, Pipeline):
         raise ModelError(f"{path}: expected a scikit-learn Pipeline, found {type(model).__name__}")
     return model
+
+
+def load_verified_model(path: Path, sha256: str | None) -> Pipeline:
+    """`load_model`, after checking the file's SHA-256 against the recorded one.
+
+    The hash is checked before skops reads a byte of the archive: a file that is not the
+    one training recorded is never deserialised.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found", hint="run `dvc repro` or `dvc pull`")
+    if not sha256:
+        raise ModelError(
+            f"{path}: no SHA-256 recorded for it (models/metadata.json model_file.sha256)",
+            hint="retrain with `dvc repro`: train records the hash of the model it writes",
+        )
+    actual = sha256_file(path)
+    if actual != sha256:
+        raise ModelError(
+            f"{path}: SHA-256 {actual[:12]}... does not match the recorded {sha256[:12]}...: "
+            "the file is not the model that training wrote",
+            hint="restore it with `dvc checkout` (or `dvc pull`), or retrain with `dvc repro`",
+        )
+    return load_model(path)

@@ -15,7 +15,7 @@ from gitml.errors import RegistryError, VcsError
 from gitml.project import OUTPUTS, Project
 from gitml.registry.catalog import HEADLINE, MODEL_SHA_KEY, Artifact, load_registry, pick_artifact
 from gitml.registry.tags import Version, parse_version, version_tag
-from gitml.vcs import dirty_paths, dvc, git, gto, resolve_rev
+from gitml.vcs import cache_object, dirty_paths, dvc, git, gto, resolve_rev
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,9 @@ def release(
                 hint="commit the changes to release, or promote the existing version",
             )
     check_params(project)
-    lock = _check_pipeline(root)
+    lock = _check_stages(root)
+    _verify_model(root, artifact, lock)  # before `dvc status`, which may trust a damaged cache
+    _check_status(root)
     gate = _check_gate(project, latest.tag if latest else None)
     _push_data(root, artifact)
     text = _tag_message(root, artifact, str(target), gate, message, lock)
@@ -105,10 +107,8 @@ def _check_clean(root: Path) -> None:
         )
 
 
-def _check_pipeline(root: Path) -> dict:
-    """Every stage ran (none frozen, none missing from dvc.lock) and nothing changed since.
-
-    Returns dvc.lock, parsed."""
+def _check_stages(root: Path) -> dict:
+    """Every stage ran (none frozen, none missing from dvc.lock); returns dvc.lock, parsed."""
     stages = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")).get("stages") or {}
     frozen = [name for name, spec in stages.items() if (spec or {}).get("frozen")]
     if frozen:
@@ -127,6 +127,11 @@ def _check_pipeline(root: Path) -> dict:
             f"stage(s) {', '.join(skipped)} never ran: they are not in dvc.lock",
             hint="run `dvc repro` and commit dvc.lock and the outputs",
         )
+    return lock or {}
+
+
+def _check_status(root: Path) -> None:
+    """Nothing changed since the pipeline last ran."""
     status = json.loads(dvc(root, "status", "--json") or "{}")
     if status:
         raise RegistryError(
@@ -134,23 +139,66 @@ def _check_pipeline(root: Path) -> dict:
             f"{', '.join(sorted(status))}",
             hint="run `dvc repro`, then commit dvc.lock and the outputs",
         )
-    return lock or {}
 
 
 def _check_gate(project: Project, base_tag: str | None) -> str:
-    if base_tag is None:
-        return "first release: no earlier version to compare with"
+    """The gate against the latest release, under HEAD's (merged) policy; the first release
+    meets the absolute rules (minimums, degenerate models, slice gaps, serving budgets)."""
     from gitml.review.review import build_review
 
     # the tree is clean, so HEAD is the working tree; params were checked already
-    verdict = build_review(project, base=base_tag, head="HEAD").verdict
+    verdict = build_review(project, base=base_tag, head="HEAD", policy_from="head").verdict
+    against = base_tag or "no earlier version (absolute rules)"
     if verdict.status != "promote":
         failed = "; ".join(f"{r.rule}: {r.detail}" for r in verdict.failed) or verdict.reason
+        command = f"gitml gate --base {base_tag}" if base_tag else "gitml gate --base HEAD"
         raise RegistryError(
-            f"the promotion gate against {base_tag} says {verdict.status!r}: {failed}",
-            hint=f"see `gitml gate --base {base_tag}`; a release must pass the gate",
+            f"the promotion gate against {against} says {verdict.status!r}: {failed}",
+            hint=f"see `{command}`; a release must pass the gate",
         )
-    return f"promote against {base_tag}"
+    return f"promote against {base_tag}" if base_tag else "first release: promote (absolute rules)"
+
+
+def _verify_model(root: Path, artifact: Artifact, lock: dict) -> None:
+    """The model about to be pushed and tagged is the one training recorded, and loads.
+
+    Checks the working-tree file and the DVC cache object that `dvc push` uploads: its md5
+    must be the one dvc.lock names and its SHA-256 the one metadata.json records; then the
+    file loads through the trusted skops loader (after the hash check, never before).
+    """
+    import hashlib
+
+    from gitml.errors import ModelError
+    from gitml.model.persist import load_verified_model
+
+    metadata = json.loads((root / OUTPUTS["metadata"]).read_text(encoding="utf-8"))
+    recorded = metadata.get("model_file", {}).get("sha256")
+    try:
+        load_verified_model(root / artifact.path, recorded)
+    except ModelError as err:
+        raise RegistryError(f"refusing to release: {err.message}", hint=err.hint) from err
+    md5 = next((o.get("md5") for o in _lock_outs(lock) if o.get("path") == artifact.path), None)
+    if md5 is None:
+        raise RegistryError(f"dvc.lock records no hash for {artifact.path}", hint="run dvc repro")
+    cached = cache_object(root, md5)
+    if not cached.is_file():
+        raise RegistryError(
+            f"{artifact.path} (md5 {md5}) is not in the DVC cache ({cached})",
+            hint="run `dvc commit` (or `dvc repro`) so the cache holds the model to push",
+        )
+    digests = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    with open(cached, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            for digest in digests:
+                digest.update(block)
+    if (digests[0].hexdigest(), digests[1].hexdigest()) != (md5, recorded):
+        raise RegistryError(
+            f"the DVC cache copy of {artifact.path} is corrupt: {cached} has md5 "
+            f"{digests[0].hexdigest()} and SHA-256 {digests[1].hexdigest()[:12]}..., dvc.lock "
+            f"records md5 {md5} and metadata.json SHA-256 {str(recorded)[:12]}...",
+            hint="remove the damaged cache file and restore it: `dvc repro --force train` or "
+            "`dvc pull --force`; nothing was pushed or tagged",
+        )
 
 
 def _push_data(root: Path, artifact: Artifact) -> None:

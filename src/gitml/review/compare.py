@@ -12,7 +12,9 @@ import pandas as pd
 from gitml.data.profile import compare_profiles
 from gitml.evaluate.metrics import HIGHER_IS_BETTER
 from gitml.review.bootstrap import paired_bootstrap
+from gitml.review.contract import SignatureDiff, diff_signatures
 from gitml.review.revision import Revision
+from gitml.review.timing import Timing
 
 
 @dataclass(frozen=True)
@@ -26,30 +28,25 @@ class MetricRow:
     high: float | None = None
 
     @property
+    def significantly_worse(self) -> bool:
+        """The whole interval of Δ lies on the worse side of zero."""
+        if self.low is None or self.high is None:
+            return False
+        return self.high < 0 if self.higher_is_better else self.low > 0
+
+    @property
+    def significantly_better(self) -> bool:
+        """The whole interval of Δ lies on the better side of zero."""
+        if self.low is None or self.high is None:
+            return False
+        return self.low > 0 if self.higher_is_better else self.high < 0
+
+    @property
     def gain(self) -> float | None:
         """The change signed so that positive is better."""
         if self.delta is None:
             return None
         return self.delta if self.higher_is_better else -self.delta
-
-
-@dataclass(frozen=True)
-class SignatureDiff:
-    added: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)  # "name: what changed"
-    incompatible: list[str] = field(default_factory=list)  # the changes old clients break on
-    outputs_changed: bool = False
-
-    @property
-    def breaking(self) -> list[str]:
-        """Reasons a client of the old signature would break against the new one."""
-        reasons = [f"input '{c}' removed" for c in self.removed]
-        reasons += [f"new required input '{c}'" for c in self.added]
-        reasons += [f"input {c}" for c in self.incompatible]
-        if self.outputs_changed:
-            reasons.append("output classes changed")
-        return reasons
 
 
 @dataclass(frozen=True)
@@ -67,6 +64,22 @@ class Comparison:
     data_shift: list[dict[str, Any]] = field(default_factory=list)
     conf_changed: list[str] = field(default_factory=list)
     recomputed: bool = False
+    confidence: float = 0.95  # of every interval shown, from the policy in force
+    policy_changes: list[tuple[str, Any, Any]] = field(default_factory=list)  # proposed by head
+    head_timing: Timing | None = None  # measured at review time, never read from Git
+
+    @property
+    def significant_regressions(self) -> list[MetricRow]:
+        """Metrics whose whole interval of Δ lies on the worse side of zero."""
+        return [row for row in self.metrics if row.significantly_worse]
+
+    @property
+    def head_model_bytes(self) -> int | None:
+        """The head model's size as train recorded it (older revisions: in metrics.json)."""
+        recorded = (self.head.metadata or {}).get("model_file", {}).get("bytes")
+        if recorded is None:
+            recorded = (self.head.metrics or {}).get("serving", {}).get("model_bytes")
+        return recorded if isinstance(recorded, int) else None
 
 
 def compare(
@@ -78,6 +91,7 @@ def compare(
     seed: int,
     base_predictions: pd.DataFrame | None = None,
     conf_changed: list[str] | None = None,
+    head_timing: Timing | None = None,
 ) -> Comparison:
     """Everything the report and the gate need; `base_predictions` (from --recompute) replaces
     the base's committed predictions with the base model's scores on head's test rows."""
@@ -90,13 +104,18 @@ def compare(
         )
     threshold = float(head.metrics.get("threshold", 0.5))
     base_threshold = float((base.metrics or {}).get("threshold", threshold))
-    positive = (head.params or {}).get("data", {}).get("positive_class", "Yes")
+    positive = _positive_class(head)
     names = list(head.metrics.get("metrics", {}))
     recomputed = base_predictions is not None
+    base_rows = base.predictions
+    if base_predictions is not None:  # scored on all of head's test rows; head commits a subset
+        base_rows = base_predictions[base_predictions["row_id"].isin(head.predictions["row_id"])]
     status, reason = _comparability(base, head, recomputed)
     if status == "comparable":
+        status, reason = _pairing(base_rows, head.predictions)
+    if status == "comparable":
         metrics = _paired_metrics(
-            base_predictions if recomputed else base.predictions,
+            base_rows,
             head.predictions,
             positive=positive,
             threshold=threshold,
@@ -112,6 +131,7 @@ def compare(
             MetricRow(n, HIGHER_IS_BETTER[n], base_values.get(n), head.metrics["metrics"].get(n))
             for n in names
         ]
+    params_changed = _params_changed(base.params or {}, head.params or {})
     return Comparison(
         base=base,
         head=head,
@@ -119,14 +139,34 @@ def compare(
         reason=reason,
         metrics=metrics,
         slices=_slices(base, head),
-        params_changed=_params_changed(base.params or {}, head.params or {}),
+        params_changed=params_changed,
         data_changed=_lock_changes(base.lock or {}, head.lock or {}),
-        signature=_signature_diff(base.signature, head.signature),
+        signature=diff_signatures(base.signature, head.signature),
         model_changed=_model_changed(base, head),
         data_shift=_data_shift(base, head),
         conf_changed=conf_changed or [],
         recomputed=recomputed,
+        confidence=confidence,
+        policy_changes=[c for c in params_changed if c[0].startswith("promotion.")],
+        head_timing=head_timing,
     )
+
+
+def _positive_class(head: Revision) -> str:
+    """The positive class the head model scores: its signature, else its params."""
+    output = (head.signature or {}).get("output") or {}
+    positive = output.get("positive_class")
+    if positive is None:
+        positive = (head.params or {}).get("data", {}).get("positive_class")
+    if positive is None:
+        from gitml.errors import DataError
+
+        raise DataError(
+            f"the head revision ({head.short}) names no positive class (models/signature.json "
+            "output.positive_class, or params.yaml data.positive_class)",
+            hint="run the pipeline first: dvc repro",
+        )
+    return str(positive)
 
 
 def _comparability(base: Revision, head: Revision, recomputed: bool) -> tuple[str, str | None]:
@@ -136,12 +176,52 @@ def _comparability(base: Revision, head: Revision, recomputed: bool) -> tuple[st
         return "comparable", None
     ours = (head.metrics or {}).get("test_set", {}).get("fingerprint")
     theirs = base.metrics.get("test_set", {}).get("fingerprint")
+    if not ours or not theirs:
+        side = " and ".join(
+            f"{rev.label} ({rev.short})" for rev, fp in ((base, theirs), (head, ours)) if not fp
+        )
+        return (
+            "not_comparable",
+            f"the test-set fingerprint is missing in reports/metrics.json of {side}: equal test "
+            "rows cannot be assumed; rerun with --recompute to score the base model on head's "
+            "test set",
+        )
     if ours != theirs:
         return (
             "not_comparable",
             f"base and head were evaluated on different test rows (test-set fingerprint "
             f"{theirs} vs {ours}); rerun with --recompute to score the base model on head's "
             "test set",
+        )
+    return "comparable", None
+
+
+def _pairing(base: pd.DataFrame, head: pd.DataFrame) -> tuple[str, str | None]:
+    """Comparable only when both sides hold the same unique row ids with the same labels."""
+    problems = []
+    for side, frame in (("base", base), ("head", head)):
+        duplicated = int(frame["row_id"].duplicated().sum())
+        if duplicated:
+            problems.append(f"{duplicated:,} duplicated row_id values in {side}'s predictions")
+    if not problems:
+        joined = head.merge(base, on="row_id", suffixes=("_head", "_base"))
+        matched = len(joined)
+        if matched != len(head) or matched != len(base):
+            problems.append(
+                f"only {matched:,} row ids match ({len(base):,} base rows, {len(head):,} head rows)"
+            )
+        else:
+            differ = int(
+                (joined["actual_head"].astype(str) != joined["actual_base"].astype(str)).sum()
+            )
+            if differ:
+                problems.append(f"{differ:,} of {matched:,} matched rows have different labels")
+    if problems:
+        return (
+            "not_comparable",
+            "the committed predictions cannot be paired: "
+            + "; ".join(problems)
+            + "; rerun with --recompute to score the base model on head's test set",
         )
     return "comparable", None
 
@@ -221,36 +301,6 @@ def _lock_changes(
     old, new = _lock_hashes(base), _lock_hashes(head)
     paths = sorted(p for p in set(old) | set(new) if p.startswith("data/"))
     return [(p, old.get(p), new.get(p)) for p in paths if old.get(p) != new.get(p)]
-
-
-def _signature_diff(base: dict[str, Any] | None, head: dict[str, Any] | None) -> SignatureDiff:
-    if not base or not head:
-        return SignatureDiff()
-    old = {i["name"]: i for i in base.get("inputs", [])}
-    new = {i["name"]: i for i in head.get("inputs", [])}
-    changed: list[str] = []
-    incompatible: list[str] = []
-    for name in sorted(set(old) & set(new)):
-        a, b = old[name], new[name]
-        lost = sorted(set(a.get("categories") or []) - set(b.get("categories") or []))
-        gained = sorted(set(b.get("categories") or []) - set(a.get("categories") or []))
-        breaking = []
-        if a.get("type") != b.get("type"):
-            breaking.append(f"'{name}': type {a.get('type')} -> {b.get('type')}")
-        if lost:
-            breaking.append(f"'{name}': categories removed {lost}")
-        if a.get("nullable") and not b.get("nullable"):
-            breaking.append(f"'{name}': no longer nullable (type check)")
-        incompatible += breaking
-        changed += breaking + ([f"'{name}': categories added {gained}"] if gained else [])
-    return SignatureDiff(
-        added=sorted(set(new) - set(old)),
-        removed=sorted(set(old) - set(new)),
-        changed=changed,
-        incompatible=incompatible,
-        outputs_changed=base.get("output", {}).get("classes")
-        != head.get("output", {}).get("classes"),
-    )
 
 
 def _data_shift(base: Revision, head: Revision) -> list[dict[str, Any]]:

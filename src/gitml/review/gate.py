@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gitml.config.schema import PromotionParams
@@ -26,6 +26,8 @@ class Verdict:
     status: str
     rules: list[RuleResult]
     reason: str | None = None
+    # "recall -0.0722 [-0.1000, -0.0449]": every metric significantly worse, rule or not
+    significant_regressions: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[RuleResult]:
@@ -39,19 +41,25 @@ class Verdict:
 def decide(comparison: Comparison, policy: PromotionParams) -> Verdict:
     """Absolute rules always apply; relative ones only when base and head are comparable.
 
-    A failing rule blocks; otherwise a comparison across different test sets is 'not
-    comparable'; otherwise the model may be promoted.
+    A failing rule blocks, and a configured rule that cannot be evaluated (its metric,
+    interval, slice or measurement is missing) fails; otherwise a comparison across different
+    test rows is 'not comparable'; otherwise the model may be promoted.
     """
     rules = _absolute_rules(comparison, policy)
     if comparison.status == "comparable":
         rules += _relative_rules(comparison, policy)
     if comparison.status != "first_model":
         rules += _signature_rules(comparison, policy)
+    worse = [
+        f"{row.name} {row.delta:+.4f} [{row.low:+.4f}, {row.high:+.4f}]"
+        for row in comparison.significant_regressions
+        if row.delta is not None and row.low is not None and row.high is not None
+    ]
     if any(not r.passed for r in rules):
-        return Verdict(BLOCKED, rules)
+        return Verdict(BLOCKED, rules, significant_regressions=worse)
     if comparison.status == "not_comparable":
-        return Verdict(NOT_COMPARABLE, rules, comparison.reason)
-    return Verdict(PROMOTE, rules, comparison.reason)
+        return Verdict(NOT_COMPARABLE, rules, comparison.reason, worse)
+    return Verdict(PROMOTE, rules, comparison.reason, worse)
 
 
 def _worse(row_higher: bool, base: float, head: float) -> float:
@@ -65,52 +73,106 @@ def _absolute_rules(comparison: Comparison, policy: PromotionParams) -> list[Rul
     for metric, floor in policy.minimums.items():
         value = head.get(metric)
         higher = HIGHER_IS_BETTER[metric]
-        ok = value is not None and (value >= floor if higher else value <= floor)
         sign = ">=" if higher else "<="
+        if value is None:
+            what = f"{metric} is not in head's metrics"
+            rules.append(_missing(f"minimums.{metric}", what, metric))
+            continue
+        ok = value >= floor if higher else value <= floor
         rules.append(
             RuleResult(
                 f"minimums.{metric}", ok, f"{metric} {_fmt(value)} must be {sign} {floor:g}", metric
             )
         )
+    if policy.require_all_classes_predicted:
+        rules.append(_every_class_predicted(comparison))
+    if policy.slices.max_gap is not None:
+        rules += _slice_gaps(comparison, policy)
+    rules += _serving_rules(comparison, policy)
+    return rules
+
+
+def _missing(rule: str, what: str, metric: str | None = None) -> RuleResult:
+    """A configured rule that cannot be evaluated fails, and says what it lacked."""
+    return RuleResult(rule, False, f"cannot be evaluated: {what}", metric)
+
+
+def _every_class_predicted(comparison: Comparison) -> RuleResult:
+    rule = "require_all_classes_predicted"
+    predictions = comparison.head.predictions
+    classes = ((comparison.head.signature or {}).get("output") or {}).get("classes")
+    if predictions is None or "predicted" not in predictions or not classes:
+        return _missing(rule, "head's predictions.csv or signature.json lacks predicted classes")
+    seen = set(predictions["predicted"].astype(str))
+    never = [str(c) for c in classes if str(c) not in seen]
+    rows = len(predictions)
+    if never:
+        listed = ", ".join(f"'{c}'" for c in never)
+        return RuleResult(
+            rule, False, f"the model never predicts {listed} on {rows:,} test rows (degenerate)"
+        )
+    return RuleResult(rule, True, f"every class ({len(classes)}) predicted on {rows:,} test rows")
+
+
+def _slice_gaps(comparison: Comparison, policy: PromotionParams) -> list[RuleResult]:
+    limit = policy.slices.max_gap
+    configured = (comparison.head.params or {}).get("evaluate", {}).get("slices") or []
+    missing = [c for c in configured if c not in comparison.slices]
+    rules = [
+        _missing("slices.max_gap", f"slice '{column}' is configured but not in slices.json")
+        for column in missing
+    ]
+    if not comparison.slices and not missing:
+        rules.append(_missing("slices.max_gap", "head's reports/slices.json has no slices"))
     for column, info in comparison.slices.items():
         gaps = info["head"].get("max_gap", {})
+        judged = [g for g in info["head"].get("groups", {}).values() if not g.get("too_small")]
         for metric in policy.slices.metrics:
+            rule = f"slices.max_gap.{metric}"
             gap = gaps.get(metric)
-            if policy.slices.max_gap is None or gap is None:
+            if gap is None:
+                if len(judged) < 2:  # fewer than two groups big enough: there is no gap
+                    continue
+                what = f"no {metric} gap for slice '{column}'"
+                rules.append(_missing(rule, what, metric))
                 continue
-            ok = gap <= policy.slices.max_gap
             rules.append(
                 RuleResult(
-                    f"slices.max_gap.{metric}",
-                    ok,
+                    rule,
+                    gap <= limit,
                     f"largest {metric} gap between '{column}' groups is {gap:.4f} "
-                    f"(at most {policy.slices.max_gap:g})",
+                    f"(at most {limit:g})",
                     metric,
                 )
             )
-    serving = (comparison.head.metrics or {}).get("serving", {})
-    budgets = [
-        (
-            "serving.max_model_bytes",
-            policy.serving.max_model_bytes,
-            serving.get("model_bytes"),
-            "model size",
-            "bytes",
-        ),
-        (
-            "serving.max_predict_ms_per_1000_rows",
-            policy.serving.max_predict_ms_per_1000_rows,
-            serving.get("predict_ms_per_1000_rows"),
-            "prediction time per 1,000 rows",
-            "ms",
-        ),
-    ]
-    for rule, limit, value, what, unit in budgets:
-        if limit is None or value is None:
-            continue
-        rules.append(
-            RuleResult(rule, value <= limit, f"{what} {value:,} {unit} (at most {limit:,})")
-        )
+    return rules
+
+
+def _serving_rules(comparison: Comparison, policy: PromotionParams) -> list[RuleResult]:
+    rules = []
+    serving = policy.serving
+    if serving.max_model_bytes is not None:
+        rule, size = "serving.max_model_bytes", comparison.head_model_bytes
+        if size is None:
+            rules.append(_missing(rule, "models/metadata.json records no model size"))
+        else:
+            limit = serving.max_model_bytes
+            detail = f"model size {size:,} bytes (at most {limit:,})"
+            rules.append(RuleResult(rule, size <= limit, detail))
+    if serving.max_predict_ms_per_1000_rows is not None:
+        rule, timing = "serving.max_predict_ms_per_1000_rows", comparison.head_timing
+        limit = serving.max_predict_ms_per_1000_rows
+        if timing is None or timing.ms_per_1000_rows is None:
+            why = timing.error if timing is not None and timing.error else "not measured"
+            rules.append(_missing(rule, f"prediction time of the head model: {why}"))
+        else:
+            value, allowed = timing.ms_per_1000_rows, limit * (1 + serving.timing_tolerance)
+            detail = (
+                f"prediction time {value:,.1f} ms CPU per 1,000 rows (median of {timing.repeats} "
+                f"after warm-up; at most {limit:,g} ms + {serving.timing_tolerance:.0%} "
+                "tolerance)"
+            )
+            rules.append(RuleResult(rule, value <= allowed, detail))
     return rules
 
 
@@ -120,6 +182,9 @@ def _relative_rules(comparison: Comparison, policy: PromotionParams) -> list[Rul
     for metric, limit in policy.max_regression.items():
         row = rows.get(metric)
         if row is None or row.base is None or row.head is None:
+            side = "head" if row is None or row.head is None else "base"
+            what = f"{metric} is not in {side}'s metrics"
+            rules.append(_missing(f"max_regression.{metric}", what, metric))
             continue
         worse = _worse(row.higher_is_better, row.base, row.head)
         allowed = limit.absolute if limit.absolute is not None else limit.relative * abs(row.base)
@@ -136,6 +201,8 @@ def _relative_rules(comparison: Comparison, policy: PromotionParams) -> list[Rul
     for metric, bound in policy.ci_lower_bound.items():
         row = rows.get(metric)
         if row is None or row.low is None or row.high is None:
+            what = f"no interval of the change in {metric}"
+            rules.append(_missing(f"ci_lower_bound.{metric}", what, metric))
             continue
         lower = row.low if row.higher_is_better else -row.high  # interval of the gain
         rules.append(
@@ -149,6 +216,31 @@ def _relative_rules(comparison: Comparison, policy: PromotionParams) -> list[Rul
         )
     if policy.slices.max_regression is not None:
         rules += _slice_regressions(comparison, policy)
+    if policy.no_significant_regression:
+        rules += _significance_rules(comparison, policy)
+    return rules
+
+
+def _significance_rules(comparison: Comparison, policy: PromotionParams) -> list[RuleResult]:
+    """Each listed metric fails when its whole interval of Δ lies on the worse side of zero."""
+    level = f"{comparison.confidence:.0%}"
+    rows = {row.name: row for row in comparison.metrics}
+    rules = []
+    for metric in policy.no_significant_regression:
+        rule, row = f"no_significant_regression.{metric}", rows.get(metric)
+        if row is None or row.low is None or row.high is None or row.delta is None:
+            what = f"no {level} interval of the change in {metric}"
+            rules.append(_missing(rule, what, metric))
+            continue
+        interval = f"{level} interval [{row.low:+.4f}, {row.high:+.4f}]"
+        if row.significantly_worse:
+            detail = (
+                f"{metric} is significantly worse: {row.delta:+.4f}, {interval} lies wholly on "
+                "the worse side of zero"
+            )
+        else:
+            detail = f"{metric} {row.delta:+.4f}, {interval}: not significantly worse"
+        rules.append(RuleResult(rule, not row.significantly_worse, detail, metric))
     return rules
 
 
@@ -164,7 +256,11 @@ def _slice_regressions(comparison: Comparison, policy: PromotionParams) -> list[
                 continue
             for metric in policy.slices.metrics:
                 old, new = base_values.get(metric), head_values.get(metric)
-                if old is None or new is None:
+                if old is None:  # undefined on base's rows too (e.g. one class only)
+                    continue
+                if new is None:
+                    what = f"{metric} for {column}={group} is missing on head"
+                    rules.append(_missing(f"slices.max_regression.{metric}", what, metric))
                     continue
                 worse = _worse(HIGHER_IS_BETTER[metric], old, new)
                 rules.append(

@@ -20,13 +20,15 @@ def render_report(
     *,
     model_name: str,
     images: dict[str, str] | None = None,
+    policy_source: str | None = None,
 ) -> str:
     """The report: verdict, metrics, slices, params, data, model, plots, lineage.
 
-    `images` maps plot names (roc, precision_recall, confusion) to paths the Markdown links to.
+    `images` maps plot names (roc, precision_recall, confusion) to paths the Markdown links to;
+    `policy_source` says whose promotion policy judged the model.
     """
     sections = [
-        _verdict(comparison, verdict, model_name),
+        _verdict(comparison, verdict, model_name, policy_source),
         _metrics(comparison, verdict),
         _slices(comparison),
         _params(comparison),
@@ -38,23 +40,46 @@ def render_report(
     return "\n\n".join(s for s in sections if s).rstrip() + "\n"
 
 
-def _verdict(c: Comparison, verdict: Verdict, model_name: str) -> str:
+def _verdict(c: Comparison, verdict: Verdict, model_name: str, policy_source: str | None) -> str:
     lines = [
         f"## {_ICON[verdict.status]} {WATERMARK}: {verdict.status}",
         "",
-        f"`{model_name}` · base `{c.base.label}` ({c.base.short}) → head `{c.head.label}` "
-        f"({c.head.short})",
+        f"`{model_name}` · base {_name(c.base)} → head {_name(c.head)}",
     ]
+    if verdict.significant_regressions:
+        level = f"{c.confidence:.0%}"
+        lines += [
+            "",
+            f"**Significantly worse** (the whole {level} interval of Δ is on the worse side of "
+            "zero): " + "; ".join(verdict.significant_regressions),
+        ]
     if verdict.failed:
         lines += ["", "**Failed rules:**", ""]
         lines += [f"- `{r.rule}`: {r.detail}" for r in verdict.failed]
     if verdict.reason:
         lines += ["", f"_{verdict.reason}_"]
+    if policy_source:
+        lines += ["", f"Judged under {policy_source} promotion policy."]
+    if c.policy_changes:
+        lines += [
+            "",
+            f"**⚠️ This change proposes a new promotion policy** ({len(c.policy_changes)} "
+            "key(s), see Params). It takes effect once merged; this verdict does not use it.",
+        ]
     if c.status == "comparable" and not c.model_changed and not c.params_changed:
         lines += ["", "Nothing changed in the model: same metrics, predictions and signature."]
     if c.recomputed:
         lines += ["", "_Base metrics recomputed: the base model scored head's test set._"]
     return "\n".join(lines)
+
+
+def _name(rev: Any) -> str:
+    """`main` (1a2b3c4d), or the commit alone when the label is the commit."""
+    if rev.sha and rev.sha.startswith(rev.label):
+        return f"`{rev.label}`"
+    if rev.sha:
+        return f"`{rev.label}` ({rev.short})"
+    return f"`{rev.label}`" if rev.label == "workspace" else f"_{rev.label}_"
 
 
 def _metrics(c: Comparison, verdict: Verdict) -> str:
@@ -66,7 +91,7 @@ def _metrics(c: Comparison, verdict: Verdict) -> str:
     lines = [
         "### Metrics",
         "",
-        "| metric | base | head | Δ | 95 % interval of Δ | rules |",
+        f"| metric | base | head | Δ | {c.confidence:.0%} interval of Δ | rules |",
         "| --- | ---: | ---: | ---: | --- | --- |",
     ]
     for row in c.metrics:
@@ -75,7 +100,11 @@ def _metrics(c: Comparison, verdict: Verdict) -> str:
             f"| {row.name} {arrow} | {_num(row.base)} | {_num(row.head)} | {_delta(row)} | "
             f"{_interval(row)} | {' '.join(marks.get(row.name, []))} |"
         )
-    lines += ["", "↑ higher is better, ↓ lower is better; intervals from a paired bootstrap."]
+    lines += [
+        "",
+        "↑ higher is better, ↓ lower is better; intervals from a paired bootstrap. 🟢/🔴: the "
+        "whole interval of Δ lies on the better/worse side of zero (a significant change).",
+    ]
     return "\n".join(lines)
 
 
@@ -115,9 +144,13 @@ def _params(c: Comparison) -> str:
         lines += ["", "Changed in `conf/`: " + ", ".join(f"`{p}`" for p in c.conf_changed)]
     if not c.params_changed:
         return "\n".join([*lines, "", "No parameter changed."])
-    policy = [k for k, _, _ in c.params_changed if k.startswith("promotion.")]
-    if policy:
-        lines += ["", "**⚠️ This change edits the promotion policy itself:** " + ", ".join(policy)]
+    if c.policy_changes:
+        keys = ", ".join(f"`{k}`" for k, _, _ in c.policy_changes)
+        lines += [
+            "",
+            f"**⚠️ Proposed promotion policy change** (applies once merged, not to this "
+            f"review): {keys}",
+        ]
     lines += ["", "| key | base | head |", "| --- | --- | --- |"]
     lines += [f"| `{k}` | {_val(a)} | {_val(b)} |" for k, a, b in c.params_changed[:60]]
     if len(c.params_changed) > 60:
@@ -170,8 +203,10 @@ def _data(c: Comparison) -> str:
 
 def _model(c: Comparison) -> str:
     base_m, head_m = c.base.metadata or {}, c.head.metadata or {}
-    base_s = (c.base.metrics or {}).get("serving", {})
-    head_s = (c.head.metrics or {}).get("serving", {})
+    base_size = base_m.get("model_file", {}).get("bytes")
+    if base_size is None:  # revisions from before sizes moved to metadata.json
+        base_size = (c.base.metrics or {}).get("serving", {}).get("model_bytes")
+    timing = c.head_timing
     lines = [
         "### Model",
         "",
@@ -197,10 +232,9 @@ def _model(c: Comparison) -> str:
         "",
         "| | base | head |",
         "| --- | ---: | ---: |",
-        f"| artifact size | {_bytes(base_s.get('model_bytes'))} | "
-        f"{_bytes(head_s.get('model_bytes'))} |",
-        f"| prediction time per 1,000 rows | {_ms(base_s.get('predict_ms_per_1000_rows'))} | "
-        f"{_ms(head_s.get('predict_ms_per_1000_rows'))} |",
+        f"| artifact size | {_bytes(base_size)} | {_bytes(c.head_model_bytes)} |",
+        f"| prediction time per 1,000 rows (CPU, measured now) | not measured | "
+        f"{_ms(timing.ms_per_1000_rows if timing else None)} |",
     ]
     return "\n".join(lines)
 
@@ -300,10 +334,10 @@ def _num(value: float | None) -> str:
 
 
 def _delta(row: MetricRow) -> str:
+    """Δ, marked only when significant: its whole interval excludes zero."""
     if row.delta is None:
         return "n/a"
-    good = row.gain is not None and row.gain > 0
-    mark = "" if row.delta == 0 else (" 🟢" if good else " 🔴")
+    mark = " 🟢" if row.significantly_better else (" 🔴" if row.significantly_worse else "")
     return f"{row.delta:+.4f}{mark}"
 
 

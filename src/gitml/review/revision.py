@@ -34,13 +34,23 @@ class Revision:
 
     @property
     def short(self) -> str:
-        return self.sha[:8] if self.sha else "workspace"
+        return self.sha[:8] if self.sha else self.label
+
+
+def empty_revision(label: str = "no earlier model") -> Revision:
+    """The base of a first model: nothing committed, so only absolute rules can apply."""
+    return Revision(label, None, None, None, None, None, None, None, None, None, {})
 
 
 def load_revision(root: Path, rev: str | None) -> Revision:
-    """Load a revision's outputs with `git show` (rev None: the working tree); never retrains."""
+    """Load a revision's outputs with `git show` (rev None: the working tree); never retrains.
+
+    A revision given as `HEAD` is labelled by its commit, which is what a reader can look up.
+    """
     sha = resolve_rev(root, rev) if rev is not None else None
     where = sha[:8] if sha else "workspace"
+    if rev == "HEAD" and sha:
+        rev = sha[:12]
 
     def text(key: str) -> str | None:
         return show_file(root, sha, OUTPUTS[key])

@@ -109,9 +109,12 @@ def load_served_model(
     path = Path(model_path)
     if path.is_dir():
         path = path / "model.skops"
-    pipeline = load_model(path)  # missing, not skops, untrusted types
+    if not path.is_file():
+        load_model(path)  # raises the one "model file not found" error
     signature = _read_json(path.parent / SIGNATURE_FILE)
     metadata = _read_json(path.parent / METADATA_FILE)
+    # the hash is checked before skops reads the archive: a file that is not the one
+    # training recorded is never deserialised
     recorded = metadata.get("model_file", {}).get("sha256")
     actual = sha256_file(path)
     if recorded != actual:
@@ -120,6 +123,7 @@ def load_served_model(
             f"({str(recorded)[:12]}...): the model file and its metadata come from different runs",
             hint="restore the pair with `dvc checkout` (or `dvc pull`), or retrain: `dvc repro`",
         )
+    pipeline = load_model(path)  # not skops, untrusted types
     _check_signature(path, pipeline, signature, metadata)
     return ServedModel(
         name=name or str(signature.get("model_name") or metadata.get("model_name") or "model"),

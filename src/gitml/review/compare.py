@@ -67,6 +67,7 @@ class Comparison:
     data_shift: list[dict[str, Any]] = field(default_factory=list)
     conf_changed: list[str] = field(default_factory=list)
     recomputed: bool = False
+    confidence: float = 0.95  # of the bootstrap intervals, from the policy
 
 
 def compare(
@@ -126,6 +127,7 @@ def compare(
         data_shift=_data_shift(base, head),
         conf_changed=conf_changed or [],
         recomputed=recomputed,
+        confidence=confidence,
     )
 
 

@@ -97,7 +97,8 @@ def test_release_promote_rollback_and_fetch_in_a_fresh_clone(repo: Path) -> None
     assert skipped.returncode == 1 and "does not allow skipping it" in skipped.stderr
     for stage in ("dev", "staging", "prod"):
         gitml("promote", NAME, "v1.1.0", "--stage", stage, cwd=repo)
-    assert _models(repo) == {"v1.1.0": ["dev", "prod", "staging"], "v1.0.0": []}
+    # stages in the promotion order of .gto, as `gitml models` lists them
+    assert _models(repo) == {"v1.1.0": ["dev", "staging", "prod"], "v1.0.0": []}
     assert _gto_stages(repo) == {"dev": "v1.1.0", "staging": "v1.1.0", "prod": "v1.1.0"}
 
     out = gitml("rollback", NAME, "--stage", "prod", "--push", cwd=repo).stdout

@@ -138,7 +138,10 @@ def test_an_unchanged_estimator_is_named_once_and_a_changed_one_as_a_change() ->
 
 def test_missing_groups_and_classes_read_missing() -> None:
     group = {"rows": 120, "too_small": False, "roc_auc": 0.8, "recall": 0.5}
-    side = {"groups": {"DSL": group, "<missing>": group, "nan": group}, "max_gap": {}}
+    side = {
+        "groups": {"DSL": group, "<missing>": group, "nan": group},
+        "max_gap": {"roc_auc": 0.0, "recall": 0.25},
+    }
     predictions = pd.DataFrame(
         {
             "row_id": [1, 2, 3, 4],
@@ -154,6 +157,7 @@ def test_missing_groups_and_classes_read_missing() -> None:
     assert "| DSL | 120 |" in report
     assert report.count(f"| {MISSING_LABEL} | 120 |") == 2
     assert "| <missing> |" not in report and "| nan |" not in report
+    assert "Largest gap between groups: roc_auc 0.0000, recall 0.2500" in report  # unchanged
     matrix = report.split("**head `pr` (9f8e7d6c)**")[1]
     assert f"| actual \\ predicted | No | Yes | {MISSING_LABEL} |" in matrix
     assert f"| {MISSING_LABEL} | 1 | 0 | 0 |" in matrix  # the row with no label is kept

@@ -108,11 +108,12 @@ def _slices(c: Comparison) -> str:
                 f"{_num(values.get('recall'))} |"
             )
         gaps = ", ".join(
-            f"{m} {_num(base['max_gap'].get(m))} → {_num(head['max_gap'].get(m))}"
+            f"{m} {_change(_num(base['max_gap'].get(m)), _num(head['max_gap'].get(m)), bold=False)}"
             for m in ("roc_auc", "recall")
             if head["max_gap"].get(m) is not None
         )
-        lines += ["", f"Largest gap between groups: {gaps}"]
+        if gaps:
+            lines += ["", f"Largest gap between groups: {gaps}"]
     return "\n".join(lines)
 
 
@@ -347,9 +348,11 @@ def _percent(fraction: float) -> str:
     return f"{fraction * 100:g} %"
 
 
-def _change(base: Any, head: Any) -> str:
+def _change(base: Any, head: Any, *, bold: bool = True) -> str:
     """`head` alone when both sides agree, else `base → **head**`."""
-    return f"{head}" if base == head else f"{base} → **{head}**"
+    if base == head:
+        return f"{head}"
+    return f"{base} → **{head}**" if bold else f"{base} → {head}"
 
 
 def _val(value: Any) -> str:

@@ -290,16 +290,18 @@ def _resample(points: list[dict[str, float]], x: str, y: str) -> list[float]:
 def _confusion(label: str, predictions: Any) -> str:
     if predictions is None or "predicted" not in predictions:
         return ""
-    pairs = predictions[["actual", "predicted"]].map(label_category)
-    table = pairs.groupby(["actual", "predicted"]).size().unstack(fill_value=0)
-    classes = sorted(set(table.index) | set(table.columns), key=lambda v: (v == MISSING_LABEL, v))
-    table = table.reindex(index=classes, columns=classes, fill_value=0)
+    # count the raw pairs (a missing label kept), then relabel the few distinct ones
+    pairs = predictions.groupby(["actual", "predicted"], dropna=False).size()
+    counts: dict[tuple[str, str], int] = {}
+    for (actual, predicted), n in pairs.items():
+        key = (label_category(actual), label_category(predicted))
+        counts[key] = counts.get(key, 0) + int(n)
+    classes = sorted({c for pair in counts for c in pair}, key=lambda v: (v == MISSING_LABEL, v))
     lines = [f"**{label}**", "", "| actual \\ predicted | " + " | ".join(classes) + " |"]
     lines.append("| --- |" + " ---: |" * len(classes))
     for actual in classes:
-        lines.append(
-            f"| {actual} | " + " | ".join(f"{int(table.loc[actual, p]):,}" for p in classes) + " |"
-        )
+        cells = " | ".join(f"{counts.get((actual, p), 0):,}" for p in classes)
+        lines.append(f"| {actual} | {cells} |")
     return "\n".join(lines) + "\n"
 
 

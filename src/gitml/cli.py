@@ -245,6 +245,37 @@ def rollback(
     typer.echo(f"{stage} rolled back from {done.replaced} to {name}@{done.version}: tag {done.tag}")
 
 
+@app.command("check-assignment")
+def check_assignment(
+    tag: Annotated[str, typer.Argument(help="A stage assignment tag, e.g. NAME#prod#7.")],
+    project: ProjectOption = None,
+) -> None:
+    """Is TAG the stage assignment in force? Exit 0 yes, 1 when a later promotion, rollback,
+    unassignment or deregistration superseded it, 3 on errors (not an assignment tag, unknown
+    tag). The release workflow deploys a prod assignment only on 0."""
+    from gitml.project import find_project
+    from gitml.registry.promotion import assignment_status
+
+    try:
+        status = assignment_status(find_project(project), tag)
+    except GitmlError as err:
+        typer.echo(err.format(), err=True)
+        raise typer.Exit(3) from err
+    if status.in_force:
+        typer.echo(f"{tag} is in force: {status.stage} holds {status.name}@{status.holder}")
+        return
+    now = (
+        f"{status.name}@{status.holder} (tag {status.in_force_tag or 'none in force'})"
+        if status.holder
+        else "no version"
+    )
+    typer.echo(
+        f"{tag} is superseded: it assigned {status.version or 'no live version'} to "
+        f"{status.stage}, which now holds {now}"
+    )
+    raise typer.Exit(1)
+
+
 @app.command()
 def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,

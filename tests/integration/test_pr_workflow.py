@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from gitml.review.markdown import WATERMARK
-from tests.support import git, gitml
+from tests.support import dvc, git, gitml
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS_DIR = ROOT / ".github" / "workflows"
@@ -82,20 +82,26 @@ def test_review_and_gate_steps_hand_over_the_expected_commands() -> None:
     assert "if" not in gate and "continue-on-error" not in gate
 
 
-def test_review_then_gate_pass_on_a_threshold_change(repo: Path) -> None:
-    review_run, gate_run = _step(".ci/review")["run"], _step("gitml gate")["run"]
+def _pr_branch(repo: Path) -> None:
+    """A PR branch lowering the decision threshold, with the base at origin/main as on GitHub."""
     # actions/checkout with fetch-depth 0 leaves the base branch at origin/<base>: same here.
     git("remote", "add", "origin", str(repo), cwd=repo)
     git("fetch", "-q", "origin", "main", cwd=repo)
     (repo / ".ci").mkdir(exist_ok=True)
     shutil.copy2(REVIEW_SCRIPT, repo / ".ci" / "review")  # the fixture copies no .ci/
-
     git("checkout", "-q", "-b", "pr", cwd=repo)
     conf = repo / "conf" / "evaluate" / "default.yaml"
     text = conf.read_text()
     assert "threshold: 0.5\n" in text
     conf.write_text(text.replace("threshold: 0.5\n", "threshold: 0.4\n"))
     gitml("params", cwd=repo)
+
+
+def test_review_then_gate_pass_on_a_threshold_change(repo: Path) -> None:
+    """The PR commits conf/ and params.yaml but not the outputs: the review reproduces them,
+    warns that they differ from the commit, and compares the working tree."""
+    review_run, gate_run = _step(".ci/review")["run"], _step("gitml gate")["run"]
+    _pr_branch(repo)
     git("add", "conf", "params.yaml", cwd=repo)
     git("commit", "-q", "-m", "lower the decision threshold", cwd=repo)
 
@@ -103,15 +109,42 @@ def test_review_then_gate_pass_on_a_threshold_change(repo: Path) -> None:
     review = _run_step(review_run, repo, base_ref="main")
     assert review.returncode == 0, review.stdout + review.stderr
     assert "review: " in review.stdout
+    assert "warning: the PR's committed outputs differ from what the pipeline reproduced" in (
+        review.stderr
+    )
+    listed = review.stderr.split("Changed files:")[1]
+    assert "M dvc.lock" in listed and "M reports/metrics.json" in listed
     report = repo / "report.md"
     assert report.is_file(), review.stdout + review.stderr
     text = report.read_text(encoding="utf-8")
     assert text.startswith("## ")
     assert WATERMARK in text
     assert "| `evaluate.threshold` | `0.5` | `0.4` |" in text  # the change is reported
+    assert "workspace (uncommitted)" in text  # what was compared: the reproduced tree
 
     gate = _run_step(gate_run, repo, base_ref="main")
     assert gate.returncode == 0, gate.stdout + gate.stderr  # same AUC: promote
+
+
+def test_review_names_the_head_commit_when_the_pipeline_reproduces_it(repo: Path) -> None:
+    """The PR commits its reproduced outputs: `dvc repro` leaves the tree clean, and the
+    report compares that commit, named by its hash (`--head`)."""
+    _pr_branch(repo)
+    dvc("repro", cwd=repo)
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "lower the decision threshold, reproduced", cwd=repo)
+    head = git("rev-parse", "HEAD", cwd=repo).stdout.strip()
+    (repo / "report.md").write_text("an old report, not a change the pipeline made\n")
+
+    review = _run_step(_step(".ci/review")["run"], repo, base_ref="main")
+    assert review.returncode == 0, review.stdout + review.stderr
+    assert f"review: the tree is clean after dvc repro; reviewing commit {head}" in review.stdout
+    assert "warning" not in review.stderr
+    text = (repo / "report.md").read_text(encoding="utf-8")
+    assert text.startswith("## ") and WATERMARK in text
+    assert f"| commit | {git('rev-parse', 'main', cwd=repo).stdout.strip()} | {head} |" in text
+    assert "workspace" not in text
+    assert git("status", "--porcelain", cwd=repo).stdout.split() == ["??", "report.md"]
 
 
 def test_gate_step_fails_the_check_when_the_base_branch_is_missing(repo: Path) -> None:

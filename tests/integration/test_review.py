@@ -72,7 +72,9 @@ def test_better_model_passes_with_positive_deltas_and_intervals(pr: Path) -> Non
     assert "`model.params.C` | `0.0005` | `1.0`" in report
     assert "Changed in `conf/`: `conf/model/logistic_regression.yaml`" in report
     assert "Hyperparameters changed: `C` `0.0005` → `1.0`" in report
-    assert "Distribution shift of the training data: 0 of 20 columns shifted" in report
+    # same data, no shift: one line instead of a table of zeros
+    assert "No DVC-tracked data changed; the training data did not shift (20 columns" in report
+    assert "| column | statistic |" not in report
     assert "```mermaid" in report and "| actual \\ predicted | No | Yes |" in report
 
 

@@ -159,3 +159,18 @@ def test_card_names_purpose_data_metrics_and_lineage_and_takes_a_release_stamp()
     stamped = stamp_release(card, "v1.2.0", "2026-11-22", "0123456789abcdef")
     assert "| release | v1.2.0 (2026-11-22, commit `0123456789ab`) |" in stamped
     assert UNRELEASED not in stamped
+
+
+def test_only_the_latest_assignment_of_a_stage_is_in_force() -> None:
+    """What the release workflow deploys: superseded assignment tags are not in force."""
+    tags = [("m@v1.0.0", "c1", 1), ("m@v1.1.0", "c2", 2), ("m#prod#1", "c1", 3)]
+    assert _registry(*tags)["m"].in_force("prod").tag == "m#prod#1"
+    tags.append(("m#prod#2", "c2", 4))  # a newer promotion
+    assert _registry(*tags)["m"].in_force("prod").tag == "m#prod#2"
+    tags.append(("m#prod#3", "c1", 5))  # a rollback: a new tag, though m#prod#1 named v1.0.0 too
+    assert _registry(*tags)["m"].in_force("prod").tag == "m#prod#3"
+    tags.append(("m#prod!#4", "c2", 6))  # unassigning a version that is not in prod: no change
+    assert _registry(*tags)["m"].in_force("prod").tag == "m#prod#3"
+    assert _registry(*tags, ("m#prod!#5", "c1", 7))["m"].in_force("prod") is None
+    assert _registry(*tags, ("m@v1.0.0!", "c1", 7))["m"].in_force("prod") is None
+    assert _registry(*tags)["m"].in_force("staging") is None

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from gitml.labels import label_category
 from gitml.project import OUTPUTS
 
 CARD_FILE = OUTPUTS["card"]
@@ -74,7 +75,7 @@ def render_card(
         "",
         "## Metrics (test set)",
         "",
-        "| metric | value | 95 % interval |",
+        f"| metric | value | {_confidence(params)} interval |",
         "| --- | ---: | --- |",
     ]
     for metric, value in (metrics.get("metrics") or {}).items():
@@ -136,6 +137,12 @@ def _num(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, int | float) else "n/a"
 
 
+def _confidence(params: Mapping[str, Any]) -> str:
+    """The intervals' confidence level, `promotion.bootstrap.confidence`, as "95 %"."""
+    level = params.get("promotion", {}).get("bootstrap", {}).get("confidence", 0.95)
+    return f"{level * 100:g} %"
+
+
 def _interval_note(params: Mapping[str, Any]) -> str:
     resamples = params["card"].get("interval_resamples", 1000)
     return (
@@ -156,7 +163,7 @@ def _slice_lines(slices: Mapping[str, Any]) -> list[str]:
         for group, values in (entry.get("groups") or {}).items():
             flag = " (too small)" if values.get("too_small") else ""
             lines.append(
-                f"| {column} | {group}{flag} | {values.get('rows')} | "
+                f"| {column} | {label_category(group)}{flag} | {values.get('rows')} | "
                 f"{_num(values.get('roc_auc'))} | {_num(values.get('f1'))} | "
                 f"{_num(values.get('recall'))} |"
             )
@@ -173,5 +180,6 @@ def _found_limitations(slices: Mapping[str, Any]) -> list[str]:
             )
         small = [g for g, v in (entry.get("groups") or {}).items() if v.get("too_small")]
         if small:
-            found.append(f"Too few test rows to judge `{column}` groups: {', '.join(small)}.")
+            shown = ", ".join(label_category(g) for g in small)
+            found.append(f"Too few test rows to judge `{column}` groups: {shown}.")
     return found

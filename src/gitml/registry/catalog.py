@@ -82,9 +82,17 @@ def gto_stages(root: Path) -> list[str]:
     return stages
 
 
+def in_promotion_order(stages: list[str], order: list[str]) -> list[str]:
+    """`stages` in the `.gto` order (`order`, from gto_stages); unknown ones after, by name."""
+    rank = {stage: i for i, stage in enumerate(order)}
+    return sorted(stages, key=lambda s: (rank.get(s, len(order)), s))
+
+
 def list_models(root: Path) -> list[dict[str, Any]]:
-    """One row per registered version: stages, date, commit, headline metrics, newest first."""
+    """One row per registered version: stages (in promotion order), date, commit, headline
+    metrics, newest first."""
     registry = load_registry(root)
+    order = gto_stages(root)
     rows = []
     for name in sorted(registry):
         for version in registry[name].live_versions():
@@ -92,7 +100,7 @@ def list_models(root: Path) -> list[dict[str, Any]]:
                 {
                     "name": name,
                     "version": version.version,
-                    "stages": sorted(version.stages),
+                    "stages": in_promotion_order(version.stages, order),
                     "created": datetime.fromtimestamp(version.created, UTC).isoformat(),
                     "commit": version.commit,
                     "tag": version.tag,

@@ -14,7 +14,13 @@ from gitml.data.io import sha256_file
 from gitml.errors import RegistryError, VcsError
 from gitml.project import OUTPUTS, Project
 from gitml.registry.card import CARD_FILE, stamp_release
-from gitml.registry.catalog import MODEL_SHA_KEY, load_registry, model_artifacts
+from gitml.registry.catalog import (
+    MODEL_SHA_KEY,
+    gto_stages,
+    in_promotion_order,
+    load_registry,
+    model_artifacts,
+)
 from gitml.registry.tags import parse_ref
 from gitml.vcs import fetch_artifact, read_blobs
 
@@ -105,7 +111,7 @@ def fetch_model(project: Project, ref: str, dest: Path) -> Fetched:
             version=version.version,
             tag=version.tag,
             commit=version.commit,
-            stages=sorted(version.stages),
+            stages=in_promotion_order(version.stages, gto_stages(root)),
             released=_date(version.created),
             sha256=found,
             directory=str(dest.resolve()),

@@ -9,7 +9,7 @@ from gitml.errors import RegistryError
 from gitml.project import Project
 from gitml.registry.catalog import GTO_CONFIG, gto_stages, load_registry
 from gitml.registry.state import ModelHistory, ModelVersion
-from gitml.registry.tags import Ref, check_name, parse_version
+from gitml.registry.tags import Ref, check_name, parse_tag, parse_version
 from gitml.vcs import git, gto
 
 
@@ -21,6 +21,22 @@ class Assignment:
     tag: str
     replaced: str | None  # the version that held the stage before
     pushed: bool
+
+
+@dataclass(frozen=True)
+class AssignmentStatus:
+    """Where a stage assignment tag stands now, as the release workflow asks before deploying."""
+
+    tag: str
+    name: str
+    stage: str
+    version: str | None  # what the tag assigned (None: no live version at its commit)
+    holder: str | None  # the version holding the stage now
+    in_force_tag: str | None  # the assignment that put the holder there
+
+    @property
+    def in_force(self) -> bool:
+        return self.tag == self.in_force_tag
 
 
 def promote(
@@ -76,6 +92,36 @@ def rollback(
     now = current.version if current else "none"
     note = message or f"Roll back {name} {stage} from {now} to {previous.version}"
     return _assign(project, history, previous, stage, note, push, current)
+
+
+def assignment_status(project: Project, tag: str) -> AssignmentStatus:
+    """Whether the assignment `tag` (NAME#STAGE#N) is the one in force: the latest event of
+    its stage, and its version holds the stage now. A later promotion, a rollback (a new
+    assignment tag, even to the same version), an unassignment or a deregistration supersedes
+    it: a deploy of this tag would ship something gitml no longer has in the stage."""
+    event = parse_tag(tag)
+    if event is None or event.kind != "assign" or event.stage is None:
+        raise RegistryError(
+            f"{tag!r} is not a stage assignment tag",
+            hint="expected NAME#STAGE#N, as `gitml promote` and `gitml rollback` create",
+        )
+    history = load_registry(project.root).get(event.name)
+    assigned = [e for e in (history.stage_events if history else []) if e.tag == tag]
+    if history is None or not assigned:
+        raise RegistryError(
+            f"no registry tag {tag} in this repository",
+            hint="fetch the tags (git fetch --tags); `gitml models` lists what is registered",
+        )
+    holder = history.current(event.stage)
+    last = history.in_force(event.stage)
+    return AssignmentStatus(
+        tag,
+        event.name,
+        event.stage,
+        assigned[-1].version,
+        holder.version if holder else None,
+        last.tag if last else None,
+    )
 
 
 def _history(project: Project, name: str) -> ModelHistory:

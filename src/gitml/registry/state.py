@@ -76,6 +76,23 @@ class ModelHistory:
                 return version
         return None
 
+    def in_force(self, stage: str) -> StageEvent | None:
+        """The assignment that put the current holder of `stage` there, replayed as
+        `_apply_stage` does (an unassignment of another version changes nothing); None when
+        nobody holds the stage."""
+        holder = self.current(stage)
+        last: StageEvent | None = None
+        for event in self.stage_events:
+            if event.stage != stage or event.version is None:
+                continue
+            if event.kind == "assign":
+                last = event
+            elif last is not None and event.version == last.version:
+                last = None
+        if holder is None or last is None or last.version != holder.version:
+            return None
+        return last
+
     def stage_versions(self, stage: str) -> list[str]:
         """Versions assigned to `stage`, oldest assignment first (repeats kept)."""
         return [e.version for e in self.stage_events if e.stage == stage and e.kind == "assign"]

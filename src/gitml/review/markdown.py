@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
 
+from gitml.labels import MISSING_LABEL, label_category
 from gitml.review.compare import Comparison, MetricRow
 from gitml.review.gate import BLOCKED, NOT_COMPARABLE, PROMOTE, Verdict
+from gitml.review.revision import Revision
 
 WATERMARK = "gitml model review"
 _ICON = {PROMOTE: "✅", BLOCKED: "⛔", NOT_COMPARABLE: "⚠️"}
 _GRID = [round(x, 2) for x in np.linspace(0, 1, 21)]
+# (line colour, legend marker): a blue and an orange with at least 3:1 contrast against both
+# GitHub's light (#ffffff) and dark (#0d1117) backgrounds, told apart with any colour vision
+_LINE = {"base": ("#2f81f7", "🟦"), "head": ("#e8710a", "🟧")}
 
 
 def render_report(
@@ -91,7 +97,7 @@ def _metrics(c: Comparison, verdict: Verdict) -> str:
     lines = [
         "### Metrics",
         "",
-        f"| metric | base | head | Δ | {c.confidence:.0%} interval of Δ | rules |",
+        f"| metric | base | head | Δ | {_percent(c.confidence)} interval of Δ | rules |",
         "| --- | ---: | ---: | ---: | --- | --- |",
     ]
     for row in c.metrics:
@@ -125,16 +131,18 @@ def _slices(c: Comparison) -> str:
             old = base["groups"].get(group, {})
             small = " (small)" if values.get("too_small") else ""
             lines.append(
-                f"| {group}{small} | {values['rows']:,} | {_num(old.get('roc_auc'))} | "
+                f"| {label_category(group)}{small} | {values['rows']:,} | "
+                f"{_num(old.get('roc_auc'))} | "
                 f"{_num(values.get('roc_auc'))} | {_num(old.get('recall'))} | "
                 f"{_num(values.get('recall'))} |"
             )
         gaps = ", ".join(
-            f"{m} {_num(base['max_gap'].get(m))} → {_num(head['max_gap'].get(m))}"
+            f"{m} {_change(_num(base['max_gap'].get(m)), _num(head['max_gap'].get(m)), bold=False)}"
             for m in ("roc_auc", "recall")
             if head["max_gap"].get(m) is not None
         )
-        lines += ["", f"Largest gap between groups: {gaps}"]
+        if gaps:
+            lines += ["", f"Largest gap between groups: {gaps}"]
     return "\n".join(lines)
 
 
@@ -160,21 +168,25 @@ def _params(c: Comparison) -> str:
 
 def _data(c: Comparison) -> str:
     lines = ["### Data"]
+    shifted = [r for r in c.data_shift if r.get("shifted") or r.get("change")]
     if c.data_changed:
         lines += ["", "| DVC-tracked file | base md5 | head md5 |", "| --- | --- | --- |"]
         lines += [f"| `{p}` | {_md5(a)} | {_md5(b)} |" for p, a, b in c.data_changed]
+    elif not shifted:
+        compared = f" ({len(c.data_shift)} columns compared)" if c.data_shift else ""
+        lines += ["", f"No DVC-tracked data changed; the training data did not shift{compared}."]
     else:
         lines += ["", "No DVC-tracked data changed."]
     base_v, head_v = c.base.validation or {}, c.head.validation or {}
     if base_v or head_v:
         lines += [
             "",
-            f"Rows: {_int(base_v.get('rows'))} → {_int(head_v.get('rows'))}; columns: "
-            f"{_int(base_v.get('columns'))} → {_int(head_v.get('columns'))}; validation warnings: "
-            f"{_int(base_v.get('warnings'))} → {_int(head_v.get('warnings'))}.",
+            f"Rows: {_change(_int(base_v.get('rows')), _int(head_v.get('rows')))}; columns: "
+            f"{_change(_int(base_v.get('columns')), _int(head_v.get('columns')))}; "
+            "validation warnings: "
+            f"{_change(_int(base_v.get('warnings')), _int(head_v.get('warnings')))}.",
         ]
-    if c.data_shift:
-        shifted = [r for r in c.data_shift if r.get("shifted") or r.get("change")]
+    if c.data_shift and (c.data_changed or shifted):
         lines += [
             "",
             f"Distribution shift of the training data: {len(shifted)} of "
@@ -210,7 +222,7 @@ def _model(c: Comparison) -> str:
     lines = [
         "### Model",
         "",
-        f"Estimator: {base_m.get('estimator', 'n/a')} → **{head_m.get('estimator', 'n/a')}**",
+        f"Estimator: {_change(base_m.get('estimator', 'n/a'), head_m.get('estimator', 'n/a'))}",
     ]
     hyper_b, hyper_h = base_m.get("hyperparameters", {}), head_m.get("hyperparameters", {})
     changed = [k for k in sorted(set(hyper_b) | set(hyper_h)) if hyper_b.get(k) != hyper_h.get(k)]
@@ -248,7 +260,7 @@ def _plots(c: Comparison, images: dict[str, str]) -> str:
         "Precision-recall", c, "precision_recall", "recall", "precision", "recall", "precision"
     )
     lines += [chart for chart in (roc, pr) if chart]
-    matrices = [_confusion(rev.label, rev.predictions) for rev in (c.base, c.head)]
+    matrices = [_confusion(_side(role, rev), rev.predictions) for role, rev in _sides(c)]
     matrices = [m for m in matrices if m]
     if matrices:
         lines += ["", "Confusion matrices (rows: actual, columns: predicted):", "", *matrices]
@@ -256,29 +268,49 @@ def _plots(c: Comparison, images: dict[str, str]) -> str:
 
 
 def _curve_chart(title: str, c: Comparison, key: str, x: str, y: str, xl: str, yl: str) -> str:
+    """A Mermaid line chart of base and head, coloured for GitHub's light and dark themes.
+
+    xychart-beta draws no legend, so one goes right above the chart: a coloured square per
+    line, naming the side, its label and its commit. The palette lists only the lines drawn,
+    so a missing base curve cannot shift head onto base's colour.
+    """
     series = []
-    for rev in (c.base, c.head):
+    for role, rev in _sides(c):
         points = rev.curves.get(key) or []
         if points:
-            series.append((rev.label, _resample(points, x, y)))
+            series.append((_LINE[role], _side(role, rev), _resample(points, x, y)))
     if not series:
         return ""
-    legend = " and ".join(
-        f"{'first' if i == 0 else 'second'} line: {label}" for i, (label, _) in enumerate(series)
-    )
+    palette = ", ".join(colour for (colour, _), _, _ in series)
+    init = {"themeVariables": {"xyChart": {"plotColorPalette": palette}}}
+    legend = " · ".join(f"{marker} {name}" for (_, marker), name, _ in series)
     body = [
         "",
-        f"{title} ({legend})",
+        f"**{title}**: {legend}",
         "",
         "```mermaid",
+        f"%%{{init: {json.dumps(init)}}}%%",
         "xychart-beta",
         f'    title "{title}"',
         f'    x-axis "{xl}" [{", ".join(f"{v:g}" for v in _GRID)}]',
         f'    y-axis "{yl}" 0 --> 1',
     ]
-    body += [f"    line [{', '.join(f'{v:.3f}' for v in values)}]" for _, values in series]
+    body += [f"    line [{', '.join(f'{v:.3f}' for v in values)}]" for _, _, values in series]
     body.append("```")
     return "\n".join(body)
+
+
+def _sides(c: Comparison) -> list[tuple[str, Revision]]:
+    return [("base", c.base), ("head", c.head)]
+
+
+def _side(role: str, rev: Revision) -> str:
+    """The side, its label and its commit: base `main` (1a2b3c4d); a commit is named once."""
+    if rev.sha is None:
+        return f"{role} `{rev.label}`"
+    if len(rev.label) >= 7 and rev.sha.startswith(rev.label.lower()):
+        return f"{role} `{rev.short}`"
+    return f"{role} `{rev.label}` ({rev.short})"
 
 
 def _resample(points: list[dict[str, float]], x: str, y: str) -> list[float]:
@@ -292,15 +324,18 @@ def _resample(points: list[dict[str, float]], x: str, y: str) -> list[float]:
 def _confusion(label: str, predictions: Any) -> str:
     if predictions is None or "predicted" not in predictions:
         return ""
-    table = predictions.groupby(["actual", "predicted"]).size().unstack(fill_value=0)
-    classes = sorted(set(table.index) | set(table.columns))
-    table = table.reindex(index=classes, columns=classes, fill_value=0)
+    # count the raw pairs (a missing label kept), then relabel the few distinct ones
+    pairs = predictions.groupby(["actual", "predicted"], dropna=False).size()
+    counts: dict[tuple[str, str], int] = {}
+    for (actual, predicted), n in pairs.items():
+        key = (label_category(actual), label_category(predicted))
+        counts[key] = counts.get(key, 0) + int(n)
+    classes = sorted({c for pair in counts for c in pair}, key=lambda v: (v == MISSING_LABEL, v))
     lines = [f"**{label}**", "", "| actual \\ predicted | " + " | ".join(classes) + " |"]
     lines.append("| --- |" + " ---: |" * len(classes))
     for actual in classes:
-        lines.append(
-            f"| {actual} | " + " | ".join(f"{int(table.loc[actual, p]):,}" for p in classes) + " |"
-        )
+        cells = " | ".join(f"{counts.get((actual, p), 0):,}" for p in classes)
+        lines.append(f"| {actual} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
@@ -343,6 +378,17 @@ def _delta(row: MetricRow) -> str:
 
 def _interval(row: MetricRow) -> str:
     return "n/a" if row.low is None or row.high is None else f"[{row.low:+.4f}, {row.high:+.4f}]"
+
+
+def _percent(fraction: float) -> str:
+    return f"{fraction * 100:g} %"
+
+
+def _change(base: Any, head: Any, *, bold: bool = True) -> str:
+    """`head` alone when both sides agree, else `base → **head**`."""
+    if base == head:
+        return f"{head}"
+    return f"{base} → **{head}**" if bold else f"{base} → {head}"
 
 
 def _val(value: Any) -> str:

@@ -40,6 +40,7 @@ def _card(args: argparse.Namespace, params: Params) -> None:
     intervals = bootstrap_intervals(
         y, score, threshold=params.evaluate.threshold, names=names,
         resamples=params.card.interval_resamples, seed=params.promotion.bootstrap.seed,
+        confidence=params.promotion.bootstrap.confidence,
     )  # fmt: skip
     text = render_card(
         params=params.model_dump(by_alias=True),

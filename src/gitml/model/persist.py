@@ -36,16 +36,18 @@ _SCHEMA = "schema.json"
 
 
 def save_model(pipeline: Pipeline, path: Path) -> bytes:
-    """Serialise with skops, canonically, and write atomically; return the bytes written.
-
-    The same fitted pipeline gives the same bytes in any process (see `canonical_archive`),
-    so a re-run of the pipeline leaves the model's hash in dvc.lock unchanged.
-    """
-    import skops.io as sio
-
-    payload = canonical_archive(sio.dumps(pipeline))
+    """Serialise with skops, canonically, and write atomically; return the bytes written."""
+    payload = dump_model(pipeline)
     write_bytes(path, payload)
     return payload
+
+
+def dump_model(pipeline: Pipeline) -> bytes:
+    """The skops archive of `pipeline`, canonical: the same fitted pipeline gives the same
+    bytes in any process, so a re-run leaves the model's hash in dvc.lock unchanged."""
+    import skops.io as sio
+
+    return canonical_archive(sio.dumps(pipeline))
 
 
 def canonical_archive(payload: bytes) -> bytes:

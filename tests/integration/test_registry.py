@@ -225,12 +225,15 @@ def test_reproduce_matches_and_reports_a_nondeterministic_release(repo: Path) ->
         "    score = np.clip(score + np.random.default_rng().normal(0, 0.001, len(score)), 0, 1)\n"
     )
     stage.write_text(code.replace(marker, noisy + marker))
-    env_path = f"{repo / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
-    os.environ["PYTHONPATH"] = env_path
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = f"{repo / 'src'}{os.pathsep}{previous or ''}"
     try:
         dvc("repro", cwd=repo)
-    finally:
-        os.environ.pop("PYTHONPATH")
+    finally:  # restore, not remove: later tests' subprocesses need the same code path
+        if previous is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = previous
     git("add", "-A", cwd=repo)
     git("commit", "-qm", "noisy evaluation", cwd=repo)
     gitml("release", "--bump", "patch", cwd=repo)

@@ -17,6 +17,7 @@ from gitml.data.io import read_source
 from gitml.errors import UntrustedModelError
 from gitml.model.build import build_pipeline
 from gitml.model.persist import TRUSTED_TYPES, canonical_archive, load_model, save_model
+from gitml.model.scoring import fix_summation_order
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,3 +124,16 @@ def test_canonical_archive_ignores_object_ids_times_and_record_padding() -> None
     loaded = sio.loads(canonical, trusted=["builtins.bytes"])
     assert loaded["x"] is loaded["y"]  # shared objects stay shared
     assert loaded["nodes"].tolist() == [(1, 3), (2, 4)] and loaded["blob"] == b"\x00\x01"
+
+
+def test_forest_scores_are_the_same_bits_on_every_run(sample: pd.DataFrame) -> None:
+    params = parse_params(
+        compose_params(ROOT / "conf", ["model=random_forest", "model.params.n_estimators=40"]),
+        source="t",
+    )
+    data = params.data
+    pipeline = build_pipeline(params.model, data).fit(sample[data.features], sample[data.target])
+    assert pipeline.named_steps["estimator"].n_jobs == -1  # the preset predicts in parallel
+    fixed = fix_summation_order(pipeline)
+    runs = {fixed.predict_proba(sample[data.features]).tobytes() for _ in range(10)}
+    assert len(runs) == 1

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from gitml.data.io import atomic_path, read_source, write_json
-from gitml.errors import DataError
+from gitml.data.io import atomic_path, atomic_paths, read_source, write_json
+from gitml.errors import ConfigError, DataError
 from gitml.evaluate.metrics import HIGHER_IS_BETTER, compute_metrics, compute_slices
 
 NAMES = list(HIGHER_IS_BETTER)
@@ -86,3 +87,66 @@ def test_slices_mark_small_groups_and_undefined_auc() -> None:
     assert groups["b"]["too_small"] and groups["b"]["roc_auc"] is None
     assert not groups["a"]["too_small"]
     assert out["g"]["max_gap"]["roc_auc"] is None  # only one group is large enough
+
+
+def test_atomic_paths_replace_the_files_together_and_keep_their_neighbours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".dvc").mkdir()  # a DVC project: staging happens in .dvc/tmp
+    models = tmp_path / "models"
+    targets = [models / "model.skops", models / "metadata.json"]
+    with atomic_paths(*targets) as staged:  # first run: no directory yet
+        for path in staged:
+            path.write_text("v1")
+    (models / ".gitignore").write_text("/model.skops\n")
+    models.chmod(0o750)
+    with atomic_paths(*targets) as staged:
+        assert all(path.parent != models for path in staged)
+        assert all(t.read_text() == "v1" for t in targets)  # nothing visible before the end
+        for path in staged:
+            path.write_text("v2")
+    assert [t.read_text() for t in targets] == ["v2", "v2"]
+    assert (models / ".gitignore").read_text() == "/model.skops\n"
+    assert models.stat().st_mode & 0o777 == 0o750
+    assert sorted(p.name for p in (tmp_path / ".dvc/tmp").iterdir()) == []
+
+
+def test_atomic_paths_replace_nothing_when_the_block_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "a.json").write_text("old")
+    # what a killed run leaves when there is no .dvc/: a git-ignored sibling directory
+    tag = hashlib.sha256(str(models.resolve()).encode()).hexdigest()[:8]
+    stale = tmp_path / f".gitml-tmp-models-{tag}.x1y2"
+    stale.mkdir()
+    (stale / "a.json").write_text("half")
+    with pytest.raises(RuntimeError), atomic_paths(models / "a.json", models / "b.json") as s:
+        s[0].write_text("new")
+        raise RuntimeError("crash mid-write")
+    assert sorted(p.name for p in models.iterdir()) == ["a.json"]
+    assert (models / "a.json").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]  # stale one removed too
+    with (
+        pytest.raises(DataError, match=r"b\.json not written"),
+        atomic_paths(models / "a.json", models / "b.json") as s,
+    ):
+        s[0].write_text("new")
+    assert (models / "a.json").read_text() == "old"
+
+
+def test_atomic_paths_need_one_directory_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with (
+        pytest.raises(ConfigError, match=r"one directory; got a/m\.skops, b/meta\.json"),
+        atomic_paths("a/m.skops", "b/meta.json"),
+    ):
+        pass
+    with pytest.raises(ConfigError, match="a directory of their own"), atomic_paths("m", "n"):
+        pass
+    assert list(tmp_path.iterdir()) == []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,8 @@ from gitml.config.compose import compose_params, parse_params
 from gitml.data.io import read_source
 from gitml.errors import UntrustedModelError
 from gitml.model.build import build_pipeline
-from gitml.model.persist import TRUSTED_TYPES, load_model, save_model
+from gitml.model.persist import TRUSTED_TYPES, canonical_archive, load_model, save_model
+from gitml.model.scoring import fix_summation_order
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,3 +100,40 @@ def test_garbage_file_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"definitely not a model")
     with pytest.raises(UntrustedModelError, match="not a skops file"):
         load_model(path)
+
+
+def test_canonical_archive_ignores_object_ids_times_and_record_padding() -> None:
+    # the same values as two processes hold them: different objects (ids), different
+    # stale bytes in the padding of structured records
+    records = np.dtype({"names": ["a", "b"], "formats": ["<i8", "u1"], "itemsize": 16})
+
+    def archive(fill: int) -> bytes:
+        raw = bytearray([fill] * 32)
+        nodes = np.frombuffer(raw, dtype=records).copy()
+        nodes["a"], nodes["b"] = [1, 2], [3, 4]
+        shared = np.arange(5.0)
+        return sio.dumps({"nodes": nodes, "x": shared, "y": shared, "blob": b"\x00\x01"})
+
+    first, second = archive(0x00), archive(0xFF)
+    assert first != second  # skops alone: ids, UUID names, times and padding differ
+    canonical = canonical_archive(first)
+    assert canonical == canonical_archive(second)
+    with zipfile.ZipFile(io.BytesIO(canonical)) as zf:
+        assert zf.namelist()[0] == "schema.json"
+        assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+    loaded = sio.loads(canonical, trusted=["builtins.bytes"])
+    assert loaded["x"] is loaded["y"]  # shared objects stay shared
+    assert loaded["nodes"].tolist() == [(1, 3), (2, 4)] and loaded["blob"] == b"\x00\x01"
+
+
+def test_forest_scores_are_the_same_bits_on_every_run(sample: pd.DataFrame) -> None:
+    params = parse_params(
+        compose_params(ROOT / "conf", ["model=random_forest", "model.params.n_estimators=40"]),
+        source="t",
+    )
+    data = params.data
+    pipeline = build_pipeline(params.model, data).fit(sample[data.features], sample[data.target])
+    assert pipeline.named_steps["estimator"].n_jobs == -1  # the preset predicts in parallel
+    fixed = fix_summation_order(pipeline)
+    runs = {fixed.predict_proba(sample[data.features]).tobytes() for _ in range(10)}
+    assert len(runs) == 1

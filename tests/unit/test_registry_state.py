@@ -148,14 +148,16 @@ def test_card_names_purpose_data_metrics_and_lineage_and_takes_a_release_stamp()
         intervals={"roc_auc": (0.82, 0.86)},
         slices={"slices": {"contract": {"groups": {"a": {"rows": 5, "too_small": True}}}}},
         validation={"status": "passed", "rows": 12},
-        lineage={"commit": "abc123", "dvc_lock": {"models/model.skops": "f00"}},
+        lineage={"dvc_lock": {"models/model.skops": "f00"}},
     )
     for needle in (
         "## Intended use", "Rank customers.", "- credit", "| roc_auc | 0.8400 | 0.8200 – 0.8600 |",
-        "Too few test rows to judge `contract` groups: a.", "on top of commit `abc123`",
+        "Too few test rows to judge `contract` groups: a.",
         "`models/model.skops`: md5 `f00`", UNRELEASED, "gitml fetch churn-classifier#prod",
     ):  # fmt: skip
         assert needle in card
+    # the committed card names no commit or date: only released and fetched copies do
+    assert "commit" not in card and "| trained |" not in card
     stamped = stamp_release(card, "v1.2.0", "2026-11-22", "0123456789abcdef")
     assert "| release | v1.2.0 (2026-11-22, commit `0123456789ab`) |" in stamped
     assert UNRELEASED not in stamped

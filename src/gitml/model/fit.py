@@ -5,7 +5,6 @@ from __future__ import annotations
 import platform
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from typing import Any
 
@@ -62,7 +61,11 @@ def training_metadata(
     train_sha256: str,
     profile: dict[str, Any],
 ) -> dict[str, Any]:
-    """What review, the registry and the model card need to know about this training run."""
+    """What review, the registry and the model card need to know about this training run.
+
+    Only what the inputs determine: no fit time, no date. The file is committed, and a re-run
+    of the same commit must reproduce it byte for byte (the stage prints the fit time).
+    """
     return {
         "model_name": params.project.model_name,
         "estimator": params.model.name,
@@ -73,13 +76,11 @@ def training_metadata(
             "rows": result.rows,
             "class_counts": result.class_counts,
             "data_sha256": train_sha256,
-            "fit_seconds": result.fit_seconds,
             # column profiles: review compares them across revisions, monitoring uses them
             # as the reference distribution
             "profile": profile,
         },
         "model_file": {"bytes": model_bytes, "sha256": model_sha256, "format": "skops"},
-        "trained_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "versions": {"python": platform.python_version(), **_versions()},
     }
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import json
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 from sklearn.pipeline import Pipeline
 
@@ -27,13 +30,123 @@ TRUSTED_TYPES: tuple[str, ...] = (
 _PICKLE_MAGIC = (b"\x80", b"(", b"c")  # protocol 2+ opcode, protocol 0 MARK / GLOBAL
 
 
-def save_model(pipeline: Pipeline, path: Path) -> bytes:
-    """Serialise with skops and write atomically; return the bytes written."""
-    import skops.io as sio
+# Every entry of a canonical archive carries this time stamp (the earliest a zip can hold).
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+_SCHEMA = "schema.json"
 
-    payload = sio.dumps(pipeline)
+
+def save_model(pipeline: Pipeline, path: Path) -> bytes:
+    """Serialise with skops, canonically, and write atomically; return the bytes written."""
+    payload = dump_model(pipeline)
     write_bytes(path, payload)
     return payload
+
+
+def dump_model(pipeline: Pipeline) -> bytes:
+    """The skops archive of `pipeline`, canonical: the same fitted pipeline gives the same
+    bytes in any process, so a re-run leaves the model's hash in dvc.lock unchanged."""
+    import skops.io as sio
+
+    return canonical_archive(sio.dumps(pipeline))
+
+
+def canonical_archive(payload: bytes) -> bytes:
+    """The skops archive `payload` rewritten so that its bytes depend only on the model.
+
+    skops names each object by its memory address (`__id__` in schema.json, and the `.npy`
+    entries named after it), names bytes entries with random UUIDs, and stamps every entry
+    with the current time. Here ids are renumbered 1, 2, ... in order of first appearance in
+    the schema (equal ids stay equal, so shared objects stay shared on load), data entries
+    are renamed in order of first reference, the padding bytes of structured arrays (tree
+    nodes) are zeroed, and the zip is rewritten with a fixed order, time stamp, permissions
+    and no compression (deflate output would depend on the system's zlib build, which the
+    lock file does not pin).
+    """
+    with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    if _SCHEMA not in entries:
+        raise ModelError("skops produced an archive without schema.json; cannot canonicalise")
+    schema = json.loads(entries.pop(_SCHEMA))
+    ids: dict[int, int] = {}
+    files: dict[str, str] = {}
+    _renumber(schema, ids, files)
+    unreferenced = sorted(set(entries) - set(files))
+    if unreferenced or set(files) - set(entries):
+        # a skops release that stores data another way: refuse rather than drop an entry
+        raise ModelError(
+            f"unexpected skops archive layout: entries {unreferenced[:3]} are not referenced "
+            f"by schema.json, or schema.json names entries that are missing",
+            hint="gitml's canonical writer (model/persist.py) needs updating for this skops "
+            "version; pin the skops version in requirements.lock",
+        )
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
+        # skops writes schema.json with indent=2; json keeps the key order it was read in
+        _write_entry(archive, _SCHEMA, json.dumps(schema, indent=2).encode("utf-8"))
+        for old, new in files.items():  # in order of first reference
+            data = entries[old]
+            if new.endswith(".npy"):
+                data = _zero_padding(data)
+            _write_entry(archive, new, data)
+    return out.getvalue()
+
+
+def _zero_padding(npy: bytes) -> bytes:
+    """A .npy payload whose structured records carry zeros, not stale memory, in their padding.
+
+    scikit-learn's tree nodes are records of 57 bytes of fields padded to 64; it grows them
+    with realloc, so the 7 padding bytes hold whatever memory was there before: the same
+    tree saved twice can differ in them. Plain arrays are returned unchanged.
+    """
+    import numpy as np
+
+    array = np.load(io.BytesIO(npy), allow_pickle=False)
+    if array.dtype.names is None:
+        return npy
+    order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+    clean = np.zeros(array.shape, dtype=array.dtype, order=order)  # calloc: zeroed padding
+    _copy_fields(clean, array)
+    buffer = io.BytesIO()
+    np.save(buffer, clean, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _copy_fields(dst: Any, src: Any) -> None:
+    # field by field: assigning whole records would copy their padding too
+    for name in src.dtype.names:
+        if src.dtype[name].names is not None:
+            _copy_fields(dst[name], src[name])
+        else:
+            dst[name] = src[name]
+
+
+def _renumber(node: Any, ids: dict[int, int], files: dict[str, str]) -> None:
+    """Rewrite `__id__` and `file` of every skops node under `node`, in document order."""
+    if isinstance(node, list):
+        for item in node:
+            _renumber(item, ids, files)
+        return
+    if not isinstance(node, dict):
+        return
+    if "__loader__" in node:  # a skops node; user data never sits at this level
+        old_id = node.get("__id__")
+        if isinstance(old_id, int) and not isinstance(old_id, bool):
+            # from 1: skops treats an id of 0 as "no id" and would not share the object
+            node["__id__"] = ids.setdefault(old_id, len(ids) + 1)
+        name = node.get("file")
+        if isinstance(name, str):
+            suffix = PurePosixPath(name).suffix
+            node["file"] = files.setdefault(name, f"{len(files) + 1}{suffix}")
+    for value in node.values():
+        _renumber(value, ids, files)
+
+
+def _write_entry(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+    info.compress_type = zipfile.ZIP_STORED
+    info.create_system = 3  # Unix, whatever platform writes it (the default follows the OS)
+    info.external_attr = 0o644 << 16
+    archive.writestr(info, data)
 
 
 def load_model(path: Path) -> Pipeline:

@@ -33,6 +33,19 @@ def score_frame(
     return pipeline.predict_proba(frame[features])[:, column]
 
 
+def fix_summation_order(pipeline: Pipeline) -> Pipeline:
+    """`pipeline`, set to predict with one thread where threads would add up partial results.
+
+    A random forest with n_jobs > 1 adds its trees' probabilities in whatever order the
+    threads finish, so the last bits of its scores change from run to run; in tree order, the
+    scores (and every committed output computed from them) are the same on every run.
+    """
+    estimator = pipeline.steps[-1][1]
+    if "n_jobs" in estimator.get_params(deep=False) and hasattr(estimator, "estimators_"):
+        estimator.set_params(n_jobs=1)
+    return pipeline
+
+
 def time_prediction(
     pipeline: Pipeline,
     frame: pd.DataFrame,

@@ -1,7 +1,9 @@
 """The model card: what a model is for, what it was trained on, how good it is, where it came from.
 
 Pure: values in, Markdown out. The pipeline's `card` stage renders it from the committed
-outputs; `gitml fetch` and the release workflow stamp the release version and date into it.
+outputs; `gitml fetch` and the release workflow stamp the release version, date and tagged
+commit into it. The rendered card holds no commit, date or timing of its own: it is committed,
+and a re-run of the same commit must reproduce it byte for byte.
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ def render_card(
         "| --- | --- |",
         f"| model | `{name}` (project `{project['name']}`) |",
         f"| release | {UNRELEASED} |",
-        f"| trained | {metadata.get('trained_at', 'unknown')} |",
         f"| estimator | {metadata.get('estimator')} |",
         f"| owners | {', '.join(card.get('owners') or []) or 'not declared'} |",
         "",
@@ -88,8 +89,6 @@ def render_card(
     lines += _bullets(list(card.get("limitations") or []) + _found_limitations(slices), "none")
     lines += ["", "## Lineage", ""]
     lines += [
-        f"- pipeline run on top of commit `{lineage.get('commit', 'unknown')}`"
-        + _changes(lineage.get("dirty") or []),
         f"- model file: {metadata.get('model_file', {}).get('bytes')} bytes, SHA-256 "
         f"`{metadata.get('model_file', {}).get('sha256')}` (skops)",
     ]
@@ -116,13 +115,6 @@ def stamp_release(card: str, version: str, date: str, commit: str) -> str:
     """The card with its release line naming `version`, `date` and the tagged commit."""
     line = f"| release | {version} ({date}, commit `{commit[:12]}`) |"
     return _RELEASE_LINE.sub(line, card, count=1)
-
-
-def _changes(paths: list[str]) -> str:
-    if not paths:
-        return ""
-    shown = ", ".join(f"`{p}`" for p in paths[:5]) + (" ..." if len(paths) > 5 else "")
-    return f", with uncommitted changes to {shown} (committed with this card)"
 
 
 def _bullets(items: list[str] | None, empty: str) -> list[str]:

@@ -17,8 +17,10 @@ from gitml.registry.catalog import load_registry
 from gitml.registry.tags import parse_ref
 from gitml.vcs import dvc, git, show_file
 
-# compared exactly as numbers; timings and sizes are left out (they measure the machine)
+# compared exactly as numbers, within the tolerance
 COMPARED = (OUTPUTS["metrics"], OUTPUTS["slices"])
+# timings and sizes measure the machine: metrics.json no longer records them, but releases
+# made before that still carry a `serving` block, which is not compared
 _IGNORED_KEYS = {"serving"}
 
 

@@ -83,7 +83,6 @@ class ServedModel:
             "version": self.version,
             "commit": self.commit,
             "estimator": self.metadata.get("estimator"),
-            "trained_at": self.metadata.get("trained_at"),
             "model_sha256": self.metadata.get("model_file", {}).get("sha256"),
             "signature": self.signature,
             "metrics": self.metrics,

@@ -13,11 +13,10 @@ import yaml
 
 from gitml.config.schema import Params
 from gitml.data.io import write_text
-from gitml.errors import ConfigError, GitmlError
+from gitml.errors import ConfigError
 from gitml.registry.card import render_card
 from gitml.review.bootstrap import bootstrap_intervals
 from gitml.stages._runner import run_stage
-from gitml.vcs import dirty_paths, resolve_rev
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +49,7 @@ def _card(args: argparse.Namespace, params: Params) -> None:
         intervals=intervals,
         slices=_json(args.slices),
         validation=_json(args.validation),
-        lineage=_lineage(args.lock, str(args.out)),
+        lineage={"dvc_lock": _lock_hashes(args.lock, str(args.out))},
     )
     write_text(args.out, text)
     print(f"[card] model card with {len(names)} metrics -> {args.out}")
@@ -67,26 +66,22 @@ def _predictions(path: Path, positive: str) -> tuple[np.ndarray, np.ndarray]:
     return y, np.array([float(row["score"]) for row in rows])
 
 
-def _lineage(lock: Path, own: str) -> dict:
-    """The commit the pipeline ran on, whether its inputs had uncommitted changes, and the
-    hashes dvc.lock records so far."""
-    root = Path.cwd()
+def _lock_hashes(lock: Path, own: str) -> dict[str, str]:
+    """The data and model hashes dvc.lock records so far.
+
+    No commit: the card is committed in the very commit it would name, so a commit here is
+    stale on main and changes on every run. Released and fetched copies carry the tagged
+    commit (`stamp_release`).
+    """
     stages = {}
     if lock.is_file():
         stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages") or {}
-    outputs = {own, lock.name} | {o["path"] for s in stages.values() for o in s.get("outs") or []}
-    try:
-        commit = resolve_rev(root, "HEAD")
-        # the pipeline's own outputs are always mid-update here; only other changes count
-        dirty = [p for p in dirty_paths(root) if p not in outputs]
-    except GitmlError:  # not a git checkout (e.g. a copied project): lineage says so
-        commit, dirty = "not a git checkout", []
     hashes: dict[str, str] = {}
     for stage in stages.values():
         for entry in (stage.get("deps") or [])[:1] + (stage.get("outs") or []):
             if "md5" in entry and entry["path"] != own and not entry["path"].endswith(".py"):
                 hashes.setdefault(entry["path"], entry["md5"])
-    return {"commit": commit, "dirty": dirty, "dvc_lock": hashes}
+    return hashes
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 from gitml.config.schema import Params
-from gitml.data.io import read_table, sha256_file, write_json
+from gitml.data.io import atomic_paths, read_table, sha256_file, write_bytes, write_json
 from gitml.data.profile import profile_frame
 from gitml.model.fit import fit_pipeline, training_metadata
-from gitml.model.persist import save_model
+from gitml.model.persist import dump_model
 from gitml.model.signature import build_signature
 from gitml.stages._runner import run_stage
 
@@ -24,15 +24,13 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace, params: Params) -> None:
-    """Fit the configured model; each output is written atomically, the model first."""
+    """Fit the configured model; model, signature and metadata are replaced together."""
     train = read_table(args.train, categories=params.data.categorical)
     result = fit_pipeline(params, train)
-    payload = save_model(result.pipeline, args.model)
     name = params.project.model_name
-    write_json(
-        args.signature, build_signature(result.pipeline, params.data, train, model_name=name)
-    )
-    meta = training_metadata(
+    payload = dump_model(result.pipeline)
+    signature = build_signature(result.pipeline, params.data, train, model_name=name)
+    metadata = training_metadata(
         params,
         result,
         model_bytes=len(payload),
@@ -40,7 +38,11 @@ def _train(args: argparse.Namespace, params: Params) -> None:
         train_sha256=sha256_file(args.train),
         profile=profile_frame(train, params.data),
     )
-    write_json(args.metadata, meta)
+    # one atomic swap for the trio: a kill at any instant leaves the old one or the new one
+    with atomic_paths(args.model, args.signature, args.metadata) as (model, sig, meta):
+        write_bytes(model, payload)
+        write_json(sig, signature)
+        write_json(meta, metadata)
     print(
         f"[train] {params.model.name} on {result.rows:,} rows in {result.fit_seconds:.2f} s "
         f"-> {args.model} ({len(payload) / 1024:.0f} KiB)"

@@ -223,3 +223,16 @@ def test_every_shipped_preset_passes_the_shipped_policy(repo: Path) -> None:
         verdicts[f"{group}={preset}"] = (review.verdict.status, failed)
     assert len(verdicts) == 5
     assert all(status == "promote" for status, _ in verdicts.values()), verdicts
+
+
+def test_evaluate_refuses_a_model_that_is_not_the_one_train_recorded(repo: Path) -> None:
+    model = repo / "models" / "model.skops"
+    os.chmod(model, 0o644)
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    metrics = (repo / "reports" / "metrics.json").read_bytes()
+    proc = dvc("repro", "evaluate", "--single-item", "--force", cwd=repo, check=False)
+    assert proc.returncode != 0
+    assert "does not match the recorded" in proc.stdout + proc.stderr
+    assert (repo / "reports" / "metrics.json").read_bytes() == metrics  # nothing overwritten

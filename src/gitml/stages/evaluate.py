@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from gitml.config.schema import Params
 from gitml.data.io import atomic_path, read_table, write_json
 from gitml.evaluate.evaluation import evaluate_scores
-from gitml.model.persist import load_model
+from gitml.model.persist import load_verified_model
 from gitml.model.scoring import fix_summation_order, score_frame
 from gitml.stages._runner import run_stage
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--metadata", type=Path, required=True, help="the model's SHA-256")
     parser.add_argument("--test", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--slices", type=Path, required=True)
@@ -25,7 +27,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 def _evaluate(args: argparse.Namespace, params: Params) -> None:
     """Evaluate the model exactly as it will be served: the saved pipeline, loaded via skops."""
-    pipeline = fix_summation_order(load_model(args.model))
+    recorded = json.loads(args.metadata.read_text(encoding="utf-8"))
+    sha256 = recorded.get("model_file", {}).get("sha256")
+    pipeline = fix_summation_order(load_verified_model(args.model, sha256))
     test = read_table(args.test, categories=params.data.categorical)
     data = params.data
     score = score_frame(pipeline, test, features=data.features, positive_class=data.positive_class)

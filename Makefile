@@ -31,8 +31,9 @@ repro: venv ## check params.yaml, restore what the DVC remote has, run the pipel
 	dvc repro
 	dvc metrics show reports/metrics.json
 
+# --durations: the suite must stay under 10 minutes on 2 cores; the slowest tests show where it goes
 test: venv ## run the whole test suite, one pytest-xdist worker per core (TEST_WORKERS=N to change)
-	pytest -n $(TEST_WORKERS)
+	pytest -n $(TEST_WORKERS) --durations=10
 
 test-fast: venv ## unit tests only (no git, dvc or servers): the inner loop, under a minute
 	pytest tests/unit tests/test_public_api.py

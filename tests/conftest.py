@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,8 +48,8 @@ def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def built_repo(template_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The template after a full `dvc repro` from scratch, committed."""
+def built_repo(template_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The template after a full `dvc repro` from scratch, committed. Read-only: copy it."""
 
     def build(base: Path) -> None:
         repo = copy_repo(template_repo, base / "project")
@@ -57,7 +58,11 @@ def built_repo(template_repo: Path, tmp_path_factory: pytest.TempPathFactory) ->
         git("add", "-A", cwd=repo)
         git("commit", "-q", "-m", "dvc repro", cwd=repo)
 
-    return build_once(tmp_path_factory, "built", build) / "project"
+    repo = build_once(tmp_path_factory, "built", build) / "project"
+    yield repo
+    # every test and worker reads this one: a test that wrote to it would leak into the others
+    changed = git("status", "--porcelain", cwd=repo).stdout
+    assert changed == "", f"a test changed the shared built_repo (use `repo`):\n{changed}"
 
 
 @pytest.fixture

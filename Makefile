@@ -6,12 +6,14 @@ BIN := $(abspath $(VENV))/bin
 # Stages run `python -m gitml.stages.<name>`: put the project venv first on PATH.
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
+# `make test` workers: one per core (the project's machines have 2).
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repro test lint bench lock params
+.PHONY: help venv repro test test-fast lint bench lock params
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,8 +31,12 @@ repro: venv ## check params.yaml, restore what the DVC remote has, run the pipel
 	dvc repro
 	dvc metrics show reports/metrics.json
 
-test: venv ## run the whole test suite
-	pytest
+# --durations: the suite must stay under 10 minutes on 2 cores; the slowest tests show where it goes
+test: venv ## run the whole test suite, one pytest-xdist worker per core (TEST_WORKERS=N to change)
+	pytest -n $(TEST_WORKERS) --durations=10
+
+test-fast: venv ## unit tests only (no git, dvc or servers): the inner loop, under a minute
+	pytest tests/unit tests/test_public_api.py
 
 lint: venv ## ruff, YAML, workflow and params checks (pre-commit on all files)
 	pre-commit run --all-files

@@ -1,15 +1,21 @@
-"""Shared fixtures: a real git + DVC copy of the reference project, built once per session."""
+"""Shared fixtures: a real git + DVC copy of the reference project, built once per test run.
+
+Under pytest-xdist (`make test` runs two workers) every worker would build its own session
+fixtures; `build_once` makes the first worker build a read-only project and the others reuse
+it. Tests copy it (`repo`, `copy_repo`) before they change anything.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gitml.project import copy_project
-from tests.support import copy_repo, dvc, git
+from tests.support import build_once, copy_repo, dvc, git
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,10 +30,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("GIT_COMMITTER_EMAIL", "tests@gitml.invalid")
 
 
-@pytest.fixture(scope="session")
-def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The reference project in a fresh git repo, committed, with a temp DVC remote."""
-    base = tmp_path_factory.mktemp("template")
+def _build_template(base: Path) -> None:
     repo = base / "project"
     copy_project(ROOT, repo)
     git("init", "-q", "-b", "main", cwd=repo)
@@ -36,18 +39,30 @@ def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dvc("remote", "modify", "local", "url", str(base / "remote"), cwd=repo)
     git("add", "-A", cwd=repo)
     git("commit", "-q", "-m", "reference project", cwd=repo)
-    return repo
 
 
 @pytest.fixture(scope="session")
-def built_repo(template_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The template after a full `dvc repro` from scratch, committed."""
-    repo = copy_repo(template_repo, tmp_path_factory.mktemp("built") / "project")
-    proc = dvc("repro", cwd=repo)
-    (repo.parent / "first-repro.log").write_text(proc.stdout)
-    git("add", "-A", cwd=repo)
-    git("commit", "-q", "-m", "dvc repro", cwd=repo)
-    return repo
+def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference project in a fresh git repo, committed, with a temp DVC remote."""
+    return build_once(tmp_path_factory, "template", _build_template) / "project"
+
+
+@pytest.fixture(scope="session")
+def built_repo(template_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The template after a full `dvc repro` from scratch, committed. Read-only: copy it."""
+
+    def build(base: Path) -> None:
+        repo = copy_repo(template_repo, base / "project")
+        proc = dvc("repro", cwd=repo)
+        (base / "first-repro.log").write_text(proc.stdout)
+        git("add", "-A", cwd=repo)
+        git("commit", "-q", "-m", "dvc repro", cwd=repo)
+
+    repo = build_once(tmp_path_factory, "built", build) / "project"
+    yield repo
+    # every test and worker reads this one: a test that wrote to it would leak into the others
+    changed = git("status", "--porcelain", cwd=repo).stdout
+    assert changed == "", f"a test changed the shared built_repo (use `repo`):\n{changed}"
 
 
 @pytest.fixture

@@ -6,7 +6,11 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
+from filelock import FileLock
 
 
 def run(
@@ -46,3 +50,29 @@ def ran_stages(output: str) -> list[str]:
 def copy_repo(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, symlinks=True)
     return dst
+
+
+def build_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]
+) -> Path:
+    """A directory filled by `build(directory)` once per test run, shared by xdist workers.
+
+    Without xdist it is this session's own. Under xdist each worker's basetemp sits inside
+    the run's, so the run's one `shared/` is beside them: the first worker to take the lock
+    builds, the others wait for it and reuse the result. A build that failed half-way is
+    removed and tried again by the next worker, which then reports its own error.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        directory = tmp_path_factory.mktemp(name)
+        build(directory)
+        return directory
+    shared = tmp_path_factory.getbasetemp().parent / "shared"
+    shared.mkdir(exist_ok=True)
+    directory, done = shared / name, shared / f"{name}.done"
+    with FileLock(shared / f"{name}.lock"):
+        if not done.exists():
+            shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir()
+            build(directory)
+            done.touch()
+    return directory

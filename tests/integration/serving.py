@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,13 +31,21 @@ class ServerProcess:
     """`python -m gitml serve ... --port P` in `cwd`, stderr captured to a file."""
 
     def __init__(self, cwd: Path, *args: str) -> None:
+        self._cwd, self._args = cwd, args
+        self._start()
+
+    def _start(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.stderr_path = cwd.parent / f"serve-{self.port}.stderr"
-        self._stderr = open(self.stderr_path, "w")  # noqa: SIM115 - closed in stop()
+        # unique even if two servers of one test draw the same port
+        fd, name = tempfile.mkstemp(
+            prefix=f"serve-{self.port}-", suffix=".stderr", dir=self._cwd.parent
+        )
+        self.stderr_path = Path(name)
+        self._stderr = os.fdopen(fd, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gitml", "serve", "--port", str(self.port), *args],
-            cwd=cwd,
+            [sys.executable, "-m", "gitml", "serve", "--port", str(self.port), *self._args],
+            cwd=self._cwd,
             stdout=subprocess.DEVNULL,
             stderr=self._stderr,
         )
@@ -46,10 +56,16 @@ class ServerProcess:
             self._stderr.flush()
         return self.stderr_path.read_text()
 
-    def wait_ready(self, timeout: float = 90) -> None:
+    def wait_ready(self, timeout: float = 90, *, retries: int = 2) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self._stderr.close()
+                if retries and "address already in use" in self.stderr:
+                    # another xdist worker bound the free port first: draw another one
+                    retries -= 1
+                    self._start()
+                    continue
                 raise AssertionError(f"server exited {self.proc.returncode}:\n{self.stderr}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:

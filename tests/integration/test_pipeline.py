@@ -152,7 +152,9 @@ def test_queued_sweep_runs_each_model(repo: Path) -> None:
     assert estimators == {"logistic_regression", "random_forest"}
 
 
-def test_push_pull_round_trip(repo: Path) -> None:
+def test_push_pull_round_trip(repo: Path, tmp_path: Path) -> None:
+    # a remote of its own: the template's is shared by every test (and xdist worker)
+    dvc("remote", "modify", "--local", "local", "url", str(tmp_path / "remote"), cwd=repo)
     dvc("push", cwd=repo)
     model = repo / "models/model.skops"
     original = model.read_bytes()

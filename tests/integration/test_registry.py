@@ -28,9 +28,9 @@ def _gto(*args: str, cwd: Path):
     return run(Path(sys.executable).parent / "gto", *args, cwd=cwd)
 
 
-def _with_remotes(repo: Path) -> Path:
+def _with_remotes(repo: Path, remote_dir: str = "dvc-remote") -> Path:
     """Point the project at a private DVC remote and a bare origin; push main."""
-    remote = repo.parent / "dvc-remote"
+    remote = repo.parent / remote_dir
     dvc("remote", "modify", "local", "url", str(remote), cwd=repo)
     git("commit", "-qam", "private DVC remote", cwd=repo)
     origin = repo.parent / "origin.git"
@@ -208,8 +208,11 @@ def test_release_refusals_leave_no_tag(repo: Path) -> None:
     assert not (repo / "x").exists()
 
 
-def test_reproduce_matches_and_reports_a_nondeterministic_release(repo: Path) -> None:
-    _with_remotes(repo)
+def test_reproduce_matches_and_reports_a_nondeterministic_release(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a remote path longer than a terminal line (`dvc remote list` would wrap it)
+    _with_remotes(repo, "a-dvc-remote-whose-path-is-longer-than-one-terminal-line-" * 2)
     gitml("release", cwd=repo)
     out = gitml("reproduce", f"{NAME}@v1.0.0", cwd=repo).stdout
     assert f"{NAME}@v1.0.0 reproduces" in out
@@ -225,15 +228,9 @@ def test_reproduce_matches_and_reports_a_nondeterministic_release(repo: Path) ->
         "    score = np.clip(score + np.random.default_rng().normal(0, 0.001, len(score)), 0, 1)\n"
     )
     stage.write_text(code.replace(marker, noisy + marker))
-    previous = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = f"{repo / 'src'}{os.pathsep}{previous or ''}"
-    try:
+    with monkeypatch.context() as env:  # restores PYTHONPATH as it was, set or not
+        env.setenv("PYTHONPATH", f"{repo / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
         dvc("repro", cwd=repo)
-    finally:  # restore, not remove: later tests' subprocesses need the same code path
-        if previous is None:
-            os.environ.pop("PYTHONPATH")
-        else:
-            os.environ["PYTHONPATH"] = previous
     git("add", "-A", cwd=repo)
     git("commit", "-qm", "noisy evaluation", cwd=repo)
     gitml("release", "--bump", "patch", cwd=repo)

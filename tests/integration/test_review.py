@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.support import copy_repo, dvc, git, gitml
+from tests.support import build_once, copy_repo, dvc, git, gitml
 
 PR_BRANCH = "pr"
 
@@ -31,16 +31,19 @@ def _commit(repo: Path, message: str) -> None:
     git("commit", "-q", "-m", message, cwd=repo)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def weak_main(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """main holds a deliberately weak model (heavy regularisation), so a PR can beat it."""
-    repo = copy_repo(built_repo, tmp_path_factory.mktemp("review") / "project")
-    _set(repo / "conf/model/logistic_regression.yaml", "C: 1.0", "C: 0.0005")
-    gitml("params", cwd=repo)
-    dvc("repro", cwd=repo)
-    _commit(repo, "weak baseline")
-    git("checkout", "-q", "-b", PR_BRANCH, cwd=repo)
-    return repo
+
+    def build(base: Path) -> None:
+        repo = copy_repo(built_repo, base / "project")
+        _set(repo / "conf/model/logistic_regression.yaml", "C: 1.0", "C: 0.0005")
+        gitml("params", cwd=repo)
+        dvc("repro", cwd=repo)
+        _commit(repo, "weak baseline")
+        git("checkout", "-q", "-b", PR_BRANCH, cwd=repo)
+
+    return build_once(tmp_path_factory, "review", build) / "project"
 
 
 @pytest.fixture

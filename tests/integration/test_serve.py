@@ -1,7 +1,9 @@
 """`gitml serve`: a real uvicorn server on 127.0.0.1, driven over HTTP.
 
-One server runs for the whole module (with the prediction log on); the last test stops it
-with SIGTERM and checks that every accepted prediction reached the log.
+One server runs for the module (with the prediction log on). Tests do not rely on each
+other's requests: under pytest-xdist a module's tests may run on two workers, each with its
+own server. The SIGTERM test stops a server of its own and checks that every accepted
+prediction reached the log.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import math
 import pickle
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -31,17 +34,16 @@ from gitml.config.compose import load_params
 from gitml.data.io import read_table
 from gitml.model.persist import load_model
 from gitml.model.scoring import score_frame
-from tests.integration.serving import ServerProcess, free_port
+from tests.integration.serving import ServerProcess
 from tests.support import copy_repo, gitml
 from tests.unit.test_serve_inputs import GOOD
 
 MAX_RECORDS = 100
 
 
-@pytest.fixture(scope="module")
-def project(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _logging_project(built_repo: Path, destination: Path) -> Path:
     """A copy of the built project whose params turn the prediction log on (small files)."""
-    repo = copy_repo(built_repo, tmp_path_factory.mktemp("serve") / "project")
+    repo = copy_repo(built_repo, destination)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["serve"]["max_records"] = MAX_RECORDS
     params["serve"]["max_body_bytes"] = 65536
@@ -50,6 +52,11 @@ def project(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return repo
+
+
+@pytest.fixture(scope="module")
+def project(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _logging_project(built_repo, tmp_path_factory.mktemp("serve") / "project")
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +94,7 @@ def test_predict_answers_score_label_and_identity(client: httpx.Client) -> None:
 
 
 def test_model_health_ready_and_metrics_endpoints(client: httpx.Client, project: Path) -> None:
+    assert _post(client, {"records": [GOOD]}).status_code == 200  # something to count
     model = client.get("/v1/model").json()
     assert model["name"] == "churn-classifier" and model["version"] == "unreleased"
     head = subprocess.run(
@@ -291,9 +299,10 @@ def test_accept_policies_count_unknown_categories_and_extra_fields(project: Path
 
     settings = ServeParams(unknown_category="accept", extra_fields="accept")
     app = create_app(load_project_model(project), settings, threshold=0.5)
-    port = free_port()
+    sock = socket.create_server(("127.0.0.1", 0))  # bound here: no other worker can take it
+    port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
     thread.start()
     try:
         deadline = time.monotonic() + 30
@@ -308,6 +317,7 @@ def test_accept_policies_count_unknown_categories_and_extra_fields(project: Path
     finally:
         server.should_exit = True
         thread.join(30)
+        sock.close()
     assert 'gitml_input_unknown_categories_total{field="contract"} 1.0' in metrics
     assert "gitml_input_extra_fields_total 1.0" in metrics
     record = schema["PredictRequest"]["properties"]["records"]["items"]
@@ -365,20 +375,39 @@ def test_start_up_refuses_bad_models_before_binding_the_port(project: Path, tmp_
 
 
 def test_sigterm_finishes_and_flushes_every_accepted_prediction(
-    client: httpx.Client, server: ServerProcess, project: Path
+    built_repo: Path, tmp_path: Path
 ) -> None:
-    """Runs last: stops the module's server and reads its prediction log."""
+    """A server of its own (and its own log): concurrent requests, then SIGTERM."""
+    own = _logging_project(built_repo, tmp_path / "project")
+    server = ServerProcess(own, "--model", "models/model.skops")
+    server.wait_ready()
+    body = json.dumps({"records": [GOOD] * 20}).encode()
+    statuses: list[int] = []
+
+    def send() -> None:  # 4 x 6 x 20 = 480 rows: past rotate_rows (400)
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            for _ in range(6):
+                statuses.append(_post(http, body).status_code)
+
+    senders = [threading.Thread(target=send) for _ in range(4)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join(60)
+    assert statuses == [200] * 24
     ids = [f"last-{i}" for i in range(5)]
-    for request_id in ids:  # under flush_rows: these wait in the buffer until shutdown
-        assert _post(client, {"records": [GOOD]}, **{"x-request-id": request_id}).is_success
-    scored = next(
-        float(line.split()[-1])
-        for line in client.get("/metrics").text.splitlines()
-        if line.startswith("gitml_rows_scored_total")
-    )
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for request_id in ids:  # under flush_rows: these wait in the buffer until shutdown
+            assert _post(client, {"records": [GOOD]}, **{"x-request-id": request_id}).is_success
+        scored = next(
+            float(line.split()[-1])
+            for line in client.get("/metrics").text.splitlines()
+            if line.startswith("gitml_rows_scored_total")
+        )
+    assert scored == 485
     assert server.stop(signal.SIGTERM) == 0
     assert "stopped on SIGTERM" in server.stderr
-    log_dir = project / "logs/predictions"
+    log_dir = own / "logs/predictions"
     assert not list(log_dir.glob("*.part"))
     files = sorted(log_dir.glob("*.parquet"))
     assert len(files) > 1  # rotated at 400 rows

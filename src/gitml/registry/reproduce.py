@@ -76,16 +76,23 @@ def reproduce(project: Project, ref: str, *, tolerance: float | None = None) -> 
 
 
 def _use_same_remote(root: Path, work: Path) -> None:
-    """Point the worktree at the same DVC remote directory (relative URLs would move)."""
+    """Point the worktree at the same DVC remote directory (relative URLs would move).
+
+    Read from `dvc config --list` (`key=value` lines, a later level overriding an earlier
+    one): `dvc remote list` wraps a long path onto the next line.
+    """
     try:
-        remotes = dvc(root, "remote", "list").splitlines()
+        lines = dvc(root, "config", "--list").splitlines()
     except VcsError:
         return
-    for line in remotes:
-        parts = line.split()
-        if len(parts) < 2 or "://" in parts[1]:
+    urls: dict[str, str] = {}
+    for line in lines:
+        key, _, url = line.partition("=")
+        if key.startswith("remote.") and key.endswith(".url"):
+            urls[key.removeprefix("remote.").removesuffix(".url")] = url
+    for name, url in urls.items():
+        if "://" in url:
             continue
-        name, url = parts[0], parts[1]
         absolute = (root / ".dvc" / url).resolve() if not os.path.isabs(url) else Path(url)
         dvc(work, "remote", "modify", "--local", name, "url", str(absolute))
 

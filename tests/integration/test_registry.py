@@ -97,7 +97,8 @@ def test_release_promote_rollback_and_fetch_in_a_fresh_clone(repo: Path) -> None
     assert skipped.returncode == 1 and "does not allow skipping it" in skipped.stderr
     for stage in ("dev", "staging", "prod"):
         gitml("promote", NAME, "v1.1.0", "--stage", stage, cwd=repo)
-    assert _models(repo) == {"v1.1.0": ["dev", "prod", "staging"], "v1.0.0": []}
+    # stages in the promotion order of .gto, as `gitml models` lists them
+    assert _models(repo) == {"v1.1.0": ["dev", "staging", "prod"], "v1.0.0": []}
     assert _gto_stages(repo) == {"dev": "v1.1.0", "staging": "v1.1.0", "prod": "v1.1.0"}
 
     out = gitml("rollback", NAME, "--stage", "prod", "--push", cwd=repo).stdout
@@ -250,6 +251,19 @@ def test_release_workflow_hands_over_scripts_that_work(repo: Path) -> None:
     assert jobs["deploy"]["permissions"] == {"contents": "read"}
     assert "needs.event.outputs.stage == 'prod'" in jobs["deploy"]["if"]
     assert jobs["release"]["if"] == "needs.event.outputs.event == 'registration'"
+    # one queue for every prod deploy, never cancelled half-way
+    assert jobs["deploy"]["concurrency"] == {
+        "group": "deploy-production",
+        "cancel-in-progress": False,
+    }
+    deploy_steps = jobs["deploy"]["steps"]
+    check = next(s for s in deploy_steps if ".ci/deploy-check" in str(s.get("run", "")))
+    assert check["run"].endswith('.ci/deploy-check "$TAG" >> "$GITHUB_OUTPUT"')
+    assert check["env"] == {"TAG": "${{ github.ref_name }}"} and "if" not in check
+    later = deploy_steps[deploy_steps.index(check) + 1 :]
+    assert any(".ci/deploy " in str(s.get("run", "")) for s in later)  # the hook comes after
+    for step in later:  # nothing is fetched or deployed unless the tag is still in force
+        assert step["if"] == f"steps.{check['id']}.outputs.deploy == 'true'", step["name"]
     steps = {s["name"]: s for job in jobs.values() for s in job["steps"]}
     assert ".ci/release-event" in steps["Ask gto check-ref what the tag is"]["run"]
     assert (
@@ -282,6 +296,54 @@ def test_release_workflow_hands_over_scripts_that_work(repo: Path) -> None:
         assert packed is not None and packed.read() == (bundle / "model.skops").read_bytes()
     deployed = run(ci / "deploy", str(bundle), cwd=repo).stdout
     assert f"deploy: {NAME}@v1.0.0" in deployed and "loads: Pipeline" in deployed
+
+
+def test_deploy_check_passes_only_the_prod_assignment_in_force(repo: Path) -> None:
+    """The deploy job's re-check, on real GTO tags: promote v1.0.0, then v1.1.0, then roll
+    back; at each point only the newest prod assignment may deploy."""
+    _with_remotes(repo)
+    check = ROOT / ".ci" / "deploy-check"
+
+    def deploys(tag: str) -> bool:
+        proc = run(check, tag, cwd=repo)
+        assert proc.stdout.split() in (["deploy=true"], ["deploy=false"]), proc.stdout
+        return proc.stdout.split() == ["deploy=true"]
+
+    def prod_tag() -> str:
+        """The newest prod assignment: the highest event counter N of NAME#prod#N."""
+        tags = git("tag", "--list", f"{NAME}#prod#*", cwd=repo).stdout.split()
+        return max(tags, key=lambda t: int(t.rsplit("#", 1)[1]))
+
+    gitml("release", cwd=repo)
+    for stage in ("dev", "staging", "prod"):
+        gitml("promote", NAME, "v1.0.0", "--stage", stage, cwd=repo)
+    first = prod_tag()
+    assert deploys(first)
+    _retrain(repo, "0.5")
+    gitml("release", cwd=repo)
+    for stage in ("dev", "staging", "prod"):
+        gitml("promote", NAME, "v1.1.0", "--stage", stage, cwd=repo)
+    second = prod_tag()
+    assert deploys(second) and not deploys(first)
+    proc = gitml("check-assignment", first, cwd=repo, check=False)
+    assert proc.returncode == 1
+    assert f"{first} is superseded: it assigned v1.0.0 to prod, which now holds" in proc.stdout
+    assert f"{NAME}@v1.1.0 (tag {second})" in proc.stdout
+
+    gitml("rollback", NAME, "--stage", "prod", cwd=repo)
+    rolled_back = prod_tag()
+    assert rolled_back not in (first, second)
+    assert deploys(rolled_back) and not deploys(second)
+    # the first tag named v1.0.0 too, but the rollback's tag is the assignment in force
+    assert not deploys(first)
+    out = gitml("check-assignment", rolled_back, cwd=repo).stdout
+    assert f"{rolled_back} is in force: prod holds {NAME}@v1.0.0" in out
+
+    # not an assignment, or no such tag: an error, never a silent skip
+    for bad in (f"{NAME}@v1.0.0", f"{NAME}#prod#99"):
+        proc = run(check, bad, cwd=repo, check=False)
+        assert proc.returncode == 3 and "deploy=" not in proc.stdout, proc.stdout + proc.stderr
+        assert "not a stage assignment tag" in proc.stderr or "no registry tag" in proc.stderr
 
 
 @pytest.mark.parametrize("bad", ["v1", "1.0.0", "v1.0", "v01.0.0"])

@@ -19,7 +19,7 @@ POLICY = PromotionParams.model_validate(
         "minimums": {"roc_auc": 0.8, "log_loss": 0.5},
         "max_regression": {"roc_auc": {"absolute": 0.01}, "log_loss": {"relative": 0.05}},
         "ci_lower_bound": {"roc_auc": -0.02},
-        "no_significant_regression": ["roc_auc", "log_loss"],
+        "no_significant_regression": {"metrics": ["roc_auc", "log_loss"], "min_effect": 0.002},
         "slices": {"metrics": ["roc_auc"], "max_regression": 0.05, "max_gap": 0.15},
         "serving": {"max_model_bytes": 1000, "max_predict_ms_per_1000_rows": 50},
     }
@@ -203,7 +203,10 @@ def test_significantly_worse_metrics_block_and_are_named_in_the_verdict() -> Non
         MetricRow("recall", True, 0.5294, 0.4572, -0.0722, -0.1000, -0.0449),
         _loss(0.4202, 0.4295, 0.0016, 0.0163),
     ]
-    policy = POLICY.model_copy(update={"no_significant_regression": ["roc_auc", "f1", "log_loss"]})
+    gated = POLICY.no_significant_regression.model_copy(
+        update={"metrics": ["roc_auc", "f1", "log_loss"]}
+    )
+    policy = POLICY.model_copy(update={"no_significant_regression": gated})
     verdict = decide(_comparison(rows), policy)
     assert verdict.status == BLOCKED
     assert _failed(verdict) == {
@@ -227,6 +230,10 @@ def test_significantly_worse_metrics_block_and_are_named_in_the_verdict() -> Non
     assert accepted.significant_regressions == ["precision -0.2400 [-0.3200, -0.1500]"]
     missing = decide(_comparison([_auc(0.85, 0.85, 0, 0), _loss(0.4, 0.4)]), policy)
     assert _failed(missing) == {"no_significant_regression.f1"}
+    # significant but trivially small (a release whose scores got 0.001 of noise): no block
+    tiny = decide(_comparison([_auc(0.85, 0.85, 0, 0), _loss(0.4202, 0.4207, 0.0001, 0.0012)]), policy)
+    rule = next(r for r in tiny.rules if r.rule == "no_significant_regression.log_loss")
+    assert rule.passed and "smaller than min_effect 0.002" in rule.detail
 
 
 def test_not_comparable_and_first_model_use_absolute_rules_only() -> None:

@@ -224,6 +224,14 @@ class BootstrapParams(_Strict):
     seed: Annotated[int, Field(ge=0)] = 0
 
 
+class SignificancePolicy(_Strict):
+    """Metrics whose whole interval of Δ must not lie on the worse side of zero, unless the
+    change is smaller than `min_effect` (absolute): significant but too small to matter."""
+
+    metrics: list[MetricName] = []
+    min_effect: Annotated[float, Field(ge=0)] = 0.0
+
+
 class ReleasePolicy(_Strict):
     """How `gitml release`, `promote` and `reproduce` number, order and check versions."""
 
@@ -243,8 +251,7 @@ class PromotionParams(_Strict):
     ci_lower_bound: dict[MetricName, float] = {}
     slices: SlicePolicy = SlicePolicy()
     serving: ServingPolicy = ServingPolicy()
-    # metrics whose whole interval of Δ must not lie on the worse side of zero
-    no_significant_regression: list[MetricName] = []
+    no_significant_regression: SignificancePolicy = SignificancePolicy()
     require_all_classes_predicted: bool = True
     allow_breaking_signature: bool = False
     bootstrap: BootstrapParams = BootstrapParams()

@@ -216,31 +216,39 @@ def _relative_rules(comparison: Comparison, policy: PromotionParams) -> list[Rul
         )
     if policy.slices.max_regression is not None:
         rules += _slice_regressions(comparison, policy)
-    if policy.no_significant_regression:
+    if policy.no_significant_regression.metrics:
         rules += _significance_rules(comparison, policy)
     return rules
 
 
 def _significance_rules(comparison: Comparison, policy: PromotionParams) -> list[RuleResult]:
-    """Each listed metric fails when its whole interval of Δ lies on the worse side of zero."""
+    """Each listed metric fails when its whole interval of Δ lies on the worse side of zero
+    and the change is at least `min_effect`."""
     level = f"{comparison.confidence:.0%}"
+    floor = policy.no_significant_regression.min_effect
     rows = {row.name: row for row in comparison.metrics}
     rules = []
-    for metric in policy.no_significant_regression:
+    for metric in policy.no_significant_regression.metrics:
         rule, row = f"no_significant_regression.{metric}", rows.get(metric)
         if row is None or row.low is None or row.high is None or row.delta is None:
             what = f"no {level} interval of the change in {metric}"
             rules.append(_missing(rule, what, metric))
             continue
         interval = f"{level} interval [{row.low:+.4f}, {row.high:+.4f}]"
-        if row.significantly_worse:
+        blocks = row.significantly_worse and abs(row.delta) >= floor
+        if blocks:
             detail = (
                 f"{metric} is significantly worse: {row.delta:+.4f}, {interval} lies wholly on "
                 "the worse side of zero"
             )
+        elif row.significantly_worse:
+            detail = (
+                f"{metric} {row.delta:+.4f}, {interval}: significantly worse but smaller than "
+                f"min_effect {floor:g}"
+            )
         else:
             detail = f"{metric} {row.delta:+.4f}, {interval}: not significantly worse"
-        rules.append(RuleResult(rule, not row.significantly_worse, detail, metric))
+        rules.append(RuleResult(rule, not blocks, detail, metric))
     return rules
 
 

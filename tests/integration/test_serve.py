@@ -380,32 +380,35 @@ def test_sigterm_finishes_and_flushes_every_accepted_prediction(
     """A server of its own (and its own log): concurrent requests, then SIGTERM."""
     own = _logging_project(built_repo, tmp_path / "project")
     server = ServerProcess(own, "--model", "models/model.skops")
-    server.wait_ready()
-    body = json.dumps({"records": [GOOD] * 20}).encode()
-    statuses: list[int] = []
+    try:
+        server.wait_ready()
+        body = json.dumps({"records": [GOOD] * 20}).encode()
+        statuses: list[int] = []
 
-    def send() -> None:  # 4 x 6 x 20 = 480 rows: past rotate_rows (400)
-        with httpx.Client(base_url=server.url, timeout=30) as http:
-            for _ in range(6):
-                statuses.append(_post(http, body).status_code)
+        def send() -> None:  # 4 x 6 x 20 = 480 rows: past rotate_rows (400)
+            with httpx.Client(base_url=server.url, timeout=30) as http:
+                for _ in range(6):
+                    statuses.append(_post(http, body).status_code)
 
-    senders = [threading.Thread(target=send) for _ in range(4)]
-    for sender in senders:
-        sender.start()
-    for sender in senders:
-        sender.join(60)
-    assert statuses == [200] * 24
-    ids = [f"last-{i}" for i in range(5)]
-    with httpx.Client(base_url=server.url, timeout=30) as client:
-        for request_id in ids:  # under flush_rows: these wait in the buffer until shutdown
-            assert _post(client, {"records": [GOOD]}, **{"x-request-id": request_id}).is_success
-        scored = next(
-            float(line.split()[-1])
-            for line in client.get("/metrics").text.splitlines()
-            if line.startswith("gitml_rows_scored_total")
-        )
-    assert scored == 485
-    assert server.stop(signal.SIGTERM) == 0
+        senders = [threading.Thread(target=send) for _ in range(4)]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join(60)
+        assert statuses == [200] * 24
+        ids = [f"last-{i}" for i in range(5)]
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            for request_id in ids:  # under flush_rows: these wait in the buffer until shutdown
+                assert _post(client, {"records": [GOOD]}, **{"x-request-id": request_id}).is_success
+            scored = next(
+                float(line.split()[-1])
+                for line in client.get("/metrics").text.splitlines()
+                if line.startswith("gitml_rows_scored_total")
+            )
+        assert scored == 485
+        assert server.stop(signal.SIGTERM) == 0
+    finally:
+        server.stop()  # at once if an assertion above failed
     assert "stopped on SIGTERM" in server.stderr
     log_dir = own / "logs/predictions"
     assert not list(log_dir.glob("*.part"))

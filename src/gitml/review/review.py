@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from dataclasses import dataclass
@@ -46,14 +47,21 @@ def build_review(
     from its commit when it has no changes, so the report names the head by its commit.
     """
     root = project.root
-    if head is None:
-        check_params(project)  # a stale params.yaml would misreport what the PR configures
-        if not dirty_paths(root):
-            head = "HEAD"
+    workspace = head is None
+    if workspace and not dirty_paths(root):
+        head = "HEAD"
     base_rev = load_revision(root, base) if base is not None else empty_revision()
     head_rev = load_revision(root, head)
     policy, policy_source = _policy(base_rev, head_rev, policy_from)
+    # the measurement runs beside the rest of the review: start it first
     timing = _start_timing(project, head_rev, policy)
+    if workspace:
+        try:  # a stale params.yaml would misreport what the PR configures
+            check_params(project)
+        except BaseException:
+            if timing is not None:
+                timing.cancel()
+            raise
     base_predictions = None
     if recompute:
         if head is not None and head_rev.sha != _worktree_commit(root):
@@ -74,8 +82,9 @@ def build_review(
         conf_changed=(
             changed_paths(root, base_rev.sha, head_rev.sha, CONF_DIR) if base_rev.sha else []
         ),
-        head_timing=timing.result() if timing is not None else None,
     )
+    if timing is not None:  # collected only now: the comparison above ran beside it
+        comparison = dataclasses.replace(comparison, head_timing=timing.result())
     verdict = decide(comparison, policy)
     name = (head_rev.params or {}).get("project", {}).get("model_name", "model")
     links = None

@@ -93,6 +93,11 @@ class PendingTiming:
             text=True,
         )
 
+    def cancel(self) -> None:
+        """Stop the measurement (the review failed before it needed it)."""
+        self._proc.kill()
+        self._proc.communicate()
+
     def result(self, timeout: float = 600) -> Timing:
         try:
             out, err = self._proc.communicate(timeout=timeout)

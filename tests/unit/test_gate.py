@@ -231,7 +231,9 @@ def test_significantly_worse_metrics_block_and_are_named_in_the_verdict() -> Non
     missing = decide(_comparison([_auc(0.85, 0.85, 0, 0), _loss(0.4, 0.4)]), policy)
     assert _failed(missing) == {"no_significant_regression.f1"}
     # significant but trivially small (a release whose scores got 0.001 of noise): no block
-    tiny = decide(_comparison([_auc(0.85, 0.85, 0, 0), _loss(0.4202, 0.4207, 0.0001, 0.0012)]), policy)
+    tiny = decide(
+        _comparison([_auc(0.85, 0.85, 0, 0), _loss(0.4202, 0.4207, 0.0001, 0.0012)]), policy
+    )
     rule = next(r for r in tiny.rules if r.rule == "no_significant_regression.log_loss")
     assert rule.passed and "smaller than min_effect 0.002" in rule.detail
 

@@ -146,7 +146,7 @@ def test_timing_rule_has_a_stated_tolerance_and_fails_when_unmeasured() -> None:
     within = decide(_comparison(ok, timing=Timing(60.0, 9)), POLICY)
     assert within.status == PROMOTE
     rule = next(r for r in within.rules if r.rule == "serving.max_predict_ms_per_1000_rows")
-    assert "median of 9" in rule.detail and "25% tolerance" in rule.detail
+    assert "median of 9" in rule.detail and "25 % tolerance" in rule.detail
     slow = decide(_comparison(ok, timing=Timing(63.0, 9)), POLICY)
     assert _failed(slow) == {"serving.max_predict_ms_per_1000_rows"}
     broken = decide(_comparison(ok, timing=Timing(None, 9, "model file not found")), POLICY)

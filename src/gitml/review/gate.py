@@ -169,7 +169,7 @@ def _serving_rules(comparison: Comparison, policy: PromotionParams) -> list[Rule
             value, allowed = timing.ms_per_1000_rows, limit * (1 + serving.timing_tolerance)
             detail = (
                 f"prediction time {value:,.1f} ms CPU per 1,000 rows (median of {timing.repeats} "
-                f"after warm-up; at most {limit:,g} ms + {serving.timing_tolerance:.0%} "
+                f"after warm-up; at most {limit:,g} ms + {serving.timing_tolerance * 100:g} % "
                 "tolerance)"
             )
             rules.append(RuleResult(rule, value <= allowed, detail))
@@ -224,7 +224,7 @@ def _relative_rules(comparison: Comparison, policy: PromotionParams) -> list[Rul
 def _significance_rules(comparison: Comparison, policy: PromotionParams) -> list[RuleResult]:
     """Each listed metric fails when its whole interval of Δ lies on the worse side of zero
     and the change is at least `min_effect`."""
-    level = f"{comparison.confidence:.0%}"
+    level = f"{comparison.confidence * 100:g} %"
     floor = policy.no_significant_regression.min_effect
     rows = {row.name: row for row in comparison.metrics}
     rules = []

@@ -53,7 +53,7 @@ def _verdict(c: Comparison, verdict: Verdict, model_name: str, policy_source: st
         f"`{model_name}` · base {_name(c.base)} → head {_name(c.head)}",
     ]
     if verdict.significant_regressions:
-        level = f"{c.confidence:.0%}"
+        level = _percent(c.confidence)
         lines += [
             "",
             f"**Significantly worse** (the whole {level} interval of Δ is on the worse side of "

@@ -114,26 +114,49 @@ def test_a_degenerate_first_model_is_not_released(repo: Path) -> None:
 
 
 def test_the_timing_verdict_holds_on_a_busy_machine(repo: Path) -> None:
+    """The limit sits just above the idle measurement (idle x 1.6, so the limit plus the 25 %
+    tolerance is twice it). A CPU-bound process per core at a higher priority stretches a
+    wall-clock timing about fourfold and flips the verdict; CPU time does not move."""
     _pr(repo, "same model, new branch", (LR, "tol: 0.0001", "tol: 0.0002"))
 
-    def timing() -> tuple[int, str]:
+    def timing() -> tuple[int, str, float]:
         gate = _gate(repo)
         line = next(
             ln for ln in gate.stdout.splitlines() if "serving.max_predict_ms_per_1000_rows" in ln
         )
-        return gate.returncode, line
+        return gate.returncode, line, float(line.split("prediction time ")[1].split()[0])
 
-    code, idle = timing()
-    assert code == 0 and idle.startswith("  pass"), idle
-    burn = "import time\nend = time.time() + 120\nwhile time.time() < end: pass\n"
-    burners = [subprocess.Popen([sys.executable, "-c", burn]) for _ in range(os.cpu_count() or 2)]
+    code, line, idle = timing()
+    assert code == 0 and line.startswith("  pass"), line
+    # the base's policy is the law: tighten it on main, where the PR is judged from
+    git("checkout", "-q", "main", cwd=repo)
+    _edit(
+        repo / "conf/promotion/default.yaml",
+        "max_predict_ms_per_1000_rows: 250",
+        f"max_predict_ms_per_1000_rows: {idle * 1.6:.3f}",
+    )
+    gitml("params", cwd=repo)
+    git("commit", "-qam", "a tight prediction-time budget", cwd=repo)
+    git("checkout", "-q", "pr", cwd=repo)
+    code, line, again = timing()
+    assert code == 0 and line.startswith("  pass"), (idle, line)
+    # burners at a higher priority than the gate (as root; else as high as allowed): they
+    # take most of each core, as a busy CI runner's neighbours do
+    burn = (
+        "import os, time\n"
+        "try:\n    os.nice(-5)\nexcept OSError:\n    pass\n"
+        "end = time.time() + 120\nwhile time.time() < end: pass\n"
+    )
+    cores = os.cpu_count() or 2
+    burners = [subprocess.Popen([sys.executable, "-c", burn]) for _ in range(cores)]
     try:
-        loaded = [timing()]
+        code, line, loaded = timing()
     finally:
         for proc in burners:
             proc.kill()
             proc.wait()
-    assert all(code == 0 and line.startswith("  pass") for code, line in loaded), loaded
+    assert code == 0 and line.startswith("  pass"), (idle, again, line)
+    assert loaded <= 2 * idle
 
 
 def test_predictions_that_do_not_pair_are_not_comparable(repo: Path) -> None:

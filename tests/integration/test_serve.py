@@ -162,6 +162,36 @@ def test_bad_input_is_refused_naming_the_record_and_field(
     assert problems[0]["reason"]
 
 
+def test_lone_surrogates_get_a_4xx_and_metrics_stay_readable(client: httpx.Client) -> None:
+    good = json.dumps(GOOD)
+    for body in (
+        '{"records": [' + good[:-1] + ', "contract": "\\ud800"}]}',  # in a value
+        '{"records": [' + good[:-1] + ', "\\ud800": 1}]}',  # in a field name
+        '{"\\udfff": 1, "records": []}',  # in a top-level key
+    ):
+        resp = _post(client, body.encode())
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["problems"][0]["rule"] == "unicode"
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200 and "gitml_http_requests" in metrics.text
+
+
+def test_client_field_names_never_grow_the_metrics(client: httpx.Client) -> None:
+    def size() -> int:
+        return len(client.get("/metrics").text)
+
+    _post(client, {"records": [GOOD | {"first-unknown": 1}]})
+    before = size()
+    for i in range(300):
+        resp = _post(client, {"records": [GOOD | {f"field-{i}-{'x' * 40}": i}]})
+        assert resp.status_code == 422
+        resp = _post(client, {"records": [GOOD], f"top-{i}": 1})
+        assert resp.status_code == 422
+    after = size()
+    assert after - before < 2000, (before, after)  # counters grow in value, not in series
+    assert "field-299" not in client.get("/metrics").text
+
+
 def test_oversized_bodies_are_refused_before_being_read(client: httpx.Client) -> None:
     big = b'{"records": [' + b" " * 70_000 + b"]}"
     assert client.post("/v1/predict", content=big).status_code == 413  # Content-Length

@@ -154,6 +154,13 @@ def create_app(
     model_body = orjson.dumps(model_info, option=orjson.OPT_SERIALIZE_NUMPY)
     identity = {"name": served.name, "version": served.version}
 
+    declared = {*schema.names, "body", "records"}
+
+    def field_label(field: Any) -> str:
+        """A metric label for a problem's field: only names the server declares, so no client
+        can grow `/metrics` by sending new field names."""
+        return field if field in declared else "(undeclared)"
+
     @app.post(
         "/v1/predict",
         summary="Score records",
@@ -200,11 +207,13 @@ def create_app(
                 extra_fields=settings.extra_fields,
             )
         except _Refusal as refusal:
-            metrics.rejected_records.labels(refusal.problem["field"], refusal.problem["rule"]).inc()
-            return _error(refusal.status, str(refusal), [refusal.problem], request_id)
+            problem = refusal.problem
+            metrics.rejected_records.labels(field_label(problem["field"]), problem["rule"]).inc()
+            return _error(refusal.status, str(refusal), [problem], request_id)
         except InputError as err:
             for problem in err.problems:
-                metrics.rejected_records.labels(problem["field"], problem["rule"]).inc()
+                label = field_label(problem["field"])
+                metrics.rejected_records.labels(label, problem["rule"]).inc()
             return _error(422, err.message, err.problems, request_id)
         for name, count in columns.unknown.items():
             metrics.unknown_categories.labels(name).inc(count)
@@ -349,10 +358,17 @@ def _records(body: bytes, max_records: int) -> Any:
 def _lenient_json(body: bytes, err: Exception) -> Any:
     """Parse JSON that only orjson refuses (NaN, Infinity): their fields are named later."""
     try:
-        return json.loads(body, parse_constant=float)
+        payload = json.loads(body, parse_constant=float)
     except (ValueError, RecursionError):
         detail = str(err).split(":", 1)[0]
         raise _Refusal(400, "body", "json", f"malformed JSON ({detail})") from None
+    try:  # the one other thing orjson refuses and json accepts: a lone surrogate escape
+        orjson.dumps(payload)
+    except orjson.JSONEncodeError:
+        raise _Refusal(
+            400, "body", "unicode", "invalid Unicode: a lone surrogate escape (e.g. \\ud800)"
+        ) from None
+    return payload
 
 
 def _error(status: int, message: str, problems: list[dict[str, Any]], request_id: str) -> Response:

@@ -59,7 +59,7 @@ def _report(
         slices=fields.pop("slices", {}),
         params_changed=[],
         data_changed=fields.pop("data_changed", []),
-        signature=SignatureDiff(),
+        signature=fields.pop("signature", SignatureDiff()),
         model_changed=True,
         **fields,
     )
@@ -201,3 +201,10 @@ def test_stages_list_in_promotion_order_then_unknown_ones_by_name() -> None:
     assert in_promotion_order(["prod", "dev", "staging"], order) == order
     assert in_promotion_order(["qa", "prod", "canary"], order) == ["prod", "canary", "qa"]
     assert in_promotion_order(["prod", "dev"], []) == ["dev", "prod"]  # unrestricted: by name
+
+
+def test_a_new_nullable_input_is_shown_as_optional_not_breaking() -> None:
+    report = _report(signature=SignatureDiff(optional_added=["discount"]))
+    assert "- new optional input: `discount` (nullable)" in report
+    assert "Features: +`discount` (optional)" in report
+    assert "BREAKING" not in report

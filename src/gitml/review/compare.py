@@ -11,6 +11,7 @@ import pandas as pd
 
 from gitml.data.profile import compare_profiles
 from gitml.evaluate.metrics import HIGHER_IS_BETTER
+from gitml.project import OUTPUTS
 from gitml.review.bootstrap import paired_bootstrap
 from gitml.review.contract import SignatureDiff, diff_signatures
 from gitml.review.revision import Revision
@@ -41,13 +42,6 @@ class MetricRow:
             return False
         return self.low > 0 if self.higher_is_better else self.high < 0
 
-    @property
-    def gain(self) -> float | None:
-        """The change signed so that positive is better."""
-        if self.delta is None:
-            return None
-        return self.delta if self.higher_is_better else -self.delta
-
 
 @dataclass(frozen=True)
 class Comparison:
@@ -75,11 +69,15 @@ class Comparison:
 
     @property
     def head_model_bytes(self) -> int | None:
-        """The head model's size as train recorded it (older revisions: in metrics.json)."""
-        recorded = (self.head.metadata or {}).get("model_file", {}).get("bytes")
-        if recorded is None:
-            recorded = (self.head.metrics or {}).get("serving", {}).get("model_bytes")
-        return recorded if isinstance(recorded, int) else None
+        return recorded_model_bytes(self.head)
+
+
+def recorded_model_bytes(rev: Revision) -> int | None:
+    """A revision's model size as train recorded it (older revisions: in metrics.json)."""
+    recorded = (rev.metadata or {}).get("model_file", {}).get("bytes")
+    if recorded is None:
+        recorded = (rev.metrics or {}).get("serving", {}).get("model_bytes")
+    return recorded if isinstance(recorded, int) else None
 
 
 def compare(
@@ -284,7 +282,7 @@ def _params_changed(base: dict[str, Any], head: dict[str, Any]) -> list[tuple[st
     ]
 
 
-def _lock_hashes(lock: dict[str, Any]) -> dict[str, str]:
+def lock_hashes(lock: dict[str, Any]) -> dict[str, str]:
     """path -> md5 of every dependency and output that DVC tracks by hash."""
     hashes: dict[str, str] = {}
     for stage in (lock.get("stages") or {}).values():
@@ -298,7 +296,7 @@ def _lock_changes(
     base: dict[str, Any], head: dict[str, Any]
 ) -> list[tuple[str, str | None, str | None]]:
     """Data files (not code, not committed reports) whose hash differs between the locks."""
-    old, new = _lock_hashes(base), _lock_hashes(head)
+    old, new = lock_hashes(base), lock_hashes(head)
     paths = sorted(p for p in set(old) | set(new) if p.startswith("data/"))
     return [(p, old.get(p), new.get(p)) for p in paths if old.get(p) != new.get(p)]
 
@@ -311,9 +309,8 @@ def _data_shift(base: Revision, head: Revision) -> list[dict[str, Any]]:
 
 
 def _model_changed(base: Revision, head: Revision) -> bool:
-    model_path = "models/model.skops"
-    base_md5 = _lock_hashes(base.lock or {}).get(model_path)
-    head_md5 = _lock_hashes(head.lock or {}).get(model_path)
+    base_md5 = lock_hashes(base.lock or {}).get(OUTPUTS["model"])
+    head_md5 = lock_hashes(head.lock or {}).get(OUTPUTS["model"])
     return (
         base_md5 != head_md5
         or (base.metrics or {}).get("metrics") != (head.metrics or {}).get("metrics")

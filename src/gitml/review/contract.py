@@ -34,10 +34,6 @@ class SignatureDiff:
         reasons += [f"input {c}" for c in self.incompatible]
         return reasons + self.outputs
 
-    @property
-    def outputs_changed(self) -> bool:
-        return bool(self.outputs)
-
 
 def diff_signatures(base: dict[str, Any] | None, head: dict[str, Any] | None) -> SignatureDiff:
     """Compare two signatures; no diff when either side has none (e.g. a first model)."""

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from gitml.labels import MISSING_LABEL, label_category
-from gitml.review.compare import Comparison, MetricRow
+from gitml.review.compare import Comparison, MetricRow, recorded_model_bytes
 from gitml.review.gate import BLOCKED, NOT_COMPARABLE, PROMOTE, Verdict
 from gitml.review.revision import Revision
 
@@ -205,9 +205,10 @@ def _data(c: Comparison) -> str:
                     f"| `{row['column']}` | {row['statistic']} | {_num(row['distance'])} | {mark} |"
                 )
     sig = c.signature
-    if sig.added or sig.removed or sig.changed:
+    if sig.added or sig.optional_added or sig.removed or sig.changed:
         lines += ["", "Schema changes:"]
         lines += [f"- column added: `{n}`" for n in sig.added]
+        lines += [f"- new optional input: `{n}` (nullable)" for n in sig.optional_added]
         lines += [f"- column removed: `{n}`" for n in sig.removed]
         lines += [f"- {change}" for change in sig.changed]
     return "\n".join(lines)
@@ -215,9 +216,7 @@ def _data(c: Comparison) -> str:
 
 def _model(c: Comparison) -> str:
     base_m, head_m = c.base.metadata or {}, c.head.metadata or {}
-    base_size = base_m.get("model_file", {}).get("bytes")
-    if base_size is None:  # revisions from before sizes moved to metadata.json
-        base_size = (c.base.metrics or {}).get("serving", {}).get("model_bytes")
+    base_size = recorded_model_bytes(c.base)
     timing = c.head_timing
     lines = [
         "### Model",
@@ -231,11 +230,14 @@ def _model(c: Comparison) -> str:
             "Hyperparameters changed: "
             + ", ".join(f"`{k}` {_val(hyper_b.get(k))} → {_val(hyper_h.get(k))}" for k in changed)
         )
-    if c.signature.added or c.signature.removed:
+    sig = c.signature
+    if sig.added or sig.optional_added or sig.removed:
         lines.append(
             "Features: "
             + ", ".join(
-                [f"+`{n}`" for n in c.signature.added] + [f"−`{n}`" for n in c.signature.removed]
+                [f"+`{n}`" for n in sig.added]
+                + [f"+`{n}` (optional)" for n in sig.optional_added]
+                + [f"−`{n}`" for n in sig.removed]
             )
         )
     if c.signature.breaking:

@@ -13,7 +13,12 @@ from gitml.config.compose import check_params
 from gitml.config.schema import PromotionParams
 from gitml.errors import ConfigError
 from gitml.project import CONF_DIR, OUTPUTS, Project
-from gitml.review.compare import Comparison, compare, recompute_base_predictions
+from gitml.review.compare import (
+    Comparison,
+    compare,
+    lock_hashes,
+    recompute_base_predictions,
+)
 from gitml.review.gate import Verdict, decide
 from gitml.review.markdown import render_report
 from gitml.review.revision import Revision, empty_revision, load_revision
@@ -64,7 +69,7 @@ def build_review(
             raise
     base_predictions = None
     if recompute:
-        if head is not None and head_rev.sha != _worktree_commit(root):
+        if not workspace and head_rev.sha != _worktree_commit(root):
             raise ConfigError(
                 "--recompute scores the base model on the working tree's test set; "
                 "run it without --head, in a checkout of the head revision after dvc repro"
@@ -157,20 +162,11 @@ def _start_timing(
     local = project.root / OUTPUTS["model"]
     # the working tree's model when it is the head's (same hash); else DVC's copy at head
     use_local = head.sha is None or (local.is_file() and sha256_file(local) == recorded)
-    md5 = next(
-        (
-            out.get("md5")
-            for stage in ((head.lock or {}).get("stages") or {}).values()
-            for out in stage.get("outs") or []
-            if out.get("path") == OUTPUTS["model"]
-        ),
-        None,
-    )
     return start_timing(
         root=project.root,
         model=local if use_local else None,
         rev=head.sha,
-        md5=md5,
+        md5=lock_hashes(head.lock or {}).get(OUTPUTS["model"]),
         sha256=recorded,
         signature=head.signature,
         repeats=policy.serving.timing_repeats,

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from gitml.data.io import ROW_COLUMN, atomic_path, detect_format
+from gitml.data.io import ROW_COLUMN, atomic_path, check_delimiter, csv_delimiter, detect_format
 from gitml.errors import DataError, InputError
 from gitml.serve.bundle import ServedModel
 from gitml.serve.inputs import Policy, Violation
@@ -161,7 +161,7 @@ def _open_input(
             for b in file.iter_batches(batch_size=chunk_size, columns=wanted)
         )
         return names, _guard(path, batches), file.metadata.num_rows
-    names = _csv_header(path)
+    names = _csv_header(path, served.features)
     wanted = _wanted(path, names, served, keep)
     return names, _guard(path, _rechunk(_csv_batches(path, wanted), chunk_size)), None
 
@@ -185,12 +185,13 @@ def _wanted(path: Path, names: list[str], served: ServedModel, keep: Sequence[st
 def _csv_options(path: Path) -> dict[str, Any]:
     import pyarrow.csv as pacsv
 
-    delimiter = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
-    return {"parse_options": pacsv.ParseOptions(delimiter=delimiter)}
+    return {"parse_options": pacsv.ParseOptions(delimiter=csv_delimiter(path))}
 
 
-def _csv_header(path: Path) -> list[str]:
+def _csv_header(path: Path, expected: Sequence[str]) -> list[str]:
     import pyarrow.csv as pacsv
+
+    check_delimiter(path, csv_delimiter(path), expected)
 
     try:
         with pa.input_stream(str(path), compression="detect") as stream:

@@ -10,6 +10,7 @@ the record, the field and the reason, never with a 5xx.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -31,12 +32,13 @@ from gitml.config.schema import ServeParams
 from gitml.errors import InputError
 from gitml.serve.batcher import Job, MicroBatcher
 from gitml.serve.bundle import ServedModel
-from gitml.serve.fastpath import PARITY_TOLERANCE, compile_fast_path, verify_fast_path
+from gitml.serve.fastpath import FastPathCheck, prepare_fast_path
 from gitml.serve.inputs import Columns
 from gitml.serve.predlog import LogEntry, PredictionLog
 from gitml.serve.telemetry import CONTENT_TYPE, ServeMetrics
 
 MAX_PROBLEMS_SHOWN = 100
+_LOG = logging.getLogger("gitml.serve")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _PATHS = {"/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"}
 
@@ -77,12 +79,16 @@ def create_app(
     def pipeline_score(columns: Columns) -> np.ndarray:
         return served.score(schema.to_frame(columns))
 
-    fast = None
     if settings.fast_path_max_rows > 0:
-        fast = compile_fast_path(served.pipeline, schema, served.positive_class)
-        if fast is not None and verify_fast_path(fast, pipeline_score, schema) > PARITY_TOLERANCE:
-            fast = None  # not the pipeline's arithmetic after all: never used
+        check = prepare_fast_path(served.pipeline, schema, served.positive_class, pipeline_score)
+    else:
+        check = FastPathCheck(None, "off: serve.fast_path_max_rows is 0")
+    fast = check.score
     fast_limit = settings.fast_path_max_rows if fast is not None else 0
+    _LOG.info(
+        "fast path %s",
+        check.reason if fast is None else f"{check.reason}; used up to {fast_limit} rows",
+    )
 
     def score(columns: Columns) -> np.ndarray:
         if fast is not None and columns.n <= fast_limit:
@@ -150,7 +156,11 @@ def create_app(
     state = _State(served, settings, threshold, metrics, batcher, log)
     app.state.gitml = state
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
-    model_info = served.describe() | {"threshold": threshold, "fast_path_max_rows": fast_limit}
+    model_info = served.describe() | {
+        "threshold": threshold,
+        "fast_path_max_rows": fast_limit,
+        "fast_path": check.reason,
+    }
     model_body = orjson.dumps(model_info, option=orjson.OPT_SERIALIZE_NUMPY)
     identity = {"name": served.name, "version": served.version}
 
@@ -219,7 +229,14 @@ def create_app(
             metrics.unknown_categories.labels(name).inc(count)
         if columns.extra_fields:
             metrics.extra_fields.inc(columns.extra_fields)
-        scores = await batcher.submit(columns, request_id)
+        try:
+            scores = await batcher.submit(columns, request_id)
+        except InputError as err:  # a value that preprocessing cannot turn into a feature
+            for problem in err.problems:
+                metrics.rejected_records.labels(
+                    field_label(problem["field"]), problem["rule"]
+                ).inc()
+            return _error(422, err.message, err.problems, request_id)
         labels = served.labels(scores, threshold)
         payload = {
             "model": identity,
@@ -448,6 +465,7 @@ def run_server(
     """
     import uvicorn
 
+    _log_to_stderr()
     common: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -480,6 +498,16 @@ def run_server(
     )
 
 
+def _log_to_stderr() -> None:
+    """Show the server's own start-up lines (`gitml.serve`) beside uvicorn's."""
+    logger = logging.getLogger("gitml.serve")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 class NoDelayH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with TCP_NODELAY on every connection.
 
@@ -499,6 +527,7 @@ def app_from_environment() -> FastAPI:
     """The app of one worker process of `run_server(workers > 1)` (uvicorn's factory)."""
     from gitml.serve.bundle import load_served_model
 
+    _log_to_stderr()
     spec = json.loads(os.environ[_SPEC_ENV])
     served = load_served_model(
         spec["model"],

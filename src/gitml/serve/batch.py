@@ -94,12 +94,18 @@ def score_file(
                 rejects.append(_reject_table(table, violations, offset))
             for name, count in columns.unknown.items():
                 summary.unknown_categories[name] = summary.unknown_categories.get(name, 0) + count
+            scores = _score_good(served, columns, good)
+            if isinstance(scores, InputError):  # preprocessing refused some rows
+                refused = _refused_by_model(scores, good)
+                if on_error == "fail":
+                    raise _first_problem(source, table, refused, offset)
+                for v in refused:
+                    good[v.rows] = False
+                rejects.append(_reject_table(table, refused, offset))
+                scores = _score_good(served, columns, good)
+                if isinstance(scores, InputError):
+                    raise scores
             kept = int(good.sum())
-            scores = (
-                served.score(schema.to_frame(columns, keep=None if kept == len(good) else good))
-                if kept
-                else np.empty(0)
-            )
             rows = np.flatnonzero(good) + offset + 1
             out = {"row": pa.array(rows.astype(np.int64))}
             for name in carried:
@@ -248,6 +254,31 @@ def _guard(path: Path, chunks: Iterator[pa.Table]) -> Iterator[pa.Table]:
         raise DataError(f"{path}: cannot be read: {_first_line(err)}") from err
 
 
+def _score_good(served: ServedModel, columns: Any, good: np.ndarray) -> np.ndarray | InputError:
+    """Scores of the `good` rows, or the InputError of the rows preprocessing refuses."""
+    kept = int(good.sum())
+    if not kept:
+        return np.empty(0)
+    frame = served.schema.to_frame(columns, keep=None if kept == len(good) else good)
+    try:
+        return served.score(frame)
+    except InputError as err:
+        return err
+
+
+def _refused_by_model(err: InputError, good: np.ndarray) -> list[Violation]:
+    """The rows (chunk positions) and fields of a scoring InputError, as violations."""
+    positions = np.flatnonzero(good)  # the error counts records among the good rows
+    by_rule: dict[tuple[str, str, str], list[int]] = {}
+    for problem in err.problems:
+        key = (str(problem["field"]), str(problem["rule"]), str(problem["reason"]))
+        by_rule.setdefault(key, []).append(int(positions[int(problem["record"])]))
+    return [
+        Violation(field, rule, reason, np.asarray(sorted(set(rows)), dtype=np.int64))
+        for (field, rule, reason), rows in by_rule.items()
+    ]
+
+
 def _writer(path: Path, schema: pa.Schema, fmt: str) -> Any:
     if fmt == "parquet":
         import pyarrow.parquet as pq
@@ -306,7 +337,7 @@ def _write_rejects(path: Path, tables: list[pa.Table]) -> None:
     import pyarrow.csv as pacsv
 
     with atomic_path(path) as tmp:
-        pacsv.write_csv(pa.concat_tables(tables), tmp)
+        pacsv.write_csv(pa.concat_tables(tables).sort_by([("row", "ascending")]), tmp)
 
 
 def _first_line(err: Exception) -> str:

@@ -11,7 +11,8 @@ about what is valid, what is missing and what a value becomes:
   range rules are checked afterwards, on the parsed value;
 - category columns take text, stripped; integers (`1`, `1.0`) become their decimal text and
   booleans `True`/`False`. An exact match with a declared category wins, else a
-  case-insensitive match when only one category matches; the declared spelling is the value.
+  case-insensitive match when only one category matches, else for text like `"1.0"` the
+  integer `1`'s text; the declared spelling is the value.
 
 Table columns (Arrow) are coerced vectorised; category columns per distinct value, through
 the same function (`category_cell`) that judges one JSON value.
@@ -40,6 +41,7 @@ NUMBER_PATTERN = (
     r"^[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|(?i:nan|inf|infinity))$"
 )
 _NUMBER = re.compile(NUMBER_PATTERN)
+_WHOLE_WITH_ZEROS = re.compile(r"^[+-]?[0-9]+\.0+$")
 
 
 class _NotANumber:
@@ -133,7 +135,12 @@ class CategoryIndex:
         found = self.exact.get(text)
         if found is not None:
             return found
-        return self.folded.get(text.casefold(), -1)
+        found = self.folded.get(text.casefold())
+        if found is not None:
+            return found
+        if _WHOLE_WITH_ZEROS.match(text):  # "1.0", as CSV writers spell integer codes
+            return self.code(str(int(text.split(".")[0])))
+        return -1
 
 
 def category_text(value: Any) -> str | _NotANumber | None:

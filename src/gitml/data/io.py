@@ -277,7 +277,11 @@ def detect_format(path: Path, declared: str = "auto") -> str:
 
 
 def read_source(
-    path: str | os.PathLike[str], *, fmt: str = "auto", expected: Sequence[str] = ()
+    path: str | os.PathLike[str],
+    *,
+    fmt: str = "auto",
+    expected: Sequence[str] = (),
+    text_columns: Sequence[str] = (),
 ) -> pa.Table:
     """Read a source data file (CSV, optionally gzip/bz2/xz/zstd-compressed, or Parquet).
 
@@ -286,7 +290,8 @@ def read_source(
     instead of being padded with missing values as a lenient reader would. Only empty cells
     are missing values (`NA` or `null` are text, as they are to `gitml predict` and the API).
     A CSV whose header splits into the `expected` columns on another delimiter is refused
-    with one error that names the delimiter.
+    with one error that names the delimiter. CSV columns in `text_columns` (categories) are
+    read as text, as `gitml predict` reads them: "01" stays "01", not the number 1.
     """
     import pyarrow.parquet as pq
 
@@ -310,7 +315,7 @@ def read_source(
         )
     else:
         check_delimiter(path, csv_delimiter(path), expected)
-        table = _read_csv(path)
+        table = _read_csv(path, text_columns)
     if table.num_columns == 0:
         raise DataError(f"{path}: no columns found (is the header line missing?)")
     if ROW_COLUMN in table.column_names:
@@ -368,7 +373,7 @@ def check_delimiter(path: Path, delimiter: str, expected: Sequence[str]) -> None
             )
 
 
-def _read_csv(path: Path) -> pa.Table:
+def _read_csv(path: Path, text_columns: Sequence[str] = ()) -> pa.Table:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -378,7 +383,11 @@ def _read_csv(path: Path) -> pa.Table:
                 stream,
                 parse_options=pacsv.ParseOptions(delimiter=csv_delimiter(path)),
                 # only empty cells are missing (text cells: ""), as `gitml.data.coercion` says
-                convert_options=pacsv.ConvertOptions(strings_can_be_null=False, null_values=[""]),
+                convert_options=pacsv.ConvertOptions(
+                    strings_can_be_null=False,
+                    null_values=[""],
+                    column_types={c: pa.string() for c in text_columns},
+                ),
             )
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as err:
         detail = str(err).strip().splitlines()[0]

@@ -386,6 +386,9 @@ def _read_csv(path: Path, text_columns: Sequence[str] = ()) -> pa.Table:
                 convert_options=pacsv.ConvertOptions(
                     strings_can_be_null=False,
                     null_values=[""],
+                    # no booleans from "0"/"1" or "True": a bool is not a number to gitml
+                    true_values=[],
+                    false_values=[],
                     column_types={c: pa.string() for c in text_columns},
                 ),
             )

@@ -115,9 +115,8 @@ def prepare_fast_path(
             f"off: differs from the pipeline by {difference:.3g} on probe rows "
             f"(tolerance {PARITY_TOLERANCE:g})",
         )
-    return FastPathCheck(
-        fast, f"on: matches the pipeline to {difference:.1e} on {PROBE_ROWS} probe rows"
-    )
+    rows = probe_columns(schema).n
+    return FastPathCheck(fast, f"on: matches the pipeline to {difference:.1e} on {rows} probe rows")
 
 
 def verify_fast_path(
@@ -193,16 +192,28 @@ def probe_columns(schema: InputSchema, rows: int = PROBE_ROWS) -> Columns:
             low = rule.min if rule.min is not None else -1000.0
             high = rule.max if rule.max is not None else 1000.0
             pool = [low, high, (low + high) / 2, low + (high - low) / 7, low + (high - low) / 3]
-            pool += [
-                v for v, free in ((-1e308, rule.min is None), (1e308, rule.max is None)) if free
-            ]
             if rule.type == "int":
                 pool = [float(np.floor(v)) for v in pool]
         if rule.nullable:
             pool.append(np.nan)
         spread = (index * 7 + len(values)) % len(pool)  # columns out of step with each other
         values[rule.name] = np.asarray(pool, dtype=np.float64)[spread]
-    return Columns(n=rows, values=values, codes=codes)
+    # then one row per unbounded side of each numeric input, at +-1e308, the rest as row 0
+    extremes = [
+        (rule.name, v)
+        for rule in schema.fields
+        if rule.numeric and rule.allowed is None
+        for v, free in ((-1e308, rule.min is None), (1e308, rule.max is None))
+        if free
+    ]
+    if not extremes:
+        return Columns(n=rows, values=values, codes=codes)
+    first = np.zeros(len(extremes), dtype=np.intp)
+    values = {k: np.concatenate([v, v[first]]) for k, v in values.items()}
+    codes = {k: np.concatenate([c, c[first]]) for k, c in codes.items()}
+    for k, (name, value) in enumerate(extremes):
+        values[name][rows + k] = value
+    return Columns(n=rows + len(extremes), values=values, codes=codes)
 
 
 def _output_config(step: Any) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
@@ -106,9 +108,7 @@ def _fit_unbounded(built_repo: Path, overrides: list[str]):
 
 @pytest.mark.filterwarnings("ignore:`sklearn.utils.parallel.delayed` should be used")
 @pytest.mark.parametrize("overrides", FAMILIES, ids=lambda o: " ".join(o))
-def test_fast_path_is_the_pipeline_at_the_edges(
-    built_repo: Path, overrides: list[str]
-) -> None:
+def test_fast_path_is_the_pipeline_at_the_edges(built_repo: Path, overrides: list[str]) -> None:
     """Every model family, with unbounded numbers: unseen categories (policy accept), nulls,
     +-1e308, ints as floats. The fast path scores as the pipeline does, refuses the rows it
     refuses (InputError naming the field)."""
@@ -206,7 +206,7 @@ def test_a_single_nan_difference_turns_the_fast_path_off(built_repo: Path) -> No
 
 @pytest.mark.filterwarnings("ignore:`sklearn.utils.parallel.delayed` should be used")
 def test_features_the_model_cannot_score_get_a_422_on_both_paths(
-    built_repo: Path, caplog: pytest.LogCaptureFixture
+    built_repo: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """1e308 survives imputation but not the forest's float32: before, a 500 from
     scikit-learn's ValueError; now a 422 naming the field, fast path on or off."""
@@ -274,3 +274,19 @@ def test_features_the_model_cannot_score_get_a_422_on_both_paths(
         ]
         assert "float32" in problems[0]["reason"]
         assert ok.status_code == 200
+
+    # gitml predict: the row goes to the rejects file like any other broken rule
+    from gitml.errors import InputError
+    from gitml.serve.batch import score_file
+
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.Table.from_pylist([good, good | {"monthly_charges": 1e308}, good]), source)
+    summary = score_file(served, source, tmp_path / "out.csv", threshold=0.5, on_error="skip")
+    assert (summary.scored, summary.rejected) == (2, 1)
+    rejected = pacsv.read_csv(summary.rejected_path).to_pylist()
+    assert [(r["row"], r["column"], r["rule"]) for r in rejected] == [
+        (2, "monthly_charges", "finite_after_preprocessing")
+    ]
+    with pytest.raises(InputError, match=r"row 2: column 'monthly_charges': \[finite_after_pre"):
+        score_file(served, source, tmp_path / "fail.csv", threshold=0.5)
+    assert not (tmp_path / "fail.csv").exists()

@@ -141,6 +141,7 @@ def test_original_telco_blanks_are_missing_totals(params, tmp_path: Path) -> Non
     assert report.ok and report.null_counts["total_charges"] == 11
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # inside pandera
 def test_a_blank_in_a_required_column_is_refused_by_name(params) -> None:
     table = pa.table(
         {

@@ -99,6 +99,13 @@ def coerce_numbers(column: pa.Array | pa.ChunkedArray) -> Numbers:
         values = pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
         return Numbers(_writeable(values), null, np.zeros(n, dtype=bool))
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        try:  # fast path: every cell is plain numeric text, which pyarrow reads as we do
+            values = _writeable(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            values = None
+        # pyarrow also reads "nan(...)": NaN text takes the slow path, which names it
+        if values is not None and not np.isnan(values[~null]).any():
+            return Numbers(values, null, np.zeros(n, dtype=bool))
         text = pc.utf8_trim_whitespace(column)
         blank = np.asarray(pc.equal(text, "").fill_null(False).to_numpy(zero_copy_only=False))
         valid = pc.match_substring_regex(text, NUMBER_PATTERN)

@@ -118,7 +118,7 @@ def report(
     """Write the pull-request report: verdict, metrics with intervals, slices, params, data,
     model, plots and lineage, comparing head with base. Exit 0 when written, whatever the
     verdict; 1 or 2 on an error."""
-    from gitml.data.io import write_text
+    from gitml.files import write_text
     from gitml.project import find_project
     from gitml.review.review import build_review
 

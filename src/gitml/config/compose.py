@@ -10,8 +10,8 @@ import yaml
 from pydantic import ValidationError as PydanticValidationError
 
 from gitml.config.schema import Params, describe_error
-from gitml.data.io import write_text
 from gitml.errors import ConfigError, StaleParamsError
+from gitml.files import write_text
 from gitml.project import CONFIG_NAME, Project
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from sklearn.pipeline import Pipeline
 
-from gitml.data.io import sha256_file, write_bytes
 from gitml.errors import ModelError, UntrustedModelError
+from gitml.files import sha256_file, write_bytes
 
 # Types outside skops' default-trusted set that gitml's own pipelines contain. Anything else
 # in a model file is refused before a single object is constructed.

@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gitml.data.io import sha256_file
 from gitml.errors import RegistryError, VcsError
+from gitml.files import sha256_file
 from gitml.project import OUTPUTS, Project
 from gitml.registry.card import CARD_FILE, stamp_release
 from gitml.registry.catalog import (

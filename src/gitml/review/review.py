@@ -156,7 +156,7 @@ def _start_timing(
     """Start measuring the head model's prediction time, if the policy has a timing rule."""
     if policy.serving.max_predict_ms_per_1000_rows is None or head.signature is None:
         return None
-    from gitml.data.io import sha256_file
+    from gitml.files import sha256_file
 
     recorded = (head.metadata or {}).get("model_file", {}).get("sha256")
     local = project.root / OUTPUTS["model"]

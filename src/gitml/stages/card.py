@@ -12,8 +12,8 @@ import numpy as np
 import yaml
 
 from gitml.config.schema import Params
-from gitml.data.io import write_text
 from gitml.errors import ConfigError
+from gitml.files import write_text
 from gitml.registry.card import render_card
 from gitml.review.bootstrap import bootstrap_intervals
 from gitml.stages._runner import run_stage

@@ -116,7 +116,9 @@ def _every_class_predicted(comparison: Comparison) -> RuleResult:
 
 def _slice_gaps(comparison: Comparison, policy: PromotionParams) -> list[RuleResult]:
     limit = policy.slices.max_gap
-    configured = (comparison.head.params or {}).get("evaluate", {}).get("slices") or []
+    head = comparison.head.params
+    evaluate = head.evaluate if head else None
+    configured = evaluate.slices if evaluate else []
     missing = [c for c in configured if c not in comparison.slices]
     rules = [
         _missing("slices.max_gap", f"slice '{column}' is configured but not in slices.json")

@@ -109,7 +109,8 @@ def read_blobs(root: Path, specs: list[str]) -> list[str | None]:
     )
     if proc.returncode != 0:
         raise VcsError(f"git cat-file failed: {proc.stderr.decode(errors='replace').strip()}")
-    out, pos, texts = proc.stdout, 0, []
+    out, pos = proc.stdout, 0
+    texts: list[str | None] = []
     for _ in specs:
         end = out.index(b"\n", pos)
         header = out[pos:end].split()

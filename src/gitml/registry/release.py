@@ -6,15 +6,15 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 import yaml
 
 from gitml.config.compose import check_params, load_params
+from gitml.config.schema import ReleasePolicy
 from gitml.errors import RegistryError, VcsError
 from gitml.project import OUTPUTS, Project
 from gitml.registry.catalog import HEADLINE, MODEL_SHA_KEY, Artifact, load_registry, pick_artifact
-from gitml.registry.tags import Version, parse_version, version_tag
+from gitml.registry.tags import Bump, Version, parse_version, version_tag
 from gitml.vcs import DvcLock, cache_object, dirty_paths, dvc, git, gto, read_lock, resolve_rev
 
 
@@ -34,7 +34,7 @@ def release(
     *,
     name: str | None = None,
     version: str | None = None,
-    bump: Literal["major", "minor", "patch"] | None = None,
+    bump: Bump | None = None,
     message: str | None = None,
     push: bool = False,
 ) -> Release:
@@ -73,7 +73,9 @@ def release(
     return Release(artifact.name, str(target), tag, head, text, gate, push)
 
 
-def _next_version(version: str | None, bump: str | None, latest: Version | None, policy) -> Version:
+def _next_version(
+    version: str | None, bump: Bump | None, latest: Version | None, policy: ReleasePolicy
+) -> Version:
     if version and bump:
         raise RegistryError("give --version or --bump, not both")
     if version:

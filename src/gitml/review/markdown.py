@@ -91,7 +91,7 @@ def _name(rev: Any) -> str:
 
 
 def _metrics(c: Comparison, verdict: Verdict) -> str:
-    marks = {}
+    marks: dict[str, list[str]] = {}
     for rule in verdict.rules:
         if rule.metric and not rule.rule.startswith("slices"):
             mark = "✅" if rule.passed else "❌"

@@ -10,12 +10,15 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
 from gitml import __version__
 from gitml.errors import GitmlError
+
+if TYPE_CHECKING:
+    from gitml.registry.tags import Bump as VersionPart
 
 app = typer.Typer(
     name="gitml",
@@ -118,7 +121,7 @@ def report(
     """Write the pull-request report: verdict, metrics with intervals, slices, params, data,
     model, plots and lineage, comparing head with base. Exit 0 when written, whatever the
     verdict; 1 or 2 on an error."""
-    from gitml.data.io import write_text
+    from gitml.files import write_text
     from gitml.project import find_project
     from gitml.review.review import build_review
 
@@ -203,9 +206,10 @@ def release(
 
     if bump not in (None, "major", "minor", "patch"):
         raise typer.BadParameter(f"--bump must be major, minor or patch, got {bump!r}")
+    part = cast("VersionPart | None", bump)  # checked above: typer options cannot be Literal types
     done = make_release(
-        find_project(project), name=name, version=version, bump=bump, message=message, push=push
-    )  # type: ignore[arg-type]
+        find_project(project), name=name, version=version, bump=part, message=message, push=push
+    )
     typer.echo(f"released {done.tag} at {done.commit[:12]} ({done.gate})")
     pushed = f"pushed {done.tag} to origin"
     typer.echo(pushed if done.pushed else f"to publish it: git push origin {done.tag}")

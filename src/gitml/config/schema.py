@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -200,6 +201,13 @@ class RegressionLimit(_Strict):
             raise ValueError("give exactly one of 'absolute' or 'relative'")
         return self
 
+    def allowed(self, base: float) -> float:
+        """How much worse than `base` a metric may get."""
+        if self.absolute is not None:
+            return self.absolute
+        assert self.relative is not None  # the validator above: exactly one is set
+        return self.relative * abs(base)
+
 
 class SlicePolicy(_Strict):
     metrics: list[MetricName] = ["roc_auc"]
@@ -360,7 +368,7 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     return [("validate" if k == "validate_" else k) for k in getattr(node, "model_fields", {})]
 
 
-def describe_error(err: dict[str, Any], source: str) -> str:
+def describe_error(err: Mapping[str, Any], source: str) -> str:
     """Turn one pydantic error into `source: key.path: what was wrong (got X)`."""
     raw = tuple(err["loc"])
     # A discriminated union adds its tag to the location; drop it so the path reads like YAML.

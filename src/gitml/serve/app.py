@@ -488,7 +488,7 @@ class NoDelayH11Protocol(H11Protocol):
     client's delayed ACK: a 40 ms floor per request (uvicorn issue #3149).
     """
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -21,8 +21,9 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from gitml.data.io import ROW_COLUMN, atomic_path, detect_format
+from gitml.data.io import ROW_COLUMN, detect_format
 from gitml.errors import DataError, InputError
+from gitml.files import atomic_path
 from gitml.serve.bundle import ServedModel
 from gitml.serve.inputs import Policy, Violation
 

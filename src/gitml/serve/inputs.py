@@ -150,7 +150,7 @@ class InputSchema:
         raw_by_field: dict[str, list[Any]] = {}
         for rule in self.fields:
             name = rule.name
-            raw = [r.get(name, _MISSING) if type(r) is dict else None for r in records]
+            raw: list[Any] = [r.get(name, _MISSING) if type(r) is dict else None for r in records]
             raw_by_field[name] = raw
             null = np.zeros(n, dtype=bool)
             bad = np.zeros(n, dtype=bool)

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,30 +22,20 @@ from typing import Any
 import numpy as np
 import orjson
 from fastapi import FastAPI, Request, Response
-from fastapi.openapi.utils import get_openapi
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from gitml.config.schema import ServeParams
 from gitml.errors import InputError
 from gitml.serve.batcher import Job, MicroBatcher
 from gitml.serve.bundle import ServedModel
+from gitml.serve.errors import Refusal, error_response, request_id_of
 from gitml.serve.fastpath import PARITY_TOLERANCE, compile_fast_path, verify_fast_path
 from gitml.serve.inputs import Columns
+from gitml.serve.openapi import PREDICT_OPENAPI, install_openapi
 from gitml.serve.predlog import LogEntry, PredictionLog
 from gitml.serve.telemetry import CONTENT_TYPE, ServeMetrics
 
-MAX_PROBLEMS_SHOWN = 100
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _PATHS = {"/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"}
-
-
-class _Refusal(Exception):
-    """Bad input found before the records are checked: a status and one problem."""
-
-    def __init__(self, status: int, field: str, rule: str, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.problem = {"record": None, "field": field, "rule": rule, "reason": reason}
 
 
 @dataclass
@@ -164,40 +152,10 @@ def create_app(
     @app.post(
         "/v1/predict",
         summary="Score records",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}
-                },
-            },
-            "responses": {
-                "200": {
-                    "description": "One prediction per record, in order.",
-                    "content": {
-                        "application/json": {
-                            "schema": {"$ref": "#/components/schemas/PredictResponse"}
-                        }
-                    },
-                },
-                **{
-                    code: {
-                        "description": text,
-                        "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                        },
-                    }
-                    for code, text in (
-                        ("400", "Malformed JSON."),
-                        ("413", "Too many records, or the body is too large."),
-                        ("422", "Records that break the model's signature."),
-                    )
-                },
-            },
-        },
+        openapi_extra=PREDICT_OPENAPI,
     )
     async def predict(request: Request) -> Response:
-        request_id = _request_id(request)
+        request_id = request_id_of(request)
         try:
             body = await _read_body(request, settings.max_body_bytes)
             records = _records(body, settings.max_records)
@@ -206,15 +164,15 @@ def create_app(
                 unknown_category=settings.unknown_category,
                 extra_fields=settings.extra_fields,
             )
-        except _Refusal as refusal:
+        except Refusal as refusal:
             problem = refusal.problem
             metrics.rejected_records.labels(field_label(problem["field"]), problem["rule"]).inc()
-            return _error(refusal.status, str(refusal), [problem], request_id)
+            return error_response(refusal.status, str(refusal), [problem], request_id)
         except InputError as err:
             for problem in err.problems:
                 label = field_label(problem["field"])
                 metrics.rejected_records.labels(label, problem["rule"]).inc()
-            return _error(422, err.message, err.problems, request_id)
+            return error_response(422, err.message, err.problems, request_id)
         for name, count in columns.unknown.items():
             metrics.unknown_categories.labels(name).inc(count)
         if columns.extra_fields:
@@ -253,26 +211,7 @@ def create_app(
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            doc = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
-            )
-            components = doc.setdefault("components", {}).setdefault("schemas", {})
-            components["PredictRequest"] = schema.json_schema(
-                max_records=settings.max_records,
-                unknown_category=settings.unknown_category,
-                extra_fields=settings.extra_fields,
-            )
-            components["PredictResponse"] = _RESPONSE_SCHEMA
-            components["Error"] = _ERROR_SCHEMA
-            app.openapi_schema = doc
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    install_openapi(app, schema, settings)
     return app
 
 
@@ -304,49 +243,42 @@ class _MetricsMiddleware:
             self.metrics.latency.labels(path).observe(time.perf_counter() - started)
 
 
-def _request_id(request: Request) -> str:
-    given = request.headers.get("x-request-id")
-    if given and _REQUEST_ID.match(given):
-        return given
-    return uuid.uuid4().hex
-
-
 async def _read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 as soon as it is known to exceed `limit` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
-            raise _Refusal(400, "body", "content_length", "Content-Length is not a number")
+            raise Refusal(400, "body", "content_length", "Content-Length is not a number")
         if int(declared) > limit:
-            raise _Refusal(
+            raise Refusal(
                 413, "body", "max_bytes", f"body of {declared} bytes exceeds {limit} bytes"
             )
     chunks = bytearray()
     async for chunk in request.stream():
         chunks += chunk
         if len(chunks) > limit:
-            raise _Refusal(413, "body", "max_bytes", f"body exceeds {limit} bytes")
+            raise Refusal(413, "body", "max_bytes", f"body exceeds {limit} bytes")
     return bytes(chunks)
 
 
 def _records(body: bytes, max_records: int) -> Any:
     """The `records` list of a request body."""
     if not body:
-        raise _Refusal(400, "body", "json", "empty body; expected a JSON object")
+        raise Refusal(400, "body", "json", "empty body; expected a JSON object")
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as err:
         payload = _lenient_json(body, err)
     if not isinstance(payload, dict):
-        raise _Refusal(422, "body", "type", 'expected a JSON object {"records": [...]}')
+        raise Refusal(422, "body", "type", 'expected a JSON object {"records": [...]}')
     if "records" not in payload:
-        raise _Refusal(422, "records", "missing", "required field is missing")
+        raise Refusal(422, "records", "missing", "required field is missing")
     unknown = [k for k in payload if k != "records"]
     if unknown:
-        raise _Refusal(422, str(unknown[0]), "unknown_field", "is not a field of the request")
+        raise Refusal(422, str(unknown[0]), "unknown_field", "is not a field of the request")
     records = payload["records"]
     if isinstance(records, list) and len(records) > max_records:
-        raise _Refusal(
+        raise Refusal(
             413,
             "records",
             "max_items",
@@ -361,68 +293,14 @@ def _lenient_json(body: bytes, err: Exception) -> Any:
         payload = json.loads(body, parse_constant=float)
     except (ValueError, RecursionError):
         detail = str(err).split(":", 1)[0]
-        raise _Refusal(400, "body", "json", f"malformed JSON ({detail})") from None
+        raise Refusal(400, "body", "json", f"malformed JSON ({detail})") from None
     try:  # the one other thing orjson refuses and json accepts: a lone surrogate escape
         orjson.dumps(payload)
     except orjson.JSONEncodeError:
-        raise _Refusal(
+        raise Refusal(
             400, "body", "unicode", "invalid Unicode: a lone surrogate escape (e.g. \\ud800)"
         ) from None
     return payload
-
-
-def _error(status: int, message: str, problems: list[dict[str, Any]], request_id: str) -> Response:
-    shown = problems[:MAX_PROBLEMS_SHOWN]
-    body: dict[str, Any] = {"error": message, "request_id": request_id, "problems": shown}
-    if len(problems) > len(shown):
-        body["problems_not_shown"] = len(problems) - len(shown)
-    return Response(
-        orjson.dumps(body),
-        status_code=status,
-        media_type="application/json",
-        headers={"x-request-id": request_id},
-    )
-
-
-_PROBLEM_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "record": {"type": ["integer", "null"], "description": "index in `records`"},
-        "field": {"type": "string"},
-        "rule": {"type": "string"},
-        "reason": {"type": "string"},
-        "value": {"description": "the offending value, when there is one"},
-    },
-}
-_ERROR_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "error": {"type": "string"},
-        "request_id": {"type": "string"},
-        "problems": {"type": "array", "items": _PROBLEM_SCHEMA},
-        "problems_not_shown": {"type": "integer"},
-    },
-}
-_RESPONSE_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "model": {
-            "type": "object",
-            "properties": {"name": {"type": "string"}, "version": {"type": "string"}},
-        },
-        "request_id": {"type": "string"},
-        "predictions": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "score": {"type": "number", "description": "probability of the positive class"},
-                    "label": {"type": "string", "description": "the class at the threshold"},
-                },
-            },
-        },
-    },
-}
 
 
 # -- running ---------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 Endpoints: `POST /v1/predict`, `GET /v1/model`, `GET /healthz`, `GET /readyz`,
 `GET /metrics`. The request body is read as bytes (counted against `max_body_bytes` while it
 streams in), parsed with orjson and checked by `InputSchema.check_records`, the same rules
-`gitml predict` applies; bad input is answered with 400, 413 or 422 and a body that names
-the record, the field and the reason, never with a 5xx.
+`gitml predict` applies; bad input is answered with 400, 413, 415 or 422 and a body that
+names the record, the field and the reason, never with a 5xx. A gzip body is decoded as it
+streams in, and the limit applies to the decoded bytes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import socket
 import time
+import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,10 +30,10 @@ from gitml.config.schema import ServeParams
 from gitml.errors import InputError
 from gitml.serve.batcher import Job, MicroBatcher
 from gitml.serve.bundle import ServedModel
-from gitml.serve.errors import Refusal, error_response, request_id_of
+from gitml.serve.errors import Refusal, error_response, install_error_handlers, request_id_of
 from gitml.serve.fastpath import PARITY_TOLERANCE, compile_fast_path, verify_fast_path
 from gitml.serve.inputs import Columns
-from gitml.serve.openapi import PREDICT_OPENAPI, install_openapi
+from gitml.serve.openapi import PREDICT_OPENAPI, install_docs, install_openapi
 from gitml.serve.predlog import LogEntry, PredictionLog
 from gitml.serve.telemetry import CONTENT_TYPE, ServeMetrics
 
@@ -133,16 +135,18 @@ def create_app(
         version=served.version,
         description=f"Scores {served.signature['output'].get('score', 'the positive class')}.",
         lifespan=lifespan,
+        docs_url=None,  # install_docs: Swagger UI from the package, no CDN
         redoc_url=None,
     )
     state = _State(served, settings, threshold, metrics, batcher, log)
     app.state.gitml = state
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
+    install_error_handlers(app)
     model_info = served.describe() | {"threshold": threshold, "fast_path_max_rows": fast_limit}
     model_body = orjson.dumps(model_info, option=orjson.OPT_SERIALIZE_NUMPY)
     identity = {"name": served.name, "version": served.version}
 
-    declared = {*schema.names, "body", "records"}
+    declared = {*schema.names, "body", "records", "content-type", "content-encoding"}
 
     def field_label(field: Any) -> str:
         """A metric label for a problem's field: only names the server declares, so no client
@@ -157,6 +161,7 @@ def create_app(
     async def predict(request: Request) -> Response:
         request_id = request_id_of(request)
         try:
+            _check_media_type(request.headers.get("content-type"))
             body = await _read_body(request, settings.max_body_bytes)
             records = _records(body, settings.max_records)
             columns = schema.check_records(
@@ -167,7 +172,9 @@ def create_app(
         except Refusal as refusal:
             problem = refusal.problem
             metrics.rejected_records.labels(field_label(problem["field"]), problem["rule"]).inc()
-            return error_response(refusal.status, str(refusal), [problem], request_id)
+            return error_response(
+                refusal.status, str(refusal), [problem], request_id, headers=refusal.headers
+            )
         except InputError as err:
             for problem in err.problems:
                 label = field_label(problem["field"])
@@ -211,7 +218,8 @@ def create_app(
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    install_openapi(app, schema, settings)
+    install_openapi(app, schema, settings, model_example=orjson.loads(model_body))
+    install_docs(app)
     return app
 
 
@@ -243,8 +251,29 @@ class _MetricsMiddleware:
             self.metrics.latency.labels(path).observe(time.perf_counter() - started)
 
 
+def _check_media_type(content_type: str | None) -> None:
+    """Refuse a body declared as something other than JSON (no Content-Type: JSON)."""
+    if content_type is None:
+        return
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise Refusal(
+            415,
+            "content-type",
+            "media_type",
+            f"Content-Type {content_type[:100]!r} is not JSON; send application/json",
+            headers={"accept": "application/json"},
+        )
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+    """The body, decoded, refused with 413 as soon as it is known to exceed `limit` bytes.
+
+    A gzip body is decoded as it streams in, never more than `limit` + 1 bytes at a time:
+    a small compressed body that inflates past the limit (a gzip bomb) is refused without
+    being inflated.
+    """
+    gunzip = _decoder(request.headers.get("content-encoding"), limit)
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -253,12 +282,70 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise Refusal(
                 413, "body", "max_bytes", f"body of {declared} bytes exceeds {limit} bytes"
             )
+    received = 0
     chunks = bytearray()
     async for chunk in request.stream():
-        chunks += chunk
-        if len(chunks) > limit:
+        received += len(chunk)
+        if received > limit:
             raise Refusal(413, "body", "max_bytes", f"body exceeds {limit} bytes")
-    return bytes(chunks)
+        if gunzip is None:
+            chunks += chunk
+        else:
+            gunzip.feed(chunk)
+    return bytes(chunks) if gunzip is None else gunzip.finish()
+
+
+def _decoder(content_encoding: str | None, limit: int) -> _Gunzip | None:
+    """The decoder for a Content-Encoding: None for none (or identity), else gzip or 415."""
+    if content_encoding is None:
+        return None
+    codings = [c.strip().lower() for c in content_encoding.split(",")]
+    codings = [c for c in codings if c not in ("", "identity")]
+    if not codings:
+        return None
+    if codings in (["gzip"], ["x-gzip"]):
+        return _Gunzip(limit)
+    raise Refusal(
+        415,
+        "content-encoding",
+        "encoding",
+        f"Content-Encoding {content_encoding[:100]!r} is not supported; send gzip or no encoding",
+        headers={"accept-encoding": "gzip"},
+    )
+
+
+class _Gunzip:
+    """Incremental gzip decoding that holds at most `limit` + 1 decoded bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.data = bytearray()
+        self._member = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        self._started = False  # the current member has been fed bytes
+
+    def feed(self, chunk: bytes) -> None:
+        while chunk:
+            self._started = True
+            room = self.limit + 1 - len(self.data)  # >= 1: 0 would mean "no limit" to zlib
+            try:
+                self.data += self._member.decompress(chunk, room)
+            except zlib.error as err:
+                raise Refusal(400, "body", "gzip", f"corrupt gzip body ({err})") from None
+            if len(self.data) > self.limit:
+                raise Refusal(
+                    413, "body", "max_bytes", f"body exceeds {self.limit} bytes once decompressed"
+                )
+            if self._member.eof:  # a member ended; another may follow (RFC 1952 allows it)
+                chunk = self._member.unused_data
+                self._member = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+                self._started = False
+            else:
+                chunk = self._member.unconsumed_tail
+
+    def finish(self) -> bytes:
+        if self._started:
+            raise Refusal(400, "body", "gzip", "corrupt gzip body (truncated)")
+        return bytes(self.data)
 
 
 def _records(body: bytes, max_records: int) -> Any:

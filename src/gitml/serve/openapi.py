@@ -41,18 +41,62 @@ def _json(description: str, ref: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def _error(description: str) -> dict[str, Any]:
-    return _json(description, "Error")
+def _error(description: str, field: str, rule: str, reason: str) -> dict[str, Any]:
+    problem = {"record": None, "field": field, "rule": rule, "reason": reason}
+    example = {
+        "error": reason,
+        "request_id": "b00a2463e1054bdca5240a8680190dbb",
+        "problems": [problem],
+    }
+    return _json(description, "Error", example=example)
 
 
+_INVALID_EXAMPLE = {
+    "error": "record 1: field 'tenure': must be >= 0 (and 1 more)",
+    "request_id": "75e1f659b9bb460db18b83f463f75681",
+    "problems": [
+        {"record": 1, "field": "tenure", "rule": "min", "reason": "must be >= 0", "value": -4},
+        {
+            "record": 1,
+            "field": "contract",
+            "rule": "category",
+            "reason": "must be one of 'Month-to-month', 'One year', 'Two year'",
+            "value": "Weekly",
+        },
+    ],
+}
 _RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
     ("/v1/predict", "post"): {
         "200": _json("One prediction per record, in order.", "PredictResponse"),
-        "400": _error("Malformed JSON, an empty body, invalid Unicode or a corrupt gzip body."),
-        "413": _error("Too many records, or the body (decoded) is too large."),
-        "415": _error("A Content-Type other than JSON, or a Content-Encoding other than gzip."),
-        "422": _error("Records that break the model's signature, or a body that is not a request."),
-        "500": _error("A fault of the server's own (never an answer to bad input)."),
+        "400": _error(
+            "Malformed JSON, an empty body, invalid Unicode or a corrupt gzip body.",
+            "body",
+            "json",
+            "malformed JSON (unexpected end of data)",
+        ),
+        "413": _error(
+            "Too many records, or the body (decoded) is too large.",
+            "records",
+            "max_items",
+            "at most 1000 records per request (got 1200)",
+        ),
+        "415": _error(
+            "A Content-Type other than JSON, or a Content-Encoding other than gzip.",
+            "content-encoding",
+            "encoding",
+            "Content-Encoding 'br' is not supported; send gzip or no encoding",
+        ),
+        "422": _json(
+            "Records that break the model's signature, or a body that is not a request.",
+            "Error",
+            example=_INVALID_EXAMPLE,
+        ),
+        "500": _error(
+            "A fault of the server's own (never an answer to bad input).",
+            "server",
+            "internal",
+            "internal error (RuntimeError); the server log has the traceback",
+        ),
     },
     ("/v1/model", "get"): {"200": _json("The served model.", "ModelInfo")},
     ("/healthz", "get"): {

@@ -148,6 +148,30 @@ def test_every_error_has_the_documented_shape(
         assert resp.headers["allow"] in ("GET", "POST") and resp.headers["allow"] in body["error"]
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"NOT HTTP AT ALL\r\n\r\n", b"GET /healthz HTTP/1.1\r\nHost: x\r\nbad header\r\n\r\n"],
+)
+def test_unparseable_requests_get_the_error_body(
+    server: ServerProcess, doc: dict[str, Any], request_bytes: bytes
+) -> None:
+    """uvicorn answers these itself, before the app sees them."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(request_bytes)
+        raw = b""
+        while chunk := sock.recv(65536):  # the server closes the connection
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    assert lines[0].startswith("HTTP/1.1 400"), raw
+    assert headers["content-type"] == "application/json"
+    problem = json.loads(body)["problems"][0]
+    _validator(doc, {"$ref": "#/components/schemas/Error"}).validate(json.loads(body))
+    assert problem["field"] == "request" and "could not be parsed" in problem["reason"]
+    assert json.loads(body)["request_id"] == headers["x-request-id"]
+
+
 def test_gzip_bodies_are_decoded_and_the_limit_applies_to_the_decoded_size(
     client: httpx.Client, server: ServerProcess, doc: dict[str, Any]
 ) -> None:

@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import time
+import uuid
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h11
 import numpy as np
 import orjson
 from fastapi import FastAPI, Request, Response
@@ -30,7 +32,13 @@ from gitml.config.schema import ServeParams
 from gitml.errors import InputError
 from gitml.serve.batcher import Job, MicroBatcher
 from gitml.serve.bundle import ServedModel
-from gitml.serve.errors import Refusal, error_response, install_error_handlers, request_id_of
+from gitml.serve.errors import (
+    Refusal,
+    error_body,
+    error_response,
+    install_error_handlers,
+    request_id_of,
+)
 from gitml.serve.fastpath import PARITY_TOLERANCE, compile_fast_path, verify_fast_path
 from gitml.serve.inputs import Columns
 from gitml.serve.openapi import PREDICT_OPENAPI, install_docs, install_openapi
@@ -423,7 +431,7 @@ def run_server(
     }
     if workers <= 1:
         app = create_app(served, settings, threshold=threshold, log_dir=log_dir)
-        uvicorn.run(app, **common)
+        uvicorn.run(app, http=NoDelayH11Protocol, **common)
         return
     spec = {
         "model": str(served.path),
@@ -446,7 +454,8 @@ def run_server(
 
 
 class NoDelayH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with TCP_NODELAY on every connection.
+    """uvicorn's h11 protocol with TCP_NODELAY on every connection, and the error body on
+    the 400 it sends itself for a request it cannot parse (uvicorn's is plain text).
 
     With `workers` > 1 uvicorn binds its socket with protocol 0, so asyncio does not set
     TCP_NODELAY on accepted connections, and each keep-alive response then waits for the
@@ -458,6 +467,24 @@ class NoDelayH11Protocol(H11Protocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
+
+    def send_400_response(self, msg: str) -> None:
+        request_id = uuid.uuid4().hex
+        reason = "invalid HTTP request: its request line or a header could not be parsed"
+        problem = {"record": None, "field": "request", "rule": "http", "reason": reason}
+        body = error_body(reason, [problem], request_id)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"x-request-id", request_id.encode()),
+            (b"connection", b"close"),
+        ]
+        for event in (
+            h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        ):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
 
 
 def app_from_environment() -> FastAPI:

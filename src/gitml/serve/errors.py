@@ -54,16 +54,20 @@ def error_response(
     *,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    shown = problems[:MAX_PROBLEMS_SHOWN]
-    body: dict[str, Any] = {"error": message, "request_id": request_id, "problems": shown}
-    if len(problems) > len(shown):
-        body["problems_not_shown"] = len(problems) - len(shown)
     return Response(
-        orjson.dumps(body),
+        error_body(message, problems, request_id),
         status_code=status,
         media_type="application/json",
         headers={**(headers or {}), "x-request-id": request_id},
     )
+
+
+def error_body(message: str, problems: list[dict[str, Any]], request_id: str) -> bytes:
+    shown = problems[:MAX_PROBLEMS_SHOWN]
+    body: dict[str, Any] = {"error": message, "request_id": request_id, "problems": shown}
+    if len(problems) > len(shown):
+        body["problems_not_shown"] = len(problems) - len(shown)
+    return orjson.dumps(body)
 
 
 def install_error_handlers(app: FastAPI) -> None:

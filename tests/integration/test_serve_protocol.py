@@ -299,6 +299,10 @@ def test_openapi_document_matches_every_route(
         resp = httpx.get(f"{url}/readyz", timeout=30)
         assert resp.status_code == 503
         _check_documented(doc, "/readyz", "get", resp)
+        # a fault of the server's own (nothing scores yet) still answers with the error body
+        resp = httpx.post(f"{url}/v1/predict", content=BODY, timeout=30)
+        assert resp.status_code >= 500
+        _assert_error_shape(doc, resp, request_id=None)
 
 
 class _Links(HTMLParser):

@@ -3,51 +3,49 @@
 Endpoints: `POST /v1/predict`, `GET /v1/model`, `GET /healthz`, `GET /readyz`,
 `GET /metrics`. The request body is read as bytes (counted against `max_body_bytes` while it
 streams in), parsed with orjson and checked by `InputSchema.check_records`, the same rules
-`gitml predict` applies; bad input is answered with 400, 413 or 422 and a body that names
-the record, the field and the reason, never with a 5xx.
+`gitml predict` applies; bad input is answered with 400, 413, 415 or 422 and a body that
+names the record, the field and the reason, never with a 5xx. A gzip body is decoded as it
+streams in, and the limit applies to the decoded bytes.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import time
 import uuid
+import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h11
 import numpy as np
 import orjson
 from fastapi import FastAPI, Request, Response
-from fastapi.openapi.utils import get_openapi
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from gitml.config.schema import ServeParams
 from gitml.errors import InputError
 from gitml.serve.batcher import Job, MicroBatcher
 from gitml.serve.bundle import ServedModel
+from gitml.serve.errors import (
+    Refusal,
+    error_body,
+    error_response,
+    install_error_handlers,
+    request_id_of,
+)
 from gitml.serve.fastpath import PARITY_TOLERANCE, compile_fast_path, verify_fast_path
 from gitml.serve.inputs import Columns
+from gitml.serve.openapi import PREDICT_OPENAPI, install_docs, install_openapi
 from gitml.serve.predlog import LogEntry, PredictionLog
 from gitml.serve.telemetry import CONTENT_TYPE, ServeMetrics
 
-MAX_PROBLEMS_SHOWN = 100
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _PATHS = {"/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"}
-
-
-class _Refusal(Exception):
-    """Bad input found before the records are checked: a status and one problem."""
-
-    def __init__(self, status: int, field: str, rule: str, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.problem = {"record": None, "field": field, "rule": rule, "reason": reason}
 
 
 @dataclass
@@ -145,16 +143,18 @@ def create_app(
         version=served.version,
         description=f"Scores {served.signature['output'].get('score', 'the positive class')}.",
         lifespan=lifespan,
+        docs_url=None,  # install_docs: Swagger UI from the package, no CDN
         redoc_url=None,
     )
     state = _State(served, settings, threshold, metrics, batcher, log)
     app.state.gitml = state
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
+    install_error_handlers(app)
     model_info = served.describe() | {"threshold": threshold, "fast_path_max_rows": fast_limit}
     model_body = orjson.dumps(model_info, option=orjson.OPT_SERIALIZE_NUMPY)
     identity = {"name": served.name, "version": served.version}
 
-    declared = {*schema.names, "body", "records"}
+    declared = {*schema.names, "body", "records", "content-type", "content-encoding"}
 
     def field_label(field: Any) -> str:
         """A metric label for a problem's field: only names the server declares, so no client
@@ -164,41 +164,12 @@ def create_app(
     @app.post(
         "/v1/predict",
         summary="Score records",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}
-                },
-            },
-            "responses": {
-                "200": {
-                    "description": "One prediction per record, in order.",
-                    "content": {
-                        "application/json": {
-                            "schema": {"$ref": "#/components/schemas/PredictResponse"}
-                        }
-                    },
-                },
-                **{
-                    code: {
-                        "description": text,
-                        "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                        },
-                    }
-                    for code, text in (
-                        ("400", "Malformed JSON."),
-                        ("413", "Too many records, or the body is too large."),
-                        ("422", "Records that break the model's signature."),
-                    )
-                },
-            },
-        },
+        openapi_extra=PREDICT_OPENAPI,
     )
     async def predict(request: Request) -> Response:
-        request_id = _request_id(request)
+        request_id = request_id_of(request)
         try:
+            _check_media_type(request.headers.get("content-type"))
             body = await _read_body(request, settings.max_body_bytes)
             records = _records(body, settings.max_records)
             columns = schema.check_records(
@@ -206,15 +177,17 @@ def create_app(
                 unknown_category=settings.unknown_category,
                 extra_fields=settings.extra_fields,
             )
-        except _Refusal as refusal:
+        except Refusal as refusal:
             problem = refusal.problem
             metrics.rejected_records.labels(field_label(problem["field"]), problem["rule"]).inc()
-            return _error(refusal.status, str(refusal), [problem], request_id)
+            return error_response(
+                refusal.status, str(refusal), [problem], request_id, headers=refusal.headers
+            )
         except InputError as err:
             for problem in err.problems:
                 label = field_label(problem["field"])
                 metrics.rejected_records.labels(label, problem["rule"]).inc()
-            return _error(422, err.message, err.problems, request_id)
+            return error_response(422, err.message, err.problems, request_id)
         for name, count in columns.unknown.items():
             metrics.unknown_categories.labels(name).inc(count)
         if columns.extra_fields:
@@ -253,26 +226,8 @@ def create_app(
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            doc = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
-            )
-            components = doc.setdefault("components", {}).setdefault("schemas", {})
-            components["PredictRequest"] = schema.json_schema(
-                max_records=settings.max_records,
-                unknown_category=settings.unknown_category,
-                extra_fields=settings.extra_fields,
-            )
-            components["PredictResponse"] = _RESPONSE_SCHEMA
-            components["Error"] = _ERROR_SCHEMA
-            app.openapi_schema = doc
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    install_openapi(app, schema, settings, model_example=orjson.loads(model_body))
+    install_docs(app)
     return app
 
 
@@ -304,49 +259,121 @@ class _MetricsMiddleware:
             self.metrics.latency.labels(path).observe(time.perf_counter() - started)
 
 
-def _request_id(request: Request) -> str:
-    given = request.headers.get("x-request-id")
-    if given and _REQUEST_ID.match(given):
-        return given
-    return uuid.uuid4().hex
+def _check_media_type(content_type: str | None) -> None:
+    """Refuse a body declared as something other than JSON (no Content-Type: JSON)."""
+    if content_type is None:
+        return
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise Refusal(
+            415,
+            "content-type",
+            "media_type",
+            f"Content-Type {content_type[:100]!r} is not JSON; send application/json",
+            headers={"accept": "application/json"},
+        )
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+    """The body, decoded, refused with 413 as soon as it is known to exceed `limit` bytes.
+
+    A gzip body is decoded as it streams in, never more than `limit` + 1 bytes at a time:
+    a small compressed body that inflates past the limit (a gzip bomb) is refused without
+    being inflated.
+    """
+    gunzip = _decoder(request.headers.get("content-encoding"), limit)
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
-            raise _Refusal(400, "body", "content_length", "Content-Length is not a number")
+            raise Refusal(400, "body", "content_length", "Content-Length is not a number")
         if int(declared) > limit:
-            raise _Refusal(
+            raise Refusal(
                 413, "body", "max_bytes", f"body of {declared} bytes exceeds {limit} bytes"
             )
+    received = 0
     chunks = bytearray()
     async for chunk in request.stream():
-        chunks += chunk
-        if len(chunks) > limit:
-            raise _Refusal(413, "body", "max_bytes", f"body exceeds {limit} bytes")
-    return bytes(chunks)
+        received += len(chunk)
+        if received > limit:
+            raise Refusal(413, "body", "max_bytes", f"body exceeds {limit} bytes")
+        if gunzip is None:
+            chunks += chunk
+        else:
+            gunzip.feed(chunk)
+    return bytes(chunks) if gunzip is None else gunzip.finish()
+
+
+def _decoder(content_encoding: str | None, limit: int) -> _Gunzip | None:
+    """The decoder for a Content-Encoding: None for none (or identity), else gzip or 415."""
+    if content_encoding is None:
+        return None
+    codings = [c.strip().lower() for c in content_encoding.split(",")]
+    codings = [c for c in codings if c not in ("", "identity")]
+    if not codings:
+        return None
+    if codings in (["gzip"], ["x-gzip"]):
+        return _Gunzip(limit)
+    raise Refusal(
+        415,
+        "content-encoding",
+        "encoding",
+        f"Content-Encoding {content_encoding[:100]!r} is not supported; send gzip or no encoding",
+        headers={"accept-encoding": "gzip"},
+    )
+
+
+class _Gunzip:
+    """Incremental gzip decoding that holds at most `limit` + 1 decoded bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.data = bytearray()
+        self._member = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        self._started = False  # the current member has been fed bytes
+
+    def feed(self, chunk: bytes) -> None:
+        while chunk:
+            self._started = True
+            room = self.limit + 1 - len(self.data)  # >= 1: 0 would mean "no limit" to zlib
+            try:
+                self.data += self._member.decompress(chunk, room)
+            except zlib.error as err:
+                raise Refusal(400, "body", "gzip", f"corrupt gzip body ({err})") from None
+            if len(self.data) > self.limit:
+                raise Refusal(
+                    413, "body", "max_bytes", f"body exceeds {self.limit} bytes once decompressed"
+                )
+            if self._member.eof:  # a member ended; another may follow (RFC 1952 allows it)
+                chunk = self._member.unused_data
+                self._member = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+                self._started = False
+            else:
+                chunk = self._member.unconsumed_tail
+
+    def finish(self) -> bytes:
+        if self._started:
+            raise Refusal(400, "body", "gzip", "corrupt gzip body (truncated)")
+        return bytes(self.data)
 
 
 def _records(body: bytes, max_records: int) -> Any:
     """The `records` list of a request body."""
     if not body:
-        raise _Refusal(400, "body", "json", "empty body; expected a JSON object")
+        raise Refusal(400, "body", "json", "empty body; expected a JSON object")
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as err:
         payload = _lenient_json(body, err)
     if not isinstance(payload, dict):
-        raise _Refusal(422, "body", "type", 'expected a JSON object {"records": [...]}')
+        raise Refusal(422, "body", "type", 'expected a JSON object {"records": [...]}')
     if "records" not in payload:
-        raise _Refusal(422, "records", "missing", "required field is missing")
+        raise Refusal(422, "records", "missing", "required field is missing")
     unknown = [k for k in payload if k != "records"]
     if unknown:
-        raise _Refusal(422, str(unknown[0]), "unknown_field", "is not a field of the request")
+        raise Refusal(422, str(unknown[0]), "unknown_field", "is not a field of the request")
     records = payload["records"]
     if isinstance(records, list) and len(records) > max_records:
-        raise _Refusal(
+        raise Refusal(
             413,
             "records",
             "max_items",
@@ -361,68 +388,14 @@ def _lenient_json(body: bytes, err: Exception) -> Any:
         payload = json.loads(body, parse_constant=float)
     except (ValueError, RecursionError):
         detail = str(err).split(":", 1)[0]
-        raise _Refusal(400, "body", "json", f"malformed JSON ({detail})") from None
+        raise Refusal(400, "body", "json", f"malformed JSON ({detail})") from None
     try:  # the one other thing orjson refuses and json accepts: a lone surrogate escape
         orjson.dumps(payload)
     except orjson.JSONEncodeError:
-        raise _Refusal(
+        raise Refusal(
             400, "body", "unicode", "invalid Unicode: a lone surrogate escape (e.g. \\ud800)"
         ) from None
     return payload
-
-
-def _error(status: int, message: str, problems: list[dict[str, Any]], request_id: str) -> Response:
-    shown = problems[:MAX_PROBLEMS_SHOWN]
-    body: dict[str, Any] = {"error": message, "request_id": request_id, "problems": shown}
-    if len(problems) > len(shown):
-        body["problems_not_shown"] = len(problems) - len(shown)
-    return Response(
-        orjson.dumps(body),
-        status_code=status,
-        media_type="application/json",
-        headers={"x-request-id": request_id},
-    )
-
-
-_PROBLEM_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "record": {"type": ["integer", "null"], "description": "index in `records`"},
-        "field": {"type": "string"},
-        "rule": {"type": "string"},
-        "reason": {"type": "string"},
-        "value": {"description": "the offending value, when there is one"},
-    },
-}
-_ERROR_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "error": {"type": "string"},
-        "request_id": {"type": "string"},
-        "problems": {"type": "array", "items": _PROBLEM_SCHEMA},
-        "problems_not_shown": {"type": "integer"},
-    },
-}
-_RESPONSE_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "model": {
-            "type": "object",
-            "properties": {"name": {"type": "string"}, "version": {"type": "string"}},
-        },
-        "request_id": {"type": "string"},
-        "predictions": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "score": {"type": "number", "description": "probability of the positive class"},
-                    "label": {"type": "string", "description": "the class at the threshold"},
-                },
-            },
-        },
-    },
-}
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -458,7 +431,7 @@ def run_server(
     }
     if workers <= 1:
         app = create_app(served, settings, threshold=threshold, log_dir=log_dir)
-        uvicorn.run(app, **common)
+        uvicorn.run(app, http=NoDelayH11Protocol, **common)
         return
     spec = {
         "model": str(served.path),
@@ -481,7 +454,8 @@ def run_server(
 
 
 class NoDelayH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with TCP_NODELAY on every connection.
+    """uvicorn's h11 protocol with TCP_NODELAY on every connection, and the error body on
+    the 400 it sends itself for a request it cannot parse (uvicorn's is plain text).
 
     With `workers` > 1 uvicorn binds its socket with protocol 0, so asyncio does not set
     TCP_NODELAY on accepted connections, and each keep-alive response then waits for the
@@ -493,6 +467,24 @@ class NoDelayH11Protocol(H11Protocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
+
+    def send_400_response(self, msg: str) -> None:
+        request_id = uuid.uuid4().hex
+        reason = "invalid HTTP request: its request line or a header could not be parsed"
+        problem = {"record": None, "field": "request", "rule": "http", "reason": reason}
+        body = error_body(reason, [problem], request_id)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"x-request-id", request_id.encode()),
+            (b"connection", b"close"),
+        ]
+        for event in (
+            h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        ):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
 
 
 def app_from_environment() -> FastAPI:

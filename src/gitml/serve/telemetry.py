@@ -10,13 +10,15 @@ from __future__ import annotations
 import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# generate_latest escapes names the legacy way ("underscores"), which is text format 0.0.4:
+# every Prometheus version reads it (prometheus-client's "latest" type says 1.0.0)
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 
 class ServeMetrics:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -52,7 +53,7 @@ def error_response(
     problems: list[dict[str, Any]],
     request_id: str,
     *,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     return Response(
         error_body(message, problems, request_id),

@@ -6,25 +6,22 @@ Set in the child between fork and exec (`preexec_fn`), so the fault is the kerne
 - a directory it may not write: mode 0555. Root ignores modes, so a root test run also drops
   CAP_DAC_OVERRIDE from the child's bounding set: after exec it is a root without the
   override, whom the mode stops like anyone else;
-- a stuck write: a FIFO where the writer opens its next file, held open by a reader that never
-  reads: the write blocks once the pipe is full, as on a hung network file system.
+- stuck I/O: a FIFO where the writer opens its next file; with no reader, the open blocks,
+  as on a hung network file system (made by the test itself with `os.mkfifo`).
 """
 
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import os
 import resource
 import subprocess
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 _PR_CAPBSET_DROP = 24
 _CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
-_F_SETPIPE_SZ = 1031
 
 
 def file_size_limit(limit: int) -> Callable[[], None]:
@@ -59,12 +56,3 @@ def mode_abiding() -> Callable[[], None] | None:
     except (subprocess.SubprocessError, OSError) as err:
         pytest.skip(f"root cannot drop CAP_DAC_OVERRIDE here ({err})")
     return _drop_dac_override
-
-
-def stuck_file(path: Path) -> int:
-    """A FIFO at `path` with a reader that never reads: opening it for writing succeeds, and
-    writes block once its 4 KiB pipe is full. Returns the reader's fd (close it at the end)."""
-    os.mkfifo(path)
-    reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    fcntl.fcntl(reader, _F_SETPIPE_SZ, 4096)
-    return reader

@@ -406,7 +406,8 @@ def serve(
 ) -> None:
     """Serve the model over HTTP (FastAPI on uvicorn): POST /v1/predict, GET /v1/model,
     /healthz, /readyz, /metrics. Settings: params `serve`. Stops on SIGINT or SIGTERM after
-    answering the requests in flight and flushing the prediction log."""
+    answering the requests in flight and flushing the prediction log, within
+    serve.shutdown_timeout_s."""
     from gitml.config.compose import load_params
     from gitml.project import find_project
 

@@ -89,8 +89,7 @@ def _stop_within_bound(server: ServerProcess) -> None:
     started = time.monotonic()
     assert server.stop(signal.SIGTERM, timeout=30) == 0, server.stderr
     elapsed = time.monotonic() - started
-    # the bound, plus uvicorn's 0.1 s ticks and the interpreter's exit
-    assert elapsed < SHUTDOWN_TIMEOUT + 2, (elapsed, server.stderr)
+    assert elapsed < SHUTDOWN_TIMEOUT + 1, (elapsed, server.stderr)  # 1 s: a busy machine
     assert "stopped on SIGTERM" in server.stderr
 
 
@@ -181,10 +180,11 @@ def test_a_stuck_write_never_blocks_predictions_or_shutdown(
     log_dir = project / "logs/predictions"
     expected = _expected(project)
     server = ServerProcess(project)
-    stuck = log_dir / f".predictions-{server.proc.pid}-00001.parquet.part"
-    os.mkfifo(stuck)
+    stuck = log_dir / "not yet"
     try:
-        server.wait_ready()
+        server.wait_ready()  # its first file is opened with the first predictions: none yet
+        stuck = log_dir / f".predictions-{server.proc.pid}-00001.parquet.part"
+        os.mkfifo(stuck)
         with httpx.Client(base_url=server.url, timeout=10) as http:
             started = time.monotonic()
             for i in range(30):  # 300 rows: the buffer holds 100
@@ -200,7 +200,7 @@ def test_a_stuck_write_never_blocks_predictions_or_shutdown(
         _stop_within_bound(server)
     finally:
         server.stop()
-        stuck.unlink()
+        stuck.unlink(missing_ok=True)
     assert "did not finish within" in server.stderr and "not logged" in server.stderr
     assert not list(log_dir.glob("*.parquet"))  # nothing got a final name
 

@@ -302,6 +302,9 @@ def create_app(
     return app
 
 
+_EXIT_SECONDS = 0.5  # uvicorn's last steps and the interpreter's exit, after the lifespan
+
+
 class _ShutdownClock:
     """When the server was told to stop: it wraps the SIGTERM and SIGINT handlers (uvicorn's,
     installed before the lifespan starts) to note the time, so that the whole shutdown, not
@@ -327,10 +330,10 @@ class _ShutdownClock:
         return noted
 
     def remaining(self, bound: float) -> float:
-        """Seconds left of `bound` since the signal (all of it without one)."""
-        if self.signalled is None:
-            return bound
-        return max(0.0, bound - (time.monotonic() - self.signalled))
+        """Seconds left of `bound` since the signal (all of it without one), less what the
+        process takes to exit afterwards."""
+        spent = 0.0 if self.signalled is None else time.monotonic() - self.signalled
+        return max(0.0, bound - spent - _EXIT_SECONDS)
 
     def restore(self) -> None:
         for sig, handler in self._saved.items():

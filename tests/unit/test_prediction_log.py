@@ -90,7 +90,7 @@ def test_a_failed_write_is_counted_logged_once_and_the_writer_recovers(
 
     _wait(retried, "two failed attempts")
     assert "cannot write" in (log.failing() or "")
-    episode = [r for r in caplog.records if "cannot write" in r.getMessage()]
+    episode = [r for r in caplog.records if f"cannot write {directory}" in r.getMessage()]
     assert len(episode) == 1  # once per episode, not per attempt or row
     directory.mkdir()
     for request in range(3):

@@ -257,7 +257,8 @@ class PredictionLog:
                 self._in_flight, self._buffered = self._buffered, 0
                 closing = self._closing
                 self._busy_since = time.monotonic()
-            self._attempt(entries, finish=closing)
+                overflows = self._dropped["buffer_full"]
+            self._attempt(entries, finish=closing, overflows=overflows)
             with self._cond:
                 self._busy_since = None
                 self._in_flight = 0
@@ -269,8 +270,9 @@ class PredictionLog:
             return True
         return bool(self._buffer) and now - self._oldest >= self._flush_seconds
 
-    def _attempt(self, entries: list[LogEntry], *, finish: bool) -> None:
-        """Write `entries` (and finish the file when `finish`); count and log a failure."""
+    def _attempt(self, entries: list[LogEntry], *, finish: bool, overflows: int) -> None:
+        """Write `entries` (and finish the file when `finish`); count and log a failure.
+        `overflows`: rows dropped for a full buffer when the writer took `entries`."""
         self._unwritten = sum(len(e.scores) for e in entries)
         try:
             if entries:
@@ -291,6 +293,8 @@ class PredictionLog:
                     return  # the fault may come back with the file's next bytes: not over yet
             elif self._trouble is None and not self._episode_dropped:
                 return
+            elif self._dropped["buffer_full"] > overflows:
+                return  # still overflowing while this was written: the writer is too slow
             trouble, dropped = self._trouble, self._episode_dropped
             self._trouble, self._episode_dropped, self._ok_since = None, 0, None
             self._write_failing, self._backoff = False, _BACKOFF_FIRST

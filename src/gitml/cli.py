@@ -410,7 +410,8 @@ def serve(
 ) -> None:
     """Serve the model over HTTP (FastAPI on uvicorn): POST /v1/predict, GET /v1/model,
     /healthz, /readyz, /metrics. Settings: params `serve`. Stops on SIGINT or SIGTERM after
-    answering the requests in flight and flushing the prediction log."""
+    answering the requests in flight and flushing the prediction log, within
+    serve.shutdown_timeout_s."""
     from gitml.config.compose import load_params
     from gitml.project import find_project
 
@@ -443,6 +444,7 @@ def _serve(
     # uvicorn re-raises the signal that stopped it once it is done; record it and exit 0
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stopped.append(signum))
+    _ignore_file_size_signal()
     typer.echo(
         f"serving {served.name} {served.version} ({served.path}) at http://{host}:{port} "
         f"with {workers} worker(s); prediction log: {log_dir or 'off'}",
@@ -523,6 +525,7 @@ def _predict(
 
     from gitml.serve.batch import score_file
 
+    _ignore_file_size_signal()
     console = Console(stderr=True)
     with Progress(
         TextColumn("scoring"),
@@ -553,6 +556,15 @@ def _predict(
         shown = ", ".join(f"{k}: {v:,}" for k, v in summary.unknown_categories.items())
         line += f"; unknown categories accepted ({shown})"
     typer.echo(line)
+
+
+def _ignore_file_size_signal() -> None:
+    """Past a file size limit (`ulimit -f`), a write then fails with EFBIG, which gitml reports
+    (and the prediction log counts), instead of SIGXFSZ killing the process with a core dump."""
+    import signal
+
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 def main() -> None:

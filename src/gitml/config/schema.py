@@ -287,6 +287,9 @@ class PredictionLogParams(_Strict):
     max_buffer_rows: Annotated[int, Field(ge=1)] = 50_000
     rotate_rows: Annotated[int, Field(ge=1)] = 1_000_000
     rotate_bytes: Annotated[int, Field(ge=1)] = 128 * 1024 * 1024
+    # while the log cannot write: degrade = stay ready and serve unlogged; unready = /readyz 503
+    on_error: Literal["degrade", "unready"] = "degrade"
+    stall_seconds: Annotated[float, Field(gt=0)] = 30.0
 
     @model_validator(mode="after")
     def _bounded(self) -> PredictionLogParams:
@@ -309,6 +312,7 @@ class ServeParams(_Strict):
     batch_max_rows: Annotated[int, Field(ge=1)] = 2048
     batch_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 0.0
     fast_path_max_rows: Annotated[int, Field(ge=0)] = 64
+    shutdown_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
     prediction_log: PredictionLogParams = PredictionLogParams()
 
 

@@ -10,13 +10,17 @@ streams in, and the limit applies to the decoded bytes.
 
 from __future__ import annotations
 
+import copy
 import json
+import logging
 import os
+import signal
 import socket
+import threading
 import time
 import uuid
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +49,7 @@ from gitml.serve.openapi import PREDICT_OPENAPI, install_docs, install_openapi
 from gitml.serve.predlog import LogEntry, PredictionLog
 from gitml.serve.telemetry import CONTENT_TYPE, ServeMetrics
 
+_log = logging.getLogger(__name__)
 _PATHS = {"/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"}
 
 
@@ -83,13 +88,13 @@ def create_app(
     fast_limit = settings.fast_path_max_rows if fast is not None else 0
 
     def score(columns: Columns) -> np.ndarray:
+        metrics.batch_rows.observe(columns.n)  # every call into the model, failed ones too
         if fast is not None and columns.n <= fast_limit:
             return fast(columns)
         return pipeline_score(columns)
 
     def after(jobs: list[Job], scores: np.ndarray) -> None:
         metrics.rows.inc(len(scores))
-        metrics.batch_rows.observe(len(scores))
         for value in scores.tolist():
             metrics.scores.observe(value)
         if log is not None:
@@ -105,12 +110,17 @@ def create_app(
                         served.labels(part, threshold),
                         job.received,
                     )
-                )
-            metrics.log_rows.inc(len(scores))
+                )  # never blocks: a full buffer drops the rows and counts them
 
     batcher = MicroBatcher(
-        score, max_rows=settings.batch_max_rows, wait_ms=settings.batch_wait_ms, after=after
+        score,
+        max_rows=settings.batch_max_rows,
+        wait_ms=settings.batch_wait_ms,
+        after=after,
+        on_split=metrics.batch_splits.inc,
     )
+    if log_dir is not None:
+        metrics.watch_log(lambda: state.log.stats() if state.log is not None else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -126,8 +136,10 @@ def create_app(
                 max_buffer_rows=log_cfg.max_buffer_rows,
                 rotate_rows=log_cfg.rotate_rows,
                 rotate_bytes=log_cfg.rotate_bytes,
+                stall_seconds=log_cfg.stall_seconds,
             )
             state.log = log
+        stopping = _ShutdownClock()
         batcher.start()
         state.ready = True
         try:
@@ -135,8 +147,9 @@ def create_app(
         finally:
             state.ready = False
             batcher.stop()  # scores what was accepted, then the log takes the last rows
-            if log is not None:
-                log.close()
+            if log is not None:  # whatever time the shutdown bound leaves, and no more
+                log.close(timeout=stopping.remaining(settings.shutdown_timeout_s))
+            stopping.restore()
 
     app = FastAPI(
         title=f"gitml: {served.name}",
@@ -161,6 +174,11 @@ def create_app(
         can grow `/metrics` by sending new field names."""
         return field if field in declared else "(undeclared)"
 
+    def refuse(err: InputError, request_id: str) -> Response:
+        for problem in err.problems:
+            metrics.rejected_records.labels(field_label(problem["field"]), problem["rule"]).inc()
+        return error_response(422, err.message, err.problems, request_id)
+
     @app.post(
         "/v1/predict",
         summary="Score records",
@@ -184,15 +202,19 @@ def create_app(
                 refusal.status, str(refusal), [problem], request_id, headers=refusal.headers
             )
         except InputError as err:
-            for problem in err.problems:
-                label = field_label(problem["field"])
-                metrics.rejected_records.labels(label, problem["rule"]).inc()
-            return error_response(422, err.message, err.problems, request_id)
+            return refuse(err, request_id)
         for name, count in columns.unknown.items():
             metrics.unknown_categories.labels(name).inc(count)
         if columns.extra_fields:
             metrics.extra_fields.inc(columns.extra_fields)
-        scores = await batcher.submit(columns, request_id)
+        try:  # a failure while scoring is this request's own: the batcher re-scores the others
+            scores = await batcher.submit(columns, request_id)
+        except InputError as err:
+            return refuse(err, request_id)
+        except Exception as err:  # the model failed on this request; the server lives on
+            _log.error("request %s: scoring failed", request_id, exc_info=err)
+            reason = "the model could not score these records; the server log has the details"
+            return error_response(500, reason, [], request_id)
         labels = served.labels(scores, threshold)
         payload = {
             "model": identity,
@@ -218,9 +240,13 @@ def create_app(
 
     @app.get("/readyz", summary="The model is loaded and scoring")
     async def readyz() -> Response:
-        ok = state.ready and batcher.running and (state.log is None or state.log.error is None)
-        body = b'{"status":"ready"}' if ok else b'{"status":"not ready"}'
-        return Response(body, status_code=200 if ok else 503, media_type="application/json")
+        reason = None if state.ready and batcher.running else "starting or stopping"
+        if reason is None and state.log is not None and log_cfg.on_error == "unready":
+            trouble = state.log.failing()
+            reason = None if trouble is None else f"prediction log: {trouble}"
+        body = {"status": "ready"} if reason is None else {"status": "not ready", "reason": reason}
+        status = 200 if reason is None else 503
+        return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
     @app.get("/metrics", summary="Prometheus metrics of this process")
     async def prometheus() -> Response:
@@ -229,6 +255,44 @@ def create_app(
     install_openapi(app, schema, settings, model_example=orjson.loads(model_body))
     install_docs(app)
     return app
+
+
+_EXIT_SECONDS = 0.5  # uvicorn's last steps and the interpreter's exit, after the lifespan
+
+
+class _ShutdownClock:
+    """When the server was told to stop: it wraps the SIGTERM and SIGINT handlers (uvicorn's,
+    installed before the lifespan starts) to note the time, so that the whole shutdown, not
+    each of its steps, stays within `serve.shutdown_timeout_s`."""
+
+    def __init__(self) -> None:
+        self.signalled: float | None = None
+        self._saved: dict[int, Any] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return  # an app served from a thread (tests): uvicorn handles no signals there
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(sig)
+            if callable(handler):
+                self._saved[sig] = handler
+                signal.signal(sig, self._note(handler))
+
+    def _note(self, handler: Callable[[int, Any], Any]) -> Callable[[int, Any], Any]:
+        def noted(signum: int, frame: Any) -> Any:
+            if self.signalled is None:
+                self.signalled = time.monotonic()
+            return handler(signum, frame)
+
+        return noted
+
+    def remaining(self, bound: float) -> float:
+        """Seconds left of `bound` since the signal (all of it without one), less what the
+        process takes to exit afterwards."""
+        spent = 0.0 if self.signalled is None else time.monotonic() - self.signalled
+        return max(0.0, bound - spent - _EXIT_SECONDS)
+
+    def restore(self) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
 
 
 class _MetricsMiddleware:
@@ -426,8 +490,9 @@ def run_server(
         "port": port,
         "log_level": "info",
         "access_log": access_log,
-        "timeout_graceful_shutdown": 30,
+        "timeout_graceful_shutdown": settings.shutdown_timeout_s,
         "server_header": False,
+        "log_config": _log_config(),
     }
     if workers <= 1:
         app = create_app(served, settings, threshold=threshold, log_dir=log_dir)
@@ -451,6 +516,16 @@ def run_server(
         http="gitml.serve.app:NoDelayH11Protocol",
         **common,
     )
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, with gitml's own messages (the prediction log's, failed scoring)
+    printed the same way."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["gitml"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
 
 
 class NoDelayH11Protocol(H11Protocol):

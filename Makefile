@@ -38,7 +38,7 @@ test: venv ## run the whole test suite, one pytest-xdist worker per core (TEST_W
 test-fast: venv ## unit tests only (no git, dvc or servers): the inner loop, under a minute
 	pytest tests/unit tests/test_public_api.py
 
-lint: venv ## ruff, YAML, workflow and params checks (pre-commit on all files)
+lint: venv ## ruff, import contracts, mypy, YAML, workflow and params checks (pre-commit, all files)
 	pre-commit run --all-files
 
 bench: venv ## benchmarks: pipeline, review, registry (vs gto), serving and batch (vs MLflow, raw sklearn)

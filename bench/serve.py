@@ -3,7 +3,7 @@
 Usage, from the project root with the project venv first on PATH (as `make bench` does) and a
 trained model in models/model.skops (`make repro`):
 
-    python bench/serve.py                   # everything: about 7 minutes (+2 the first time)
+    python bench/serve.py                   # everything: about 9 minutes (+2 the first time)
     python bench/serve.py --skip-mlflow     # no peer server (its cells say "peer not measured")
     python bench/serve.py --skip-batch      # HTTP only
     python bench/serve.py --requests 1000 --rows 200000 --workers 1   # a quicker look
@@ -29,7 +29,10 @@ What it measures:
   gitml does), `mlflow models serve --env-manager local --workers N`, POST /invocations
   {"dataframe_split": ...}, ready on GET /ping; its uvicorn access log is off
   (UVICORN_ACCESS_LOG=false), as gitml's is by default, unless --mlflow-access-log. Both
-  answers are checked against raw predict_proba before the clock starts. Also: start to
+  answers are checked against raw predict_proba before the clock starts. A third server,
+  gitml with `serve.fast_path_max_rows: 0` (every request through the pipeline; a scratch
+  project under bench/out/ holds that params.yaml), runs in the same rounds unless
+  --skip-fast-path-off, so the fast path's share is measured, not assumed. Also: start to
   ready, resident memory of the server's process tree after the load, and a 1,000-row
   request (median of 10).
 - In-process overhead: the p50 of one request driven straight through gitml's ASGI app in
@@ -100,6 +103,7 @@ TARGET_THROUGHPUT_RATIO, TARGET_BATCH_RATIO, TARGET_PEAK_GIB = 2.0, 0.8, 1.5
 READY_TIMEOUT_S = 120.0
 RESULT_MARK = "@@bench-result "
 JSON_HEADERS = {"Content-Type": "application/json"}
+NOFAST = "gitml-fast-path-off"  # gitml with serve.fast_path_max_rows: 0
 
 
 _STARTED = time.perf_counter()
@@ -617,13 +621,16 @@ def raw_one_row(pipeline: Any, features: list[str], categorical: list[str]) -> d
     }
 
 
-def asgi_one_row(bodies: list[bytes], calls: int = 500, warm: int = 50) -> dict[str, Any] | None:
+def asgi_one_row(
+    bodies: list[bytes], calls: int = 500, warm: int = 50, *, fast_path: bool = True
+) -> dict[str, Any] | None:
     """p50 of one-row requests driven straight through gitml's ASGI app: no socket, no client.
 
     The app is built as `gitml serve` builds it (create_app with the default serve params),
     its lifespan started (micro-batcher thread), then each request is one ASGI call: body
     read, JSON, signature checks, the hop to the scoring thread, predict_proba, the answer.
-    None if this gitml has no serve package.
+    With `fast_path=False` the app is built with `serve.fast_path_max_rows: 0`, so every
+    request goes through the pipeline. None if this gitml has no serve package.
     """
     import asyncio
 
@@ -635,7 +642,8 @@ def asgi_one_row(bodies: list[bytes], calls: int = 500, warm: int = 50) -> dict[
         from gitml.serve.bundle import load_served_model
     except ImportError:
         return None
-    app = create_app(load_served_model(ROOT / MODEL), ServeParams(), threshold=0.5)
+    settings = ServeParams() if fast_path else ServeParams(fast_path_max_rows=0)
+    app = create_app(load_served_model(ROOT / MODEL), settings, threshold=0.5)
 
     async def drive() -> list[float]:
         inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -1015,12 +1023,53 @@ def _render_http(results: dict[str, Any], console: Any) -> None:
     console.print(table)
 
 
+def _render_fast_path(results: dict[str, Any], console: Any) -> None:
+    """gitml with and without the small-input fast path, same run, with MLflow beside."""
+    by_key = {(r["server"], r["workers"], r["concurrency"]): r for r in results["http"]}
+    keys = sorted(
+        {(r["workers"], r["concurrency"]) for r in results["http"] if r["server"] == NOFAST}
+    )
+    if not keys:
+        return
+    table = _table(
+        "Fast path off (serve.fast_path_max_rows: 0), same run",
+        [
+            "workers",
+            "conc.",
+            "req/s",
+            "p50",
+            "p99",
+            "err",
+            "fast path on: req/s",
+            "on / off",
+            "off / MLflow",
+        ],
+    )
+    for workers, conc in keys:
+        off = by_key[(NOFAST, workers, conc)]
+        on = by_key.get(("gitml", workers, conc))
+        peer = by_key.get(("mlflow", workers, conc))
+        table.add_row(
+            str(workers),
+            str(conc),
+            f"{off['rps']:.0f}",
+            _ms(off["p50_ms"]),
+            _ms(off["p99_ms"]),
+            str(off["errors"]),
+            f"{on['rps']:.0f}" if on else "-",
+            f"{on['rps'] / off['rps']:.2f}x" if on else "-",
+            f"{off['rps'] / peer['rps']:.2f}x" if peer else "peer not measured",
+        )
+    console.print(table)
+
+
 def _render_overhead(results: dict[str, Any], console: Any) -> None:
     over = results["overhead"]
     table = _table("In-process overhead (one row, p50)", ["measure", "p50", "over raw", "ratio"])
     raw = over["raw"]["p50_ms"]
     table.add_row("raw predict_proba, 1-row DataFrame (in this process)", _ms(raw), "", "1.00x")
     rows = [("gitml: one request through the ASGI app, in-process", over.get("gitml_asgi"))]
+    rows += [("gitml, fast path off: the same", over.get(f"{NOFAST}_asgi"))]
     rows += [
         (f"{name}: HTTP round trip, 1 worker, concurrency 1", over.get(f"{name}_http_p50_ms"))
         for name in ("gitml", "mlflow")
@@ -1096,6 +1145,7 @@ def render(results: dict[str, Any], console: Any) -> None:
     _render_header(results, console)
     if results["http"]:
         _render_http(results, console)
+        _render_fast_path(results, console)
         _render_overhead(results, console)
     if results.get("batch"):
         _render_batch(results["batch"], console)
@@ -1151,6 +1201,39 @@ def gitml_spec() -> ServerSpec:
     )
 
 
+def gitml_nofast_spec(scratch: Path) -> ServerSpec:
+    """`gitml serve` with `serve.fast_path_max_rows: 0`: every request through the pipeline.
+
+    The server reads its settings from a project's params.yaml; this one is a scratch copy of
+    the project's conf/ and params.yaml (under bench/out/) with that one value changed.
+    """
+    import yaml
+
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    shutil.copytree(ROOT / "conf", scratch / "conf")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    params.setdefault("serve", {})["fast_path_max_rows"] = 0
+    (scratch / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return ServerSpec(
+        name=NOFAST,
+        command=[
+            sys.executable,
+            "-m",
+            "gitml",
+            "serve",
+            "--model",
+            str(ROOT / MODEL),
+            "--project",
+            str(scratch),
+        ],
+        env=bench_env(),
+        ready_path="/readyz",
+        predict_path="/v1/predict",
+        encode=gitml_body,
+    )
+
+
 def mlflow_spec(bin_dir: Path, model_dir: Path, *, access_log: bool) -> ServerSpec:
     env = bench_env(bin_dir)
     if not access_log:
@@ -1189,6 +1272,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     pipeline = load_model(ROOT / MODEL)
     positive_column = [str(c) for c in pipeline.classes_].index(positive_class())
     specs = [] if args.skip_gitml else [gitml_spec()]
+    if not args.skip_gitml and not args.skip_fast_path_off:
+        specs.append(gitml_nofast_spec(OUT_DIR / "project-fast-path-off"))
     if not args.skip_mlflow:
         bin_dir = ensure_mlflow_venv(args.mlflow_venv)
         progress("exporting the model to MLflow's format")
@@ -1208,9 +1293,10 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         results["overhead"] = {"raw": raw_one_row(pipeline, features, categorical)}
         if not args.skip_gitml:
             progress("gitml app in-process (ASGI, no HTTP) on one-row requests")
-            results["overhead"]["gitml_asgi"] = asgi_one_row(
-                [gitml_body([r], features) for r in records]
-            )
+            one_row = [gitml_body([r], features) for r in records]
+            results["overhead"]["gitml_asgi"] = asgi_one_row(one_row)
+            if not args.skip_fast_path_off:
+                results["overhead"][f"{NOFAST}_asgi"] = asgi_one_row(one_row, fast_path=False)
         loads, servers = http_runs(specs, args, features, records, expected, positive_column)
         results["http"], results["servers"] = loads, servers
         for load in loads:
@@ -1275,6 +1361,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--skip-gitml",
         action="store_true",
         help="measure the peers only (MLflow, raw); no gitml server or batch",
+    )
+    parser.add_argument(
+        "--skip-fast-path-off",
+        action="store_true",
+        help="no second gitml server with serve.fast_path_max_rows: 0",
     )
     parser.add_argument("--skip-http", action="store_true", help="no HTTP serving")
     parser.add_argument("--skip-batch", action="store_true", help="no batch scoring")

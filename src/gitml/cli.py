@@ -10,12 +10,15 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
 from gitml import __version__
 from gitml.errors import GitmlError
+
+if TYPE_CHECKING:
+    from gitml.registry.tags import Bump as VersionPart
 
 app = typer.Typer(
     name="gitml",
@@ -118,7 +121,7 @@ def report(
     """Write the pull-request report: verdict, metrics with intervals, slices, params, data,
     model, plots and lineage, comparing head with base. Exit 0 when written, whatever the
     verdict; 1 or 2 on an error."""
-    from gitml.data.io import write_text
+    from gitml.files import write_text
     from gitml.project import find_project
     from gitml.review.review import build_review
 
@@ -203,9 +206,10 @@ def release(
 
     if bump not in (None, "major", "minor", "patch"):
         raise typer.BadParameter(f"--bump must be major, minor or patch, got {bump!r}")
+    part = cast("VersionPart | None", bump)  # checked above: typer options cannot be Literal types
     done = make_release(
-        find_project(project), name=name, version=version, bump=bump, message=message, push=push
-    )  # type: ignore[arg-type]
+        find_project(project), name=name, version=version, bump=part, message=message, push=push
+    )
     typer.echo(f"released {done.tag} at {done.commit[:12]} ({done.gate})")
     pushed = f"pushed {done.tag} to origin"
     typer.echo(pushed if done.pushed else f"to publish it: git push origin {done.tag}")
@@ -406,7 +410,8 @@ def serve(
 ) -> None:
     """Serve the model over HTTP (FastAPI on uvicorn): POST /v1/predict, GET /v1/model,
     /healthz, /readyz, /metrics. Settings: params `serve`. Stops on SIGINT or SIGTERM after
-    answering the requests in flight and flushing the prediction log."""
+    answering the requests in flight and flushing the prediction log, within
+    serve.shutdown_timeout_s."""
     from gitml.config.compose import load_params
     from gitml.project import find_project
 
@@ -439,6 +444,7 @@ def _serve(
     # uvicorn re-raises the signal that stopped it once it is done; record it and exit 0
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stopped.append(signum))
+    _ignore_file_size_signal()
     typer.echo(
         f"serving {served.name} {served.version} ({served.path}) at http://{host}:{port} "
         f"with {workers} worker(s); prediction log: {log_dir or 'off'}",
@@ -519,6 +525,7 @@ def _predict(
 
     from gitml.serve.batch import score_file
 
+    _ignore_file_size_signal()
     console = Console(stderr=True)
     with Progress(
         TextColumn("scoring"),
@@ -549,6 +556,15 @@ def _predict(
         shown = ", ".join(f"{k}: {v:,}" for k, v in summary.unknown_categories.items())
         line += f"; unknown categories accepted ({shown})"
     typer.echo(line)
+
+
+def _ignore_file_size_signal() -> None:
+    """Past a file size limit (`ulimit -f`), a write then fails with EFBIG, which gitml reports
+    (and the prediction log counts), instead of SIGXFSZ killing the process with a core dump."""
+    import signal
+
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 def main() -> None:

@@ -80,3 +80,15 @@ class RegistryError(GitmlError):
 
 class VcsError(GitmlError):
     """A git or dvc command failed."""
+
+
+def os_reason(err: BaseException) -> str:
+    """The OS's words for a failed read or write ('No space left on device'), from its errno;
+    else the error's first line (pyarrow wraps errno in longer text)."""
+    import os
+
+    code = getattr(err, "errno", None)
+    if isinstance(code, int) and code > 0:
+        return os.strerror(code)
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__

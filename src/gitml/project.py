@@ -11,6 +11,8 @@ from gitml.errors import ProjectError
 PARAMS_FILE = "params.yaml"
 CONF_DIR = "conf"
 CONFIG_NAME = "config"
+# The model's file name: in models/, and in fetched or bundled model directories.
+MODEL_FILE = "model.skops"
 # The committed outputs that review reads at any revision (dvc.yaml declares the same paths;
 # tests/test_public_api.py checks that they agree).
 OUTPUTS = {
@@ -20,7 +22,7 @@ OUTPUTS = {
     "validation": "reports/validation.json",
     "signature": "models/signature.json",
     "metadata": "models/metadata.json",
-    "model": "models/model.skops",
+    "model": f"models/{MODEL_FILE}",
     "lock": "dvc.lock",
     "params": PARAMS_FILE,
     "test": "data/processed/test.parquet",

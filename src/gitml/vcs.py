@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from gitml.errors import VcsError
+from gitml.errors import DataError, VcsError
 
 
 def git(root: Path, *args: str) -> str:
@@ -107,7 +109,8 @@ def read_blobs(root: Path, specs: list[str]) -> list[str | None]:
     )
     if proc.returncode != 0:
         raise VcsError(f"git cat-file failed: {proc.stderr.decode(errors='replace').strip()}")
-    out, pos, texts = proc.stdout, 0, []
+    out, pos = proc.stdout, 0
+    texts: list[str | None] = []
     for _ in specs:
         end = out.index(b"\n", pos)
         header = out[pos:end].split()
@@ -155,3 +158,77 @@ def gto(root: Path, *args: str) -> str:
     """Run `gto ARGS`: the executable beside this interpreter, else the one on PATH."""
     beside = Path(sys.executable).parent / "gto"
     return _run_tool(root, str(beside) if beside.is_file() else "gto", *args)
+
+
+@dataclass(frozen=True)
+class LockEntry:
+    """One dependency or output that dvc.lock records; md5 is None for untracked ones."""
+
+    path: str
+    md5: str | None = None
+
+
+@dataclass(frozen=True)
+class LockStage:
+    deps: tuple[LockEntry, ...] = ()
+    outs: tuple[LockEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class DvcLock:
+    """dvc.lock, typed: the stages that ran (in file order) and the hashes they recorded."""
+
+    stages: dict[str, LockStage] = field(default_factory=dict)
+
+    def hashes(self) -> dict[str, str]:
+        """path -> md5 of every dependency and output that DVC tracks by hash."""
+        return {
+            e.path: e.md5
+            for stage in self.stages.values()
+            for e in (*stage.deps, *stage.outs)
+            if e.md5
+        }
+
+    def outs(self) -> list[LockEntry]:
+        """Every output recorded with a hash (data, model, reports), in stage order."""
+        return [o for stage in self.stages.values() for o in stage.outs if o.md5]
+
+    def out_md5(self, path: str) -> str | None:
+        """The md5 recorded for output `path`, or None."""
+        return next((o.md5 for o in self.outs() if o.path == path), None)
+
+
+def parse_lock(text: str, *, source: str) -> DvcLock:
+    """Parse dvc.lock text (the working tree's or any revision's); the one reader of it."""
+    import yaml
+
+    try:
+        # libyaml's loader when PyYAML has it: the review reads two revisions' locks
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as err:
+        raise DataError(f"{source} is not valid YAML: {err}") from err
+    stages = raw.get("stages") if isinstance(raw, dict) else None
+    if raw is not None and not isinstance(stages, dict | None):
+        raise DataError(f"{source}: `stages` must be a mapping, got {type(stages).__name__}")
+    return DvcLock(
+        {
+            str(name): LockStage(_lock_entries(spec, "deps"), _lock_entries(spec, "outs"))
+            for name, spec in (stages or {}).items()
+        }
+    )
+
+
+def read_lock(path: Path) -> DvcLock:
+    """A dvc.lock file; empty when it does not exist (no stage has run yet)."""
+    if not path.is_file():
+        return DvcLock()
+    return parse_lock(path.read_text(encoding="utf-8"), source=str(path))
+
+
+def _lock_entries(spec: Any, key: str) -> tuple[LockEntry, ...]:
+    entries = spec.get(key) if isinstance(spec, dict) else None
+    return tuple(
+        LockEntry(str(e["path"]), str(e["md5"]) if e.get("md5") else None)
+        for e in entries or []
+        if isinstance(e, dict) and "path" in e
+    )

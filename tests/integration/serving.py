@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -28,10 +29,11 @@ def port_is_bound(port: int) -> bool:
 
 
 class ServerProcess:
-    """`python -m gitml serve ... --port P` in `cwd`, stderr captured to a file."""
+    """`python -m gitml serve ... --port P` in `cwd`, stderr captured to a file; `preexec_fn`
+    runs in the child before exec (to set up a fault, see `faults.py`)."""
 
-    def __init__(self, cwd: Path, *args: str) -> None:
-        self._cwd, self._args = cwd, args
+    def __init__(self, cwd: Path, *args: str, preexec_fn: Callable[[], None] | None = None) -> None:
+        self._cwd, self._args, self._preexec = cwd, args, preexec_fn
         self._start()
 
     def _start(self) -> None:
@@ -48,6 +50,7 @@ class ServerProcess:
             cwd=self._cwd,
             stdout=subprocess.DEVNULL,
             stderr=self._stderr,
+            preexec_fn=self._preexec,
         )
 
     @property

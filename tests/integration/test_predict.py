@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from gitml.config.compose import load_params
 from gitml.data.io import read_table
 from gitml.model.persist import load_model
 from gitml.model.scoring import score_frame
+from tests.integration.faults import file_size_limit, mode_abiding
 from tests.support import gitml
 
 BAD_ROWS = {700: ("tenure", "-4", "min"), 1200: ("contract", "Weekly", "category")}
@@ -140,3 +143,38 @@ def test_score_file_streams_chunks_in_process(
     written = pq.read_table(tmp_path / "out.parquet")
     assert written.schema.field("score").type == pa.float64()
     assert np.max(np.abs(written["score"].to_numpy() - scored)) <= 1e-12
+
+
+@pytest.mark.parametrize("fault", ["unwritable directory", "/dev/full", "file size limit"])
+def test_a_failed_write_is_one_error_line_and_leaves_no_partial_file(
+    built_repo: Path, bad_csv: Path, tmp_path: Path, fault: str
+) -> None:
+    """Real faults in a real `gitml predict` process; the previous output stays as it was and
+    no rejects file appears (the run skips two bad rows, so it would write one)."""
+    directory = tmp_path / "out"
+    directory.mkdir()
+    out = directory / "scores.parquet"
+    out.write_bytes(b"the previous run's output")
+    source, preexec, options = str(bad_csv), None, ["--on-error", "skip"]
+    if fault == "unwritable directory":
+        directory.chmod(0o555)
+        preexec, reason = mode_abiding(), "Permission denied"
+    elif fault == "/dev/full":
+        source, options = "data/processed/test.parquet", []  # no bad rows, no rejects file
+        out, reason = Path("/dev/full"), "No space left on device"
+    else:  # a full disk: the scores of 1,409 rows take more than 16 KiB
+        preexec, reason = file_size_limit(16 * 1024), "File too large"
+    proc = subprocess.run(
+        [sys.executable, "-m", "gitml", "predict", source, "-o", str(out), *options],
+        cwd=built_repo,
+        capture_output=True,
+        text=True,
+        preexec_fn=preexec,
+        timeout=120,
+    )
+    directory.chmod(0o755)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.splitlines() == [f"error: cannot write predictions to {out}: {reason}"]
+    assert proc.stdout == ""
+    assert [p.name for p in directory.iterdir()] == ["scores.parquet"]
+    assert (directory / "scores.parquet").read_bytes() == b"the previous run's output"

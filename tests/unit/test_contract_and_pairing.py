@@ -95,7 +95,7 @@ def _rev(label: str, ids, labels, *, fingerprint: str | None = "fp") -> Revision
         "test_set": {"fingerprint": fingerprint} if fingerprint else {},
     }
     signature = {"inputs": [], "output": {"classes": ["No", "Yes"], "positive_class": "Yes"}}
-    return Revision(label, None, metrics, None, predictions, None, signature, None, {}, None, {})
+    return Revision(label, None, metrics, None, predictions, None, signature, None, None, None, {})
 
 
 def _compare(base: Revision, head: Revision):

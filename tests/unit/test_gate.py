@@ -7,6 +7,7 @@ import dataclasses
 import pandas as pd
 import pytest
 
+from gitml.config.compose import CommittedParams
 from gitml.config.schema import PromotionParams
 from gitml.review.compare import Comparison, MetricRow
 from gitml.review.contract import SignatureDiff
@@ -40,7 +41,8 @@ def _revision(label: str, *, size: int | None = 500, predicted=("No", "Yes")) ->
         }
     )
     signature = {"inputs": [], "output": {"classes": ["No", "Yes"], "positive_class": "Yes"}}
-    params = {"evaluate": {"slices": ["contract"]}}
+    evaluate = {"threshold": 0.5, "metrics": ["roc_auc"], "slices": ["contract"]}
+    params = CommittedParams({"evaluate": evaluate}, source="params.yaml")
     return Revision(label, None, {}, None, predictions, None, signature, metadata, params, None, {})
 
 

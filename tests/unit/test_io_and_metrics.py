@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gitml.data.io import atomic_path, atomic_paths, read_source, write_json
+from gitml.data.io import read_source
 from gitml.errors import ConfigError, DataError
 from gitml.evaluate.metrics import HIGHER_IS_BETTER, compute_metrics, compute_slices
+from gitml.files import atomic_path, atomic_paths, write_json
 
 NAMES = list(HIGHER_IS_BETTER)
 

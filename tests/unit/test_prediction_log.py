@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import threading
+import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +33,12 @@ def _log(directory: Path, **options: int | float) -> PredictionLog:
 
 
 def test_rows_are_batched_rotated_and_all_flushed_on_close(tmp_path: Path) -> None:
-    log = _log(tmp_path, flush_rows=300, rotate_rows=1000, max_buffer_rows=600)
+    log = _log(tmp_path, flush_rows=300, rotate_rows=1000, max_buffer_rows=2500)
     for request in range(25):
         log.append(_entry(request, 100))
     log.close()
     files = sorted(tmp_path.iterdir())
-    assert [f.suffix for f in files] == [".parquet"] * 3  # no .part left behind
+    assert [f.suffix for f in files] == [".parquet"] * 3  # no temporary file left behind
     tables = [pq.read_table(f) for f in files]
     assert [t.num_rows for t in tables] == [1000, 1000, 500]
     rows = [row for t in tables for row in t.to_pylist()]
@@ -48,22 +49,69 @@ def test_rows_are_batched_rotated_and_all_flushed_on_close(tmp_path: Path) -> No
     assert tables[0].schema.field("timestamp").type.tz == "UTC"
 
 
-def test_a_full_buffer_makes_producers_wait_instead_of_growing(tmp_path: Path) -> None:
-    log = _log(tmp_path, flush_rows=10, max_buffer_rows=10, flush_seconds=60)
-    done = threading.Event()
+def test_a_full_buffer_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
+    """A writer stuck in I/O (a FIFO nobody reads at the name of its first file): appends
+    return at once, rows beyond the buffer are counted as dropped, close() gives up after its
+    timeout, and the stuck file never gets a final name."""
+    stuck = tmp_path / f".predictions-{os.getpid()}-00001.parquet.part"
+    os.mkfifo(stuck)
+    try:
+        log = _log(tmp_path, flush_rows=10, max_buffer_rows=100, flush_seconds=60, stall_seconds=1)
+        started = time.monotonic()
+        accepted = [log.append(_entry(request, 10)) for request in range(50)]
+        assert time.monotonic() - started < 1  # 50 appends; none waited for the writer
+        assert 10 <= sum(accepted) <= 20  # the writer's first batch, then the buffer's 100 rows
+        stats = log.stats()
+        assert stats.dropped_rows["buffer_full"] == 500 - 10 * sum(accepted)
+        assert stats.failing is not None and "buffer full" in stats.failing
+        started = time.monotonic()
+        log.close(timeout=0.5)
+        assert time.monotonic() - started < 2
+        stats = log.stats()
+        assert stats.dropped_rows["shutdown"] == 10 * sum(accepted)
+        assert stats.written_rows == 0 and not list(tmp_path.glob("*.parquet"))
+    finally:  # let the writer thread go: its open() returns, its first write fails
+        os.close(os.open(stuck, os.O_RDONLY | os.O_NONBLOCK))
 
-    def produce() -> None:
-        for request in range(50):
-            log.append(_entry(request, 10))
-        done.set()
 
-    thread = threading.Thread(target=produce)
-    thread.start()
-    assert done.wait(30)
-    log.close()
-    thread.join()
-    assert log.rows_written == 500
-    assert sum(pq.read_metadata(f).num_rows for f in tmp_path.iterdir()) == 500
+def test_a_failed_write_is_counted_logged_once_and_the_writer_recovers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log's directory disappears (a real ENOENT), then comes back."""
+    directory = tmp_path / "logs"
+    log = _log(directory, flush_rows=10, flush_seconds=0.05)
+    directory.rmdir()
+    sent = 0
+
+    def retried() -> bool:  # the writer retries, backing off, when it has rows again
+        nonlocal sent
+        sent += log.append(_entry(sent, 10))
+        return log.stats().errors["io"] >= 2
+
+    _wait(retried, "two failed attempts")
+    assert "cannot write" in (log.failing() or "")
+    episode = [r for r in caplog.records if f"cannot write {directory}" in r.getMessage()]
+    assert len(episode) == 1  # once per episode, not per attempt or row
+    directory.mkdir()
+    for request in range(3):
+        assert log.append(_entry(1000 + request, 10))
+    log.close()  # the file is complete: the episode is over
+    stats = log.stats()
+    assert stats.failing is None
+    assert any("writing again" in r.getMessage() for r in caplog.records)
+    files = list(directory.iterdir())
+    assert all(f.name.startswith("predictions-") and f.suffix == ".parquet" for f in files)
+    logged = pq.read_table(files)
+    assert logged.num_rows == stats.written_rows
+    assert {"req-1000", "req-1001", "req-1002"} <= set(logged["request_id"].to_pylist())
+    assert sum(stats.dropped_rows.values()) + logged.num_rows == 10 * sent + 30
+
+
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {timeout} s"
+        time.sleep(0.02)
 
 
 def test_old_rows_are_written_after_flush_seconds(tmp_path: Path) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from gitml.config.compose import load_params
+from gitml.config.schema import CardParams, ProjectParams
 from gitml.errors import RegistryError
 from gitml.registry.card import UNRELEASED, render_card, stamp_release
 from gitml.registry.state import TagRecord, build_registry
@@ -135,11 +139,14 @@ def test_bootstrap_intervals_cover_the_point_estimate() -> None:
 
 
 def test_card_names_purpose_data_metrics_and_lineage_and_takes_a_release_stamp() -> None:
-    params = {
-        "project": {"name": "churn", "model_name": "churn-classifier"},
-        "data": {"source": "data/external/x.csv.gz"},
-        "card": {"intended_use": "Rank customers.", "out_of_scope": ["credit"], "owners": []},
-    }
+    reference = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
+    params = reference.model_copy(
+        update={
+            "project": ProjectParams(name="churn", model_name="churn-classifier"),
+            "data": reference.data.model_copy(update={"source": "data/external/x.csv.gz"}),
+            "card": CardParams(intended_use="Rank customers.", out_of_scope=["credit"]),
+        }
+    )
     card = render_card(
         params=params,
         metadata={"model_name": "churn-classifier", "training": {"rows": 10}, "versions": {}},

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from gitml.config.compose import load_params
+from gitml.config.schema import BootstrapParams, CardParams, ProjectParams
 from gitml.evaluate.metrics import compute_slices
 from gitml.labels import MISSING_LABEL, label_category
 from gitml.registry.card import render_card
@@ -180,12 +183,18 @@ def test_the_printed_confidence_level_is_the_policys() -> None:
     assert "| 95 % interval of Δ |" in _report()
     report = _report(confidence=0.9)
     assert "| 90 % interval of Δ |" in report and "95 %" not in report
-    params = {
-        "project": {"name": "churn", "model_name": "churn-classifier"},
-        "data": {"source": "x.csv"},
-        "card": {"intended_use": "Rank customers."},
-        "promotion": {"bootstrap": {"confidence": 0.975}},
-    }
+    reference = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
+    promotion = reference.promotion.model_copy(
+        update={"bootstrap": BootstrapParams(confidence=0.975)}
+    )
+    params = reference.model_copy(
+        update={
+            "project": ProjectParams(name="churn", model_name="churn-classifier"),
+            "data": reference.data.model_copy(update={"source": "x.csv"}),
+            "card": CardParams(intended_use="Rank customers."),
+            "promotion": promotion,
+        }
+    )
     card = render_card(
         params=params, metadata={}, signature={}, metrics={"metrics": {"roc_auc": 0.84}},
         intervals={"roc_auc": (0.82, 0.86)}, validation={}, lineage={},

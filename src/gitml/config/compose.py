@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import yaml
+from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from gitml.config.schema import Params, describe_error
-from gitml.data.io import write_text
+from gitml.config.schema import (
+    DataParams,
+    EvaluateParams,
+    Params,
+    ProjectParams,
+    PromotionParams,
+    describe_error,
+)
 from gitml.errors import ConfigError, StaleParamsError
+from gitml.files import write_text
 from gitml.project import CONFIG_NAME, Project
 
 
@@ -41,16 +51,22 @@ def compose_params(conf_dir: Path, overrides: Sequence[str] = ()) -> str:
     return OmegaConf.to_yaml(cfg)
 
 
-def parse_params(text: str, *, source: str) -> Params:
-    """Parse and validate params YAML text; every problem is listed with its key path."""
+def _parse_mapping(text: str, source: str) -> dict[str, Any]:
     try:
-        raw = yaml.safe_load(text)
+        # libyaml's loader when PyYAML has it: the review reads two revisions' params
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: not valid YAML: {err}") from err
     if not isinstance(raw, dict):
         raise ConfigError(
             f"{source}: expected a mapping at the top level, got {type(raw).__name__}"
         )
+    return raw
+
+
+def parse_params(text: str, *, source: str) -> Params:
+    """Parse and validate params YAML text; every problem is listed with its key path."""
+    raw = _parse_mapping(text, source)
     try:
         return Params.model_validate(raw)
     except PydanticValidationError as err:
@@ -59,6 +75,61 @@ def parse_params(text: str, *, source: str) -> Params:
             "invalid configuration:\n  " + "\n  ".join(lines),
             hint="fix the value in conf/ and run `gitml params` (allowed values are listed above)",
         ) from err
+
+
+_Section = TypeVar("_Section", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class CommittedParams:
+    """params.yaml as a revision committed it (any revision, old ones too), read by section.
+
+    Review and the registry read the base's params as well as the head's, and a base may
+    predate a section (`promotion`, `card`, `serve`) or a key. So, unlike `Params`, a
+    section is validated when it is read, by the same model the stages use, and a section
+    the revision lacks reads as None: each reader says what that means. Other sections never
+    stand in the way. `raw` is the YAML as committed, to show what changed between revisions.
+    """
+
+    raw: Mapping[str, Any]
+    source: str  # for messages, e.g. "params.yaml at 1a2b3c4d"
+
+    @property
+    def project(self) -> ProjectParams | None:
+        return self._section("project", ProjectParams)
+
+    @property
+    def data(self) -> DataParams | None:
+        return self._section("data", DataParams)
+
+    @property
+    def evaluate(self) -> EvaluateParams | None:
+        return self._section("evaluate", EvaluateParams)
+
+    @property
+    def promotion(self) -> PromotionParams | None:
+        return self._section("promotion", PromotionParams)
+
+    def _section(self, key: str, model: type[_Section]) -> _Section | None:
+        value = self.raw.get(key)
+        if value is None:
+            return None
+        try:
+            return model.model_validate(value)
+        except PydanticValidationError as err:
+            lines = [
+                describe_error({**e, "loc": (key, *e["loc"])}, self.source) for e in err.errors()
+            ]
+            raise ConfigError(
+                f"invalid `{key}` section:\n  " + "\n  ".join(lines),
+                hint="fix the value in conf/ and run `gitml params` (allowed values are listed "
+                "above)",
+            ) from err
+
+
+def parse_committed_params(text: str, *, source: str) -> CommittedParams:
+    """Parse params.yaml as committed at some revision; sections are validated when read."""
+    return CommittedParams(_parse_mapping(text, source), source)
 
 
 def load_params(path: Path) -> Params:

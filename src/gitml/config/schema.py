@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -200,6 +201,13 @@ class RegressionLimit(_Strict):
             raise ValueError("give exactly one of 'absolute' or 'relative'")
         return self
 
+    def allowed(self, base: float) -> float:
+        """How much worse than `base` a metric may get."""
+        if self.absolute is not None:
+            return self.absolute
+        assert self.relative is not None  # the validator above: exactly one is set
+        return self.relative * abs(base)
+
 
 class SlicePolicy(_Strict):
     metrics: list[MetricName] = ["roc_auc"]
@@ -279,6 +287,9 @@ class PredictionLogParams(_Strict):
     max_buffer_rows: Annotated[int, Field(ge=1)] = 50_000
     rotate_rows: Annotated[int, Field(ge=1)] = 1_000_000
     rotate_bytes: Annotated[int, Field(ge=1)] = 128 * 1024 * 1024
+    # while the log cannot write: degrade = stay ready and serve unlogged; unready = /readyz 503
+    on_error: Literal["degrade", "unready"] = "degrade"
+    stall_seconds: Annotated[float, Field(gt=0)] = 30.0
 
     @model_validator(mode="after")
     def _bounded(self) -> PredictionLogParams:
@@ -301,6 +312,7 @@ class ServeParams(_Strict):
     batch_max_rows: Annotated[int, Field(ge=1)] = 2048
     batch_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 0.0
     fast_path_max_rows: Annotated[int, Field(ge=0)] = 64
+    shutdown_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
     prediction_log: PredictionLogParams = PredictionLogParams()
 
 
@@ -360,7 +372,7 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     return [("validate" if k == "validate_" else k) for k in getattr(node, "model_fields", {})]
 
 
-def describe_error(err: dict[str, Any], source: str) -> str:
+def describe_error(err: Mapping[str, Any], source: str) -> str:
     """Turn one pydantic error into `source: key.path: what was wrong (got X)`."""
     raw = tuple(err["loc"])
     # A discriminated union adds its tag to the location; drop it so the path reads like YAML.

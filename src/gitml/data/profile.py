@@ -55,7 +55,7 @@ def compare_profiles(base: dict[str, Any], head: dict[str, Any]) -> list[dict[st
     Numeric: the Wasserstein-1 distance between the quantile functions, divided by the base
     standard deviation. Categories: the Jensen-Shannon distance (base 2) between frequencies.
     """
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in sorted(set(base) | set(head)):
         old, new = base.get(name), head.get(name)
         if old is None or new is None:

@@ -6,12 +6,12 @@ import io
 import json
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 from sklearn.pipeline import Pipeline
 
-from gitml.data.io import sha256_file, write_bytes
 from gitml.errors import ModelError, UntrustedModelError
+from gitml.files import sha256_file, write_bytes
 
 # Types outside skops' default-trusted set that gitml's own pipelines contain. Anything else
 # in a model file is refused before a single object is constructed.
@@ -103,7 +103,9 @@ def _zero_padding(npy: bytes) -> bytes:
     array = np.load(io.BytesIO(npy), allow_pickle=False)
     if array.dtype.names is None:
         return npy
-    order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+    order: Literal["C", "F"] = (
+        "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+    )
     clean = np.zeros(array.shape, dtype=array.dtype, order=order)  # calloc: zeroed padding
     _copy_fields(clean, array)
     buffer = io.BytesIO()

@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from gitml.config.schema import CardParams, Params
+from gitml.errors import ConfigError
 from gitml.labels import label_category
 from gitml.project import OUTPUTS
 
@@ -20,9 +22,19 @@ _RELEASE_LINE = re.compile(r"^\| release \| .* \|$", re.MULTILINE)
 UNRELEASED = "unreleased: `gitml release` tags it; fetched and released copies carry the version"
 
 
+def require_card(params: Params) -> CardParams:
+    """The `card` section, which the model card cannot do without (it states the purpose)."""
+    if params.card is None:
+        raise ConfigError(
+            "params.yaml has no `card` section: the model card needs its intended use",
+            hint="add `- card: default` to the defaults in conf/config.yaml (see conf/card/)",
+        )
+    return params.card
+
+
 def render_card(
     *,
-    params: Mapping[str, Any],
+    params: Params,
     metadata: Mapping[str, Any],
     signature: Mapping[str, Any],
     metrics: Mapping[str, Any],
@@ -32,31 +44,31 @@ def render_card(
     lineage: Mapping[str, Any],
 ) -> str:
     """The whole card as Markdown."""
-    card, project = params["card"], params["project"]
-    name = metadata.get("model_name", project["model_name"])
-    title = card.get("title") or name
+    card, project = require_card(params), params.project
+    name = metadata.get("model_name", project.model_name)
+    title = card.title or name
     training = metadata.get("training", {})
     lines = [
         f"# Model card: {title}",
         "",
         "| | |",
         "| --- | --- |",
-        f"| model | `{name}` (project `{project['name']}`) |",
+        f"| model | `{name}` (project `{project.name}`) |",
         f"| release | {UNRELEASED} |",
         f"| estimator | {metadata.get('estimator')} |",
-        f"| owners | {', '.join(card.get('owners') or []) or 'not declared'} |",
+        f"| owners | {', '.join(card.owners) or 'not declared'} |",
         "",
         "## Intended use",
         "",
-        card["intended_use"],
+        card.intended_use,
         "",
         "## Out of scope",
         "",
-        *_bullets(card.get("out_of_scope"), "nothing declared"),
+        *_bullets(card.out_of_scope, "nothing declared"),
         "",
         "## Training data",
         "",
-        f"- source: `{params['data']['source']}` ({validation.get('rows', '?')} rows, "
+        f"- source: `{params.data.source}` ({validation.get('rows', '?')} rows, "
         f"{validation.get('columns', '?')} columns; validation {validation.get('status')}, "
         f"{validation.get('errors', 0)} errors, {validation.get('warnings', 0)} warnings)",
         f"- training rows: {training.get('rows')}; class balance: "
@@ -76,17 +88,17 @@ def render_card(
         "",
         "## Metrics (test set)",
         "",
-        f"| metric | value | {_confidence(params)} interval |",
+        f"| metric | value | {params.promotion.bootstrap.confidence * 100:g} % interval |",
         "| --- | ---: | --- |",
     ]
     for metric, value in (metrics.get("metrics") or {}).items():
         low, high = intervals.get(metric, (None, None))
         shown = f"{low:.4f} – {high:.4f}" if low is not None and high is not None else "n/a"
         lines.append(f"| {metric} | {_num(value)} | {shown} |")
-    lines += ["", _interval_note(params), "", "## Slice metrics", ""]
+    lines += ["", _interval_note(card), "", "## Slice metrics", ""]
     lines += _slice_lines(slices)
     lines += ["", "## Known limitations", ""]
-    lines += _bullets(list(card.get("limitations") or []) + _found_limitations(slices), "none")
+    lines += _bullets(card.limitations + _found_limitations(slices), "none")
     lines += ["", "## Lineage", ""]
     lines += [
         f"- model file: {metadata.get('model_file', {}).get('bytes')} bytes, SHA-256 "
@@ -129,17 +141,10 @@ def _num(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, int | float) else "n/a"
 
 
-def _confidence(params: Mapping[str, Any]) -> str:
-    """The intervals' confidence level, `promotion.bootstrap.confidence`, as "95 %"."""
-    level = params.get("promotion", {}).get("bootstrap", {}).get("confidence", 0.95)
-    return f"{level * 100:g} %"
-
-
-def _interval_note(params: Mapping[str, Any]) -> str:
-    resamples = params["card"].get("interval_resamples", 1000)
+def _interval_note(card: CardParams) -> str:
     return (
-        f"Intervals: percentile bootstrap over the test rows ({resamples} resamples); "
-        "predictions from `reports/predictions.csv`."
+        f"Intervals: percentile bootstrap over the test rows ({card.interval_resamples} "
+        "resamples); predictions from `reports/predictions.csv`."
     )
 
 

@@ -10,9 +10,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gitml.data.io import sha256_file
 from gitml.errors import RegistryError, VcsError
-from gitml.project import OUTPUTS, Project
+from gitml.files import sha256_file
+from gitml.project import MODEL_FILE, OUTPUTS, Project
 from gitml.registry.card import CARD_FILE, stamp_release
 from gitml.registry.catalog import (
     MODEL_SHA_KEY,
@@ -24,7 +24,6 @@ from gitml.registry.catalog import (
 from gitml.registry.tags import parse_ref
 from gitml.vcs import fetch_artifact, read_blobs
 
-MODEL_FILE = "model.skops"
 RELEASE_FILE = "release.json"
 # what a fetched directory holds besides the model, and where each comes from at the tag
 COMMITTED = {

@@ -6,16 +6,16 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 import yaml
 
 from gitml.config.compose import check_params, load_params
+from gitml.config.schema import ReleasePolicy
 from gitml.errors import RegistryError, VcsError
 from gitml.project import OUTPUTS, Project
 from gitml.registry.catalog import HEADLINE, MODEL_SHA_KEY, Artifact, load_registry, pick_artifact
-from gitml.registry.tags import Version, parse_version, version_tag
-from gitml.vcs import cache_object, dirty_paths, dvc, git, gto, resolve_rev
+from gitml.registry.tags import Bump, Version, parse_version, version_tag
+from gitml.vcs import DvcLock, cache_object, dirty_paths, dvc, git, gto, read_lock, resolve_rev
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ def release(
     *,
     name: str | None = None,
     version: str | None = None,
-    bump: Literal["major", "minor", "patch"] | None = None,
+    bump: Bump | None = None,
     message: str | None = None,
     push: bool = False,
 ) -> Release:
@@ -73,7 +73,9 @@ def release(
     return Release(artifact.name, str(target), tag, head, text, gate, push)
 
 
-def _next_version(version: str | None, bump: str | None, latest: Version | None, policy) -> Version:
+def _next_version(
+    version: str | None, bump: Bump | None, latest: Version | None, policy: ReleasePolicy
+) -> Version:
     if version and bump:
         raise RegistryError("give --version or --bump, not both")
     if version:
@@ -107,7 +109,7 @@ def _check_clean(root: Path) -> None:
         )
 
 
-def _check_stages(root: Path) -> dict:
+def _check_stages(root: Path) -> DvcLock:
     """Every stage ran (none frozen, none missing from dvc.lock); returns dvc.lock, parsed."""
     stages = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")).get("stages") or {}
     frozen = [name for name, spec in stages.items() if (spec or {}).get("frozen")]
@@ -117,17 +119,15 @@ def _check_stages(root: Path) -> dict:
             "outputs that the pipeline did not reproduce",
             hint="remove `frozen: true` (dvc unfreeze STAGE), run dvc repro and commit",
         )
-    lock_file = root / OUTPUTS["lock"]
-    lock = yaml.safe_load(lock_file.read_text(encoding="utf-8")) if lock_file.is_file() else {}
-    locked = (lock or {}).get("stages") or {}
+    lock = read_lock(root / OUTPUTS["lock"])
     names = dvc(root, "stage", "list", "--name-only").split()
-    skipped = [n for n in names if n not in locked]
+    skipped = [n for n in names if n not in lock.stages]
     if skipped:
         raise RegistryError(
             f"stage(s) {', '.join(skipped)} never ran: they are not in dvc.lock",
             hint="run `dvc repro` and commit dvc.lock and the outputs",
         )
-    return lock or {}
+    return lock
 
 
 def _check_status(root: Path) -> None:
@@ -159,7 +159,7 @@ def _check_gate(project: Project, base_tag: str | None) -> str:
     return f"promote against {base_tag}" if base_tag else "first release: promote (absolute rules)"
 
 
-def _verify_model(root: Path, artifact: Artifact, lock: dict) -> None:
+def _verify_model(root: Path, artifact: Artifact, lock: DvcLock) -> None:
     """The model about to be pushed and tagged is the one training recorded, and loads.
 
     Checks the working-tree file and the DVC cache object that `dvc push` uploads: its md5
@@ -177,7 +177,7 @@ def _verify_model(root: Path, artifact: Artifact, lock: dict) -> None:
         load_verified_model(root / artifact.path, recorded)
     except ModelError as err:
         raise RegistryError(f"refusing to release: {err.message}", hint=err.hint) from err
-    md5 = next((o.get("md5") for o in _lock_outs(lock) if o.get("path") == artifact.path), None)
+    md5 = lock.out_md5(artifact.path)
     if md5 is None:
         raise RegistryError(f"dvc.lock records no hash for {artifact.path}", hint="run dvc repro")
     cached = cache_object(root, md5)
@@ -221,7 +221,7 @@ def _push_data(root: Path, artifact: Artifact) -> None:
 
 
 def _tag_message(
-    root: Path, artifact: Artifact, version: str, gate: str, note: str | None, lock: dict
+    root: Path, artifact: Artifact, version: str, gate: str, note: str | None, lock: DvcLock
 ) -> str:
     metrics = json.loads((root / OUTPUTS["metrics"]).read_text(encoding="utf-8"))
     metadata = json.loads((root / OUTPUTS["metadata"]).read_text(encoding="utf-8"))
@@ -237,17 +237,9 @@ def _tag_message(
         f"training data sha256: {metadata['training']['data_sha256']}",
         f"training rows: {metadata['training']['rows']}",
     ]
-    for out in _lock_outs(lock):
-        lines.append(f"dvc.lock: {out['path']} md5={out.get('md5')}")
+    for out in lock.outs():
+        lines.append(f"dvc.lock: {out.path} md5={out.md5}")
     lines.append(f"gate: {gate}")
     if note:
         lines += ["", note]
     return "\n".join(lines)
-
-
-def _lock_outs(lock: dict) -> list[dict]:
-    """Every output dvc.lock records (data, model, reports), in stage order."""
-    outs = []
-    for stage in (lock.get("stages") or {}).values():
-        outs += [o for o in stage.get("outs") or [] if "md5" in o]
-    return outs

@@ -95,7 +95,11 @@ class ModelHistory:
 
     def stage_versions(self, stage: str) -> list[str]:
         """Versions assigned to `stage`, oldest assignment first (repeats kept)."""
-        return [e.version for e in self.stage_events if e.stage == stage and e.kind == "assign"]
+        return [
+            e.version
+            for e in self.stage_events
+            if e.stage == stage and e.kind == "assign" and e.version is not None
+        ]
 
     def previous(self, stage: str) -> ModelVersion | None:
         """The live version that held `stage` before the current one (for rollback)."""

@@ -3,6 +3,7 @@ data, model and lineage. Values in, values out: the caller loads the revisions."
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,7 +130,9 @@ def compare(
             MetricRow(n, HIGHER_IS_BETTER[n], base_values.get(n), head.metrics["metrics"].get(n))
             for n in names
         ]
-    params_changed = _params_changed(base.params or {}, head.params or {})
+    params_changed = _params_changed(
+        base.params.raw if base.params else {}, head.params.raw if head.params else {}
+    )
     return Comparison(
         base=base,
         head=head,
@@ -138,7 +141,7 @@ def compare(
         metrics=metrics,
         slices=_slices(base, head),
         params_changed=params_changed,
-        data_changed=_lock_changes(base.lock or {}, head.lock or {}),
+        data_changed=_lock_changes(base, head),
         signature=diff_signatures(base.signature, head.signature),
         model_changed=_model_changed(base, head),
         data_shift=_data_shift(base, head),
@@ -154,8 +157,9 @@ def _positive_class(head: Revision) -> str:
     """The positive class the head model scores: its signature, else its params."""
     output = (head.signature or {}).get("output") or {}
     positive = output.get("positive_class")
-    if positive is None:
-        positive = (head.params or {}).get("data", {}).get("positive_class")
+    data = head.params.data if positive is None and head.params else None
+    if data is not None:
+        positive = data.positive_class
     if positive is None:
         from gitml.errors import DataError
 
@@ -264,7 +268,7 @@ def _slices(base: Revision, head: Revision) -> dict[str, dict[str, Any]]:
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict):
+    if isinstance(data, Mapping):
         out: dict[str, Any] = {}
         for key, value in data.items():
             out.update(_flatten(value, f"{prefix}{key}."))
@@ -272,7 +276,7 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: data}
 
 
-def _params_changed(base: dict[str, Any], head: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+def _params_changed(base: Mapping[str, Any], head: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
     flat_base, flat_head = _flatten(base), _flatten(head)
     keys = sorted(set(flat_base) | set(flat_head))
     return [
@@ -282,19 +286,12 @@ def _params_changed(base: dict[str, Any], head: dict[str, Any]) -> list[tuple[st
     ]
 
 
-def lock_hashes(lock: dict[str, Any]) -> dict[str, str]:
-    """path -> md5 of every dependency and output that DVC tracks by hash."""
-    hashes: dict[str, str] = {}
-    for stage in (lock.get("stages") or {}).values():
-        for entry in [*(stage.get("deps") or []), *(stage.get("outs") or [])]:
-            if entry.get("md5"):
-                hashes[entry["path"]] = entry["md5"]
-    return hashes
+def lock_hashes(revision: Revision) -> dict[str, str]:
+    """path -> md5 of what the revision's dvc.lock tracks by hash; empty without a lock."""
+    return revision.lock.hashes() if revision.lock is not None else {}
 
 
-def _lock_changes(
-    base: dict[str, Any], head: dict[str, Any]
-) -> list[tuple[str, str | None, str | None]]:
+def _lock_changes(base: Revision, head: Revision) -> list[tuple[str, str | None, str | None]]:
     """Data files (not code, not committed reports) whose hash differs between the locks."""
     old, new = lock_hashes(base), lock_hashes(head)
     paths = sorted(p for p in set(old) | set(new) if p.startswith("data/"))
@@ -309,8 +306,8 @@ def _data_shift(base: Revision, head: Revision) -> list[dict[str, Any]]:
 
 
 def _model_changed(base: Revision, head: Revision) -> bool:
-    base_md5 = lock_hashes(base.lock or {}).get(OUTPUTS["model"])
-    head_md5 = lock_hashes(head.lock or {}).get(OUTPUTS["model"])
+    base_md5 = lock_hashes(base).get(OUTPUTS["model"])
+    head_md5 = lock_hashes(head).get(OUTPUTS["model"])
     return (
         base_md5 != head_md5
         or (base.metrics or {}).get("metrics") != (head.metrics or {}).get("metrics")

@@ -116,7 +116,9 @@ def _every_class_predicted(comparison: Comparison) -> RuleResult:
 
 def _slice_gaps(comparison: Comparison, policy: PromotionParams) -> list[RuleResult]:
     limit = policy.slices.max_gap
-    configured = (comparison.head.params or {}).get("evaluate", {}).get("slices") or []
+    head = comparison.head.params
+    evaluate = head.evaluate if head else None
+    configured = evaluate.slices if evaluate else []
     missing = [c for c in configured if c not in comparison.slices]
     rules = [
         _missing("slices.max_gap", f"slice '{column}' is configured but not in slices.json")
@@ -156,9 +158,9 @@ def _serving_rules(comparison: Comparison, policy: PromotionParams) -> list[Rule
         if size is None:
             rules.append(_missing(rule, "models/metadata.json records no model size"))
         else:
-            limit = serving.max_model_bytes
-            detail = f"model size {size:,} bytes (at most {limit:,})"
-            rules.append(RuleResult(rule, size <= limit, detail))
+            max_bytes = serving.max_model_bytes
+            detail = f"model size {size:,} bytes (at most {max_bytes:,})"
+            rules.append(RuleResult(rule, size <= max_bytes, detail))
     if serving.max_predict_ms_per_1000_rows is not None:
         rule, timing = "serving.max_predict_ms_per_1000_rows", comparison.head_timing
         limit = serving.max_predict_ms_per_1000_rows
@@ -187,7 +189,7 @@ def _relative_rules(comparison: Comparison, policy: PromotionParams) -> list[Rul
             rules.append(_missing(f"max_regression.{metric}", what, metric))
             continue
         worse = _worse(row.higher_is_better, row.base, row.head)
-        allowed = limit.absolute if limit.absolute is not None else limit.relative * abs(row.base)
+        allowed = limit.allowed(row.base)
         rules.append(
             RuleResult(
                 f"max_regression.{metric}",
@@ -215,7 +217,7 @@ def _relative_rules(comparison: Comparison, policy: PromotionParams) -> list[Rul
             )
         )
     if policy.slices.max_regression is not None:
-        rules += _slice_regressions(comparison, policy)
+        rules += _slice_regressions(comparison, policy, policy.slices.max_regression)
     if policy.no_significant_regression.metrics:
         rules += _significance_rules(comparison, policy)
     return rules
@@ -252,7 +254,9 @@ def _significance_rules(comparison: Comparison, policy: PromotionParams) -> list
     return rules
 
 
-def _slice_regressions(comparison: Comparison, policy: PromotionParams) -> list[RuleResult]:
+def _slice_regressions(
+    comparison: Comparison, policy: PromotionParams, limit: float
+) -> list[RuleResult]:
     rules = []
     for column, info in comparison.slices.items():
         base = info.get("base")
@@ -274,9 +278,9 @@ def _slice_regressions(comparison: Comparison, policy: PromotionParams) -> list[
                 rules.append(
                     RuleResult(
                         f"slices.max_regression.{metric}",
-                        worse <= policy.slices.max_regression + 1e-12,
+                        worse <= limit + 1e-12,
                         f"{metric} for {column}={group}: {old:.4f} -> {new:.4f} "
-                        f"(may lose at most {policy.slices.max_regression:g})",
+                        f"(may lose at most {limit:g})",
                         metric,
                     )
                 )

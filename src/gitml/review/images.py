@@ -56,7 +56,7 @@ def write_images(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
 
 
 def _save(fig, path: Path) -> Path:
-    from gitml.data.io import atomic_path
+    from gitml.files import atomic_path
 
     fig.tight_layout()
     with atomic_path(path) as tmp:

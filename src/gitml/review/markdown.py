@@ -8,9 +8,11 @@ from typing import Any
 import numpy as np
 
 from gitml.labels import MISSING_LABEL, label_category
+from gitml.project import OUTPUTS
 from gitml.review.compare import Comparison, MetricRow, recorded_model_bytes
 from gitml.review.gate import BLOCKED, NOT_COMPARABLE, PROMOTE, Verdict
 from gitml.review.revision import Revision
+from gitml.vcs import DvcLock
 
 WATERMARK = "gitml model review"
 _ICON = {PROMOTE: "✅", BLOCKED: "⛔", NOT_COMPARABLE: "⚠️"}
@@ -89,7 +91,7 @@ def _name(rev: Any) -> str:
 
 
 def _metrics(c: Comparison, verdict: Verdict) -> str:
-    marks = {}
+    marks: dict[str, list[str]] = {}
     for rule in verdict.rules:
         if rule.metric and not rule.rule.startswith("slices"):
             mark = "✅" if rule.passed else "❌"
@@ -346,7 +348,7 @@ def _lineage(c: Comparison) -> str:
     lines.append(
         f"| commit | {c.base.sha or 'workspace'} | {c.head.sha or 'workspace (uncommitted)'} |"
     )
-    for label, path in (("model md5", "models/model.skops"), ("raw data md5", None)):
+    for label, path in (("model md5", OUTPUTS["model"]), ("raw data md5", None)):
         lines.append(
             f"| {label} | {_lock_md5(c.base.lock, path)} | {_lock_md5(c.head.lock, path)} |"
         )
@@ -357,12 +359,12 @@ def _lineage(c: Comparison) -> str:
     return "\n".join(lines)
 
 
-def _lock_md5(lock: dict[str, Any] | None, path: str | None) -> str:
-    stages = (lock or {}).get("stages") or {}
-    for stage_name, stage in stages.items():
-        for out in stage.get("outs") or []:
-            if (path and out.get("path") == path) or (path is None and stage_name == "ingest"):
-                return _md5(out.get("md5"))
+def _lock_md5(lock: DvcLock | None, path: str | None) -> str:
+    """The md5 dvc.lock records for output `path` (None: the ingest stage's raw data)."""
+    for stage_name, stage in (lock.stages if lock else {}).items():
+        for out in stage.outs:
+            if (path and out.path == path) or (path is None and stage_name == "ingest"):
+                return _md5(out.md5)
     return "n/a"
 
 

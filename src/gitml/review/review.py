@@ -91,7 +91,8 @@ def build_review(
     if timing is not None:  # collected only now: the comparison above ran beside it
         comparison = dataclasses.replace(comparison, head_timing=timing.result())
     verdict = decide(comparison, policy)
-    name = (head_rev.params or {}).get("project", {}).get("model_name", "model")
+    project_params = head_rev.params.project if head_rev.params else None
+    name = project_params.model_name if project_params else "model"
     links = None
     if images is not None:
         from gitml.review.images import write_images
@@ -117,37 +118,36 @@ def _policy(
 ) -> tuple[PromotionParams, str]:
     """The policy in force and a sentence saying whose it is."""
     judge = base if policy_from == "base" else head
-    section = (judge.params or {}).get("promotion")
-    if section is None and policy_from == "base" and base.metrics is None:
+    policy = _read_policy(judge)
+    if policy is None and policy_from == "base" and base.metrics is None:
         # no earlier model and no earlier policy: the proposal is the only policy there is
-        judge, section = head, (head.params or {}).get("promotion")
+        judge = head
+        policy = _read_policy(head)
         source = f"the head's ({head.short}): the base has no promotion policy yet"
     else:
         source = f"the {policy_from}'s ({judge.short})"
-    if section is None:
+    if policy is None:
         raise ConfigError(
             f"{OUTPUTS['params']} at {judge.short} has no `promotion` section: no policy to "
             "judge the model by",
             hint="add `- promotion: default` to the defaults in conf/config.yaml and run "
             "`gitml params`",
         )
-    from pydantic import ValidationError as PydanticValidationError
+    return policy, source
 
-    from gitml.config.schema import describe_error
 
+def _read_policy(judge: Revision) -> PromotionParams | None:
+    """The revision's promotion policy; None when its params.yaml has no `promotion`."""
+    if judge.params is None:
+        return None
     try:
-        policy = PromotionParams.model_validate(section)
-    except PydanticValidationError as err:
-        where = f"{OUTPUTS['params']} at {judge.short}"
-        lines = [
-            describe_error({**e, "loc": ("promotion", *e["loc"])}, where) for e in err.errors()
-        ]
+        return judge.params.promotion
+    except ConfigError as err:
         raise ConfigError(
-            "the promotion policy in force is invalid:\n  " + "\n  ".join(lines),
+            f"the promotion policy in force: {err.message}",
             hint="a pull request is judged under its base's policy; fix the policy on the base "
             "branch first",
         ) from err
-    return policy, source
 
 
 def _start_timing(
@@ -156,7 +156,7 @@ def _start_timing(
     """Start measuring the head model's prediction time, if the policy has a timing rule."""
     if policy.serving.max_predict_ms_per_1000_rows is None or head.signature is None:
         return None
-    from gitml.data.io import sha256_file
+    from gitml.files import sha256_file
 
     recorded = (head.metadata or {}).get("model_file", {}).get("sha256")
     local = project.root / OUTPUTS["model"]
@@ -166,7 +166,7 @@ def _start_timing(
         root=project.root,
         model=local if use_local else None,
         rev=head.sha,
-        md5=lock_hashes(head.lock or {}).get(OUTPUTS["model"]),
+        md5=lock_hashes(head).get(OUTPUTS["model"]),
         sha256=recorded,
         signature=head.signature,
         repeats=policy.serving.timing_repeats,
@@ -180,17 +180,19 @@ def _score_base_on_head(project: Project, base: Revision, head: Revision):
     from gitml.vcs import fetch_artifact
 
     assert base.sha is not None
-    head_data = (head.params or {}).get("data", {})
+    head_data = head.params.data if head.params else None
+    if head_data is None:
+        raise ConfigError(
+            f"{OUTPUTS['params']} at {head.short} has no `data` section: --recompute needs "
+            "the head's target and columns"
+        )
     base_features = [i["name"] for i in (base.signature or {}).get("inputs", [])]
     positive = ((head.signature or {}).get("output") or {}).get("positive_class")
-    positive = positive or head_data.get("positive_class")
+    positive = positive or head_data.positive_class
     recorded = (base.metadata or {}).get("model_file", {}).get("sha256")
     with tempfile.TemporaryDirectory() as tmp:
         model_path = fetch_artifact(project.root, OUTPUTS["model"], base.sha, Path(tmp) / "m.skops")
         pipeline = load_verified_model(model_path, recorded)
-    categorical = [
-        c for c, spec in head_data.get("columns", {}).items() if spec.get("type") == "category"
-    ]
-    test = read_table(project.root / OUTPUTS["test"], categories=categorical)
+    test = read_table(project.root / OUTPUTS["test"], categories=head_data.categorical)
     score = score_frame(pipeline, test, features=base_features, positive_class=str(positive))
-    return recompute_base_predictions(test, score, target=head_data["target"])
+    return recompute_base_predictions(test, score, target=head_data.target)

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
+from gitml.config.compose import CommittedParams, parse_committed_params
 from gitml.errors import DataError
 from gitml.project import OUTPUTS
-from gitml.vcs import resolve_rev, show_file
+from gitml.vcs import DvcLock, parse_lock, resolve_rev, show_file
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,8 @@ class Revision:
     validation: dict[str, Any] | None
     signature: dict[str, Any] | None
     metadata: dict[str, Any] | None
-    params: dict[str, Any] | None
-    lock: dict[str, Any] | None
+    params: CommittedParams | None
+    lock: DvcLock | None
     curves: dict[str, list[dict[str, float]]]
 
     @property
@@ -55,6 +55,8 @@ def load_revision(root: Path, rev: str | None) -> Revision:
     def text(key: str) -> str | None:
         return show_file(root, sha, OUTPUTS[key])
 
+    params, lock = text("params"), text("lock")
+
     return Revision(
         label=rev or "workspace",
         sha=sha,
@@ -64,8 +66,12 @@ def load_revision(root: Path, rev: str | None) -> Revision:
         validation=_json(text("validation"), OUTPUTS["validation"], where),
         signature=_json(text("signature"), OUTPUTS["signature"], where),
         metadata=_json(text("metadata"), OUTPUTS["metadata"], where),
-        params=_yaml(text("params"), OUTPUTS["params"], where),
-        lock=_yaml(text("lock"), OUTPUTS["lock"], where),
+        params=(
+            None
+            if params is None
+            else parse_committed_params(params, source=f"{OUTPUTS['params']} at {where}")
+        ),
+        lock=None if lock is None else parse_lock(lock, source=f"{OUTPUTS['lock']} at {where}"),
         curves={key: _rows(text(key)) for key in ("roc", "precision_recall")},
     )
 
@@ -92,18 +98,6 @@ def _json(text: str | None, path: str, where: str) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise DataError(f"{path} at {where}: expected a JSON object, got {type(data).__name__}")
     return data
-
-
-def _yaml(text: str | None, path: str, where: str) -> dict[str, Any] | None:
-    if text is None:
-        return None
-    try:
-        # libyaml's loader when PyYAML has it: dvc.lock and params.yaml of two revisions
-        # otherwise take a third of the report's own time
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as err:
-        raise DataError(f"{path} at {where} is not valid YAML: {err}") from err
-    return data if isinstance(data, dict) else None
 
 
 def _csv(text: str | None, path: str, where: str) -> pd.DataFrame | None:

@@ -3,53 +3,55 @@
 Endpoints: `POST /v1/predict`, `GET /v1/model`, `GET /healthz`, `GET /readyz`,
 `GET /metrics`. The request body is read as bytes (counted against `max_body_bytes` while it
 streams in), parsed with orjson and checked by `InputSchema.check_records`, the same rules
-`gitml predict` applies; bad input is answered with 400, 413 or 422 and a body that names
-the record, the field and the reason, never with a 5xx.
+`gitml predict` applies; bad input is answered with 400, 413, 415 or 422 and a body that
+names the record, the field and the reason, never with a 5xx. A gzip body is decoded as it
+streams in, and the limit applies to the decoded bytes.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import logging.config
 import os
-import re
+import signal
 import socket
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+import zlib
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h11
 import numpy as np
 import orjson
 from fastapi import FastAPI, Request, Response
-from fastapi.openapi.utils import get_openapi
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from gitml.config.schema import ServeParams
 from gitml.errors import InputError
 from gitml.serve.batcher import Job, MicroBatcher
 from gitml.serve.bundle import ServedModel
+from gitml.serve.errors import (
+    Refusal,
+    error_body,
+    error_response,
+    install_error_handlers,
+    request_id_of,
+)
 from gitml.serve.fastpath import FastPathCheck, prepare_fast_path
 from gitml.serve.inputs import Columns
+from gitml.serve.openapi import PREDICT_OPENAPI, install_docs, install_openapi
 from gitml.serve.predlog import LogEntry, PredictionLog
 from gitml.serve.telemetry import CONTENT_TYPE, ServeMetrics
 
-MAX_PROBLEMS_SHOWN = 100
-_LOG = logging.getLogger("gitml.serve")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_log = logging.getLogger(__name__)
 _PATHS = {"/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"}
-
-
-class _Refusal(Exception):
-    """Bad input found before the records are checked: a status and one problem."""
-
-    def __init__(self, status: int, field: str, rule: str, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.problem = {"record": None, "field": field, "rule": rule, "reason": reason}
 
 
 @dataclass
@@ -85,19 +87,19 @@ def create_app(
         check = FastPathCheck(None, "off: serve.fast_path_max_rows is 0")
     fast = check.score
     fast_limit = settings.fast_path_max_rows if fast is not None else 0
-    _LOG.info(
+    _log.info(
         "fast path %s",
         check.reason if fast is None else f"{check.reason}; used up to {fast_limit} rows",
     )
 
     def score(columns: Columns) -> np.ndarray:
+        metrics.batch_rows.observe(columns.n)  # every call into the model, failed ones too
         if fast is not None and columns.n <= fast_limit:
             return fast(columns)
         return pipeline_score(columns)
 
     def after(jobs: list[Job], scores: np.ndarray) -> None:
         metrics.rows.inc(len(scores))
-        metrics.batch_rows.observe(len(scores))
         for value in scores.tolist():
             metrics.scores.observe(value)
         if log is not None:
@@ -113,12 +115,17 @@ def create_app(
                         served.labels(part, threshold),
                         job.received,
                     )
-                )
-            metrics.log_rows.inc(len(scores))
+                )  # never blocks: a full buffer drops the rows and counts them
 
     batcher = MicroBatcher(
-        score, max_rows=settings.batch_max_rows, wait_ms=settings.batch_wait_ms, after=after
+        score,
+        max_rows=settings.batch_max_rows,
+        wait_ms=settings.batch_wait_ms,
+        after=after,
+        on_split=metrics.batch_splits.inc,
     )
+    if log_dir is not None:
+        metrics.watch_log(lambda: state.log.stats() if state.log is not None else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -134,8 +141,10 @@ def create_app(
                 max_buffer_rows=log_cfg.max_buffer_rows,
                 rotate_rows=log_cfg.rotate_rows,
                 rotate_bytes=log_cfg.rotate_bytes,
+                stall_seconds=log_cfg.stall_seconds,
             )
             state.log = log
+        stopping = _ShutdownClock()
         batcher.start()
         state.ready = True
         try:
@@ -143,19 +152,22 @@ def create_app(
         finally:
             state.ready = False
             batcher.stop()  # scores what was accepted, then the log takes the last rows
-            if log is not None:
-                log.close()
+            if log is not None:  # whatever time the shutdown bound leaves, and no more
+                log.close(timeout=stopping.remaining(settings.shutdown_timeout_s))
+            stopping.restore()
 
     app = FastAPI(
         title=f"gitml: {served.name}",
         version=served.version,
         description=f"Scores {served.signature['output'].get('score', 'the positive class')}.",
         lifespan=lifespan,
+        docs_url=None,  # install_docs: Swagger UI from the package, no CDN
         redoc_url=None,
     )
     state = _State(served, settings, threshold, metrics, batcher, log)
     app.state.gitml = state
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
+    install_error_handlers(app)
     model_info = served.describe() | {
         "threshold": threshold,
         "fast_path_max_rows": fast_limit,
@@ -164,51 +176,27 @@ def create_app(
     model_body = orjson.dumps(model_info, option=orjson.OPT_SERIALIZE_NUMPY)
     identity = {"name": served.name, "version": served.version}
 
-    declared = {*schema.names, "body", "records"}
+    declared = {*schema.names, "body", "records", "content-type", "content-encoding"}
 
     def field_label(field: Any) -> str:
         """A metric label for a problem's field: only names the server declares, so no client
         can grow `/metrics` by sending new field names."""
         return field if field in declared else "(undeclared)"
 
+    def refuse(err: InputError, request_id: str) -> Response:
+        for problem in err.problems:
+            metrics.rejected_records.labels(field_label(problem["field"]), problem["rule"]).inc()
+        return error_response(422, err.message, err.problems, request_id)
+
     @app.post(
         "/v1/predict",
         summary="Score records",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}
-                },
-            },
-            "responses": {
-                "200": {
-                    "description": "One prediction per record, in order.",
-                    "content": {
-                        "application/json": {
-                            "schema": {"$ref": "#/components/schemas/PredictResponse"}
-                        }
-                    },
-                },
-                **{
-                    code: {
-                        "description": text,
-                        "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                        },
-                    }
-                    for code, text in (
-                        ("400", "Malformed JSON."),
-                        ("413", "Too many records, or the body is too large."),
-                        ("422", "Records that break the model's signature."),
-                    )
-                },
-            },
-        },
+        openapi_extra=PREDICT_OPENAPI,
     )
     async def predict(request: Request) -> Response:
-        request_id = _request_id(request)
+        request_id = request_id_of(request)
         try:
+            _check_media_type(request.headers.get("content-type"))
             body = await _read_body(request, settings.max_body_bytes)
             records = _records(body, settings.max_records)
             columns = schema.check_records(
@@ -216,27 +204,26 @@ def create_app(
                 unknown_category=settings.unknown_category,
                 extra_fields=settings.extra_fields,
             )
-        except _Refusal as refusal:
+        except Refusal as refusal:
             problem = refusal.problem
             metrics.rejected_records.labels(field_label(problem["field"]), problem["rule"]).inc()
-            return _error(refusal.status, str(refusal), [problem], request_id)
+            return error_response(
+                refusal.status, str(refusal), [problem], request_id, headers=refusal.headers
+            )
         except InputError as err:
-            for problem in err.problems:
-                label = field_label(problem["field"])
-                metrics.rejected_records.labels(label, problem["rule"]).inc()
-            return _error(422, err.message, err.problems, request_id)
+            return refuse(err, request_id)
         for name, count in columns.unknown.items():
             metrics.unknown_categories.labels(name).inc(count)
         if columns.extra_fields:
             metrics.extra_fields.inc(columns.extra_fields)
-        try:
+        try:  # a failure while scoring is this request's own: the batcher re-scores the others
             scores = await batcher.submit(columns, request_id)
-        except InputError as err:  # a value that preprocessing cannot turn into a feature
-            for problem in err.problems:
-                metrics.rejected_records.labels(
-                    field_label(problem["field"]), problem["rule"]
-                ).inc()
-            return _error(422, err.message, err.problems, request_id)
+        except InputError as err:
+            return refuse(err, request_id)
+        except Exception as err:  # the model failed on this request; the server lives on
+            _log.error("request %s: scoring failed", request_id, exc_info=err)
+            reason = "the model could not score these records; the server log has the details"
+            return error_response(500, reason, [], request_id)
         labels = served.labels(scores, threshold)
         payload = {
             "model": identity,
@@ -262,35 +249,59 @@ def create_app(
 
     @app.get("/readyz", summary="The model is loaded and scoring")
     async def readyz() -> Response:
-        ok = state.ready and batcher.running and (state.log is None or state.log.error is None)
-        body = b'{"status":"ready"}' if ok else b'{"status":"not ready"}'
-        return Response(body, status_code=200 if ok else 503, media_type="application/json")
+        reason = None if state.ready and batcher.running else "starting or stopping"
+        if reason is None and state.log is not None and log_cfg.on_error == "unready":
+            trouble = state.log.failing()
+            reason = None if trouble is None else f"prediction log: {trouble}"
+        body = {"status": "ready"} if reason is None else {"status": "not ready", "reason": reason}
+        status = 200 if reason is None else 503
+        return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
     @app.get("/metrics", summary="Prometheus metrics of this process")
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            doc = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
-            )
-            components = doc.setdefault("components", {}).setdefault("schemas", {})
-            components["PredictRequest"] = schema.json_schema(
-                max_records=settings.max_records,
-                unknown_category=settings.unknown_category,
-                extra_fields=settings.extra_fields,
-            )
-            components["PredictResponse"] = _RESPONSE_SCHEMA
-            components["Error"] = _ERROR_SCHEMA
-            app.openapi_schema = doc
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    install_openapi(app, schema, settings, model_example=orjson.loads(model_body))
+    install_docs(app)
     return app
+
+
+_EXIT_SECONDS = 0.5  # uvicorn's last steps and the interpreter's exit, after the lifespan
+
+
+class _ShutdownClock:
+    """When the server was told to stop: it wraps the SIGTERM and SIGINT handlers (uvicorn's,
+    installed before the lifespan starts) to note the time, so that the whole shutdown, not
+    each of its steps, stays within `serve.shutdown_timeout_s`."""
+
+    def __init__(self) -> None:
+        self.signalled: float | None = None
+        self._saved: dict[int, Any] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return  # an app served from a thread (tests): uvicorn handles no signals there
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(sig)
+            if callable(handler):
+                self._saved[sig] = handler
+                signal.signal(sig, self._note(handler))
+
+    def _note(self, handler: Callable[[int, Any], Any]) -> Callable[[int, Any], Any]:
+        def noted(signum: int, frame: Any) -> Any:
+            if self.signalled is None:
+                self.signalled = time.monotonic()
+            return handler(signum, frame)
+
+        return noted
+
+    def remaining(self, bound: float) -> float:
+        """Seconds left of `bound` since the signal (all of it without one), less what the
+        process takes to exit afterwards."""
+        spent = 0.0 if self.signalled is None else time.monotonic() - self.signalled
+        return max(0.0, bound - spent - _EXIT_SECONDS)
+
+    def restore(self) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
 
 
 class _MetricsMiddleware:
@@ -321,49 +332,121 @@ class _MetricsMiddleware:
             self.metrics.latency.labels(path).observe(time.perf_counter() - started)
 
 
-def _request_id(request: Request) -> str:
-    given = request.headers.get("x-request-id")
-    if given and _REQUEST_ID.match(given):
-        return given
-    return uuid.uuid4().hex
+def _check_media_type(content_type: str | None) -> None:
+    """Refuse a body declared as something other than JSON (no Content-Type: JSON)."""
+    if content_type is None:
+        return
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise Refusal(
+            415,
+            "content-type",
+            "media_type",
+            f"Content-Type {content_type[:100]!r} is not JSON; send application/json",
+            headers={"accept": "application/json"},
+        )
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+    """The body, decoded, refused with 413 as soon as it is known to exceed `limit` bytes.
+
+    A gzip body is decoded as it streams in, never more than `limit` + 1 bytes at a time:
+    a small compressed body that inflates past the limit (a gzip bomb) is refused without
+    being inflated.
+    """
+    gunzip = _decoder(request.headers.get("content-encoding"), limit)
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
-            raise _Refusal(400, "body", "content_length", "Content-Length is not a number")
+            raise Refusal(400, "body", "content_length", "Content-Length is not a number")
         if int(declared) > limit:
-            raise _Refusal(
+            raise Refusal(
                 413, "body", "max_bytes", f"body of {declared} bytes exceeds {limit} bytes"
             )
+    received = 0
     chunks = bytearray()
     async for chunk in request.stream():
-        chunks += chunk
-        if len(chunks) > limit:
-            raise _Refusal(413, "body", "max_bytes", f"body exceeds {limit} bytes")
-    return bytes(chunks)
+        received += len(chunk)
+        if received > limit:
+            raise Refusal(413, "body", "max_bytes", f"body exceeds {limit} bytes")
+        if gunzip is None:
+            chunks += chunk
+        else:
+            gunzip.feed(chunk)
+    return bytes(chunks) if gunzip is None else gunzip.finish()
+
+
+def _decoder(content_encoding: str | None, limit: int) -> _Gunzip | None:
+    """The decoder for a Content-Encoding: None for none (or identity), else gzip or 415."""
+    if content_encoding is None:
+        return None
+    codings = [c.strip().lower() for c in content_encoding.split(",")]
+    codings = [c for c in codings if c not in ("", "identity")]
+    if not codings:
+        return None
+    if codings in (["gzip"], ["x-gzip"]):
+        return _Gunzip(limit)
+    raise Refusal(
+        415,
+        "content-encoding",
+        "encoding",
+        f"Content-Encoding {content_encoding[:100]!r} is not supported; send gzip or no encoding",
+        headers={"accept-encoding": "gzip"},
+    )
+
+
+class _Gunzip:
+    """Incremental gzip decoding that holds at most `limit` + 1 decoded bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.data = bytearray()
+        self._member = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        self._started = False  # the current member has been fed bytes
+
+    def feed(self, chunk: bytes) -> None:
+        while chunk:
+            self._started = True
+            room = self.limit + 1 - len(self.data)  # >= 1: 0 would mean "no limit" to zlib
+            try:
+                self.data += self._member.decompress(chunk, room)
+            except zlib.error as err:
+                raise Refusal(400, "body", "gzip", f"corrupt gzip body ({err})") from None
+            if len(self.data) > self.limit:
+                raise Refusal(
+                    413, "body", "max_bytes", f"body exceeds {self.limit} bytes once decompressed"
+                )
+            if self._member.eof:  # a member ended; another may follow (RFC 1952 allows it)
+                chunk = self._member.unused_data
+                self._member = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+                self._started = False
+            else:
+                chunk = self._member.unconsumed_tail
+
+    def finish(self) -> bytes:
+        if self._started:
+            raise Refusal(400, "body", "gzip", "corrupt gzip body (truncated)")
+        return bytes(self.data)
 
 
 def _records(body: bytes, max_records: int) -> Any:
     """The `records` list of a request body."""
     if not body:
-        raise _Refusal(400, "body", "json", "empty body; expected a JSON object")
+        raise Refusal(400, "body", "json", "empty body; expected a JSON object")
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as err:
         payload = _lenient_json(body, err)
     if not isinstance(payload, dict):
-        raise _Refusal(422, "body", "type", 'expected a JSON object {"records": [...]}')
+        raise Refusal(422, "body", "type", 'expected a JSON object {"records": [...]}')
     if "records" not in payload:
-        raise _Refusal(422, "records", "missing", "required field is missing")
+        raise Refusal(422, "records", "missing", "required field is missing")
     unknown = [k for k in payload if k != "records"]
     if unknown:
-        raise _Refusal(422, str(unknown[0]), "unknown_field", "is not a field of the request")
+        raise Refusal(422, str(unknown[0]), "unknown_field", "is not a field of the request")
     records = payload["records"]
     if isinstance(records, list) and len(records) > max_records:
-        raise _Refusal(
+        raise Refusal(
             413,
             "records",
             "max_items",
@@ -378,68 +461,14 @@ def _lenient_json(body: bytes, err: Exception) -> Any:
         payload = json.loads(body, parse_constant=float)
     except (ValueError, RecursionError):
         detail = str(err).split(":", 1)[0]
-        raise _Refusal(400, "body", "json", f"malformed JSON ({detail})") from None
+        raise Refusal(400, "body", "json", f"malformed JSON ({detail})") from None
     try:  # the one other thing orjson refuses and json accepts: a lone surrogate escape
         orjson.dumps(payload)
     except orjson.JSONEncodeError:
-        raise _Refusal(
+        raise Refusal(
             400, "body", "unicode", "invalid Unicode: a lone surrogate escape (e.g. \\ud800)"
         ) from None
     return payload
-
-
-def _error(status: int, message: str, problems: list[dict[str, Any]], request_id: str) -> Response:
-    shown = problems[:MAX_PROBLEMS_SHOWN]
-    body: dict[str, Any] = {"error": message, "request_id": request_id, "problems": shown}
-    if len(problems) > len(shown):
-        body["problems_not_shown"] = len(problems) - len(shown)
-    return Response(
-        orjson.dumps(body),
-        status_code=status,
-        media_type="application/json",
-        headers={"x-request-id": request_id},
-    )
-
-
-_PROBLEM_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "record": {"type": ["integer", "null"], "description": "index in `records`"},
-        "field": {"type": "string"},
-        "rule": {"type": "string"},
-        "reason": {"type": "string"},
-        "value": {"description": "the offending value, when there is one"},
-    },
-}
-_ERROR_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "error": {"type": "string"},
-        "request_id": {"type": "string"},
-        "problems": {"type": "array", "items": _PROBLEM_SCHEMA},
-        "problems_not_shown": {"type": "integer"},
-    },
-}
-_RESPONSE_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "model": {
-            "type": "object",
-            "properties": {"name": {"type": "string"}, "version": {"type": "string"}},
-        },
-        "request_id": {"type": "string"},
-        "predictions": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "score": {"type": "number", "description": "probability of the positive class"},
-                    "label": {"type": "string", "description": "the class at the threshold"},
-                },
-            },
-        },
-    },
-}
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -465,18 +494,20 @@ def run_server(
     """
     import uvicorn
 
-    _log_to_stderr()
     common: dict[str, Any] = {
         "host": host,
         "port": port,
         "log_level": "info",
         "access_log": access_log,
-        "timeout_graceful_shutdown": 30,
+        "timeout_graceful_shutdown": settings.shutdown_timeout_s,
         "server_header": False,
+        "log_config": _log_config(),
     }
     if workers <= 1:
+        # before create_app, which logs the fast path's verdict; uvicorn applies it again
+        logging.config.dictConfig(common["log_config"])
         app = create_app(served, settings, threshold=threshold, log_dir=log_dir)
-        uvicorn.run(app, **common)
+        uvicorn.run(app, http=NoDelayH11Protocol, **common)
         return
     spec = {
         "model": str(served.path),
@@ -498,36 +529,54 @@ def run_server(
     )
 
 
-def _log_to_stderr() -> None:
-    """Show the server's own start-up lines (`gitml.serve`) beside uvicorn's."""
-    logger = logging.getLogger("gitml.serve")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, with gitml's own messages (the prediction log's, failed scoring)
+    printed the same way."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["gitml"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
 
 
 class NoDelayH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with TCP_NODELAY on every connection.
+    """uvicorn's h11 protocol with TCP_NODELAY on every connection, and the error body on
+    the 400 it sends itself for a request it cannot parse (uvicorn's is plain text).
 
     With `workers` > 1 uvicorn binds its socket with protocol 0, so asyncio does not set
     TCP_NODELAY on accepted connections, and each keep-alive response then waits for the
     client's delayed ACK: a 40 ms floor per request (uvicorn issue #3149).
     """
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
+
+    def send_400_response(self, msg: str) -> None:
+        request_id = uuid.uuid4().hex
+        reason = "invalid HTTP request: its request line or a header could not be parsed"
+        problem = {"record": None, "field": "request", "rule": "http", "reason": reason}
+        body = error_body(reason, [problem], request_id)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"x-request-id", request_id.encode()),
+            (b"connection", b"close"),
+        ]
+        for event in (
+            h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        ):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
 
 
 def app_from_environment() -> FastAPI:
     """The app of one worker process of `run_server(workers > 1)` (uvicorn's factory)."""
     from gitml.serve.bundle import load_served_model
 
-    _log_to_stderr()
     spec = json.loads(os.environ[_SPEC_ENV])
     served = load_served_model(
         spec["model"],

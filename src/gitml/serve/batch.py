@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,8 +21,9 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from gitml.data.io import ROW_COLUMN, atomic_path, check_delimiter, csv_delimiter, detect_format
-from gitml.errors import DataError, InputError
+from gitml.data.io import ROW_COLUMN, check_delimiter, csv_delimiter, detect_format
+from gitml.errors import DataError, InputError, os_reason
+from gitml.files import atomic_path
 from gitml.serve.bundle import ServedModel
 from gitml.serve.inputs import Policy, Violation
 
@@ -72,14 +73,24 @@ def score_file(
         raise DataError(f"chunk size must be at least 1 (got {chunk_size})")
     if source.resolve() == target.resolve():
         raise DataError(f"{target}: the output would overwrite the input")
-    out_format = detect_format(target)
+    # a device or a pipe (/dev/stdout) is written in place: nothing can be renamed onto it
+    in_place = target.exists() and not target.is_file()
+    out_format = _output_format(target, in_place)
+    if in_place and on_error == "skip":
+        raise DataError(
+            f"{target}: not a regular file, so there is no place beside it for rejected rows",
+            hint="write to a .csv or .parquet file, or use --on-error fail",
+        )
     schema = served.schema
     names, chunks, total = _open_input(source, served, keep, chunk_size)
     carried = ([ROW_COLUMN] if ROW_COLUMN in names else []) + [k for k in keep if k != ROW_COLUMN]
     summary = BatchSummary(output=target)
     rejects: list[pa.Table] = []
-    with ExitStack() as stack:
-        tmp = stack.enter_context(atomic_path(target))
+    rejected = rejected_path_for(target)
+    with _write_errors(target, rejected) as writing, ExitStack() as stack:
+        # a temporary file, renamed when complete: a failure leaves no partial file, and the
+        # previous output (if any) as it was
+        tmp = target if in_place else stack.enter_context(atomic_path(target))
         writer = None
         out_schema: pa.Schema | None = None
         for table in chunks:
@@ -128,12 +139,16 @@ def score_file(
                 + [(c, pa.string()) for c in carried]
                 + [("score", pa.float64()), ("label", pa.string())]
             )
-            stack.enter_context(_writer(tmp, empty, out_format))
-    if summary.rejected:
-        summary.rejected_path = rejected_path_for(target)
-        _write_rejects(summary.rejected_path, rejects)
-    else:
-        rejected_path_for(target).unlink(missing_ok=True)  # a stale one from an earlier run
+            writer = stack.enter_context(_writer(tmp, empty, out_format))
+        writer.close()  # its last bytes (Parquet's footer) before anything is renamed
+        if summary.rejected:
+            # renamed just before the output; if the output then fails, it is removed again
+            writing.file = rejected
+            _write_rejects(stack.enter_context(atomic_path(rejected)), rejects)
+            writing.file, writing.rejects_replaced = target, True
+            summary.rejected_path = rejected
+    if not summary.rejected and not in_place:
+        rejected.unlink(missing_ok=True)  # a stale one from an earlier run
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -336,8 +351,42 @@ def _reject_table(table: pa.Table, violations: list[Violation], offset: int) -> 
 def _write_rejects(path: Path, tables: list[pa.Table]) -> None:
     import pyarrow.csv as pacsv
 
-    with atomic_path(path) as tmp:
-        pacsv.write_csv(pa.concat_tables(tables).sort_by([("row", "ascending")]), tmp)
+    pacsv.write_csv(pa.concat_tables(tables).sort_by([("row", "ascending")]), path)
+
+
+def _output_format(target: Path, in_place: bool) -> str:
+    """'csv' or 'parquet', from the output's name; a device or pipe without one gets CSV."""
+    try:
+        return detect_format(target)
+    except DataError:
+        if in_place:
+            return "csv"
+        raise DataError(
+            f"{target}: cannot tell the output format from the file name",
+            hint="name the output *.csv or *.parquet",
+        ) from None
+
+
+@dataclass
+class _Writing:
+    """What score_file is writing: the file a failed write is about."""
+
+    file: Path
+    rejects_replaced: bool = False  # the rejects file is renamed when the block exits
+
+
+@contextmanager
+def _write_errors(output: Path, rejected: Path) -> Iterator[_Writing]:
+    """Turn a failed write (disk full, permission denied, a file size limit) into DataError
+    naming the file being written."""
+    writing = _Writing(output)
+    try:
+        yield writing
+    except OSError as err:
+        if writing.rejects_replaced:  # renamed for an output that then failed
+            rejected.unlink(missing_ok=True)
+        what = "rejected rows" if writing.file == rejected else "predictions"
+        raise DataError(f"cannot write {what} to {writing.file}: {os_reason(err)}") from err
 
 
 def _first_line(err: Exception) -> str:

@@ -10,21 +10,30 @@ Why not a scoring thread: pandas and scikit-learn hold the GIL for most of a sma
 `predict_proba`, so a thread would fight the event loop for it (measured: batches of under
 2 requests at concurrency 8) instead of letting requests gather. Per-row results do not
 depend on the batch: the frame and the scoring function are the same as for one request.
+
+Isolation: when scoring a merged batch raises, or gives a non-finite score, each request of
+the batch is scored again alone, so only the request at fault fails (with its own error:
+an `InputError` naming its record and field, or the failure itself); the others get their
+scores as if they had been scored alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from gitml.errors import ModelError
 from gitml.serve.inputs import Columns
 
 ScoreFn = Callable[[Columns], np.ndarray]
 AfterFn = Callable[[list["Job"], np.ndarray], None]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,8 +56,10 @@ class MicroBatcher:
         max_rows: int = 2048,
         wait_ms: float = 0.0,
         after: AfterFn | None = None,
+        on_split: Callable[[], None] | None = None,
     ) -> None:
         self._score = score
+        self._on_split = on_split
         self._max_rows = max_rows
         self._wait = wait_ms / 1000
         self._after = after
@@ -100,20 +111,56 @@ class MicroBatcher:
     def _process(self, jobs: list[Job]) -> None:
         try:
             merged = jobs[0].columns if len(jobs) == 1 else merge_columns([j.columns for j in jobs])
-            scores = self._score(merged)
-            if self._after is not None:
-                self._after(jobs, scores)
-        except Exception as err:  # every waiting request fails alike; the server lives on
+            scores = _finite(self._score(merged))
+        except Exception as err:
+            if len(jobs) == 1:
+                _fail(jobs[0], err)
+                return
+            # one request's bad rows must not fail the others: score each one alone
+            if self._on_split is not None:
+                self._on_split()
+            done: list[Job] = []
+            parts: list[np.ndarray] = []
             for job in jobs:
-                if not job.future.done():
-                    job.future.set_exception(err)
+                try:
+                    parts.append(_finite(self._score(job.columns)))
+                except Exception as alone:  # this request's own failure, and only its own
+                    _fail(job, alone)
+                else:
+                    done.append(job)
+            if done:
+                self._deliver(done, np.concatenate(parts))
             return
+        self._deliver(jobs, scores)
+
+    def _deliver(self, jobs: list[Job], scores: np.ndarray) -> None:
+        if self._after is not None:
+            try:
+                self._after(jobs, scores)
+            except Exception:  # metrics or the log failed: the predictions stand
+                logger.exception("after scoring %d request(s)", len(jobs))
         start = 0
         for job in jobs:
             stop = start + job.columns.n
             if not job.future.done():  # done: the client went away
                 job.future.set_result(scores[start:stop])
             start = stop
+
+
+def _finite(scores: np.ndarray) -> np.ndarray:
+    """`scores`, or ModelError naming the first record the model gave a non-finite score."""
+    bad = np.flatnonzero(~np.isfinite(scores))
+    if bad.size:
+        raise ModelError(
+            f"the model returned a non-finite score ({scores[bad[0]]}) for record {bad[0]}"
+            + (f" and {bad.size - 1} more" if bad.size > 1 else "")
+        )
+    return scores
+
+
+def _fail(job: Job, err: Exception) -> None:
+    if not job.future.done():
+        job.future.set_exception(err)
 
 
 def merge_columns(parts: list[Columns]) -> Columns:

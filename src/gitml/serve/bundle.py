@@ -103,11 +103,13 @@ def load_served_model(
     file that is not skops or holds an untrusted type, a file whose SHA-256 differs from
     `metadata.json`, and a pipeline whose inputs or classes differ from `signature.json`.
     """
-    from gitml.model.persist import load_model, sha256_file
+    from gitml.files import sha256_file
+    from gitml.model.persist import load_model
+    from gitml.project import MODEL_FILE
 
     path = Path(model_path)
     if path.is_dir():
-        path = path / "model.skops"
+        path = path / MODEL_FILE
     if not path.is_file():
         load_model(path)  # raises the one "model file not found" error
     signature = _read_json(path.parent / SIGNATURE_FILE)
@@ -194,7 +196,7 @@ def load_project_model(project_root: Path, model_path: str | Path | None = None)
     `reports/metrics.json` when the model is the project's own.
     """
     from gitml.errors import VcsError
-    from gitml.project import OUTPUTS
+    from gitml.project import MODEL_FILE, OUTPUTS
     from gitml.vcs import git
 
     default = project_root / OUTPUTS["model"]
@@ -204,7 +206,7 @@ def load_project_model(project_root: Path, model_path: str | Path | None = None)
     except VcsError:
         commit = None
     candidates = [path.parent / "metrics.json"] if path.suffix else [path / "metrics.json"]
-    model_file = path if path.suffix else path / "model.skops"
+    model_file = path if path.suffix else path / MODEL_FILE
     if model_file.resolve() == default.resolve():
         candidates.append(project_root / OUTPUTS["metrics"])
     metrics: dict[str, Any] = {}

@@ -25,7 +25,6 @@ import numpy as np
 
 from gitml.data.coercion import (
     BAD,
-    NOT_A_NUMBER,
     NULL,
     category_cell,
     category_index,
@@ -162,7 +161,7 @@ class InputSchema:
         raw_by_field: dict[str, list[Any]] = {}
         for rule in self.fields:
             name = rule.name
-            raw = [r.get(name, _MISSING) if type(r) is dict else None for r in records]
+            raw: list[Any] = [r.get(name, _MISSING) if type(r) is dict else None for r in records]
             raw_by_field[name] = raw
             null = np.zeros(n, dtype=bool)
             bad = np.zeros(n, dtype=bool)
@@ -183,11 +182,11 @@ class InputSchema:
                     if number is None:
                         null[i] = True
                         values[i] = np.nan
-                    elif number is NOT_A_NUMBER:
+                    elif isinstance(number, float):
+                        values[i] = number
+                    else:  # NOT_A_NUMBER
                         bad[i] = True
                         values[i] = np.nan
-                    else:
-                        values[i] = number
                 columns.values[name] = values
                 found = _check_field(rule, values=values, null=null, bad=bad, missing=missing)
             else:

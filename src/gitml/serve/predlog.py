@@ -1,11 +1,23 @@
 """The prediction log: every served prediction, appended in row groups to rotating Parquet files.
 
 Rows wait in a buffer of at most `max_buffer_rows`; a writer thread turns `flush_rows` of
-them (or whatever waited `flush_seconds`) into one row group. When the buffer is full,
-`append` blocks until the writer catches up: memory stays bounded and nothing accepted is
-dropped. A file is written as `*.parquet.part` and renamed to `*.parquet` when it is
-complete (rotation or shutdown), so readers only ever see whole files. `close()` flushes
-everything and is called on server shutdown.
+them (or whatever waited `flush_seconds`) into one row group. `append` never blocks the
+event loop: when the buffer is full, the rows are dropped and counted (the writer is stalled
+or too slow, and scoring matters more than its log).
+
+A file is written under a hidden temporary name (`.predictions-<pid>-<n>.parquet.part`) and
+gets its final name (`predictions-<UTC time>-<pid>-<n>.parquet`) only once it is complete:
+closed, fsynced, then renamed, at rotation or shutdown. Readers (and pyarrow datasets, which
+skip dot-files) only ever see whole files.
+
+A write that fails (disk full, `RLIMIT_FSIZE`, permission denied, read-only file system) is
+counted by kind and logged once per episode, not once per row; the file it was writing is
+removed and its rows, with those of the failed batch, are counted as dropped. The writer then
+retries with a back-off (0.5 s doubling to 10 s). The episode ends, with one more log line,
+when a file is complete again or writes have succeeded for 10 s.
+`failing()` says why the log is in trouble (a failed write, rows dropped, a write stalled for
+`stall_seconds`), for the server's readiness policy. `close(timeout)` flushes what it can
+within `timeout`; what it could not write is counted and logged, never renamed as complete.
 
 Columns: request_id, record (index within the request), timestamp (UTC), model_name,
 model_version, the model's inputs as received (categories as text), score, label.
@@ -13,9 +25,12 @@ model_version, the model's inputs as received (categories as text), score, label
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,11 +40,29 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gitml.errors import ConfigError, DataError
+from gitml.errors import ConfigError, DataError, os_reason
 from gitml.serve.inputs import Columns, InputSchema
 
 META_COLUMNS = ("request_id", "record", "timestamp", "model_name", "model_version")
 OUTPUT_COLUMNS = ("score", "label")
+DROP_REASONS = ("buffer_full", "write_error", "shutdown")
+ERROR_KINDS = ("disk_full", "permission", "io")
+
+_BACKOFF_FIRST = 0.5
+_BACKOFF_MAX = 10.0
+# a failure episode ends with a complete file, or after this long of successful writes: a
+# full disk often takes a few row groups of a new file before it fails again
+_RECOVERY_SECONDS = 10.0
+_KINDS = {
+    errno.ENOSPC: "disk_full",
+    errno.EFBIG: "disk_full",  # RLIMIT_FSIZE, or a file system's file size limit
+    errno.EDQUOT: "disk_full",
+    errno.EACCES: "permission",
+    errno.EPERM: "permission",
+    errno.EROFS: "permission",
+}
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,6 +74,17 @@ class LogEntry:
     scores: np.ndarray
     labels: np.ndarray
     timestamp: float
+
+
+@dataclass(frozen=True)
+class LogStats:
+    """Counters of the prediction log, read by `/metrics`."""
+
+    written_rows: int  # rows in complete (renamed) files
+    dropped_rows: dict[str, int]  # by reason: DROP_REASONS
+    errors: dict[str, int]  # failed writes, by kind: ERROR_KINDS
+    buffered_rows: int
+    failing: str | None
 
 
 class PredictionLog:
@@ -58,6 +102,7 @@ class PredictionLog:
         max_buffer_rows: int = 50_000,
         rotate_rows: int = 1_000_000,
         rotate_bytes: int = 128 * 1024 * 1024,
+        stall_seconds: float = 30.0,
     ) -> None:
         clash = sorted(set(schema.names) & {*META_COLUMNS, *OUTPUT_COLUMNS})
         if clash:
@@ -78,31 +123,58 @@ class PredictionLog:
         self._max_rows = max_buffer_rows
         self._rotate_rows = rotate_rows
         self._rotate_bytes = rotate_bytes
+        self._stall_seconds = stall_seconds
         self._arrow_schema = self._build_schema()
+        # shared with the writer thread, under _cond; nobody holds it during I/O
+        self._cond = threading.Condition()
         self._buffer: list[LogEntry] = []
         self._buffered = 0
         self._oldest = 0.0
-        self._cond = threading.Condition()
         self._closing = False
+        self._abandoned = False  # close() gave up waiting: nothing more gets a final name
+        self._in_flight = 0  # rows the writer took and has not yet written or dropped
+        self._busy_since: float | None = None
+        self._retry_at = 0.0
+        self._backoff = _BACKOFF_FIRST
+        self._trouble: str | None = None  # why the log is failing; None: healthy
+        self._write_failing = False  # in a failure episode (logged once, at its start)
+        self._ok_since: float | None = None  # writes have succeeded since, in an episode
+        self._files = 0  # complete files
+        self._files_at_failure = 0
+        self._episode_dropped = 0
+        self._written = 0
+        self._dropped: Counter[str] = Counter()
+        self._errors: Counter[str] = Counter()
+        # the writer thread's own
         self._writer: pq.ParquetWriter | None = None
         self._part: Path | None = None
+        self._final: Path | None = None
         self._file_rows = 0
+        self._unwritten = 0  # rows of the batch being written that are in no file yet
         self._sequence = 0
-        self.rows_written = 0
-        self.error: Exception | None = None
+        self.rows_written = 0  # rows written as row groups (complete files or the open one)
         self._thread = threading.Thread(target=self._run, name="gitml-prediction-log", daemon=True)
         self._thread.start()
 
     # -- producers ---------------------------------------------------------------------
 
-    def append(self, entry: LogEntry) -> None:
-        """Queue one scored request; blocks while the buffer is full (back-pressure)."""
+    def append(self, entry: LogEntry) -> bool:
+        """Queue one scored request; never blocks. False: dropped (buffer full, or closed)."""
         rows = len(entry.scores)
         with self._cond:
-            while self._buffered and self._buffered + rows > self._max_rows and not self._closing:
-                self._cond.wait()
             if self._closing:
-                raise DataError("the prediction log is closed")
+                self._dropped["shutdown"] += rows
+                return False
+            if self._buffered and self._buffered + rows > self._max_rows:
+                self._dropped["buffer_full"] += rows
+                self._episode_dropped += rows
+                if self._trouble is None:
+                    self._trouble = (
+                        f"buffer full ({self._max_rows} rows): the writer is stalled or too "
+                        "slow, predictions are not being logged"
+                    )
+                    logger.error("prediction log: %s", self._trouble)
+                return False
             if not self._buffer:
                 self._oldest = time.monotonic()
             self._buffer.append(entry)
@@ -110,47 +182,150 @@ class PredictionLog:
             # the writer sleeps without a deadline while the buffer is empty: wake it to set one
             if self._buffered >= self._flush_rows or len(self._buffer) == 1:
                 self._cond.notify_all()
+            return True
 
-    def close(self) -> None:
-        """Write everything buffered, finish the open file and stop the writer thread."""
+    def failing(self) -> str | None:
+        """Why the log is not writing (a failed write, dropped rows, a stalled write); None: ok."""
+        with self._cond:
+            since = self._ok_since
+            if since is not None and time.monotonic() - since >= _RECOVERY_SECONDS:
+                return None  # written, and not failed since: over (logged with the next write)
+            if self._trouble is not None:
+                return self._trouble
+            busy = self._busy_since
+        if busy is not None and time.monotonic() - busy > self._stall_seconds:
+            return f"a write has been stuck for {time.monotonic() - busy:.0f} s"
+        return None
+
+    def stats(self) -> LogStats:
+        """A consistent snapshot of the counters."""
+        failing = self.failing()
+        with self._cond:
+            return LogStats(
+                written_rows=self._written,
+                dropped_rows={r: self._dropped[r] for r in DROP_REASONS},
+                errors={k: self._errors[k] for k in ERROR_KINDS},
+                buffered_rows=self._buffered + self._in_flight,
+                failing=failing,
+            )
+
+    def close(self, timeout: float | None = None) -> None:
+        """Write what is buffered, finish the open file and stop the writer thread.
+
+        Waits at most `timeout` seconds (None: for ever). If the writer is still busy then
+        (stuck in a write), the rows it holds are counted as dropped and logged, and its
+        temporary file never gets a final name. Never raises: the server is stopping anyway.
+        """
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        self._thread.join()
-        if self.error is not None:
-            raise DataError(f"the prediction log failed: {self.error}") from self.error
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            return
+        self._abandoned = True
+        with self._cond:
+            lost = self._buffered + self._unwritten + self._file_rows
+            self._dropped["shutdown"] += lost
+            self._buffer, self._buffered, self._in_flight = [], 0, 0
+        logger.error(
+            "prediction log: the writer did not finish within %.1f s of shutdown (stuck in a "
+            "write?); %d prediction(s) not logged%s",
+            timeout,
+            lost,
+            f"; {self._part} is incomplete and keeps its temporary name" if self._part else "",
+        )
 
     # -- the writer thread ---------------------------------------------------------------
 
     def _run(self) -> None:
-        try:
-            while True:
-                with self._cond:
-                    while not self._closing and not self._due():
+        while True:
+            with self._cond:
+                while not self._closing:
+                    now = time.monotonic()
+                    if now < self._retry_at:  # backing off after a failed write
+                        self._cond.wait(self._retry_at - now)
+                    elif self._due(now):
+                        break
+                    else:
                         timeout = None
                         if self._buffer:
-                            due = self._oldest + self._flush_seconds
-                            timeout = max(0.0, due - time.monotonic())
-                        self._cond.wait(timeout=timeout)
-                    entries, self._buffer, self._buffered = self._buffer, [], 0
-                    closing = self._closing
-                    self._cond.notify_all()  # producers waiting for room
-                if entries:
-                    self._write(entries)
-                if closing:
-                    break
-        except Exception as err:  # kept for close() to raise; the server keeps answering
-            self.error = err
+                            timeout = max(0.0, self._oldest + self._flush_seconds - now)
+                        self._cond.wait(timeout)
+                if self._abandoned:
+                    return
+                entries, self._buffer = self._buffer, []
+                self._in_flight, self._buffered = self._buffered, 0
+                closing = self._closing
+                self._busy_since = time.monotonic()
+                overflows = self._dropped["buffer_full"]
+            self._attempt(entries, finish=closing, overflows=overflows)
             with self._cond:
-                self._buffer, self._buffered = [], 0
-                self._cond.notify_all()
-        finally:
-            self._finish_file()
+                self._busy_since = None
+                self._in_flight = 0
+            if closing:
+                return
 
-    def _due(self) -> bool:
+    def _due(self, now: float) -> bool:
         if self._buffered >= self._flush_rows:
             return True
-        return bool(self._buffer) and time.monotonic() - self._oldest >= self._flush_seconds
+        return bool(self._buffer) and now - self._oldest >= self._flush_seconds
+
+    def _attempt(self, entries: list[LogEntry], *, finish: bool, overflows: int) -> None:
+        """Write `entries` (and finish the file when `finish`); count and log a failure.
+        `overflows`: rows dropped for a full buffer when the writer took `entries`."""
+        self._unwritten = sum(len(e.scores) for e in entries)
+        try:
+            if entries:
+                self._write(entries)
+            if finish:
+                self._finish_file()
+        except Exception as err:  # OSError mostly; pyarrow's own errors too
+            self._failed(err)
+            return
+        with self._cond:
+            if self._abandoned:
+                return
+            if self._write_failing:
+                now = time.monotonic()
+                self._ok_since = now if self._ok_since is None else self._ok_since
+                durable = self._files > self._files_at_failure
+                if not durable and now - self._ok_since < _RECOVERY_SECONDS:
+                    return  # the fault may come back with the file's next bytes: not over yet
+            elif self._trouble is None and not self._episode_dropped:
+                return
+            elif self._dropped["buffer_full"] > overflows:
+                return  # still overflowing while this was written: the writer is too slow
+            trouble, dropped = self._trouble, self._episode_dropped
+            self._trouble, self._episode_dropped, self._ok_since = None, 0, None
+            self._write_failing, self._backoff = False, _BACKOFF_FIRST
+        logger.warning(
+            "prediction log: writing again; %d prediction(s) were dropped (%s)", dropped, trouble
+        )
+
+    def _failed(self, err: Exception) -> None:
+        path = self._part or self.directory
+        lost = self._unwritten + self._discard_file()
+        kind = _KINDS.get(getattr(err, "errno", None) or 0, "io")
+        reason = os_reason(err)
+        with self._cond:
+            self._errors[kind] += 1
+            self._dropped["write_error"] += lost
+            self._episode_dropped += lost
+            first, self._write_failing = not self._write_failing, True
+            self._ok_since, self._files_at_failure = None, self._files
+            self._trouble = f"cannot write {path}: {reason}"
+            self._retry_at = time.monotonic() + self._backoff
+            backoff, self._backoff = self._backoff, min(2 * self._backoff, _BACKOFF_MAX)
+        if first:
+            logger.error(
+                "prediction log: cannot write %s: %s; %d prediction(s) dropped; predictions go "
+                "on unlogged, retrying in %.1f s (then every %.0f s at most)",
+                path,
+                reason,
+                lost,
+                backoff,
+                _BACKOFF_MAX,
+            )
 
     def _write(self, entries: list[LogEntry]) -> None:
         table = self._table(entries)
@@ -158,11 +333,12 @@ class PredictionLog:
         while offset < table.num_rows:
             if self._writer is None:
                 self._open_file()
+            assert self._writer is not None and self._part is not None
             room = self._rotate_rows - self._file_rows
             part = table.slice(offset, room)
-            assert self._writer is not None and self._part is not None
             self._writer.write_table(part)
             self._file_rows += part.num_rows
+            self._unwritten -= part.num_rows  # now the open file's to lose
             self.rows_written += part.num_rows
             offset += part.num_rows
             full = self._file_rows >= self._rotate_rows
@@ -172,17 +348,45 @@ class PredictionLog:
     def _open_file(self) -> None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         self._sequence += 1
-        name = f"predictions-{stamp}-{os.getpid()}-{self._sequence:05d}.parquet"
-        self._part = self.directory / f"{name}.part"
-        self._writer = pq.ParquetWriter(self._part, self._arrow_schema)
+        pid, seq = os.getpid(), f"{self._sequence:05d}"
+        self._final = self.directory / f"predictions-{stamp}-{pid}-{seq}.parquet"
+        self._part = self.directory / f".predictions-{pid}-{seq}.parquet.part"
         self._file_rows = 0
+        self._writer = pq.ParquetWriter(self._part, self._arrow_schema)
 
     def _finish_file(self) -> None:
-        if self._writer is None or self._part is None:
+        """Close, fsync and rename the open file: only then is it complete."""
+        if self._writer is None or self._part is None or self._final is None:
             return
         self._writer.close()
-        os.replace(self._part, self._part.with_suffix(""))
-        self._writer, self._part = None, None
+        fd = os.open(self._part, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if self._abandoned:  # close() stopped waiting and counted these rows as lost
+            return
+        os.replace(self._part, self._final)
+        with self._cond:
+            self._written += self._file_rows
+            self._files += 1
+        self._writer, self._part, self._final, self._file_rows = None, None, None, 0
+
+    def _discard_file(self) -> int:
+        """Drop the open file after a failed write; the number of rows it held."""
+        writer, part, rows = self._writer, self._part, self._file_rows
+        self._writer, self._part, self._final, self._file_rows = None, None, None, 0
+        if writer is not None:
+            try:
+                writer.close()
+            except Exception:  # the file is being thrown away: its footer does not matter
+                logger.debug("prediction log: closing a failed file", exc_info=True)
+        if part is not None:
+            try:
+                part.unlink(missing_ok=True)
+            except OSError:  # stays under its hidden temporary name, never a final one
+                logger.debug("prediction log: cannot remove %s", part, exc_info=True)
+        return rows
 
     def _build_schema(self) -> pa.Schema:
         fields = [

@@ -8,15 +8,21 @@ says which). Aggregate across workers in Prometheus with `sum without (pid)`.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from gitml.serve.predlog import DROP_REASONS, ERROR_KINDS, LogStats
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# generate_latest escapes names the legacy way ("underscores"), which is text format 0.0.4:
+# every Prometheus version reads it (prometheus-client's "latest" type says 1.0.0)
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 
 class ServeMetrics:
@@ -68,8 +74,10 @@ class ServeMetrics:
             "Undeclared fields in records, ignored by policy.",
             registry=reg,
         )
-        self.log_rows = Counter(
-            "gitml_prediction_log_rows", "Predictions written to the prediction log.", registry=reg
+        self.batch_splits = Counter(
+            "gitml_scoring_batch_splits",
+            "Micro-batches whose scoring failed and were re-scored request by request.",
+            registry=reg,
         )
         info = Gauge(
             "gitml_model_info",
@@ -79,6 +87,54 @@ class ServeMetrics:
         )
         info.labels(name, version, commit or "", str(os.getpid())).set(1)
 
+    def watch_log(self, stats: Callable[[], LogStats | None]) -> None:
+        """Expose the prediction log's counters, read from `stats()` at each scrape."""
+        self.registry.register(_LogCollector(stats))
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+class _LogCollector:
+    """The prediction log's counters; every label value is always present (0 until it counts),
+    so alerts can be written before the first failure."""
+
+    def __init__(self, stats: Callable[[], LogStats | None]) -> None:
+        self._stats = stats
+
+    def describe(self) -> list[Metric]:
+        return []  # names come from collect(); nothing to check at registration
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        if stats is None:  # the log starts with the app's lifespan
+            return
+        written = CounterMetricFamily(
+            "gitml_prediction_log_rows", "Predictions in complete prediction log files."
+        )
+        written.add_metric([], stats.written_rows)
+        dropped = CounterMetricFamily(
+            "gitml_prediction_log_dropped_rows",
+            "Predictions that were not logged, by reason (buffer_full, write_error, shutdown).",
+            labels=["reason"],
+        )
+        for reason in DROP_REASONS:
+            dropped.add_metric([reason], stats.dropped_rows[reason])
+        errors = CounterMetricFamily(
+            "gitml_prediction_log_errors",
+            "Failed prediction log writes, by kind (disk_full, permission, io).",
+            labels=["kind"],
+        )
+        for kind in ERROR_KINDS:
+            errors.add_metric([kind], stats.errors[kind])
+        buffered = GaugeMetricFamily(
+            "gitml_prediction_log_buffered_rows", "Predictions waiting to be written."
+        )
+        buffered.add_metric([], stats.buffered_rows)
+        failing = GaugeMetricFamily(
+            "gitml_prediction_log_failing",
+            "1 while the prediction log cannot write (see /readyz for the reason), else 0.",
+        )
+        failing.add_metric([], 0 if stats.failing is None else 1)
+        yield from (written, dropped, errors, buffered, failing)

@@ -9,14 +9,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from gitml.config.schema import Params
-from gitml.data.io import write_text
-from gitml.errors import ConfigError
-from gitml.registry.card import render_card
+from gitml.files import write_text
+from gitml.registry.card import render_card, require_card
 from gitml.review.bootstrap import bootstrap_intervals
 from gitml.stages._runner import run_stage
+from gitml.vcs import read_lock
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
@@ -28,21 +27,17 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 def _card(args: argparse.Namespace, params: Params) -> None:
     """Write the model card: purpose, data, metrics with intervals, slices, lineage."""
-    if params.card is None:
-        raise ConfigError(
-            "params.yaml has no `card` section: the model card needs its intended use",
-            hint="add `- card: default` to the defaults in conf/config.yaml (see conf/card/)",
-        )
+    card = require_card(params)  # before the bootstrap: it needs the card's resamples
     metrics = _json(args.metrics)
     y, score = _predictions(args.predictions, params.data.positive_class)
     names = [m for m, v in metrics.get("metrics", {}).items() if v is not None]
     intervals = bootstrap_intervals(
         y, score, threshold=params.evaluate.threshold, names=names,
-        resamples=params.card.interval_resamples, seed=params.promotion.bootstrap.seed,
+        resamples=card.interval_resamples, seed=params.promotion.bootstrap.seed,
         confidence=params.promotion.bootstrap.confidence,
     )  # fmt: skip
     text = render_card(
-        params=params.model_dump(by_alias=True),
+        params=params,
         metadata=_json(args.metadata),
         signature=_json(args.signature),
         metrics=metrics,
@@ -73,14 +68,11 @@ def _lock_hashes(lock: Path, own: str) -> dict[str, str]:
     stale on main and changes on every run. Released and fetched copies carry the tagged
     commit (`stamp_release`).
     """
-    stages = {}
-    if lock.is_file():
-        stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages") or {}
     hashes: dict[str, str] = {}
-    for stage in stages.values():
-        for entry in (stage.get("deps") or [])[:1] + (stage.get("outs") or []):
-            if "md5" in entry and entry["path"] != own and not entry["path"].endswith(".py"):
-                hashes.setdefault(entry["path"], entry["md5"])
+    for stage in read_lock(lock).stages.values():
+        for entry in (*stage.deps[:1], *stage.outs):
+            if entry.md5 and entry.path != own and not entry.path.endswith(".py"):
+                hashes.setdefault(entry.path, entry.md5)
     return hashes
 
 

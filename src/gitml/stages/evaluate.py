@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 from gitml.config.schema import Params
-from gitml.data.io import atomic_path, read_table, write_json
+from gitml.data.io import read_table
 from gitml.evaluate.evaluation import evaluate_scores
+from gitml.files import atomic_path, write_json
 from gitml.model.persist import load_verified_model
 from gitml.model.scoring import fix_summation_order, score_frame
 from gitml.stages._runner import run_stage

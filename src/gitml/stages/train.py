@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 from gitml.config.schema import Params
-from gitml.data.io import atomic_paths, read_table, sha256_file, write_bytes, write_json
+from gitml.data.io import read_table
 from gitml.data.profile import profile_frame
+from gitml.files import atomic_paths, sha256_file, write_bytes, write_json
 from gitml.model.fit import fit_pipeline, training_metadata
 from gitml.model.persist import dump_model
 from gitml.model.signature import build_signature

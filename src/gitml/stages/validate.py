@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 
 from gitml.config.schema import Params
-from gitml.data.io import detect_format, read_table, write_json, write_text
+from gitml.data.io import detect_format, read_table
 from gitml.data.validation import validate_frame
 from gitml.errors import ValidationError
+from gitml.files import write_json, write_text
 from gitml.stages._runner import run_stage
 
 

@@ -1,0 +1,1 @@
+"""Registry: release tags, stages and promotion, fetching and reproducing released models."""

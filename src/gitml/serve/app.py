@@ -223,7 +223,13 @@ def create_app(
         except Exception as err:  # the model failed on this request; the server lives on
             _log.error("request %s: scoring failed", request_id, exc_info=err)
             reason = "the model could not score these records; the server log has the details"
-            return error_response(500, reason, [], request_id)
+            problem = {
+                "record": None,
+                "field": "server",
+                "rule": "scoring_failed",
+                "reason": reason,
+            }
+            return error_response(500, reason, [problem], request_id)
         labels = served.labels(scores, threshold)
         payload = {
             "model": identity,

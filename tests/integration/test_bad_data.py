@@ -75,6 +75,10 @@ def _garbled(repo: Path, path: Path) -> None:
     path.write_bytes(bytes(range(256)) * 64)
 
 
+def _semicolons(repo: Path, path: Path) -> None:
+    _telco(repo).head(300).to_csv(path, index=False, sep=";")
+
+
 def _duplicated_rows(repo: Path, path: Path) -> None:
     frame = _telco(repo)
     _write(pd.concat([frame, frame.head(500)], ignore_index=True), path)
@@ -101,6 +105,10 @@ CASES: dict[str, tuple[Callable[[Path, Path], None], list[str]]] = {
     "truncated CSV": (_truncated, ["not a well-formed CSV file", "Expected 20 columns"]),
     "garbled CSV": (_garbled, ["not a well-formed CSV file"]),
     "duplicated rows": (_duplicated_rows, ["[duplicates]", "522 rows", "allowed up to 1.00%"]),
+    "semicolon-separated": (
+        _semicolons,
+        ["looks ';'-separated", "hint: convert it to comma-separated CSV"],
+    ),
 }
 
 
@@ -117,6 +125,8 @@ def test_bad_data_is_refused_and_nothing_is_overwritten(repo: Path, case: str) -
     assert "data/external/bad.csv" in output
     for text in expected:
         assert text in output, f"{text!r} not in:\n{output}"
+    if case == "semicolon-separated":  # one clear error, not one per missing column
+        assert "[column_present]" not in output
     assert not {"split", "train", "evaluate"} & set(ran_stages(proc.stdout))
     assert _digest(repo) == before
 

@@ -70,15 +70,19 @@ def test_a_nullable_field_may_be_left_out() -> None:
         ({"tenure": -4}, "tenure", "min", "must be >= 0"),
         ({"tenure": 121}, "tenure", "max", "must be <= 120"),
         ({"tenure": 1.5}, "tenure", "integer", "must be a whole number"),
-        ({"tenure": "12"}, "tenure", "type", "expected an integer"),
+        ({"tenure": "twelve"}, "tenure", "type", "expected an integer"),
         ({"tenure": True}, "tenure", "type", "expected an integer"),
+        ({"tenure": "58.5"}, "tenure", "integer", "not an integer"),
+        ({"tenure": " "}, "tenure", "null", "must not be null"),
         ({"tenure": None}, "tenure", "null", "must not be null"),
         ({"monthly_charges": float("nan")}, "monthly_charges", "finite", "finite"),
         ({"monthly_charges": float("inf")}, "monthly_charges", "finite", "finite"),
         ({"monthly_charges": 10**400}, "monthly_charges", "finite", "finite"),
         ({"female": 2}, "female", "allowed", "must be one of 0, 1"),
         ({"contract": "Weekly"}, "contract", "category", "must be one of 'Month-to-month'"),
-        ({"contract": 1}, "contract", "type", "expected a string"),
+        ({"contract": 1}, "contract", "category", "must be one of 'Month-to-month'"),
+        ({"contract": 1.5}, "contract", "type", "expected a string"),
+        ({"contract": ["One year"]}, "contract", "type", "expected a string"),
         ({"colour": "red"}, "colour", "unknown_field", "is not an input of the model"),
     ],
 )
@@ -170,9 +174,10 @@ def test_json_schema_publishes_the_same_rules() -> None:
 
 
 def _as_text(value: object) -> str | None:
-    if value is None:
-        return None
-    return "x" if isinstance(value, bool | str) else str(value)
+    """The value as a CSV cell holds it (what `gitml predict` reads)."""
+    if value is None or isinstance(value, str):
+        return value
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 _VALUES = st.one_of(
@@ -180,7 +185,7 @@ _VALUES = st.one_of(
     st.booleans(),
     st.integers(min_value=-1000, max_value=1000),
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from(["No", "Yes", "DSL", "Two year", "maybe", ""]),
+    st.sampled_from(["No", "Yes", "yes ", " DSL", "two YEAR", "maybe", "", "  ", "58", " 7.0 "]),
 )
 
 
@@ -190,29 +195,40 @@ _VALUES = st.one_of(
     values=st.lists(_VALUES, min_size=1, max_size=20),
 )
 def test_records_and_tables_break_the_same_rules(field: str, values: list) -> None:
-    """JSON records and a table holding the same values are judged alike, row by row."""
+    """JSON records and a CSV column holding the same values as text are judged alike, row
+    by row, and give the same pipeline input."""
     records = [GOOD | {field: v} for v in values]
     try:
-        SCHEMA.check_records(records)
+        from_json = SCHEMA.to_frame(SCHEMA.check_records(records))[field]
         from_records: set[int] = set()
     except InputError as err:
+        from_json = None
         from_records = {p["record"] for p in err.problems}
-    rule = next(r for r in SCHEMA.fields if r.name == field)
-    if rule.numeric:
-        # a table column holds numbers (or nulls): JSON's booleans and text are type errors
-        # there too, through the text path
-        cells = [_as_text(v) for v in values]
-        column = pa.array(cells, pa.string())
-    else:
-        cells = [v if isinstance(v, str) or v is None else None for v in values]
-        column = pa.array(cells, pa.string())
-        # non-text values are type errors in JSON; a table cannot hold them in a text column
-        from_records -= {i for i, v in enumerate(values) if not isinstance(v, str | None)}
-        from_records |= {i for i, v in enumerate(values) if v is None and not rule.nullable}
-    table = pa.table({field: column})
-    _, violations = SCHEMA.check_table(table)
+    table = pa.table({field: pa.array([_as_text(v) for v in values], pa.string())})
+    columns, violations = SCHEMA.check_table(table)
     violations = [v for v in violations if v.field == field]  # the other inputs are absent
     from_table = set(np.concatenate([v.rows for v in violations]).tolist()) if violations else set()
-    if not rule.numeric:
-        from_table -= {i for i, v in enumerate(values) if not isinstance(v, str | None)}
     assert from_records == from_table
+    if from_json is not None:
+        from_csv = SCHEMA.to_frame(columns)[field]
+        assert from_json.equals(from_csv)
+
+
+@pytest.mark.parametrize(
+    ("field", "sent", "becomes"),
+    [
+        ("tenure", "58", 58.0),
+        ("tenure", " 58 ", 58.0),
+        ("tenure", "58.0", 58.0),
+        ("tenure", 58.0, 58.0),
+        ("monthly_charges", "1e2", 100.0),
+        ("total_charges", "   ", None),
+        ("total_charges", "", None),
+        ("contract", " one YEAR ", "One year"),
+        ("internet_service", "fiber optic", "Fiber optic"),
+    ],
+)
+def test_json_values_are_coerced_like_file_cells(field: str, sent: object, becomes: object) -> None:
+    frame = SCHEMA.to_frame(SCHEMA.check_records([GOOD | {field: sent}]))
+    value = frame[field][0]
+    assert (value is None or value != value) if becomes is None else value == becomes

@@ -55,7 +55,7 @@ def test_fractional_int_and_allowed_values(telco, params) -> None:
     frame.loc[3, "tenure"] = 2.5
     frame.loc[[4, 5], "female"] = 2
     report = _run(frame, params)
-    assert _rules(report)["tenure:type"] == "error"
+    assert _rules(report)["tenure:integer"] == "error"
     finding = next(f for f in report.findings if f.rule == "allowed_values")
     assert finding.count == 2 and finding.examples[0] == {"row": 5, "value": 2, "line": 6}
 
@@ -70,7 +70,7 @@ def test_null_fraction_above_limit_is_an_error(telco, params) -> None:
 def test_not_nullable_column_with_nulls(telco, params) -> None:
     frame = telco.copy()
     frame.loc[7, "monthly_charges"] = np.nan
-    assert _rules(_run(frame, params))["monthly_charges:not_null"] == "error"
+    assert _rules(_run(frame, params))["monthly_charges:null"] == "error"
 
 
 def test_object_columns_validate_like_categoricals(telco, params) -> None:
@@ -78,7 +78,7 @@ def test_object_columns_validate_like_categoricals(telco, params) -> None:
     assert _rules(_run(plain, params)) == _rules(_run(telco, params))
     plain.loc[[3, 4], "contract"] = ["", "Weekly"]
     rules = _rules(_run(plain, params))
-    assert rules["contract:categories"] == "error" and rules["contract:not_null"] == "error"
+    assert rules["contract:categories"] == "error" and rules["contract:null"] == "error"
 
 
 def test_duplicates_above_limit_and_class_balance(telco, params) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -82,12 +83,22 @@ def detect_format(path: Path, declared: str = "auto") -> str:
     )
 
 
-def read_source(path: str | os.PathLike[str], *, fmt: str = "auto") -> pa.Table:
+def read_source(
+    path: str | os.PathLike[str],
+    *,
+    fmt: str = "auto",
+    expected: Sequence[str] = (),
+    text_columns: Sequence[str] = (),
+) -> pa.Table:
     """Read a source data file (CSV, optionally gzip/bz2/xz/zstd-compressed, or Parquet).
 
     CSV is parsed strictly with pyarrow (multi-threaded): a row with too few or too many
     fields, a binary or truncated file, or an empty file is refused with the file and line,
-    instead of being padded with missing values as a lenient reader would.
+    instead of being padded with missing values as a lenient reader would. Only empty cells
+    are missing values (`NA` or `null` are text, as they are to `gitml predict` and the API).
+    A CSV whose header splits into the `expected` columns on another delimiter is refused
+    with one error that names the delimiter. CSV columns in `text_columns` (categories) are
+    read as text, as `gitml predict` reads them: "01" stays "01", not the number 1.
     """
     import pyarrow.parquet as pq
 
@@ -110,7 +121,8 @@ def read_source(path: str | os.PathLike[str], *, fmt: str = "auto") -> pa.Table:
             [c for c in table.column_names if c.startswith("__index_level_")]
         )
     else:
-        table = _read_csv(path)
+        check_delimiter(path, csv_delimiter(path), expected)
+        table = _read_csv(path, text_columns)
     if table.num_columns == 0:
         raise DataError(f"{path}: no columns found (is the header line missing?)")
     if ROW_COLUMN in table.column_names:
@@ -118,17 +130,74 @@ def read_source(path: str | os.PathLike[str], *, fmt: str = "auto") -> pa.Table:
     return table
 
 
-def _read_csv(path: Path) -> pa.Table:
+def csv_delimiter(path: Path) -> str:
+    """The delimiter gitml reads `path` with: tab for `.tsv` files, else a comma."""
+    return "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
+
+
+_OTHER_DELIMITERS = {";": "';'", "\t": "tab", "|": "'|'", ",": "','"}
+
+
+def check_delimiter(path: Path, delimiter: str, expected: Sequence[str]) -> None:
+    """Refuse a CSV whose header holds more of the `expected` column names when split on
+    another delimiter (`;`, tab, `|`) than on `delimiter`: one clear error instead of one
+    "column missing" per column."""
+    if not expected:
+        return
+    import csv
+
+    import pyarrow as pa
+
+    try:
+        with pa.input_stream(str(path), compression="detect") as stream:
+            first = stream.read(1 << 16).decode("utf-8", errors="replace")
+    except (OSError, pa.ArrowException):
+        return  # unreadable: the reader reports it
+    header = first.splitlines()[0] if first else ""
+    wanted = set(expected)
+
+    def found(sep: str) -> list[str]:
+        return [c.strip() for c in next(csv.reader([header], delimiter=sep), [])]
+
+    current = found(delimiter)
+    best = len(wanted & set(current))
+    for other, name in _OTHER_DELIMITERS.items():
+        if other == delimiter:
+            continue
+        names = found(other)
+        if len(names) > len(current) and len(wanted & set(names)) > max(best, len(wanted) // 2):
+            if other == "\t":
+                fix = "name the file *.tsv (read as tab-separated), or convert it to CSV"
+            elif other == ",":
+                fix = "name the file *.csv (read as comma-separated)"
+            else:
+                fix = f"convert it to comma-separated CSV (or Parquet): gitml does not read {name}"
+            raise DataError(
+                f"{path}: looks {name}-separated: its header has {len(names)} columns when "
+                f"split on {name} ({', '.join(names[:4])}, ...) but {len(current)} when split "
+                f"on {_OTHER_DELIMITERS[delimiter]}, the delimiter gitml reads it with",
+                hint=fix,
+            )
+
+
+def _read_csv(path: Path, text_columns: Sequence[str] = ()) -> pa.Table:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    delimiter = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
     try:
         with pa.input_stream(str(path), compression="detect") as stream:
             return pacsv.read_csv(
                 stream,
-                parse_options=pacsv.ParseOptions(delimiter=delimiter),
-                convert_options=pacsv.ConvertOptions(strings_can_be_null=False),
+                parse_options=pacsv.ParseOptions(delimiter=csv_delimiter(path)),
+                # only empty cells are missing (text cells: ""), as `gitml.data.coercion` says
+                convert_options=pacsv.ConvertOptions(
+                    strings_can_be_null=False,
+                    null_values=[""],
+                    # no booleans from "0"/"1" or "True": a bool is not a number to gitml
+                    true_values=[],
+                    false_values=[],
+                    column_types={c: pa.string() for c in text_columns},
+                ),
             )
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as err:
         detail = str(err).strip().splitlines()[0]

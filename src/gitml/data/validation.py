@@ -9,6 +9,13 @@ import numpy as np
 import pandas as pd
 
 from gitml.config.schema import ColumnSpec, DataParams, ValidateParams
+from gitml.data.coercion import (
+    Numbers,
+    category_text,
+    coerce_categories,
+    coerce_number_values,
+    coerce_numbers,
+)
 
 Level = Literal["error", "warning", "info"]
 
@@ -172,33 +179,33 @@ class _Checker:
         return present
 
     def _parse_numeric(self, present: list[str]) -> tuple[pd.DataFrame, pd.Index]:
-        """Coerce numeric columns; text that is not a number is a type error of its own."""
+        """Coerce every declared column as ingest and serving do (`gitml.data.coercion`):
+        a cell that is not a number is a type error of its own, nan or inf a finite error."""
         changed: dict[str, pd.Series] = {}
         bad_rows: set[int] = set()
         for column in present:
             spec = self.data.columns[column]
             series = self.frame[column]
             if spec.type == "category":
-                blanked = _blank_as_missing(series)
-                if blanked is not series:
-                    changed[column] = blanked
+                canonical = _canonical_categories(series, spec)
+                if canonical is not series:
+                    changed[column] = canonical
                 continue
             self.report.checks += 1
             if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-                continue
-            blank = series.isna() | (series.astype("string").str.strip() == "")
-            numbers = pd.to_numeric(series.where(~blank), errors="coerce")
-            failed = numbers.isna() & ~blank
-            if failed.any():
-                self._add_rows(
-                    "error",
-                    "type",
-                    column,
-                    f"must be {spec.type} but holds text",
-                    series[failed],
-                )
-                bad_rows.update(series.index[failed])
-            changed[column] = numbers
+                continue  # numbers already; NaN is pandas' missing value
+            numbers = _coerce_numbers(series)
+            what = "text" if _holds_text(series) else f"{series.dtype} values"
+            with np.errstate(invalid="ignore"):
+                infinite = ~numbers.null & ~numbers.bad & ~np.isfinite(numbers.values)
+            for rule, mask, message in (
+                ("type", numbers.bad, f"must be {spec.type} but holds {what}"),
+                ("finite", infinite, "must be a finite number"),
+            ):
+                if mask.any():
+                    self._add_rows("error", rule, column, message, series[mask])
+                    bad_rows.update(series.index[mask])
+            changed[column] = pd.Series(numbers.values, index=series.index)
         # the frame itself when nothing changed: copies of a large table cost real time
         typed = self.frame.assign(**changed) if changed else self.frame
         return typed, pd.Index(sorted(bad_rows))
@@ -338,13 +345,41 @@ class _Checker:
         return f" (first: {where}, {first['value']!r})"
 
 
-def _blank_as_missing(series: pd.Series) -> pd.Series:
-    """Empty strings in a category column count as missing values."""
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        blank = [c for c in series.cat.categories if isinstance(c, str) and not c.strip()]
-        return series.cat.remove_categories(blank) if blank else series
-    is_blank = series.astype("string").str.strip() == ""
-    return series.where(~is_blank, None) if is_blank.any() else series
+def _canonical_categories(series: pd.Series, spec: ColumnSpec) -> pd.Series:
+    """The declared spelling of each category cell (unknowns keep their own text), empty
+    cells missing: what ingest writes and serving matches."""
+    import pyarrow as pa
+
+    try:
+        column = pa.array(series, from_pandas=True)
+    except (pa.ArrowException, TypeError, ValueError):  # mixed Python types
+        column = pa.array([_python(v) for v in series], pa.string())
+    cells = coerce_categories(column, spec.categories or [])
+    if isinstance(series.dtype, pd.CategoricalDtype) and all(
+        t == c for c, t in zip(series.cat.categories, cells.texts, strict=False)
+    ):
+        return series  # already canonical (the ingested data): spare a copy
+    return cells.categorical(index=series.index)
+
+
+def _coerce_numbers(series: pd.Series) -> Numbers:
+    import pyarrow as pa
+
+    try:
+        return coerce_numbers(pa.array(series, from_pandas=True))
+    except (pa.ArrowException, TypeError, ValueError):  # mixed Python types
+        return coerce_number_values(series.tolist())
+
+
+def _holds_text(series: pd.Series) -> bool:
+    if pd.api.types.is_string_dtype(series):
+        return True
+    return series.dtype == object and any(isinstance(v, str) for v in series)
+
+
+def _python(value: Any) -> Any:
+    text = category_text(value)
+    return text if isinstance(text, str) else (None if text is None else str(value))
 
 
 def _checks(spec: ColumnSpec) -> list[Any]:
@@ -373,8 +408,8 @@ def _describe(check: str, spec: ColumnSpec, is_target: bool) -> tuple[str, str]:
             ("target_present", "is empty (every row needs a target)")
             if is_target
             else (
-                "not_null",
-                "is empty but not declared nullable",
+                "null",
+                "is empty (or whitespace) but not declared nullable",
             )
         )
     if check == "categories":
@@ -383,7 +418,7 @@ def _describe(check: str, spec: ColumnSpec, is_target: bool) -> tuple[str, str]:
         allowed = [int(v) if float(v).is_integer() else v for v in spec.allowed or []]
         return "allowed_values", f"has values outside the allowed {allowed}"
     if check == "integer":
-        return "type", "must be int but holds fractional numbers"
+        return "integer", "holds numbers that are not an integer"
     if check.startswith("min") or check.startswith("greater_than"):
         return "min", f"must be >= {spec.min:g}"
     if check.startswith("max") or check.startswith("less_than"):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import statistics
 import time
+import weakref
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from gitml.errors import ModelError
+from gitml.errors import InputError, ModelError
 
 
 def positive_index(pipeline: Pipeline, positive_class: str) -> int:
@@ -25,12 +27,147 @@ def positive_index(pipeline: Pipeline, positive_class: str) -> int:
 def score_frame(
     pipeline: Pipeline, frame: pd.DataFrame, *, features: list[str], positive_class: str
 ) -> np.ndarray:
-    """Probability of the positive class for every row of `frame`."""
+    """Probability of the positive class for every row of `frame`.
+
+    Raises InputError naming the row and field when preprocessing turns a value into one the
+    estimator cannot score (`check_features`), instead of scikit-learn's ValueError.
+    """
     missing = [c for c in features if c not in frame.columns]
     if missing:
         raise ModelError(f"cannot score: input lacks the model's columns {missing}")
     column = positive_index(pipeline, positive_class)
-    return pipeline.predict_proba(frame[features])[:, column]
+    X = frame[features]
+    if len(pipeline.steps) < 2:
+        return pipeline.predict_proba(X)[:, column]
+    # what Pipeline.predict_proba does, with a look at the matrix between the two halves
+    matrix = pipeline[:-1].transform(X)
+    estimator = pipeline.steps[-1][1]
+    check_features(estimator, matrix, feature_fields(pipeline), frame=frame)
+    return estimator.predict_proba(matrix)[:, column]
+
+
+FINITE_RULE = "finite_after_preprocessing"
+_FIELDS: weakref.WeakKeyDictionary[Any, list[tuple[str, ...]]] = weakref.WeakKeyDictionary()
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def feature_fields(pipeline: Pipeline) -> list[tuple[str, ...]]:
+    """For each column of the preprocessed matrix, the input fields it is computed from."""
+    cached = _FIELDS.get(pipeline)
+    if cached is not None:
+        return cached
+    from sklearn.compose import ColumnTransformer
+
+    from gitml.model.encoding import CategoryEncoder
+
+    pre = pipeline.steps[0][1]
+    names = tuple(str(c) for c in getattr(pipeline, "feature_names_in_", []))
+    out: list[tuple[str, ...]] = []
+    if isinstance(pre, ColumnTransformer) and hasattr(pre, "output_indices_"):
+        for name, step, columns in pre.transformers_:
+            part = pre.output_indices_.get(name, slice(0, 0))
+            width = part.stop - part.start
+            if width <= 0:
+                continue
+            fields = [str(c) for c in columns]
+            if isinstance(step, CategoryEncoder) and step.output == "onehot":
+                out += [(f,) for f, cats in zip(fields, step.categories, strict=True) for _ in cats]
+            elif width == len(fields):
+                out += [(f,) for f in fields]
+            else:
+                out += [tuple(fields)] * width
+    else:
+        width = len(pipeline[:-1].get_feature_names_out())
+        out = [names] * width
+    _FIELDS[pipeline] = out  # not an attribute: a saved model's bytes must not change
+    return out
+
+
+def check_features(
+    estimator: Any,
+    matrix: np.ndarray,
+    fields: list[tuple[str, ...]],
+    *,
+    frame: pd.DataFrame | None = None,
+) -> None:
+    """Raise InputError for rows whose preprocessed features the estimator cannot score.
+
+    Infinite features (e.g. 1e308 standardised) are refused for every estimator, NaN for
+    estimators without missing-value support, and values beyond float32 for tree ensembles,
+    which compute in float32. Each problem names the record (row position) and input field,
+    in the shape the API reports every other broken rule.
+    """
+    matrix = np.asarray(matrix)
+    if matrix.dtype.kind != "f":
+        return
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(matrix)
+        if finite.all() and not (_float32(estimator) and (np.abs(matrix) > _FLOAT32_MAX).any()):
+            return  # the common case: one pass over the matrix
+        nan = np.isnan(matrix)
+        problems = ~finite & ~nan
+        if not _allows_nan(estimator):
+            problems |= nan
+        if _float32(estimator):
+            problems |= finite & (np.abs(matrix) > _FLOAT32_MAX)
+    if not problems.any():
+        return
+    found: dict[tuple[int, str], str] = {}
+    for row, col in zip(*np.nonzero(problems), strict=True):
+        value = matrix[row, col]
+        if np.isnan(value):
+            reason = (
+                f"becomes NaN after preprocessing, which {type(estimator).__name__} cannot score"
+            )
+        elif np.isinf(value):
+            reason = "becomes infinite after preprocessing (too large for the model's arithmetic)"
+        else:
+            reason = (
+                f"becomes {value:.3g} after preprocessing, beyond the float32 range "
+                f"{type(estimator).__name__} computes in"
+            )
+        for field in fields[col] if col < len(fields) else ("(unknown)",):
+            found.setdefault((int(row), field), reason)
+    problems_list = [
+        {
+            "record": row,
+            "field": field,
+            "rule": FINITE_RULE,
+            "reason": reason,
+            "value": _value(frame, row, field),
+        }
+        for (row, field), reason in sorted(found.items())
+    ]
+    first = problems_list[0]
+    more = f" (and {len(problems_list) - 1} more)" if len(problems_list) > 1 else ""
+    raise InputError(
+        f"record {first['record']}: field {first['field']!r}: {first['reason']}{more}",
+        problems=problems_list,
+    )
+
+
+def _allows_nan(estimator: Any) -> bool:
+    try:
+        return bool(estimator.__sklearn_tags__().input_tags.allow_nan)
+    except AttributeError:
+        return False
+
+
+def _float32(estimator: Any) -> bool:
+    """Trees and forests cast their input to float32."""
+    module = type(estimator).__module__
+    return module.startswith(("sklearn.tree", "sklearn.ensemble._forest", "sklearn.ensemble._gb"))
+
+
+def _value(frame: pd.DataFrame | None, row: int, field: str) -> Any:
+    if frame is None or field not in frame.columns:
+        return None
+    value = frame[field].iloc[row]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if np.isfinite(value) else str(value)
+    return None if value is None or value != value else str(value)
 
 
 def fix_summation_order(pipeline: Pipeline) -> Pipeline:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import logging.config
 import os
 import signal
 import socket
@@ -43,7 +44,7 @@ from gitml.serve.errors import (
     install_error_handlers,
     request_id_of,
 )
-from gitml.serve.fastpath import PARITY_TOLERANCE, compile_fast_path, verify_fast_path
+from gitml.serve.fastpath import FastPathCheck, prepare_fast_path
 from gitml.serve.inputs import Columns
 from gitml.serve.openapi import PREDICT_OPENAPI, install_docs, install_openapi
 from gitml.serve.predlog import LogEntry, PredictionLog
@@ -80,12 +81,16 @@ def create_app(
     def pipeline_score(columns: Columns) -> np.ndarray:
         return served.score(schema.to_frame(columns))
 
-    fast = None
     if settings.fast_path_max_rows > 0:
-        fast = compile_fast_path(served.pipeline, schema, served.positive_class)
-        if fast is not None and verify_fast_path(fast, pipeline_score, schema) > PARITY_TOLERANCE:
-            fast = None  # not the pipeline's arithmetic after all: never used
+        check = prepare_fast_path(served.pipeline, schema, served.positive_class, pipeline_score)
+    else:
+        check = FastPathCheck(None, "off: serve.fast_path_max_rows is 0")
+    fast = check.score
     fast_limit = settings.fast_path_max_rows if fast is not None else 0
+    _log.info(
+        "fast path %s",
+        check.reason if fast is None else f"{check.reason}; used up to {fast_limit} rows",
+    )
 
     def score(columns: Columns) -> np.ndarray:
         metrics.batch_rows.observe(columns.n)  # every call into the model, failed ones too
@@ -163,7 +168,11 @@ def create_app(
     app.state.gitml = state
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
     install_error_handlers(app)
-    model_info = served.describe() | {"threshold": threshold, "fast_path_max_rows": fast_limit}
+    model_info = served.describe() | {
+        "threshold": threshold,
+        "fast_path_max_rows": fast_limit,
+        "fast_path": check.reason,
+    }
     model_body = orjson.dumps(model_info, option=orjson.OPT_SERIALIZE_NUMPY)
     identity = {"name": served.name, "version": served.version}
 
@@ -501,6 +510,8 @@ def run_server(
         "log_config": _log_config(),
     }
     if workers <= 1:
+        # before create_app, which logs the fast path's verdict; uvicorn applies it again
+        logging.config.dictConfig(common["log_config"])
         app = create_app(served, settings, threshold=threshold, log_dir=log_dir)
         uvicorn.run(app, http=NoDelayH11Protocol, **common)
         return

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from gitml.data.io import ROW_COLUMN, detect_format
+from gitml.data.io import ROW_COLUMN, check_delimiter, csv_delimiter, detect_format
 from gitml.errors import DataError, InputError, os_reason
 from gitml.files import atomic_path
 from gitml.serve.bundle import ServedModel
@@ -105,12 +105,18 @@ def score_file(
                 rejects.append(_reject_table(table, violations, offset))
             for name, count in columns.unknown.items():
                 summary.unknown_categories[name] = summary.unknown_categories.get(name, 0) + count
+            scores = _score_good(served, columns, good)
+            if isinstance(scores, InputError):  # preprocessing refused some rows
+                refused = _refused_by_model(scores, good)
+                if on_error == "fail":
+                    raise _first_problem(source, table, refused, offset)
+                for v in refused:
+                    good[v.rows] = False
+                rejects.append(_reject_table(table, refused, offset))
+                scores = _score_good(served, columns, good)
+                if isinstance(scores, InputError):
+                    raise scores
             kept = int(good.sum())
-            scores = (
-                served.score(schema.to_frame(columns, keep=None if kept == len(good) else good))
-                if kept
-                else np.empty(0)
-            )
             rows = np.flatnonzero(good) + offset + 1
             out = {"row": pa.array(rows.astype(np.int64))}
             for name in carried:
@@ -176,7 +182,7 @@ def _open_input(
             for b in file.iter_batches(batch_size=chunk_size, columns=wanted)
         )
         return names, _guard(path, batches), file.metadata.num_rows
-    names = _csv_header(path)
+    names = _csv_header(path, served.features)
     wanted = _wanted(path, names, served, keep)
     return names, _guard(path, _rechunk(_csv_batches(path, wanted), chunk_size)), None
 
@@ -200,12 +206,13 @@ def _wanted(path: Path, names: list[str], served: ServedModel, keep: Sequence[st
 def _csv_options(path: Path) -> dict[str, Any]:
     import pyarrow.csv as pacsv
 
-    delimiter = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
-    return {"parse_options": pacsv.ParseOptions(delimiter=delimiter)}
+    return {"parse_options": pacsv.ParseOptions(delimiter=csv_delimiter(path))}
 
 
-def _csv_header(path: Path) -> list[str]:
+def _csv_header(path: Path, expected: Sequence[str]) -> list[str]:
     import pyarrow.csv as pacsv
+
+    check_delimiter(path, csv_delimiter(path), expected)
 
     try:
         with pa.input_stream(str(path), compression="detect") as stream:
@@ -260,6 +267,31 @@ def _guard(path: Path, chunks: Iterator[pa.Table]) -> Iterator[pa.Table]:
         yield from chunks
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: cannot be read: {_first_line(err)}") from err
+
+
+def _score_good(served: ServedModel, columns: Any, good: np.ndarray) -> np.ndarray | InputError:
+    """Scores of the `good` rows, or the InputError of the rows preprocessing refuses."""
+    kept = int(good.sum())
+    if not kept:
+        return np.empty(0)
+    frame = served.schema.to_frame(columns, keep=None if kept == len(good) else good)
+    try:
+        return served.score(frame)
+    except InputError as err:
+        return err
+
+
+def _refused_by_model(err: InputError, good: np.ndarray) -> list[Violation]:
+    """The rows (chunk positions) and fields of a scoring InputError, as violations."""
+    positions = np.flatnonzero(good)  # the error counts records among the good rows
+    by_rule: dict[tuple[str, str, str], list[int]] = {}
+    for problem in err.problems:
+        key = (str(problem["field"]), str(problem["rule"]), str(problem["reason"]))
+        by_rule.setdefault(key, []).append(int(positions[int(problem["record"])]))
+    return [
+        Violation(field, rule, reason, np.asarray(sorted(set(rows)), dtype=np.int64))
+        for (field, rule, reason), rows in by_rule.items()
+    ]
 
 
 def _writer(path: Path, schema: pa.Schema, fmt: str) -> Any:
@@ -319,7 +351,7 @@ def _reject_table(table: pa.Table, violations: list[Violation], offset: int) -> 
 def _write_rejects(path: Path, tables: list[pa.Table]) -> None:
     import pyarrow.csv as pacsv
 
-    pacsv.write_csv(pa.concat_tables(tables), path)
+    pacsv.write_csv(pa.concat_tables(tables).sort_by([("row", "ascending")]), path)
 
 
 def _output_format(target: Path, in_place: bool) -> str:

@@ -12,16 +12,21 @@ Nothing here is configured separately: every number comes from the loaded pipeli
 Only step types whose transform is exactly this arithmetic are supported; any other
 pipeline gets no fast path. At start-up the fast path must reproduce the pipeline's
 probabilities on probe rows built from the signature (every category, unknowns, bounds,
-nulls) to within 1e-12, or it is not used.
+nulls, +-1e308) to within 1e-12 and refuse the same rows, or it is not used
+(`prepare_fast_path` fails closed and says why).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from gitml.errors import InputError
+from gitml.model.scoring import check_features, feature_fields
 from gitml.serve.inputs import Columns, InputSchema
 
 PARITY_TOLERANCE = 1e-12
@@ -59,12 +64,59 @@ def compile_fast_path(
     if positive_class not in classes:
         return None
     column = classes.index(positive_class)
+    fields = feature_fields(pipeline)
 
     def score(columns: Columns) -> np.ndarray:
         matrix = np.hstack([block(columns) for block in blocks])
+        try:
+            check_features(estimator, matrix, fields)  # what score_frame checks, alike
+        except InputError as err:
+            for problem in err.problems:
+                problem["value"] = _value(columns, rules, problem["record"], problem["field"])
+            raise
         return estimator.predict_proba(matrix)[:, column]
 
     return score
+
+
+@dataclass(frozen=True)
+class FastPathCheck:
+    """The start-up verdict on the fast path: the function when it is on, and why."""
+
+    score: Callable[[Columns], np.ndarray] | None
+    reason: str
+
+
+def prepare_fast_path(
+    pipeline: Any,
+    schema: InputSchema,
+    positive_class: str,
+    reference: Callable[[Columns], np.ndarray],
+) -> FastPathCheck:
+    """Compile the fast path and check it against `reference` (the pipeline) on probe rows.
+
+    Fails closed: a step the fast path cannot reproduce, a difference above
+    PARITY_TOLERANCE, a NaN or infinite score, a row refused by one path but not the other,
+    or any exception while checking leaves the fast path off.
+    """
+    try:
+        fast = compile_fast_path(pipeline, schema, positive_class)
+    except Exception as err:  # fail closed: whatever went wrong, the pipeline still scores
+        return FastPathCheck(None, f"off: compiling it failed ({type(err).__name__}: {err})")
+    if fast is None:
+        return FastPathCheck(None, "off: the pipeline has a step the fast path cannot reproduce")
+    try:
+        difference = verify_fast_path(fast, reference, schema)
+    except Exception as err:
+        return FastPathCheck(None, f"off: the start-up check failed ({type(err).__name__}: {err})")
+    if not difference <= PARITY_TOLERANCE:  # NaN compares False: off
+        return FastPathCheck(
+            None,
+            f"off: differs from the pipeline by {difference:.3g} on probe rows "
+            f"(tolerance {PARITY_TOLERANCE:g})",
+        )
+    rows = probe_columns(schema).n
+    return FastPathCheck(fast, f"on: matches the pipeline to {difference:.1e} on {rows} probe rows")
 
 
 def verify_fast_path(
@@ -72,14 +124,60 @@ def verify_fast_path(
     reference: Callable[[Columns], np.ndarray],
     schema: InputSchema,
 ) -> float:
-    """Largest difference between the fast path and the pipeline on probe rows."""
+    """Largest difference between the fast path and the pipeline on probe rows.
+
+    Infinite when they disagree on anything but the last bits: a NaN or infinite score on
+    either side, or rows that one refuses (InputError) and the other scores. Rows both
+    refuse alike are left out of the comparison.
+    """
     probe = probe_columns(schema)
-    return float(np.max(np.abs(fast(probe) - reference(probe))))
+    keep = np.ones(probe.n, dtype=bool)
+    refused_fast, refused_ref = _refused(fast, probe), _refused(reference, probe)
+    if refused_fast != refused_ref:
+        return math.inf
+    for record, _ in refused_ref:
+        keep[record] = False
+    if not keep.any():
+        return math.inf  # nothing left to compare: not verified
+    rows = _take(probe, keep)
+    a, b = np.asarray(fast(rows), dtype=np.float64), np.asarray(reference(rows), dtype=np.float64)
+    if a.shape != b.shape or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return math.inf
+    return float(np.max(np.abs(a - b)))
 
 
-def probe_columns(schema: InputSchema, rows: int = 48) -> Columns:
+def _refused(score: Callable[[Columns], np.ndarray], columns: Columns) -> set[tuple[int, str]]:
+    try:
+        score(columns)
+    except InputError as err:
+        return {(int(p["record"]), str(p["field"])) for p in err.problems}
+    return set()
+
+
+def _take(columns: Columns, keep: np.ndarray) -> Columns:
+    return Columns(
+        n=int(keep.sum()),
+        values={k: v[keep] for k, v in columns.values.items()},
+        codes={k: v[keep] for k, v in columns.codes.items()},
+    )
+
+
+def _value(columns: Columns, rules: dict[str, Any], row: int, field: str) -> Any:
+    if field in columns.values:
+        value = float(columns.values[field][row])
+        return value if math.isfinite(value) else str(value)
+    if field in columns.codes:
+        code = int(columns.codes[field][row])
+        return rules[field].categories[code] if code >= 0 else None
+    return None
+
+
+PROBE_ROWS = 48
+
+
+def probe_columns(schema: InputSchema, rows: int = PROBE_ROWS) -> Columns:
     """Rows that visit every category (and an unknown one), the bounds, allowed values, the
-    middle of each range and, for nullable inputs, nulls."""
+    middle of each range, +-1e308 where a side is unbounded and, for nullable inputs, nulls."""
     index = np.arange(rows)
     values: dict[str, np.ndarray] = {}
     codes: dict[str, np.ndarray] = {}
@@ -100,7 +198,22 @@ def probe_columns(schema: InputSchema, rows: int = 48) -> Columns:
             pool.append(np.nan)
         spread = (index * 7 + len(values)) % len(pool)  # columns out of step with each other
         values[rule.name] = np.asarray(pool, dtype=np.float64)[spread]
-    return Columns(n=rows, values=values, codes=codes)
+    # then one row per unbounded side of each numeric input, at +-1e308, the rest as row 0
+    extremes = [
+        (rule.name, v)
+        for rule in schema.fields
+        if rule.numeric and rule.allowed is None
+        for v, free in ((-1e308, rule.min is None), (1e308, rule.max is None))
+        if free
+    ]
+    if not extremes:
+        return Columns(n=rows, values=values, codes=codes)
+    first = np.zeros(len(extremes), dtype=np.intp)
+    values = {k: np.concatenate([v, v[first]]) for k, v in values.items()}
+    codes = {k: np.concatenate([c, c[first]]) for k, c in codes.items()}
+    for k, (name, value) in enumerate(extremes):
+        values[name][rows + k] = value
+    return Columns(n=rows + len(extremes), values=values, codes=codes)
 
 
 def _output_config(step: Any) -> str:

@@ -2,8 +2,9 @@
 
 One set of rules (`FieldRule`, built from `models/signature.json`) and one vectorised checker
 (`_check_field`) serve both the HTTP API and `gitml predict`. The two front ends only turn
-their input into columns first: JSON records go through a short per-value type check (JSON
-values are Python objects anyway), table chunks stay in Arrow and numpy throughout.
+their input into columns first, with the cell coercion that ingest and validate use too
+(`gitml.data.coercion`): JSON records value by value (JSON values are Python objects
+anyway), table chunks in Arrow and numpy throughout.
 
 Categories are carried as integer codes against the declared category lists and reach the
 pipeline as pandas Categoricals with exactly those categories. The pipeline's encoder maps
@@ -22,6 +23,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from gitml.data.coercion import (
+    BAD,
+    NULL,
+    category_cell,
+    category_index,
+    category_text,
+    coerce_categories,
+    coerce_numbers,
+    number_cell,
+)
 from gitml.errors import InputError, ModelError
 
 if TYPE_CHECKING:
@@ -159,40 +170,47 @@ class InputSchema:
                 values = np.empty(n, dtype=np.float64)
                 for i, v in enumerate(raw):
                     kind = type(v)
-                    if kind is int or kind is float:
-                        try:
-                            values[i] = v
-                        except OverflowError:  # an integer beyond float range
-                            values[i] = math.inf if v > 0 else -math.inf
-                    elif v is None:
-                        null[i] = True
-                        values[i] = np.nan
-                    elif v is _MISSING:
+                    if kind is float:  # the common case, inline: number_cell(v) is v
+                        values[i] = v
+                        continue
+                    if v is _MISSING:
                         null[i] = True
                         missing[i] = not rule.nullable
                         values[i] = np.nan
-                    else:  # bool, str, list, dict
+                        continue
+                    number = number_cell(v)
+                    if number is None:
+                        null[i] = True
+                        values[i] = np.nan
+                    elif isinstance(number, float):
+                        values[i] = number
+                    else:  # NOT_A_NUMBER
                         bad[i] = True
                         values[i] = np.nan
                 columns.values[name] = values
                 found = _check_field(rule, values=values, null=null, bad=bad, missing=missing)
             else:
-                index = {c: k for k, c in enumerate(rule.categories or ())}
+                index = category_index(rule.categories or ())
+                exact = index.exact
                 codes = np.empty(n, dtype=np.int16)
                 for i, v in enumerate(raw):
                     if type(v) is str:
-                        codes[i] = index.get(v, -1)
-                    else:
+                        code = exact.get(v)
+                        if code is not None:  # the common case, inline
+                            codes[i] = code
+                            continue
+                    if v is _MISSING:
                         codes[i] = -1
-                        if v is None:
-                            null[i] = True
-                        elif v is _MISSING:
-                            null[i] = True
-                            missing[i] = not rule.nullable
-                        else:
-                            bad[i] = True
+                        null[i] = True
+                        missing[i] = not rule.nullable
+                        continue
+                    codes[i], state, _ = category_cell(v, index)
+                    if state == NULL:
+                        null[i] = True
+                    elif state == BAD:
+                        bad[i] = True
                 columns.codes[name] = codes
-                columns.raw[name] = [v if type(v) is str else None for v in raw]
+                columns.raw[name] = [_raw_text(v) for v in raw]
                 found = _check_field(
                     rule,
                     codes=codes,
@@ -238,13 +256,15 @@ class InputSchema:
                 column = pa.nulls(n, pa.string() if rule.type == "category" else pa.float64())
             else:
                 column = table[name]
-            null = column.is_null().to_numpy(zero_copy_only=False)
             if rule.numeric:
-                values, bad = _numbers(column)
-                columns.values[name] = values
-                found = _check_field(rule, values=values, null=null & ~bad, bad=bad)
+                numbers = coerce_numbers(column)
+                columns.values[name] = numbers.values
+                found = _check_field(
+                    rule, values=numbers.values, null=numbers.null, bad=numbers.bad
+                )
             else:
-                codes, bad = _category_codes(column, rule.categories or ())
+                cells = coerce_categories(column, rule.categories or ())
+                codes, null, bad = cells.codes, cells.null, cells.bad
                 columns.codes[name] = codes
                 found = _check_field(
                     rule, codes=codes, null=null, bad=bad, unknown_category=unknown_category
@@ -405,7 +425,7 @@ def _reasons(rule: FieldRule) -> dict[str, str]:
         "type": f"expected {_EXPECTED[rule.type]}",
         "null": "must not be null",
         "finite": "must be a finite number",
-        "integer": "must be a whole number",
+        "integer": "not an integer: must be a whole number",
     }
     if rule.categories is not None:
         reasons["category"] = "must be one of " + ", ".join(repr(c) for c in rule.categories)
@@ -418,61 +438,12 @@ def _reasons(rule: FieldRule) -> dict[str, str]:
     return reasons
 
 
-def _numbers(column: Any) -> tuple[np.ndarray, np.ndarray]:
-    """float64 values (NaN where null or unparsable) and the rows whose text is not a number."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    kind = column.type
-    if pa.types.is_dictionary(kind):
-        column = column.cast(kind.value_type)
-        kind = column.type
-    n = len(column)
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind):
-        values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-        return _as_float(values), np.zeros(n, dtype=bool)
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        try:  # fast path: every cell parses
-            values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-            return _as_float(values), np.zeros(n, dtype=bool)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            import pandas as pd
-
-            text = column.to_pandas()
-            parsed = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
-            bad = np.isnan(parsed) & text.notna().to_numpy()
-            # "nan" parses as NaN: it is a (non-finite) number, not a type error
-            bad &= ~text.str.strip().str.lower().isin(["nan", "+nan", "-nan"]).to_numpy()
-            return parsed, bad
-    # booleans, dates, nested values: not numbers at all
-    return np.full(n, np.nan), ~column.is_null().to_numpy(zero_copy_only=False)
-
-
-def _as_float(values: np.ndarray) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64)
-    return values if values.flags.writeable else values.copy()
-
-
-def _category_codes(column: Any, categories: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Positions in `categories` (-1: null or unknown) and the rows that hold no text."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    n = len(column)
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    if not pa.types.is_dictionary(column.type):
-        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-            if pa.types.is_null(column.type):
-                return np.full(n, -1, dtype=np.int16), np.zeros(n, dtype=bool)
-            # numbers or others where text is declared: a type error wherever not null
-            return np.full(n, -1, dtype=np.int16), ~column.is_null().to_numpy(zero_copy_only=False)
-        column = pc.dictionary_encode(column)
-    index = {c: k for k, c in enumerate(categories)}
-    dictionary = column.dictionary.to_pylist()
-    lookup = np.array([index.get(str(v), -1) for v in dictionary] + [-1], dtype=np.int16)
-    positions = column.indices.fill_null(len(dictionary)).to_numpy(zero_copy_only=False)
-    return lookup[positions], np.zeros(n, dtype=bool)
+def _raw_text(value: Any) -> str | None:
+    """A category value as the prediction log keeps it: text as sent, numbers as text."""
+    if type(value) is str:
+        return value
+    text = category_text(value)
+    return text if isinstance(text, str) else None
 
 
 def _plain(value: float) -> int | float:

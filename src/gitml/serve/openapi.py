@@ -278,6 +278,10 @@ _MODEL_SCHEMA: dict[str, Any] = {
         },
         "threshold": {"type": "number", "description": "`label` is the positive class at >="},
         "fast_path_max_rows": {"type": "integer", "description": "0: the fast path is off"},
+        "fast_path": {
+            "type": "string",
+            "description": "the start-up check's verdict: `on: ...` or `off: ` and why",
+        },
     },
 }
 _HEALTH_SCHEMA = {

@@ -19,7 +19,12 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 def _ingest(args: argparse.Namespace, params: Params) -> None:
     """Read the source data and write it as typed Parquet, one row per source row."""
-    table = read_source(args.source, fmt=params.data.format)
+    table = read_source(
+        args.source,
+        fmt=params.data.format,
+        expected=list(params.data.columns),
+        text_columns=params.data.categorical,
+    )
     write_arrow(args.out, apply_declared_types(table, params.data))
     shape = f"{table.num_rows:,} rows x {table.num_columns} columns"
     print(f"[ingest] {args.source}: {shape} -> {args.out}")

@@ -20,7 +20,6 @@ import socket
 import threading
 import time
 import uuid
-import zlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from gitml.serve.fastpath import FastPathCheck, prepare_fast_path
 from gitml.serve.inputs import Columns
 from gitml.serve.openapi import PREDICT_OPENAPI, install_docs, install_openapi
 from gitml.serve.predlog import LogEntry, PredictionLog
+from gitml.serve.request_body import check_media_type, parse_records, read_body
 from gitml.serve.telemetry import CONTENT_TYPE, ServeMetrics
 
 _log = logging.getLogger(__name__)
@@ -196,9 +196,9 @@ def create_app(
     async def predict(request: Request) -> Response:
         request_id = request_id_of(request)
         try:
-            _check_media_type(request.headers.get("content-type"))
-            body = await _read_body(request, settings.max_body_bytes)
-            records = _records(body, settings.max_records)
+            check_media_type(request.headers.get("content-type"))
+            body = await read_body(request, settings.max_body_bytes)
+            records = parse_records(body, settings.max_records)
             columns = schema.check_records(
                 records,
                 unknown_category=settings.unknown_category,
@@ -336,145 +336,6 @@ class _MetricsMiddleware:
         finally:
             self.metrics.requests.labels(path, str(status)).inc()
             self.metrics.latency.labels(path).observe(time.perf_counter() - started)
-
-
-def _check_media_type(content_type: str | None) -> None:
-    """Refuse a body declared as something other than JSON (no Content-Type: JSON)."""
-    if content_type is None:
-        return
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type != "application/json" and not media_type.endswith("+json"):
-        raise Refusal(
-            415,
-            "content-type",
-            "media_type",
-            f"Content-Type {content_type[:100]!r} is not JSON; send application/json",
-            headers={"accept": "application/json"},
-        )
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, decoded, refused with 413 as soon as it is known to exceed `limit` bytes.
-
-    A gzip body is decoded as it streams in, never more than `limit` + 1 bytes at a time:
-    a small compressed body that inflates past the limit (a gzip bomb) is refused without
-    being inflated.
-    """
-    gunzip = _decoder(request.headers.get("content-encoding"), limit)
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise Refusal(400, "body", "content_length", "Content-Length is not a number")
-        if int(declared) > limit:
-            raise Refusal(
-                413, "body", "max_bytes", f"body of {declared} bytes exceeds {limit} bytes"
-            )
-    received = 0
-    chunks = bytearray()
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:
-            raise Refusal(413, "body", "max_bytes", f"body exceeds {limit} bytes")
-        if gunzip is None:
-            chunks += chunk
-        else:
-            gunzip.feed(chunk)
-    return bytes(chunks) if gunzip is None else gunzip.finish()
-
-
-def _decoder(content_encoding: str | None, limit: int) -> _Gunzip | None:
-    """The decoder for a Content-Encoding: None for none (or identity), else gzip or 415."""
-    if content_encoding is None:
-        return None
-    codings = [c.strip().lower() for c in content_encoding.split(",")]
-    codings = [c for c in codings if c not in ("", "identity")]
-    if not codings:
-        return None
-    if codings in (["gzip"], ["x-gzip"]):
-        return _Gunzip(limit)
-    raise Refusal(
-        415,
-        "content-encoding",
-        "encoding",
-        f"Content-Encoding {content_encoding[:100]!r} is not supported; send gzip or no encoding",
-        headers={"accept-encoding": "gzip"},
-    )
-
-
-class _Gunzip:
-    """Incremental gzip decoding that holds at most `limit` + 1 decoded bytes."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.data = bytearray()
-        self._member = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        self._started = False  # the current member has been fed bytes
-
-    def feed(self, chunk: bytes) -> None:
-        while chunk:
-            self._started = True
-            room = self.limit + 1 - len(self.data)  # >= 1: 0 would mean "no limit" to zlib
-            try:
-                self.data += self._member.decompress(chunk, room)
-            except zlib.error as err:
-                raise Refusal(400, "body", "gzip", f"corrupt gzip body ({err})") from None
-            if len(self.data) > self.limit:
-                raise Refusal(
-                    413, "body", "max_bytes", f"body exceeds {self.limit} bytes once decompressed"
-                )
-            if self._member.eof:  # a member ended; another may follow (RFC 1952 allows it)
-                chunk = self._member.unused_data
-                self._member = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-                self._started = False
-            else:
-                chunk = self._member.unconsumed_tail
-
-    def finish(self) -> bytes:
-        if self._started:
-            raise Refusal(400, "body", "gzip", "corrupt gzip body (truncated)")
-        return bytes(self.data)
-
-
-def _records(body: bytes, max_records: int) -> Any:
-    """The `records` list of a request body."""
-    if not body:
-        raise Refusal(400, "body", "json", "empty body; expected a JSON object")
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as err:
-        payload = _lenient_json(body, err)
-    if not isinstance(payload, dict):
-        raise Refusal(422, "body", "type", 'expected a JSON object {"records": [...]}')
-    if "records" not in payload:
-        raise Refusal(422, "records", "missing", "required field is missing")
-    unknown = [k for k in payload if k != "records"]
-    if unknown:
-        raise Refusal(422, str(unknown[0]), "unknown_field", "is not a field of the request")
-    records = payload["records"]
-    if isinstance(records, list) and len(records) > max_records:
-        raise Refusal(
-            413,
-            "records",
-            "max_items",
-            f"at most {max_records} records per request (got {len(records)})",
-        )
-    return records
-
-
-def _lenient_json(body: bytes, err: Exception) -> Any:
-    """Parse JSON that only orjson refuses (NaN, Infinity): their fields are named later."""
-    try:
-        payload = json.loads(body, parse_constant=float)
-    except (ValueError, RecursionError):
-        detail = str(err).split(":", 1)[0]
-        raise Refusal(400, "body", "json", f"malformed JSON ({detail})") from None
-    try:  # the one other thing orjson refuses and json accepts: a lone surrogate escape
-        orjson.dumps(payload)
-    except orjson.JSONEncodeError:
-        raise Refusal(
-            400, "body", "unicode", "invalid Unicode: a lone surrogate escape (e.g. \\ud800)"
-        ) from None
-    return payload
 
 
 # -- running ---------------------------------------------------------------------------------

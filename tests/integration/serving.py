@@ -9,9 +9,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -26,6 +28,27 @@ def port_is_bound(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, **config: Any) -> Iterator[str]:
+    """An app built in this process, under a real uvicorn on 127.0.0.1 in a thread; yields its
+    base URL. `config` goes to `uvicorn.Config` (e.g. `lifespan="off"`)."""
+    import uvicorn
+
+    sock = socket.create_server(("127.0.0.1", 0))  # bound here: no other worker can take it
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", log_level="error", **config))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
 
 
 class ServerProcess:

@@ -211,16 +211,13 @@ def test_features_the_model_cannot_score_get_a_422_on_both_paths(
     """1e308 survives imputation but not the forest's float32: before, a 500 from
     scikit-learn's ValueError; now a 422 naming the field, fast path on or off."""
     import logging
-    import socket
-    import threading
-    import time
 
     import httpx
-    import uvicorn
 
     from gitml.config.schema import ServeParams
     from gitml.serve.app import create_app
     from gitml.serve.bundle import ServedModel
+    from tests.integration.serving import serve_in_thread
 
     overrides = ["model=random_forest", "model.params.n_estimators=10", "model.params.n_jobs=1"]
     pipeline, data, schema = _fit_unbounded(built_repo, overrides)
@@ -244,27 +241,13 @@ def test_features_the_model_cannot_score_get_a_422_on_both_paths(
             if fast_rows
             else "fast path off: serve.fast_path_max_rows is 0"
         ]
-        sock = socket.create_server(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error")
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
-        thread.start()
-        try:
-            deadline = time.monotonic() + 30
-            while not server.started and time.monotonic() < deadline:
-                time.sleep(0.05)
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-                model = http.get("/v1/model").json()
-                bad = http.post(
-                    "/v1/predict",
-                    json={"records": [good, good | {"monthly_charges": 1e308}]},
-                )
-                ok = http.post("/v1/predict", json={"records": [good]})
-        finally:
-            server.should_exit = True
-            thread.join(30)
-            sock.close()
+        with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+            model = http.get("/v1/model").json()
+            bad = http.post(
+                "/v1/predict",
+                json={"records": [good, good | {"monthly_charges": 1e308}]},
+            )
+            ok = http.post("/v1/predict", json={"records": [good]})
         assert model["fast_path_max_rows"] == fast_rows
         assert model["fast_path"].startswith("on: " if fast_rows else "off: ")
         assert bad.status_code == 422, bad.text

@@ -14,7 +14,6 @@ import math
 import pickle
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -34,7 +33,7 @@ from gitml.config.compose import load_params
 from gitml.data.io import read_table
 from gitml.model.persist import load_model
 from gitml.model.scoring import score_frame
-from tests.integration.serving import ServerProcess
+from tests.integration.serving import ServerProcess, serve_in_thread
 from tests.support import copy_repo, gitml
 from tests.unit.test_serve_inputs import GOOD
 
@@ -321,33 +320,18 @@ def test_evaluate_predict_and_api_give_identical_probabilities(
 
 def test_accept_policies_count_unknown_categories_and_extra_fields(project: Path) -> None:
     """A second, in-process uvicorn server (in a thread) with both input policies `accept`."""
-    import uvicorn
-
     from gitml.config.schema import ServeParams
     from gitml.serve.app import create_app
     from gitml.serve.bundle import load_project_model
 
     settings = ServeParams(unknown_category="accept", extra_fields="accept")
     app = create_app(load_project_model(project), settings, threshold=0.5)
-    sock = socket.create_server(("127.0.0.1", 0))  # bound here: no other worker can take it
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            odd = GOOD | {"contract": "Weekly", "colour": "red"}
-            resp = http.post("/v1/predict", json={"records": [odd, GOOD]})
-            assert resp.status_code == 200, resp.text
-            metrics = http.get("/metrics").text
-            schema = http.get("/openapi.json").json()["components"]["schemas"]
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+        odd = GOOD | {"contract": "Weekly", "colour": "red"}
+        resp = http.post("/v1/predict", json={"records": [odd, GOOD]})
+        assert resp.status_code == 200, resp.text
+        metrics = http.get("/metrics").text
+        schema = http.get("/openapi.json").json()["components"]["schemas"]
     assert 'gitml_input_unknown_categories_total{field="contract"} 1.0' in metrics
     assert "gitml_input_extra_fields_total 1.0" in metrics
     record = schema["PredictRequest"]["properties"]["records"]["items"]

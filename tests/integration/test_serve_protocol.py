@@ -11,7 +11,6 @@ import gzip
 import json
 import re
 import socket
-import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -22,13 +21,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from hypothesis import HealthCheck, given, settings
 from jsonschema import Draft202012Validator
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.serving import ServerProcess
+from tests.integration.serving import ServerProcess, serve_in_thread
 from tests.support import copy_repo
 from tests.unit.test_serve_inputs import GOOD
 
@@ -394,17 +392,5 @@ def _unready_server(project: Path) -> Iterator[str]:
 
     params = load_params(project / "params.yaml").serve
     app = create_app(load_project_model(project), params, threshold=0.5)
-    sock = socket.create_server(("127.0.0.1", 0))  # bound here: no other worker can take it
-    config = uvicorn.Config(app, host="127.0.0.1", lifespan="off", log_level="error")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
+    with serve_in_thread(app, lifespan="off") as url:
+        yield url

@@ -75,16 +75,23 @@ def params(
     ] = False,
     project: ProjectOption = None,
 ) -> None:
-    """Compose conf/ into params.yaml (byte-identical to what `dvc exp run -S` writes)."""
-    from gitml.config.compose import check_params, write_params
+    """Compose conf/ into params.yaml (byte-identical to what `dvc exp run -S` writes).
+
+    Also checks that the model's name (project.model_name) is the model artifact's name in
+    dvc.yaml: release tags, the registry and the served name follow from both."""
+    from gitml.config.compose import check_params, load_params, write_params
     from gitml.project import find_project
+    from gitml.registry.catalog import check_model_name
 
     proj = find_project(project)
     if check:
         check_params(proj, overrides or [])
+        check_model_name(proj.root, load_params(proj.params_path).project.model_name)
         typer.echo(f"{proj.params_path.name} is up to date with conf/")
         return
-    write_params(proj, overrides or [])
+    write_params(
+        proj, overrides or [], check=lambda p: check_model_name(proj.root, p.project.model_name)
+    )
     shown = " ".join(overrides or []) or "no overrides"
     typer.echo(f"wrote {proj.params_path} ({shown})")
     if overrides:

@@ -150,6 +150,37 @@ def test_release_promote_rollback_and_fetch_in_a_fresh_clone(repo: Path) -> None
     assert not (clone.parent / "bad").exists()
 
 
+def test_the_model_has_one_name_in_params_and_dvc_yaml(repo: Path) -> None:
+    """A renamed model (conf/config.yaml) with dvc.yaml's artifact left behind is refused by
+    `gitml params`, `gitml params --check` and `gitml release`, naming both values; before,
+    the release gated the renamed model against the old name's history."""
+    config = repo / "conf" / "config.yaml"
+    params = repo / "params.yaml"
+    before = params.read_bytes()
+    config.write_text(
+        config.read_text().replace(f"model_name: {NAME}", "model_name: credit-scorer")
+    )
+    both = f"named 'credit-scorer' in params.yaml (project.model_name) but '{NAME}' in dvc.yaml"
+
+    proc = gitml("params", cwd=repo, check=False)
+    assert proc.returncode == 1 and both in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert params.read_bytes() == before  # nothing written
+
+    params.write_text(before.decode().replace(f"model_name: {NAME}", "model_name: credit-scorer"))
+    proc = gitml("params", "--check", cwd=repo, check=False)
+    assert proc.returncode == 1 and both in proc.stderr, proc.stderr
+
+    git("commit", "-qam", "rename the model in conf/ only", cwd=repo)
+    proc = gitml("release", cwd=repo, check=False)
+    assert proc.returncode == 1 and both in proc.stderr, proc.stderr
+    assert git("tag", cwd=repo).stdout == ""
+
+    dvc_yaml = repo / "dvc.yaml"
+    dvc_yaml.write_text(dvc_yaml.read_text().replace(f"  {NAME}:\n", "  credit-scorer:\n"))
+    assert "up to date" in gitml("params", "--check", cwd=repo).stdout
+
+
 def test_release_refusals_leave_no_tag(repo: Path) -> None:
     _with_remotes(repo)
 

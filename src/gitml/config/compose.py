@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -139,10 +139,21 @@ def load_params(path: Path) -> Params:
     return parse_params(path.read_text(encoding="utf-8"), source=str(path.name))
 
 
-def write_params(project: Project, overrides: Sequence[str] = ()) -> str:
-    """Compose, validate and write params.yaml; refuse (writing nothing) if it is invalid."""
+def write_params(
+    project: Project,
+    overrides: Sequence[str] = (),
+    *,
+    check: Callable[[Params], None] | None = None,
+) -> str:
+    """Compose, validate and write params.yaml; refuse (writing nothing) if it is invalid.
+
+    `check` runs on the validated params before anything is written (e.g. that the model's
+    name agrees with dvc.yaml) and refuses by raising.
+    """
     text = compose_params(project.conf_dir, overrides)
-    parse_params(text, source="composed configuration")
+    params = parse_params(text, source="composed configuration")
+    if check is not None:
+        check(params)
     write_text(project.params_path, text)
     return text
 

@@ -67,6 +67,28 @@ def pick_artifact(root: Path, name: str | None = None) -> Artifact:
     return next(iter(artifacts.values()))
 
 
+def check_model_name(root: Path, model_name: str) -> None:
+    """Refuse when `project.model_name` (params.yaml) is not a model artifact of dvc.yaml.
+
+    The name is set once, in `conf/config.yaml`; dvc.yaml's `artifacts:` must use it, since
+    release tags, the registry and the served model's name all follow from the two. A
+    project whose dvc.yaml declares no model artifact (or has no dvc.yaml) has nothing to
+    disagree with.
+    """
+    if not (root / "dvc.yaml").is_file():
+        return
+    artifacts = model_artifacts(root)
+    if not artifacts or model_name in artifacts:
+        return
+    declared = ", ".join(repr(a) for a in artifacts)
+    raise RegistryError(
+        f"the model is named {model_name!r} in params.yaml (project.model_name) but "
+        f"{declared} in dvc.yaml (artifacts:)",
+        hint=f"use one name: rename the artifact in dvc.yaml to {model_name!r}, or set "
+        "project.model_name in conf/config.yaml to the artifact's name",
+    )
+
+
 def gto_stages(root: Path) -> list[str]:
     """The stage names in `.gto`, in their declared (promotion) order; [] if unrestricted."""
     file = root / GTO_CONFIG

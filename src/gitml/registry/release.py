@@ -13,7 +13,14 @@ from gitml.config.compose import check_params, load_params
 from gitml.config.schema import ReleasePolicy
 from gitml.errors import RegistryError, VcsError
 from gitml.project import OUTPUTS, Project
-from gitml.registry.catalog import HEADLINE, MODEL_SHA_KEY, Artifact, load_registry, pick_artifact
+from gitml.registry.catalog import (
+    HEADLINE,
+    MODEL_SHA_KEY,
+    Artifact,
+    check_model_name,
+    load_registry,
+    pick_artifact,
+)
 from gitml.registry.tags import Bump, Version, parse_version, version_tag
 from gitml.vcs import DvcLock, cache_object, dirty_paths, dvc, git, gto, read_lock, resolve_rev
 
@@ -42,6 +49,7 @@ def release(
     root = project.root
     params = load_params(project.params_path)
     policy = params.promotion.release
+    check_model_name(root, params.project.model_name)
     artifact = pick_artifact(root, name)
     history = load_registry(root).get(artifact.name)
     latest = history.latest() if history else None

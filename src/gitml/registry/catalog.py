@@ -34,12 +34,30 @@ def load_registry(root: Path) -> dict[str, ModelHistory]:
     return build_registry([TagRecord(*fields) for fields in list_tags(root)])
 
 
-def model_artifacts(root: Path, rev: str | None = None) -> dict[str, Artifact]:
-    """`artifacts:` of type model in dvc.yaml at `rev` (None: the working tree)."""
+def read_pipeline(root: Path, rev: str | None = None) -> dict[str, Any]:
+    """dvc.yaml at `rev` (None: the working tree), parsed: the one reader of that file."""
+    where = rev or "the working tree"
     text = show_file(root, rev, "dvc.yaml")
     if text is None:
-        raise RegistryError(f"dvc.yaml is missing at {rev or 'the working tree'}")
-    declared = (yaml.safe_load(text) or {}).get("artifacts") or {}
+        raise RegistryError(f"dvc.yaml is missing at {where}")
+    try:
+        pipeline = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise RegistryError(f"dvc.yaml at {where}: not valid YAML ({err})") from err
+    if not isinstance(pipeline, dict):
+        raise RegistryError(f"dvc.yaml at {where}: expected a mapping of stages and artifacts")
+    return pipeline
+
+
+def frozen_stages(root: Path) -> list[str]:
+    """Stages of the working tree's dvc.yaml marked `frozen: true`."""
+    stages = read_pipeline(root).get("stages") or {}
+    return [name for name, spec in stages.items() if isinstance(spec, dict) and spec.get("frozen")]
+
+
+def model_artifacts(root: Path, rev: str | None = None) -> dict[str, Artifact]:
+    """`artifacts:` of type model in dvc.yaml at `rev` (None: the working tree)."""
+    declared = read_pipeline(root, rev).get("artifacts") or {}
     return {
         name: Artifact(name, str(spec.get("path", "")), str(spec.get("type", "")))
         for name, spec in declared.items()

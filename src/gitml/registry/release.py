@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import yaml
-
 from gitml.config.compose import check_params, load_params
 from gitml.config.schema import ReleasePolicy
 from gitml.errors import RegistryError, VcsError
@@ -18,6 +16,7 @@ from gitml.registry.catalog import (
     MODEL_SHA_KEY,
     Artifact,
     check_model_name,
+    frozen_stages,
     load_registry,
     pick_artifact,
 )
@@ -119,8 +118,7 @@ def _check_clean(root: Path) -> None:
 
 def _check_stages(root: Path) -> DvcLock:
     """Every stage ran (none frozen, none missing from dvc.lock); returns dvc.lock, parsed."""
-    stages = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")).get("stages") or {}
-    frozen = [name for name, spec in stages.items() if (spec or {}).get("frozen")]
+    frozen = frozen_stages(root)
     if frozen:
         raise RegistryError(
             f"stage(s) {', '.join(frozen)} are frozen in dvc.yaml: the release would carry "

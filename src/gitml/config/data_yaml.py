@@ -62,7 +62,13 @@ def render_data_yaml(draft: SchemaDraft) -> str:
         f"# task: {draft.task}",
     ]
     for policy in draft.policies:
-        out += textwrap.wrap(policy, _WIDTH - 2, initial_indent="# ", subsequent_indent="#   ")
+        out += textwrap.wrap(
+            policy,
+            _WIDTH - 2,
+            initial_indent="# ",
+            subsequent_indent="#   ",
+            break_on_hyphens=False,
+        )
     out += [
         f"name: {_scalar(draft.name)}",
         f"source: {_scalar(draft.source)}",
@@ -71,9 +77,14 @@ def render_data_yaml(draft: SchemaDraft) -> str:
         f"positive_class: {_scalar(draft.positive_class)}",
         f"drop: {_flow_list(draft.drop)}",
         "# slice candidates: low-cardinality categorical columns (metrics are reported per group)",
-        f"slices: {_flow_list(draft.slices)}",
-        "columns:",
     ]
+    slices = f"slices: {_flow_list(draft.slices)}"
+    out += (
+        [slices]
+        if len(slices) <= _WIDTH
+        else ["slices:", *(f"  - {_scalar(c)}" for c in draft.slices)]
+    )
+    out.append("columns:")
     undeclared = []
     for column in draft.columns:
         if column.spec is None:

@@ -194,7 +194,7 @@ def _batches(path: Path, fmt: str) -> Iterator[pa.RecordBatch]:
             yield from reader.iter_batches(batch_size=CHUNK_ROWS, columns=names)
             return
         parse = pacsv.ParseOptions(delimiter=csv_delimiter(path))
-        read = pacsv.ReadOptions(block_size=1 << 22)
+        read = pacsv.ReadOptions(block_size=1 << 20)
         with pa.input_stream(str(path), compression="detect") as stream:
             names = pacsv.open_csv(stream, read_options=read, parse_options=parse).schema.names
         # every column as text: the coercion, not pyarrow's guess, decides what is a number

@@ -78,7 +78,7 @@ def test_awkward_breast_cancer_file_infers_and_runs_end_to_end(repo: Path) -> No
     data = check_data_yaml(text, source="cancer.yaml")
     assert data.drop == ["patient id", "clinic"]  # ID-like, constant: declared, not features
     assert "visit.date" not in data.columns and "notes" not in data.columns
-    assert '"visit.date": dates/times 2020-01-01 to' in text
+    assert "#   visit.date: dates/times 2020-01-01 to 2021-07-22; excluded: a date/time" in text
     assert "free text" in text and "ID-like" in text and "constant (always 'north')" in text
     assert data.columns["mean area (cell)"].nullable
     assert data.columns["größe"].categories == ["groß", "klein", "mittel"]

@@ -369,7 +369,8 @@ def _nullability(profile: ColumnProfile) -> dict[str, Any]:
     rate = profile.nulls / profile.rows
     return {
         "nullable": True,
-        "max_null_fraction": min(1.0, math.ceil((2 * rate + 0.01) * 1000) / 1000),
+        # rounded up to 0.1 %, after rounding away float noise (0.41 * 1000 is 410.00000000000006)
+        "max_null_fraction": min(1.0, math.ceil(round((2 * rate + 0.01) * 1000, 6)) / 1000),
     }
 
 

@@ -123,6 +123,8 @@ def test_multiclass_and_regression_targets_print_the_task_and_write_nothing(
     ("content", "args", "message"),
     [
         (None, ("--target", "y"), "missing.csv: file not found"),
+        (b"PAR1 not really", ("--target", "y"), "in.parquet: not a readable Parquet file"),
+        (b"a,b\n1,2,3\n", ("--target", "b"), "in.csv: not a readable CSV file"),
         ("", ("--target", "y"), "the file is empty (0 bytes)"),
         (
             "a,label\n1,x\n2,y\n",
@@ -143,10 +145,13 @@ def test_multiclass_and_regression_targets_print_the_task_and_write_nothing(
     ],
 )
 def test_bad_input_is_one_error_line_and_nothing_written(
-    content: str | None, args: tuple[str, ...], message: str, tmp_path: Path
+    content: str | bytes | None, args: tuple[str, ...], message: str, tmp_path: Path
 ) -> None:
     name = "missing.csv" if content is None else "in.csv"
-    if content is not None:
+    if isinstance(content, bytes):
+        name = "in.parquet" if content.startswith(b"PAR1") else name
+        (tmp_path / name).write_bytes(content)
+    elif content is not None:
         (tmp_path / name).write_text(content)
     out = tmp_path / "out.yaml"
     proc = gitml("schema", "infer", name, *args, "--out", str(out), cwd=tmp_path, check=False)
@@ -155,24 +160,21 @@ def test_bad_input_is_one_error_line_and_nothing_written(
     assert not out.exists()
 
 
-def test_same_input_gives_byte_identical_output(tmp_path: Path) -> None:
+def test_same_input_gives_byte_identical_output_and_overwrites_only_with_force(
+    tmp_path: Path,
+) -> None:
     _awkward_breast_cancer(tmp_path / "cancer.csv")
-    outputs = []
-    for run_no in (1, 2):
-        out = tmp_path / f"run{run_no}.yaml"
-        gitml(
-            "schema",
-            "infer",
-            "cancer.csv",
-            "--target",
-            "diagnosis",
-            "--out",
-            str(out),
-            cwd=tmp_path,
-        )
-        outputs.append(out.read_bytes())
-    assert outputs[0] == outputs[1]
-    assert b"# Inferred by `gitml schema infer` from cancer.csv (569 rows)." in outputs[0]
+    out = tmp_path / "cancer.yaml"
+    args = ("schema", "infer", "cancer.csv", "--target", "diagnosis", "--out", str(out))
+    gitml(*args, cwd=tmp_path)
+    first = out.read_bytes()
+    assert b"# Inferred by `gitml schema infer` from cancer.csv (569 rows)." in first
+    out.write_text("# edited by hand\n")
+    refused = gitml(*args, cwd=tmp_path, check=False)
+    assert refused.returncode == 2 and "already exists; nothing written" in refused.stderr
+    assert out.read_text() == "# edited by hand\n"
+    gitml(*args, "--force", cwd=tmp_path)
+    assert out.read_bytes() == first
 
 
 # Peak RSS of the child itself: VmHWM starts afresh at exec, while ru_maxrss (RUSAGE_SELF or

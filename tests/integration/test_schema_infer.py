@@ -190,6 +190,7 @@ print(next(line.split()[1] for line in open("/proc/self/status") if line.startsw
 BOUND = 350 * 2**20  # measured: ~240 MiB (Parquet), ~290 MiB (CSV); pandas whole: ~480 MiB
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc")
 @pytest.mark.parametrize("suffix", ["parquet", "csv.gz"])
 def test_a_million_rows_are_profiled_in_bounded_memory(suffix: str, tmp_path: Path) -> None:

@@ -471,6 +471,79 @@ def _serve(
         typer.echo(f"stopped on {signal.Signals(stopped[0]).name}", err=True)
 
 
+schema_app = typer.Typer(
+    help="Infer and write data schemas (conf/data/).", no_args_is_help=True, rich_markup_mode=None
+)
+app.add_typer(schema_app, name="schema")
+
+
+@schema_app.command("infer")
+def schema_infer(
+    path: Annotated[Path, typer.Argument(help="CSV (optionally compressed) or Parquet file.")],
+    target: Annotated[str, typer.Option("--target", help="The column to predict.")],
+    name: Annotated[
+        str | None, typer.Option("--name", help="Schema name (default: from the file name).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="File to write (default: conf/data/NAME.yaml)."),
+    ] = None,
+    positive_class: Annotated[
+        str | None,
+        typer.Option(
+            "--positive-class", help="Binary target: the positive class (default: the minority)."
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    project: ProjectOption = None,
+) -> None:
+    """Profile a data file (streaming, bounded memory) and write a commented, editable
+    conf/data/NAME.yaml: column types, categories, widened ranges, nullability, excluded
+    columns with the reason, slice candidates. Prints the inferred task."""
+    from gitml.config.data_yaml import render_data_yaml
+    from gitml.data.inference import check_supported, infer_schema, schema_name
+    from gitml.errors import ConfigError, ProjectError
+    from gitml.files import write_text
+    from gitml.project import find_project
+
+    name = name or schema_name(path)
+    try:
+        root: Path | None = find_project(project).root
+    except ProjectError:
+        if out is None:
+            raise
+        root = None
+    source = path.as_posix()
+    if root is not None:
+        try:  # the source as ingest reads it: relative to the project root
+            source = path.resolve().relative_to(root).as_posix()
+        except ValueError:
+            raise ConfigError(
+                f"{path}: the data file is outside the project {root}",
+                hint="copy it under data/external/ (or `dvc add` it) and infer from there",
+            ) from None
+    target_file = out if out is not None else (root or Path()) / "conf" / "data" / f"{name}.yaml"
+    if target_file.exists() and not force:
+        raise ConfigError(
+            f"{target_file}: already exists; nothing written",
+            hint="pass --force to overwrite it, or --name/--out for another file",
+        )
+    draft = infer_schema(
+        path, target=target, name=name, source=source, positive_class=positive_class
+    )
+    typer.echo(f"task: {draft.task}")
+    check_supported(draft)
+    text = render_data_yaml(draft)
+    write_text(target_file, text)
+    declared = [c for c in draft.columns if c.spec is not None and not c.excluded]
+    excluded = [c.name for c in draft.columns if c.excluded]
+    typer.echo(
+        f"wrote {target_file}: {len(declared)} columns declared, {len(excluded)} excluded"
+        + (f" ({', '.join(excluded)})" if excluded else "")
+    )
+    typer.echo(f"next: review it, then `gitml params data={name}` and `dvc repro`")
+
+
 @app.command()
 def predict(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="CSV or Parquet file.")],

@@ -28,21 +28,7 @@ from gitml.serve.inputs import InputSchema
     ],
 )
 def test_fast_path_matches_the_pipeline(built_repo: Path, overrides: list[str]) -> None:
-    params = parse_params(compose_params(built_repo / "conf", overrides), source="test")
-    data = params.data
-    train = read_table(built_repo / "data/processed/train.parquet", categories=data.categorical)
-    pipeline = build_pipeline(params.model, data)
-    pipeline.fit(train[data.features], train[data.target].astype(str).to_numpy())
-    signature = {
-        "inputs": [
-            {"name": c, **data.columns[c].model_dump(exclude_none=True)} for c in data.features
-        ]
-    }
-    schema = InputSchema.from_signature(signature)
-
-    def reference(columns):
-        frame = schema.to_frame(columns)
-        return score_frame(pipeline, frame, features=data.features, positive_class="Yes")
+    pipeline, data, schema, reference = _fitted(built_repo, overrides)
 
     fast = compile_fast_path(pipeline, schema, "Yes")
     assert fast is not None
@@ -79,22 +65,28 @@ EDGES = {
 }
 
 
-def _fit_unbounded(built_repo: Path, overrides: list[str]):
-    """A pipeline fitted in-process on 600 reference rows, with every input nullable and no
-    numeric bounds, so that +-1e308 and nulls reach preprocessing."""
+def _fitted(built_repo: Path, overrides: list[str], *, rows: int | None = None, unbounded=False):
+    """A pipeline fitted in-process on the reference training rows (the first `rows`), its
+    params' data section, the input rules of its signature and the pipeline's own scores.
+
+    `unbounded`: every input nullable and no numeric bounds, so that +-1e308 and nulls reach
+    preprocessing."""
     params = parse_params(compose_params(built_repo / "conf", overrides), source="test")
-    unbounded = {
-        name: spec.model_copy(
-            update={"min": None, "max": None, "nullable": True}
-            if spec.numeric
-            else {"nullable": True}
-        )
-        for name, spec in params.data.columns.items()
-        if name != params.data.target
-    }
-    data = params.data.model_copy(update={"columns": params.data.columns | unbounded})
+    data = params.data
+    if unbounded:
+        loose = {
+            name: spec.model_copy(
+                update={"min": None, "max": None, "nullable": True}
+                if spec.numeric
+                else {"nullable": True}
+            )
+            for name, spec in data.columns.items()
+            if name != data.target
+        }
+        data = data.model_copy(update={"columns": data.columns | loose})
     train = read_table(built_repo / "data/processed/train.parquet", categories=data.categorical)
-    train = train.iloc[:600]
+    if rows is not None:
+        train = train.iloc[:rows]
     pipeline = build_pipeline(params.model, data)
     pipeline.fit(train[data.features], train[data.target].astype(str).to_numpy())
     signature = {
@@ -103,7 +95,13 @@ def _fit_unbounded(built_repo: Path, overrides: list[str]):
         ],
         "output": {"target": "churn", "classes": ["No", "Yes"], "positive_class": "Yes"},
     }
-    return pipeline, data, InputSchema.from_signature(signature)
+    schema = InputSchema.from_signature(signature)
+
+    def reference(columns):
+        frame = schema.to_frame(columns)
+        return score_frame(pipeline, frame, features=data.features, positive_class="Yes")
+
+    return pipeline, data, schema, reference
 
 
 @pytest.mark.filterwarnings("ignore:`sklearn.utils.parallel.delayed` should be used")
@@ -118,11 +116,7 @@ def test_fast_path_is_the_pipeline_at_the_edges(built_repo: Path, overrides: lis
     from gitml.errors import InputError
     from gitml.serve.fastpath import PARITY_TOLERANCE, prepare_fast_path
 
-    pipeline, data, schema = _fit_unbounded(built_repo, overrides)
-
-    def reference(columns):
-        frame = schema.to_frame(columns)
-        return score_frame(pipeline, frame, features=data.features, positive_class="Yes")
+    pipeline, data, schema, reference = _fitted(built_repo, overrides, rows=600, unbounded=True)
 
     check = prepare_fast_path(pipeline, schema, "Yes", reference)
     assert check.score is not None, check.reason  # every family keeps its fast path
@@ -172,21 +166,7 @@ def test_a_single_nan_difference_turns_the_fast_path_off(built_repo: Path) -> No
     """Before, max(|fast - pipeline|) was NaN, and NaN > tolerance is False: it passed."""
     from gitml.serve.fastpath import prepare_fast_path, verify_fast_path
 
-    params = parse_params(compose_params(built_repo / "conf"), source="test")
-    data = params.data
-    train = read_table(built_repo / "data/processed/train.parquet", categories=data.categorical)
-    pipeline = build_pipeline(params.model, data)
-    pipeline.fit(train[data.features].iloc[:500], train[data.target].astype(str).iloc[:500])
-    signature = {
-        "inputs": [
-            {"name": c, **data.columns[c].model_dump(exclude_none=True)} for c in data.features
-        ]
-    }
-    schema = InputSchema.from_signature(signature)
-
-    def reference(columns):
-        frame = schema.to_frame(columns)
-        return score_frame(pipeline, frame, features=data.features, positive_class="Yes")
+    pipeline, _, schema, reference = _fitted(built_repo, [], rows=500)
 
     def one_nan(columns):
         scores = reference(columns).copy()
@@ -220,7 +200,7 @@ def test_features_the_model_cannot_score_get_a_422_on_both_paths(
     from tests.integration.serving import serve_in_thread
 
     overrides = ["model=random_forest", "model.params.n_estimators=10", "model.params.n_jobs=1"]
-    pipeline, data, schema = _fit_unbounded(built_repo, overrides)
+    pipeline, data, schema, _ = _fitted(built_repo, overrides, rows=600, unbounded=True)
     signature = {
         "inputs": [
             {"name": r.name, "type": r.type, "nullable": r.nullable}

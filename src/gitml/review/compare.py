@@ -12,7 +12,6 @@ import pandas as pd
 
 from gitml.data.profile import compare_profiles
 from gitml.evaluate.metrics import HIGHER_IS_BETTER
-from gitml.project import OUTPUTS
 from gitml.review.bootstrap import paired_bootstrap
 from gitml.review.contract import SignatureDiff, diff_signatures
 from gitml.review.revision import Revision
@@ -60,8 +59,12 @@ class Comparison:
     conf_changed: list[str] = field(default_factory=list)
     recomputed: bool = False
     confidence: float = 0.95  # of every interval shown, from the policy in force
-    policy_changes: list[tuple[str, Any, Any]] = field(default_factory=list)  # proposed by head
     head_timing: Timing | None = None  # measured at review time, never read from Git
+
+    @property
+    def policy_changes(self) -> list[tuple[str, Any, Any]]:
+        """The promotion policy keys the head proposes to change."""
+        return [c for c in self.params_changed if c[0].startswith("promotion.")]
 
     @property
     def significant_regressions(self) -> list[MetricRow]:
@@ -103,19 +106,19 @@ def compare(
         )
     threshold = float(head.metrics.get("threshold", 0.5))
     base_threshold = float((base.metrics or {}).get("threshold", threshold))
-    positive = _positive_class(head)
+    positive = positive_class(head)
     names = list(head.metrics.get("metrics", {}))
     recomputed = base_predictions is not None
     base_rows = base.predictions
     if base_predictions is not None:  # scored on all of head's test rows; head commits a subset
         base_rows = base_predictions[base_predictions["row_id"].isin(head.predictions["row_id"])]
     status, reason = _comparability(base, head, recomputed)
+    joined = None
     if status == "comparable":
-        status, reason = _pairing(base_rows, head.predictions)
-    if status == "comparable":
+        status, reason, joined = _pairing(base_rows, head.predictions)
+    if joined is not None:
         metrics = _paired_metrics(
-            base_rows,
-            head.predictions,
+            joined,
             positive=positive,
             threshold=threshold,
             base_threshold=base_threshold,
@@ -148,12 +151,11 @@ def compare(
         conf_changed=conf_changed or [],
         recomputed=recomputed,
         confidence=confidence,
-        policy_changes=[c for c in params_changed if c[0].startswith("promotion.")],
         head_timing=head_timing,
     )
 
 
-def _positive_class(head: Revision) -> str:
+def positive_class(head: Revision) -> str:
     """The positive class the head model scores: its signature, else its params."""
     output = (head.signature or {}).get("output") or {}
     positive = output.get("positive_class")
@@ -198,9 +200,11 @@ def _comparability(base: Revision, head: Revision, recomputed: bool) -> tuple[st
     return "comparable", None
 
 
-def _pairing(base: pd.DataFrame, head: pd.DataFrame) -> tuple[str, str | None]:
-    """Comparable only when both sides hold the same unique row ids with the same labels."""
+def _pairing(base: pd.DataFrame, head: pd.DataFrame) -> tuple[str, str | None, pd.DataFrame | None]:
+    """Comparable only when both sides hold the same unique row ids with the same labels;
+    then also the two sides joined on row_id (columns suffixed `_head` and `_base`)."""
     problems = []
+    joined = None
     for side, frame in (("base", base), ("head", head)):
         duplicated = int(frame["row_id"].duplicated().sum())
         if duplicated:
@@ -224,15 +228,13 @@ def _pairing(base: pd.DataFrame, head: pd.DataFrame) -> tuple[str, str | None]:
             "the committed predictions cannot be paired: "
             + "; ".join(problems)
             + "; rerun with --recompute to score the base model on head's test set",
+            None,
         )
-    return "comparable", None
+    return "comparable", None, joined
 
 
-def _paired_metrics(
-    base_pred: pd.DataFrame, head_pred: pd.DataFrame, *, positive: str, **bootstrap: Any
-) -> list[MetricRow]:
-    """Join both sides on row_id and bootstrap every metric's difference over those rows."""
-    joined = head_pred.merge(base_pred, on="row_id", suffixes=("_head", "_base"))
+def _paired_metrics(joined: pd.DataFrame, *, positive: str, **bootstrap: Any) -> list[MetricRow]:
+    """Bootstrap every metric's difference over the paired rows (joined on row_id)."""
     y = (joined["actual_head"].astype(str) == positive).to_numpy(dtype=int)
     deltas = paired_bootstrap(
         y,
@@ -286,14 +288,14 @@ def _params_changed(base: Mapping[str, Any], head: Mapping[str, Any]) -> list[tu
     ]
 
 
-def lock_hashes(revision: Revision) -> dict[str, str]:
+def _lock_hashes(revision: Revision) -> dict[str, str]:
     """path -> md5 of what the revision's dvc.lock tracks by hash; empty without a lock."""
     return revision.lock.hashes() if revision.lock is not None else {}
 
 
 def _lock_changes(base: Revision, head: Revision) -> list[tuple[str, str | None, str | None]]:
     """Data files (not code, not committed reports) whose hash differs between the locks."""
-    old, new = lock_hashes(base), lock_hashes(head)
+    old, new = _lock_hashes(base), _lock_hashes(head)
     paths = sorted(p for p in set(old) | set(new) if p.startswith("data/"))
     return [(p, old.get(p), new.get(p)) for p in paths if old.get(p) != new.get(p)]
 
@@ -306,10 +308,8 @@ def _data_shift(base: Revision, head: Revision) -> list[dict[str, Any]]:
 
 
 def _model_changed(base: Revision, head: Revision) -> bool:
-    base_md5 = lock_hashes(base).get(OUTPUTS["model"])
-    head_md5 = lock_hashes(head).get(OUTPUTS["model"])
     return (
-        base_md5 != head_md5
+        base.model_md5 != head.model_md5
         or (base.metrics or {}).get("metrics") != (head.metrics or {}).get("metrics")
         or base.signature != head.signature
     )

@@ -16,7 +16,7 @@ from gitml.project import CONF_DIR, OUTPUTS, Project
 from gitml.review.compare import (
     Comparison,
     compare,
-    lock_hashes,
+    positive_class,
     recompute_base_predictions,
 )
 from gitml.review.gate import Verdict, decide
@@ -58,17 +58,7 @@ def build_review(
     base_rev = load_revision(root, base) if base is not None else empty_revision()
     head_rev = load_revision(root, head)
     policy, policy_source = _policy(base_rev, head_rev, policy_from)
-    # the measurement runs beside the rest of the review: start it first
-    timing = _start_timing(project, head_rev, policy)
-    if workspace:
-        try:  # a stale params.yaml would misreport what the PR configures
-            check_params(project)
-        except BaseException:
-            if timing is not None:
-                timing.cancel()
-            raise
-    base_predictions = None
-    if recompute:
+    if recompute:  # usage errors first: nothing is started for a command that cannot run
         if not workspace and head_rev.sha != _worktree_commit(root):
             raise ConfigError(
                 "--recompute scores the base model on the working tree's test set; "
@@ -76,18 +66,27 @@ def build_review(
             )
         if base_rev.sha is None:
             raise ConfigError("--recompute needs a base revision to fetch the base model from")
-        base_predictions = _score_base_on_head(project, base_rev, head_rev)
-    comparison = compare(
-        base_rev,
-        head_rev,
-        resamples=policy.bootstrap.resamples,
-        confidence=policy.bootstrap.confidence,
-        seed=policy.bootstrap.seed,
-        base_predictions=base_predictions,
-        conf_changed=(
-            changed_paths(root, base_rev.sha, head_rev.sha, CONF_DIR) if base_rev.sha else []
-        ),
-    )
+    # the measurement runs beside the rest of the review: start it first
+    timing = _start_timing(project, head_rev, policy)
+    try:
+        if workspace:  # a stale params.yaml would misreport what the PR configures
+            check_params(project)
+        base_predictions = _score_base_on_head(project, base_rev, head_rev) if recompute else None
+        comparison = compare(
+            base_rev,
+            head_rev,
+            resamples=policy.bootstrap.resamples,
+            confidence=policy.bootstrap.confidence,
+            seed=policy.bootstrap.seed,
+            base_predictions=base_predictions,
+            conf_changed=(
+                changed_paths(root, base_rev.sha, head_rev.sha, CONF_DIR) if base_rev.sha else []
+            ),
+        )
+    except BaseException:  # the review failed: the measurement is not needed any more
+        if timing is not None:
+            timing.cancel()
+        raise
     if timing is not None:  # collected only now: the comparison above ran beside it
         comparison = dataclasses.replace(comparison, head_timing=timing.result())
     verdict = decide(comparison, policy)
@@ -166,7 +165,7 @@ def _start_timing(
         root=project.root,
         model=local if use_local else None,
         rev=head.sha,
-        md5=lock_hashes(head).get(OUTPUTS["model"]),
+        md5=head.model_md5,
         sha256=recorded,
         signature=head.signature,
         repeats=policy.serving.timing_repeats,
@@ -187,12 +186,11 @@ def _score_base_on_head(project: Project, base: Revision, head: Revision):
             "the head's target and columns"
         )
     base_features = [i["name"] for i in (base.signature or {}).get("inputs", [])]
-    positive = ((head.signature or {}).get("output") or {}).get("positive_class")
-    positive = positive or head_data.positive_class
+    positive = positive_class(head)
     recorded = (base.metadata or {}).get("model_file", {}).get("sha256")
     with tempfile.TemporaryDirectory() as tmp:
         model_path = fetch_artifact(project.root, OUTPUTS["model"], base.sha, Path(tmp) / "m.skops")
         pipeline = load_verified_model(model_path, recorded)
     test = read_table(project.root / OUTPUTS["test"], categories=head_data.categorical)
-    score = score_frame(pipeline, test, features=base_features, positive_class=str(positive))
+    score = score_frame(pipeline, test, features=base_features, positive_class=positive)
     return recompute_base_predictions(test, score, target=head_data.target)

@@ -13,7 +13,7 @@ import pandas as pd
 from gitml.config.compose import CommittedParams, parse_committed_params
 from gitml.errors import DataError
 from gitml.project import OUTPUTS
-from gitml.vcs import DvcLock, parse_lock, resolve_rev, show_file
+from gitml.vcs import DvcLock, parse_lock, read_blobs, resolve_rev, show_file
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,11 @@ class Revision:
     curves: dict[str, list[dict[str, float]]]
 
     @property
+    def model_md5(self) -> str | None:
+        """The md5 dvc.lock records for the model file (None: no lock, or no model in it)."""
+        return self.lock.out_md5(OUTPUTS["model"]) if self.lock is not None else None
+
+    @property
     def short(self) -> str:
         return self.sha[:8] if self.sha else self.label
 
@@ -42,8 +47,23 @@ def empty_revision(label: str = "no earlier model") -> Revision:
     return Revision(label, None, None, None, None, None, None, None, None, None, {})
 
 
+# the committed outputs a revision is read from, all in one go
+_READ = (
+    "metrics",
+    "slices",
+    "predictions",
+    "validation",
+    "signature",
+    "metadata",
+    "params",
+    "lock",
+    "roc",
+    "precision_recall",
+)
+
+
 def load_revision(root: Path, rev: str | None) -> Revision:
-    """Load a revision's outputs with `git show` (rev None: the working tree); never retrains.
+    """Load a revision's outputs from Git (rev None: the working tree); never retrains.
 
     A revision given as `HEAD` is labelled by its commit, which is what a reader can look up.
     """
@@ -52,27 +72,30 @@ def load_revision(root: Path, rev: str | None) -> Revision:
     if rev == "HEAD" and sha:
         rev = sha[:12]
 
-    def text(key: str) -> str | None:
-        return show_file(root, sha, OUTPUTS[key])
-
-    params, lock = text("params"), text("lock")
+    paths = [OUTPUTS[key] for key in _READ]
+    if sha:  # one `git cat-file --batch` for every file of the revision
+        texts = read_blobs(root, [f"{sha}:{path}" for path in paths])
+    else:
+        texts = [show_file(root, None, path) for path in paths]
+    text = dict(zip(_READ, texts, strict=True))
+    params, lock = text["params"], text["lock"]
 
     return Revision(
         label=rev or "workspace",
         sha=sha,
-        metrics=_json(text("metrics"), OUTPUTS["metrics"], where),
-        slices=_json(text("slices"), OUTPUTS["slices"], where),
-        predictions=_csv(text("predictions"), OUTPUTS["predictions"], where),
-        validation=_json(text("validation"), OUTPUTS["validation"], where),
-        signature=_json(text("signature"), OUTPUTS["signature"], where),
-        metadata=_json(text("metadata"), OUTPUTS["metadata"], where),
+        metrics=_json(text["metrics"], OUTPUTS["metrics"], where),
+        slices=_json(text["slices"], OUTPUTS["slices"], where),
+        predictions=_csv(text["predictions"], OUTPUTS["predictions"], where),
+        validation=_json(text["validation"], OUTPUTS["validation"], where),
+        signature=_json(text["signature"], OUTPUTS["signature"], where),
+        metadata=_json(text["metadata"], OUTPUTS["metadata"], where),
         params=(
             None
             if params is None
             else parse_committed_params(params, source=f"{OUTPUTS['params']} at {where}")
         ),
         lock=None if lock is None else parse_lock(lock, source=f"{OUTPUTS['lock']} at {where}"),
-        curves={key: _rows(text(key)) for key in ("roc", "precision_recall")},
+        curves={key: _rows(text[key]) for key in ("roc", "precision_recall")},
     )
 
 

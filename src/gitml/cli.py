@@ -79,14 +79,14 @@ def params(
 
     Also checks that the model's name (project.model_name) is the model artifact's name in
     dvc.yaml: release tags, the registry and the served name follow from both."""
-    from gitml.config.compose import check_params, load_params, write_params
+    from gitml.config.compose import check_params, write_params
     from gitml.project import find_project
     from gitml.registry.catalog import check_model_name
 
     proj = find_project(project)
     if check:
-        check_params(proj, overrides or [])
-        check_model_name(proj.root, load_params(proj.params_path).project.model_name)
+        checked = check_params(proj, overrides or [])
+        check_model_name(proj.root, checked.project.model_name)
         typer.echo(f"{proj.params_path.name} is up to date with conf/")
         return
     write_params(

@@ -90,5 +90,10 @@ def os_reason(err: BaseException) -> str:
     code = getattr(err, "errno", None)
     if isinstance(code, int) and code > 0:
         return os.strerror(code)
+    return first_line(err)
+
+
+def first_line(err: BaseException) -> str:
+    """An error's first line of text, for one-line messages (its type when it has none)."""
     lines = str(err).strip().splitlines()
     return lines[0] if lines else type(err).__name__

@@ -205,8 +205,14 @@ def write_json(target: str | os.PathLike[str], data: Any) -> None:
 
 def sha256_file(path: Path) -> str:
     """SHA-256 of a file, streamed."""
-    digest = hashlib.sha256()
+    return file_digests(path, "sha256")[0]
+
+
+def file_digests(path: Path, *algorithms: str) -> tuple[str, ...]:
+    """Hex digests of a file (e.g. "md5", "sha256"), computed in one streamed read."""
+    digests = [hashlib.new(name, usedforsecurity=False) for name in algorithms]
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+            for digest in digests:
+                digest.update(block)
+    return tuple(digest.hexdigest() for digest in digests)

@@ -158,14 +158,14 @@ def write_params(
     return text
 
 
-def check_params(project: Project, overrides: Sequence[str] = ()) -> None:
-    """Raise StaleParamsError, with a unified diff, when params.yaml is not the composition."""
+def check_params(project: Project, overrides: Sequence[str] = ()) -> Params:
+    """The params, validated; StaleParamsError, with a unified diff, when params.yaml is not
+    the composition."""
     expected = compose_params(project.conf_dir, overrides)
     path = project.params_path
     actual = path.read_text(encoding="utf-8") if path.is_file() else ""
     if actual == expected:
-        parse_params(actual, source=path.name)
-        return
+        return parse_params(actual, source=path.name)
     diff = "".join(
         difflib.unified_diff(
             actual.splitlines(keepends=True),

@@ -176,7 +176,7 @@ def category_cell(value: Any, index: CategoryIndex) -> tuple[int, int, str | Non
     if text is None:
         return -1, NULL, None
     if text is NOT_A_NUMBER:
-        return -1, BAD, _shown_text(value)
+        return -1, BAD, str(value)
     code = index.code(text)  # type: ignore[arg-type]
     return code, VALID, index.categories[code] if code >= 0 else text  # type: ignore[return-value]
 
@@ -271,7 +271,3 @@ def _is_null(column: Any) -> np.ndarray:
 def _writeable(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     return values if values.flags.writeable else values.copy()
-
-
-def _shown_text(value: Any) -> str:
-    return value if isinstance(value, str) else str(value)

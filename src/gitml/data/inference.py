@@ -24,7 +24,7 @@ import numpy as np
 from gitml.config.data_yaml import DraftColumn, SchemaDraft
 from gitml.data.coercion import category_text, coerce_numbers
 from gitml.data.io import ROW_COLUMN, csv_delimiter, detect_format
-from gitml.errors import DataError
+from gitml.errors import DataError, first_line
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -205,7 +205,7 @@ def _batches(path: Path, fmt: str) -> Iterator[pa.RecordBatch]:
             )
             yield from csv
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as err:
-        detail = str(err).strip().splitlines()[0]
+        detail = first_line(err)
         if "Empty CSV file" in detail:
             raise DataError(f"{path}: the file has no header line and no rows") from err
         kind = "Parquet" if fmt == "parquet" else "CSV"

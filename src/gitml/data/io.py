@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gitml.errors import DataError
+from gitml.errors import DataError, first_line
 from gitml.files import atomic_path
 
 if TYPE_CHECKING:  # pandas and pyarrow load only where a stage needs them
@@ -121,7 +121,7 @@ def read_source(
             [c for c in table.column_names if c.startswith("__index_level_")]
         )
     else:
-        check_delimiter(path, csv_delimiter(path), expected)
+        check_delimiter(path, expected)
         table = _read_csv(path, text_columns)
     if table.num_columns == 0:
         raise DataError(f"{path}: no columns found (is the header line missing?)")
@@ -138,12 +138,13 @@ def csv_delimiter(path: Path) -> str:
 _OTHER_DELIMITERS = {";": "';'", "\t": "tab", "|": "'|'", ",": "','"}
 
 
-def check_delimiter(path: Path, delimiter: str, expected: Sequence[str]) -> None:
+def check_delimiter(path: Path, expected: Sequence[str]) -> None:
     """Refuse a CSV whose header holds more of the `expected` column names when split on
-    another delimiter (`;`, tab, `|`) than on `delimiter`: one clear error instead of one
-    "column missing" per column."""
+    another delimiter (`;`, tab, `|`) than on its own (`csv_delimiter`): one clear error
+    instead of one "column missing" per column."""
     if not expected:
         return
+    delimiter = csv_delimiter(path)
     import csv
 
     import pyarrow as pa
@@ -200,7 +201,7 @@ def _read_csv(path: Path, text_columns: Sequence[str] = ()) -> pa.Table:
                 ),
             )
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as err:
-        detail = str(err).strip().splitlines()[0]
+        detail = first_line(err)
         if "Empty CSV file" in detail:
             raise DataError(f"{path}: the file has no header line and no rows") from err
         raise DataError(

@@ -189,11 +189,14 @@ def load_model(path: Path) -> Pipeline:
     return model
 
 
-def load_verified_model(path: Path, sha256: str | None) -> Pipeline:
+def load_verified_model(
+    path: Path, sha256: str | None, *, recorded_in: str = "the recorded"
+) -> Pipeline:
     """`load_model`, after checking the file's SHA-256 against the recorded one.
 
     The hash is checked before skops reads a byte of the archive: a file that is not the
-    one training recorded is never deserialised.
+    one training recorded is never deserialised. `recorded_in` names where the hash comes
+    from, for the message.
     """
     path = Path(path)
     if not path.is_file():
@@ -206,7 +209,7 @@ def load_verified_model(path: Path, sha256: str | None) -> Pipeline:
     actual = sha256_file(path)
     if actual != sha256:
         raise ModelError(
-            f"{path}: SHA-256 {actual[:12]}... does not match the recorded {sha256[:12]}...: "
+            f"{path}: SHA-256 {actual[:12]}... does not match {recorded_in} {sha256[:12]}...: "
             "the file is not the model that training wrote",
             hint="restore it with `dvc checkout` (or `dvc pull`), or retrain with `dvc repro`",
         )

@@ -172,9 +172,8 @@ def _verify_model(root: Path, artifact: Artifact, lock: DvcLock) -> None:
     must be the one dvc.lock names and its SHA-256 the one metadata.json records; then the
     file loads through the trusted skops loader (after the hash check, never before).
     """
-    import hashlib
-
     from gitml.errors import ModelError
+    from gitml.files import file_digests
     from gitml.model.persist import load_verified_model
 
     metadata = json.loads((root / OUTPUTS["metadata"]).read_text(encoding="utf-8"))
@@ -192,15 +191,11 @@ def _verify_model(root: Path, artifact: Artifact, lock: DvcLock) -> None:
             f"{artifact.path} (md5 {md5}) is not in the DVC cache ({cached})",
             hint="run `dvc commit` (or `dvc repro`) so the cache holds the model to push",
         )
-    digests = hashlib.md5(usedforsecurity=False), hashlib.sha256()
-    with open(cached, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            for digest in digests:
-                digest.update(block)
-    if (digests[0].hexdigest(), digests[1].hexdigest()) != (md5, recorded):
+    md5_found, sha_found = file_digests(cached, "md5", "sha256")
+    if (md5_found, sha_found) != (md5, recorded):
         raise RegistryError(
             f"the DVC cache copy of {artifact.path} is corrupt: {cached} has md5 "
-            f"{digests[0].hexdigest()} and SHA-256 {digests[1].hexdigest()[:12]}..., dvc.lock "
+            f"{md5_found} and SHA-256 {sha_found[:12]}..., dvc.lock "
             f"records md5 {md5} and metadata.json SHA-256 {str(recorded)[:12]}...",
             hint="remove the damaged cache file and restore it: `dvc repro --force train` or "
             "`dvc pull --force`; nothing was pushed or tagged",

@@ -41,6 +41,7 @@ from gitml.serve.errors import (
     error_body,
     error_response,
     install_error_handlers,
+    problem,
     request_id_of,
 )
 from gitml.serve.fastpath import FastPathCheck, prepare_fast_path
@@ -183,10 +184,17 @@ def create_app(
         can grow `/metrics` by sending new field names."""
         return field if field in declared else "(undeclared)"
 
-    def refuse(err: InputError, request_id: str) -> Response:
-        for problem in err.problems:
-            metrics.rejected_records.labels(field_label(problem["field"]), problem["rule"]).inc()
-        return error_response(422, err.message, err.problems, request_id)
+    def refuse(
+        status: int,
+        message: str,
+        problems: list[dict[str, Any]],
+        request_id: str,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        """A refusal of the client's input, counted in /metrics by field and rule."""
+        for found in problems:
+            metrics.rejected_records.labels(field_label(found["field"]), found["rule"]).inc()
+        return error_response(status, message, problems, request_id, headers=headers)
 
     @app.post(
         "/v1/predict",
@@ -205,13 +213,11 @@ def create_app(
                 extra_fields=settings.extra_fields,
             )
         except Refusal as refusal:
-            problem = refusal.problem
-            metrics.rejected_records.labels(field_label(problem["field"]), problem["rule"]).inc()
-            return error_response(
-                refusal.status, str(refusal), [problem], request_id, headers=refusal.headers
+            return refuse(
+                refusal.status, str(refusal), [refusal.problem], request_id, refusal.headers
             )
         except InputError as err:
-            return refuse(err, request_id)
+            return refuse(422, err.message, err.problems, request_id)
         for name, count in columns.unknown.items():
             metrics.unknown_categories.labels(name).inc(count)
         if columns.extra_fields:
@@ -219,17 +225,13 @@ def create_app(
         try:  # a failure while scoring is this request's own: the batcher re-scores the others
             scores = await batcher.submit(columns, request_id)
         except InputError as err:
-            return refuse(err, request_id)
+            return refuse(422, err.message, err.problems, request_id)
         except Exception as err:  # the model failed on this request; the server lives on
             _log.error("request %s: scoring failed", request_id, exc_info=err)
             reason = "the model could not score these records; the server log has the details"
-            problem = {
-                "record": None,
-                "field": "server",
-                "rule": "scoring_failed",
-                "reason": reason,
-            }
-            return error_response(500, reason, [problem], request_id)
+            return error_response(
+                500, reason, [problem("server", "scoring_failed", reason)], request_id
+            )
         labels = served.labels(scores, threshold)
         payload = {
             "model": identity,
@@ -424,8 +426,7 @@ class NoDelayH11Protocol(H11Protocol):
     def send_400_response(self, msg: str) -> None:
         request_id = uuid.uuid4().hex
         reason = "invalid HTTP request: its request line or a header could not be parsed"
-        problem = {"record": None, "field": "request", "rule": "http", "reason": reason}
-        body = error_body(reason, [problem], request_id)
+        body = error_body(reason, [problem("request", "http", reason)], request_id)
         headers = [
             (b"content-type", b"application/json"),
             (b"x-request-id", request_id.encode()),

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from gitml.data.io import ROW_COLUMN, check_delimiter, csv_delimiter, detect_format
-from gitml.errors import DataError, InputError, os_reason
+from gitml.errors import DataError, InputError, first_line, os_reason
 from gitml.files import atomic_path
 from gitml.serve.bundle import ServedModel
 from gitml.serve.inputs import Policy, Violation
@@ -212,7 +212,7 @@ def _csv_options(path: Path) -> dict[str, Any]:
 def _csv_header(path: Path, expected: Sequence[str]) -> list[str]:
     import pyarrow.csv as pacsv
 
-    check_delimiter(path, csv_delimiter(path), expected)
+    check_delimiter(path, expected)
 
     try:
         with pa.input_stream(str(path), compression="detect") as stream:
@@ -221,7 +221,7 @@ def _csv_header(path: Path, expected: Sequence[str]) -> list[str]:
             )
             return reader.schema.names
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: not a readable CSV file: {_first_line(err)}") from err
+        raise DataError(f"{path}: not a readable CSV file: {first_line(err)}") from err
 
 
 def _csv_batches(path: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
@@ -266,7 +266,7 @@ def _guard(path: Path, chunks: Iterator[pa.Table]) -> Iterator[pa.Table]:
     try:
         yield from chunks
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: cannot be read: {_first_line(err)}") from err
+        raise DataError(f"{path}: cannot be read: {first_line(err)}") from err
 
 
 def _score_good(served: ServedModel, columns: Any, good: np.ndarray) -> np.ndarray | InputError:
@@ -387,8 +387,3 @@ def _write_errors(output: Path, rejected: Path) -> Iterator[_Writing]:
             rejected.unlink(missing_ok=True)
         what = "rejected rows" if writing.file == rejected else "predictions"
         raise DataError(f"cannot write {what} to {writing.file}: {os_reason(err)}") from err
-
-
-def _first_line(err: Exception) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__

@@ -103,8 +103,7 @@ def load_served_model(
     file that is not skops or holds an untrusted type, a file whose SHA-256 differs from
     `metadata.json`, and a pipeline whose inputs or classes differ from `signature.json`.
     """
-    from gitml.files import sha256_file
-    from gitml.model.persist import load_model
+    from gitml.model.persist import load_model, load_verified_model
     from gitml.project import MODEL_FILE
 
     path = Path(model_path)
@@ -114,17 +113,8 @@ def load_served_model(
         load_model(path)  # raises the one "model file not found" error
     signature = _read_json(path.parent / SIGNATURE_FILE)
     metadata = _read_json(path.parent / METADATA_FILE)
-    # the hash is checked before skops reads the archive: a file that is not the one
-    # training recorded is never deserialised
     recorded = metadata.get("model_file", {}).get("sha256")
-    actual = sha256_file(path)
-    if recorded != actual:
-        raise ModelError(
-            f"{path}: SHA-256 {actual[:12]}... does not match {METADATA_FILE} "
-            f"({str(recorded)[:12]}...): the model file and its metadata come from different runs",
-            hint="restore the pair with `dvc checkout` (or `dvc pull`), or retrain: `dvc repro`",
-        )
-    pipeline = load_model(path)  # not skops, untrusted types
+    pipeline = load_verified_model(path, recorded, recorded_in=METADATA_FILE)
     _check_signature(path, pipeline, signature, metadata)
     return ServedModel(
         name=name or str(signature.get("model_name") or metadata.get("model_name") or "model"),

@@ -35,7 +35,7 @@ class Refusal(Exception):
     ) -> None:
         super().__init__(reason)
         self.status = status
-        self.problem = {"record": None, "field": field, "rule": rule, "reason": reason}
+        self.problem = problem(field, rule, reason)
         self.headers = headers
 
 
@@ -78,7 +78,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _server_error)
 
 
-def _problem(field: str, rule: str, reason: str) -> dict[str, Any]:
+def problem(field: str, rule: str, reason: str) -> dict[str, Any]:
+    """One problem of a request as a whole (not of one record), in the documented shape."""
     return {"record": None, "field": field, "rule": rule, "reason": reason}
 
 
@@ -87,22 +88,22 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     method, path = request.method, request.url.path[:200]
     if exc.status_code == 404:
         reason = f"no endpoint {method} {path}; the endpoints are listed at /openapi.json"
-        problem = _problem("path", "not_found", reason)
+        found = problem("path", "not_found", reason)
     elif exc.status_code == 405:
         allowed = {k.lower(): v for k, v in (exc.headers or {}).items()}.get("allow", "")
         reason = f"{path} does not take {method}; it takes {allowed}"
-        problem = _problem("method", "method_not_allowed", reason)
+        found = problem("method", "method_not_allowed", reason)
     else:
-        problem = _problem("request", f"http_{exc.status_code}", str(exc.detail))
+        found = problem("request", f"http_{exc.status_code}", str(exc.detail))
     return error_response(
-        exc.status_code, problem["reason"], [problem], request_id_of(request), headers=exc.headers
+        exc.status_code, found["reason"], [found], request_id_of(request), headers=exc.headers
     )
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     problems = [
-        _problem(".".join(map(str, err.get("loc", ()))), err.get("type", "invalid"), err["msg"])
+        problem(".".join(map(str, err.get("loc", ()))), err.get("type", "invalid"), err["msg"])
         for err in exc.errors()
     ]
     message = problems[0]["reason"] if problems else "invalid request"
@@ -113,7 +114,7 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     # Starlette re-raises after this answer, so uvicorn still logs the traceback
     request_id = request_id_of(request)
     reason = f"internal error ({type(exc).__name__}); the server log has the traceback"
-    return error_response(500, reason, [_problem("server", "internal", reason)], request_id)
+    return error_response(500, reason, [problem("server", "internal", reason)], request_id)
 
 
 PROBLEM_SCHEMA = {

@@ -18,7 +18,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.responses import FileResponse
 
 from gitml.config.schema import ServeParams
-from gitml.serve.errors import ERROR_SCHEMA
+from gitml.serve.errors import ERROR_SCHEMA, problem
 from gitml.serve.inputs import InputSchema
 
 METRICS_MEDIA_TYPE = "text/plain; version=0.0.4"
@@ -42,11 +42,10 @@ def _json(description: str, ref: str, **extra: Any) -> dict[str, Any]:
 
 
 def _error(description: str, field: str, rule: str, reason: str) -> dict[str, Any]:
-    problem = {"record": None, "field": field, "rule": rule, "reason": reason}
     example = {
         "error": reason,
         "request_id": "b00a2463e1054bdca5240a8680190dbb",
-        "problems": [problem],
+        "problems": [problem(field, rule, reason)],
     }
     return _json(description, "Error", example=example)
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from gitml.config.data_yaml import DraftColumn, SchemaDraft
 from gitml.data.coercion import category_text, coerce_numbers
-from gitml.data.io import ROW_COLUMN, csv_delimiter, detect_format
+from gitml.data.io import ROW_COLUMN, detect_format, iter_csv_text, read_csv_header
 from gitml.errors import DataError, first_line
 
 if TYPE_CHECKING:
@@ -182,9 +182,10 @@ def profile_file(path: Path, *, fmt: str = "auto") -> tuple[int, dict[str, Colum
 
 def _batches(path: Path, fmt: str) -> Iterator[pa.RecordBatch]:
     import pyarrow as pa
-    import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
+    if fmt != "parquet":
+        names = read_csv_header(path)  # a DataError naming the file if it is not a CSV
     try:
         if fmt == "parquet":
             reader = pq.ParquetFile(path)
@@ -193,23 +194,10 @@ def _batches(path: Path, fmt: str) -> Iterator[pa.RecordBatch]:
                 return
             yield from reader.iter_batches(batch_size=CHUNK_ROWS, columns=names)
             return
-        parse = pacsv.ParseOptions(delimiter=csv_delimiter(path))
-        read = pacsv.ReadOptions(block_size=1 << 20)
-        with pa.input_stream(str(path), compression="detect") as stream:
-            names = pacsv.open_csv(stream, read_options=read, parse_options=parse).schema.names
-        # every column as text: the coercion, not pyarrow's guess, decides what is a number
-        convert = pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()))
-        with pa.input_stream(str(path), compression="detect") as stream:
-            csv = pacsv.open_csv(
-                stream, read_options=read, parse_options=parse, convert_options=convert
-            )
-            yield from csv
+        yield from iter_csv_text(path, names, block_size=1 << 20)
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as err:
-        detail = first_line(err)
-        if "Empty CSV file" in detail:
-            raise DataError(f"{path}: the file has no header line and no rows") from err
         kind = "Parquet" if fmt == "parquet" else "CSV"
-        raise DataError(f"{path}: not a readable {kind} file: {detail}") from err
+        raise DataError(f"{path}: not a readable {kind} file: {first_line(err)}") from err
 
 
 def draft_schema(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -179,6 +179,53 @@ def check_delimiter(path: Path, expected: Sequence[str]) -> None:
                 f"on {_OTHER_DELIMITERS[delimiter]}, the delimiter gitml reads it with",
                 hint=fix,
             )
+
+
+def read_csv_header(path: Path) -> list[str]:
+    """A CSV file's column names (compressed or not), read from its first block."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    try:
+        with pa.input_stream(str(path), compression="detect") as stream:
+            reader = pacsv.open_csv(
+                stream,
+                read_options=pacsv.ReadOptions(block_size=1 << 16),
+                parse_options=pacsv.ParseOptions(delimiter=csv_delimiter(path)),
+            )
+            return reader.schema.names
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as err:
+        detail = first_line(err)
+        if "Empty CSV file" in detail:
+            raise DataError(f"{path}: the file has no header line and no rows") from err
+        raise DataError(f"{path}: not a readable CSV file: {detail}") from err
+
+
+def iter_csv_text(
+    path: Path, columns: Sequence[str], *, block_size: int = 4 << 20
+) -> Iterator[pa.RecordBatch]:
+    """Stream `columns` of a CSV file, every one as text, in blocks of about `block_size`.
+
+    Text, so that the one coercion (not pyarrow's guess) decides what is a number: a cell
+    that is not a number becomes a problem of its row, not a failure of the whole block.
+    Only empty cells are missing values.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    convert = pacsv.ConvertOptions(
+        column_types={c: pa.string() for c in columns},
+        include_columns=list(columns),
+        null_values=[""],
+        strings_can_be_null=True,
+    )
+    with pa.input_stream(str(path), compression="detect") as stream:
+        yield from pacsv.open_csv(
+            stream,
+            read_options=pacsv.ReadOptions(block_size=block_size),
+            parse_options=pacsv.ParseOptions(delimiter=csv_delimiter(path)),
+            convert_options=convert,
+        )
 
 
 def _read_csv(path: Path, text_columns: Sequence[str] = ()) -> pa.Table:

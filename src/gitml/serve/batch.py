@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from gitml.data.io import ROW_COLUMN, check_delimiter, csv_delimiter, detect_format
+from gitml.data.io import ROW_COLUMN, check_delimiter, detect_format, iter_csv_text, read_csv_header
 from gitml.errors import DataError, InputError, first_line, os_reason
 from gitml.files import atomic_path
 from gitml.serve.bundle import ServedModel
@@ -182,9 +182,10 @@ def _open_input(
             for b in file.iter_batches(batch_size=chunk_size, columns=wanted)
         )
         return names, _guard(path, batches), file.metadata.num_rows
-    names = _csv_header(path, served.features)
+    check_delimiter(path, served.features)
+    names = read_csv_header(path)
     wanted = _wanted(path, names, served, keep)
-    return names, _guard(path, _rechunk(_csv_batches(path, wanted), chunk_size)), None
+    return names, _guard(path, _rechunk(iter_csv_text(path, wanted), chunk_size)), None
 
 
 def _wanted(path: Path, names: list[str], served: ServedModel, keep: Sequence[str]) -> list[str]:
@@ -201,48 +202,6 @@ def _wanted(path: Path, names: list[str], served: ServedModel, keep: Sequence[st
     extra = ([ROW_COLUMN] if ROW_COLUMN in names else []) + list(keep)
     features = [c for c in served.features if c in names]
     return features + [c for c in extra if c not in served.features]
-
-
-def _csv_options(path: Path) -> dict[str, Any]:
-    import pyarrow.csv as pacsv
-
-    return {"parse_options": pacsv.ParseOptions(delimiter=csv_delimiter(path))}
-
-
-def _csv_header(path: Path, expected: Sequence[str]) -> list[str]:
-    import pyarrow.csv as pacsv
-
-    check_delimiter(path, expected)
-
-    try:
-        with pa.input_stream(str(path), compression="detect") as stream:
-            reader = pacsv.open_csv(
-                stream, read_options=pacsv.ReadOptions(block_size=1 << 16), **_csv_options(path)
-            )
-            return reader.schema.names
-    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: not a readable CSV file: {first_line(err)}") from err
-
-
-def _csv_batches(path: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
-    import pyarrow.csv as pacsv
-
-    # Everything as text: a cell that is not a number becomes a problem of its row, not a
-    # failure of the whole block; only empty cells are missing values.
-    convert = pacsv.ConvertOptions(
-        column_types={c: pa.string() for c in columns},
-        include_columns=columns,
-        null_values=[""],
-        strings_can_be_null=True,
-    )
-    with pa.input_stream(str(path), compression="detect") as stream:
-        reader = pacsv.open_csv(
-            stream,
-            read_options=pacsv.ReadOptions(block_size=4 << 20),
-            convert_options=convert,
-            **_csv_options(path),
-        )
-        yield from reader
 
 
 def _rechunk(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]:

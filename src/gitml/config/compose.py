@@ -10,7 +10,6 @@ from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel
-from pydantic import ValidationError as PydanticValidationError
 
 from gitml.config.schema import (
     DataParams,
@@ -18,7 +17,7 @@ from gitml.config.schema import (
     Params,
     ProjectParams,
     PromotionParams,
-    describe_error,
+    validate_model,
 )
 from gitml.errors import ConfigError, StaleParamsError
 from gitml.files import write_text
@@ -64,17 +63,14 @@ def _parse_mapping(text: str, source: str) -> dict[str, Any]:
     return raw
 
 
+_FIX_HINT = "fix the value in conf/ and run `gitml params` (allowed values are listed above)"
+
+
 def parse_params(text: str, *, source: str) -> Params:
     """Parse and validate params YAML text; every problem is listed with its key path."""
-    raw = _parse_mapping(text, source)
-    try:
-        return Params.model_validate(raw)
-    except PydanticValidationError as err:
-        lines = [describe_error(e, source) for e in err.errors()]
-        raise ConfigError(
-            "invalid configuration:\n  " + "\n  ".join(lines),
-            hint="fix the value in conf/ and run `gitml params` (allowed values are listed above)",
-        ) from err
+    return validate_model(
+        Params, _parse_mapping(text, source), source=source, what="configuration", hint=_FIX_HINT
+    )
 
 
 _Section = TypeVar("_Section", bound=BaseModel)
@@ -114,17 +110,9 @@ class CommittedParams:
         value = self.raw.get(key)
         if value is None:
             return None
-        try:
-            return model.model_validate(value)
-        except PydanticValidationError as err:
-            lines = [
-                describe_error({**e, "loc": (key, *e["loc"])}, self.source) for e in err.errors()
-            ]
-            raise ConfigError(
-                f"invalid `{key}` section:\n  " + "\n  ".join(lines),
-                hint="fix the value in conf/ and run `gitml params` (allowed values are listed "
-                "above)",
-            ) from err
+        return validate_model(
+            model, value, source=self.source, what=f"`{key}` section", hint=_FIX_HINT, loc=(key,)
+        )
 
 
 def parse_committed_params(text: str, *, source: str) -> CommittedParams:

@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from pydantic import ValidationError as PydanticValidationError
 
-from gitml.config.schema import DataParams, describe_error
+from gitml.config.schema import DataParams, validate_model
 from gitml.errors import ConfigError
 
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]*$")
@@ -105,12 +104,9 @@ def check_data_yaml(text: str, *, source: str) -> DataParams:
     """Parse `conf/data/<name>.yaml` text as `DataParams`; every problem names its key path."""
     try:
         raw = yaml.safe_load(text)
-        return DataParams.model_validate(raw)
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: not valid YAML: {err}") from err
-    except PydanticValidationError as err:
-        lines = [describe_error(e, source) for e in err.errors()]
-        raise ConfigError("invalid data schema:\n  " + "\n  ".join(lines)) from err
+    return validate_model(DataParams, raw, source=source, what="data schema")
 
 
 def _column_lines(name: str, spec: dict[str, Any]) -> list[str]:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from gitml.errors import ConfigError
 
 _SLUG = r"^[a-z0-9][a-z0-9_-]*$"
 
@@ -370,6 +373,27 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
         else:
             node = field.annotation
     return [("validate" if k == "validate_" else k) for k in getattr(node, "model_fields", {})]
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def validate_model(
+    model: type[_Model],
+    raw: Any,
+    *,
+    source: str,
+    what: str,
+    hint: str | None = None,
+    loc: tuple[Any, ...] = (),
+) -> _Model:
+    """`model.model_validate(raw)`, or one ConfigError listing every problem by key path
+    (`loc` prefixes the paths: where `raw` sits in its file)."""
+    try:
+        return model.model_validate(raw)
+    except PydanticValidationError as err:
+        lines = [describe_error({**e, "loc": (*loc, *e["loc"])}, source) for e in err.errors()]
+        raise ConfigError(f"invalid {what}:\n  " + "\n  ".join(lines), hint=hint) from err
 
 
 def describe_error(err: Mapping[str, Any], source: str) -> str:

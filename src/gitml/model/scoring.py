@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,20 +42,17 @@ def score_frame(
     # what Pipeline.predict_proba does, with a look at the matrix between the two halves
     matrix = pipeline[:-1].transform(X)
     estimator = pipeline.steps[-1][1]
-    check_features(estimator, matrix, feature_fields(pipeline), frame=frame)
+    # the fields are only worked out to name a problem: nothing extra per request
+    check_features(estimator, matrix, lambda: feature_fields(pipeline), frame=frame)
     return estimator.predict_proba(matrix)[:, column]
 
 
 FINITE_RULE = "finite_after_preprocessing"
-_FIELDS: weakref.WeakKeyDictionary[Any, list[tuple[str, ...]]] = weakref.WeakKeyDictionary()
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def feature_fields(pipeline: Pipeline) -> list[tuple[str, ...]]:
     """For each column of the preprocessed matrix, the input fields it is computed from."""
-    cached = _FIELDS.get(pipeline)
-    if cached is not None:
-        return cached
     from sklearn.compose import ColumnTransformer
 
     from gitml.model.encoding import CategoryEncoder
@@ -79,14 +76,13 @@ def feature_fields(pipeline: Pipeline) -> list[tuple[str, ...]]:
     else:
         width = len(pipeline[:-1].get_feature_names_out())
         out = [names] * width
-    _FIELDS[pipeline] = out  # not an attribute: a saved model's bytes must not change
     return out
 
 
 def check_features(
     estimator: Any,
     matrix: np.ndarray,
-    fields: list[tuple[str, ...]],
+    fields: Sequence[tuple[str, ...]] | Callable[[], Sequence[tuple[str, ...]]],
     *,
     frame: pd.DataFrame | None = None,
 ) -> None:
@@ -95,23 +91,28 @@ def check_features(
     Infinite features (e.g. 1e308 standardised) are refused for every estimator, NaN for
     estimators without missing-value support, and values beyond float32 for tree ensembles,
     which compute in float32. Each problem names the record (row position) and input field,
-    in the shape the API reports every other broken rule.
+    in the shape the API reports every other broken rule. `fields` (one tuple of input
+    fields per matrix column) may be given as a function, called only to name a problem.
     """
     matrix = np.asarray(matrix)
     if matrix.dtype.kind != "f":
         return
+    float32 = _float32(estimator)
     with np.errstate(invalid="ignore"):
         finite = np.isfinite(matrix)
-        if finite.all() and not (_float32(estimator) and (np.abs(matrix) > _FLOAT32_MAX).any()):
-            return  # the common case: one pass over the matrix
+        too_big = finite & (np.abs(matrix) > _FLOAT32_MAX) if float32 else None
+        if finite.all() and (too_big is None or not too_big.any()):
+            return  # the common case
         nan = np.isnan(matrix)
         problems = ~finite & ~nan
         if not _allows_nan(estimator):
             problems |= nan
-        if _float32(estimator):
-            problems |= finite & (np.abs(matrix) > _FLOAT32_MAX)
+        if too_big is not None:
+            problems |= too_big
     if not problems.any():
         return
+    if callable(fields):
+        fields = fields()
     found: dict[tuple[int, str], str] = {}
     for row, col in zip(*np.nonzero(problems), strict=True):
         value = matrix[row, col]

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from gitml.errors import ConfigError
+from gitml.tasks import ALL_METRICS, ESTIMATORS, Task
+from gitml.tasks import METRICS as TASK_METRICS
 
 _SLUG = r"^[a-z0-9][a-z0-9_-]*$"
 
@@ -53,13 +55,14 @@ class ColumnSpec(_Strict):
 
 
 class DataParams(_Strict):
-    """The data set: where it comes from and what it must look like."""
+    """The data set: where it comes from, what it must look like, and what is predicted."""
 
     name: Annotated[str, Field(pattern=_SLUG)]
     source: Annotated[str, Field(min_length=1)]
     format: Literal["auto", "csv", "parquet"] = "auto"
+    task: Task = "binary"
     target: str
-    positive_class: str
+    positive_class: str | None = None  # binary only: the class whose probability is the score
     drop: list[str] = []
     columns: dict[str, ColumnSpec]
     slices: list[str] = []
@@ -69,13 +72,7 @@ class DataParams(_Strict):
         target = self.columns.get(self.target)
         if target is None:
             raise ValueError(f"target {self.target!r} is not declared under 'columns'")
-        if target.type != "category" or self.positive_class not in (target.categories or []):
-            raise ValueError(
-                f"target {self.target!r} must be a category column whose categories include "
-                f"positive_class {self.positive_class!r}"
-            )
-        if len(target.categories or []) != 2:
-            raise ValueError(f"target {self.target!r} must have exactly 2 categories (binary)")
+        self._check_target(target)
         if "_row" in self.columns:
             raise ValueError("column name '_row' is reserved by gitml (the source row number)")
         for key in ("slices", "drop"):
@@ -85,6 +82,47 @@ class DataParams(_Strict):
         if self.target in self.drop:
             raise ValueError(f"the target {self.target!r} cannot be listed under 'drop'")
         return self
+
+    def _check_target(self, target: ColumnSpec) -> None:
+        """The target's declaration must fit the task (data.task)."""
+        name, task = self.target, self.task
+        if task == "binary":
+            if target.type != "category" or self.positive_class not in (target.categories or []):
+                raise ValueError(
+                    f"task binary: target {name!r} must be a category column whose categories "
+                    f"include positive_class {self.positive_class!r}"
+                )
+            if len(target.categories or []) != 2:
+                raise ValueError(
+                    f"task binary: target {name!r} must have exactly 2 categories, found "
+                    f"{len(target.categories or [])} (use task: multiclass for more)"
+                )
+            return
+        if self.positive_class is not None:
+            raise ValueError(
+                f"positive_class applies to task binary only, not {task} "
+                f"(got {self.positive_class!r}): remove it"
+            )
+        if task == "multiclass" and (target.type != "category" or len(target.categories or []) < 3):
+            raise ValueError(
+                f"task multiclass: target {name!r} must be a category column with at least 3 "
+                f"categories (found type {target.type!r}, {len(target.categories or [])} "
+                "categories; use task: binary for 2)"
+            )
+        if task == "regression" and not target.numeric:
+            raise ValueError(
+                f"task regression: target {name!r} must be an int or float column "
+                f"(found type {target.type!r})"
+            )
+
+    @property
+    def positive(self) -> str:
+        """The positive class of a binary task; ConfigError for the other tasks."""
+        if self.positive_class is None:
+            raise ConfigError(
+                f"data.positive_class applies to task binary; this data set's task is {self.task}"
+            )
+        return self.positive_class
 
     @property
     def categorical(self) -> list[str]:
@@ -145,6 +183,12 @@ class HistGradientBoostingParams(_Strict):
     random_state: Annotated[int, Field(ge=0)] = 0
 
 
+class RidgeParams(_Strict):
+    alpha: Annotated[float, Field(ge=0)] = 1.0
+    fit_intercept: bool = True
+    tol: Annotated[float, Field(gt=0)] = 1e-4
+
+
 class LogisticRegressionModel(_Strict):
     name: Literal["logistic_regression"]
     preprocessing: Preprocessing
@@ -163,25 +207,22 @@ class HistGradientBoostingModel(_Strict):
     params: HistGradientBoostingParams
 
 
+class RidgeModel(_Strict):
+    name: Literal["ridge"]
+    preprocessing: Preprocessing
+    params: RidgeParams
+
+
 ModelParams = Annotated[
-    LogisticRegressionModel | RandomForestModel | HistGradientBoostingModel,
+    LogisticRegressionModel | RandomForestModel | HistGradientBoostingModel | RidgeModel,
     Field(discriminator="name"),
 ]
 
-METRICS = (
-    "roc_auc",
-    "average_precision",
-    "f1",
-    "precision",
-    "recall",
-    "accuracy",
-    "log_loss",
-    "brier",
-)
+METRICS = ALL_METRICS  # every task's metrics (gitml.tasks); Params checks the task's own
 
 
 class EvaluateParams(_Strict):
-    threshold: Annotated[float, Field(gt=0, lt=1)]
+    threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5  # binary: the label's cut-off
     metrics: list[Literal[METRICS]]  # type: ignore[valid-type]
     slices: list[str]
     min_slice_rows: Annotated[int, Field(ge=1)] = 30
@@ -340,7 +381,38 @@ class Params(_Strict):
         unknown = [c for c in self.evaluate.slices if c not in self.data.columns]
         if unknown:
             raise ValueError(f"evaluate.slices name undeclared columns: {unknown}")
+        self._fits_task()
         return self
+
+    def _fits_task(self) -> None:
+        """The model and every metric named in evaluate and promotion belong to data.task."""
+        task = self.data.task
+        if self.model.name not in ESTIMATORS[task]:
+            raise ValueError(
+                f"model {self.model.name!r} does not fit data.task {task!r} "
+                f"(allowed: {', '.join(ESTIMATORS[task])})"
+            )
+        weight = getattr(self.model.params, "class_weight", None)
+        if task == "regression" and weight is not None:
+            raise ValueError(f"model.params.class_weight ({weight!r}) applies to classifiers only")
+        promotion = self.promotion
+        named = {
+            "evaluate.metrics": list(self.evaluate.metrics),
+            "promotion.minimums": list(promotion.minimums),
+            "promotion.max_regression": list(promotion.max_regression),
+            "promotion.ci_lower_bound": list(promotion.ci_lower_bound),
+            "promotion.no_significant_regression.metrics": list(
+                promotion.no_significant_regression.metrics
+            ),
+            "promotion.slices.metrics": list(promotion.slices.metrics),
+        }
+        for key, metrics in named.items():
+            foreign = [m for m in metrics if m not in TASK_METRICS[task]]
+            if foreign:
+                raise ValueError(
+                    f"{key} names metrics of another task for data.task {task!r}: {foreign} "
+                    f"(this task's: {', '.join(TASK_METRICS[task])})"
+                )
 
     @property
     def serve_threshold(self) -> float:
@@ -352,6 +424,7 @@ _MODEL_TAGS = {
     "logistic_regression": LogisticRegressionModel,
     "random_forest": RandomForestModel,
     "hist_gradient_boosting": HistGradientBoostingModel,
+    "ridge": RidgeModel,
 }
 
 

@@ -30,7 +30,7 @@ def evaluate_scores(test: pd.DataFrame, score: np.ndarray, params: Params) -> Ev
     negative = next(
         c for c in data.columns[data.target].categories or [] if c != data.positive_class
     )
-    predicted = np.where(score >= cfg.threshold, data.positive_class, negative)
+    predicted = np.where(score >= cfg.threshold, data.positive, negative)
     predictions = pd.DataFrame(
         {
             "row_id": test.index.to_numpy(),

@@ -29,7 +29,7 @@ def _card(args: argparse.Namespace, params: Params) -> None:
     """Write the model card: purpose, data, metrics with intervals, slices, lineage."""
     card = require_card(params)  # before the bootstrap: it needs the card's resamples
     metrics = _json(args.metrics)
-    y, score = _predictions(args.predictions, params.data.positive_class)
+    y, score = _predictions(args.predictions, params.data.positive)
     names = [m for m, v in metrics.get("metrics", {}).items() if v is not None]
     intervals = bootstrap_intervals(
         y, score, threshold=params.evaluate.threshold, names=names,

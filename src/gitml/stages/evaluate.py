@@ -33,7 +33,7 @@ def _evaluate(args: argparse.Namespace, params: Params) -> None:
     pipeline = fix_summation_order(load_verified_model(args.model, sha256))
     test = read_table(args.test, categories=params.data.categorical)
     data = params.data
-    score = score_frame(pipeline, test, features=data.features, positive_class=data.positive_class)
+    score = score_frame(pipeline, test, features=data.features, positive_class=data.positive)
     # no timings here: metrics.json is committed and must be the same on every run; the gate
     # measures prediction time at review time and reads the size from metadata.json
     result = evaluate_scores(test, score, params)

@@ -12,6 +12,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from gitml.errors import InputError, ModelError
+from gitml.tasks import Task
 
 
 def positive_index(pipeline: Pipeline, positive_class: str) -> int:
@@ -27,24 +28,41 @@ def positive_index(pipeline: Pipeline, positive_class: str) -> int:
 def score_frame(
     pipeline: Pipeline, frame: pd.DataFrame, *, features: list[str], positive_class: str
 ) -> np.ndarray:
-    """Probability of the positive class for every row of `frame`.
+    """Probability of the positive class for every row of `frame` (a binary model).
 
     Raises InputError naming the row and field when preprocessing turns a value into one the
     estimator cannot score (`check_features`), instead of scikit-learn's ValueError.
     """
+    column = positive_index(pipeline, positive_class)
+    return predict_frame(pipeline, frame, features=features, task="binary")[:, column]
+
+
+def predict_frame(
+    pipeline: Pipeline, frame: pd.DataFrame, *, features: list[str], task: Task
+) -> np.ndarray:
+    """What the model says about every row of `frame`, for its task (`gitml.tasks`).
+
+    Classification (binary, multiclass): `predict_proba`, shape (rows, classes), in the order
+    of `pipeline.classes_`. Regression: `predict`, shape (rows,). The one code path for
+    evaluate, review, batch and HTTP scoring; InputError as in `score_frame`.
+    """
     missing = [c for c in features if c not in frame.columns]
     if missing:
         raise ModelError(f"cannot score: input lacks the model's columns {missing}")
-    column = positive_index(pipeline, positive_class)
     X = frame[features]
-    if len(pipeline.steps) < 2:
-        return pipeline.predict_proba(X)[:, column]
-    # what Pipeline.predict_proba does, with a look at the matrix between the two halves
+    if task == "regression":
+        if len(pipeline.steps) < 2:
+            return np.asarray(pipeline.predict(X), dtype=float)
+    elif len(pipeline.steps) < 2:
+        return pipeline.predict_proba(X)
+    # what the Pipeline would do, with a look at the matrix between the two halves
     matrix = pipeline[:-1].transform(X)
     estimator = pipeline.steps[-1][1]
     # the fields are only worked out to name a problem: nothing extra per request
     check_features(estimator, matrix, lambda: feature_fields(pipeline), frame=frame)
-    return estimator.predict_proba(matrix)[:, column]
+    if task == "regression":
+        return np.asarray(estimator.predict(matrix), dtype=float)
+    return estimator.predict_proba(matrix)
 
 
 FINITE_RULE = "finite_after_preprocessing"

@@ -494,6 +494,13 @@ def schema_infer(
             "--positive-class", help="Binary target: the positive class (default: the minority)."
         ),
     ] = None,
+    task: Annotated[
+        str,
+        typer.Option(
+            "--task",
+            help="auto (from the target), binary, multiclass or regression.",
+        ),
+    ] = "auto",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     project: ProjectOption = None,
 ) -> None:
@@ -501,11 +508,15 @@ def schema_infer(
     conf/data/NAME.yaml: column types, categories, widened ranges, nullability, excluded
     columns with the reason, slice candidates. Prints the inferred task."""
     from gitml.config.data_yaml import render_data_yaml
-    from gitml.data.inference import check_supported, infer_schema, schema_name
+    from gitml.data.inference import infer_schema, schema_name
     from gitml.errors import ConfigError, ProjectError
     from gitml.files import write_text
     from gitml.project import find_project
 
+    if task not in ("auto", "binary", "multiclass", "regression"):
+        raise typer.BadParameter(
+            f"--task must be auto, binary, multiclass or regression, got {task!r}"
+        )
     name = name or schema_name(path)
     try:
         root: Path | None = find_project(project).root
@@ -529,10 +540,9 @@ def schema_infer(
             hint="pass --force to overwrite it, or --name/--out for another file",
         )
     draft = infer_schema(
-        path, target=target, name=name, source=source, positive_class=positive_class
+        path, target=target, name=name, source=source, positive_class=positive_class, task=task
     )
     typer.echo(f"task: {draft.task}")
-    check_supported(draft)
     text = render_data_yaml(draft)
     write_text(target_file, text)
     declared = [c for c in draft.columns if c.spec is not None and not c.excluded]

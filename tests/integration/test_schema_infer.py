@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from gitml.config.data_yaml import check_data_yaml
+from gitml.config.schema import DataParams
 from tests.support import dvc, gitml, run
 
 
@@ -91,31 +93,44 @@ def test_awkward_breast_cancer_file_infers_and_runs_end_to_end(repo: Path) -> No
 
 
 @pytest.mark.parametrize(
-    ("loader", "task"),
-    [("load_iris", "multiclass (3 classes: 0, 1, 2)"), ("load_diabetes", "regression (numeric")],
+    ("loader", "told", "task", "target"),
+    [
+        (
+            "load_iris",
+            "multiclass (3 classes: 0, 1, 2)",
+            "multiclass",
+            {"type": "category", "categories": ["0", "1", "2"]},
+        ),
+        (
+            "load_diabetes",
+            "regression (numeric",
+            "regression",
+            {"type": "int", "min": 0, "max": 379},  # 25 to 346, widened by 10 % of the range, up
+        ),
+    ],
 )
-def test_multiclass_and_regression_targets_print_the_task_and_write_nothing(
-    loader: str, task: str, tmp_path: Path
+def test_multiclass_and_regression_targets_state_their_task(
+    loader: str, told: str, task: str, target: dict, tmp_path: Path
 ) -> None:
     import sklearn.datasets
 
     frame = getattr(sklearn.datasets, loader)(as_frame=True).frame
     frame.to_csv(tmp_path / "toy.csv", index=False)
     out = tmp_path / "toy.yaml"
-    proc = gitml(
-        "schema",
-        "infer",
-        "toy.csv",
-        "--target",
-        "target",
-        "--out",
-        str(out),
-        cwd=tmp_path,
-        check=False,
-    )
-    assert proc.returncode == 1
-    assert f"task: {task}" in proc.stdout
-    assert "does not support yet (binary classification only); nothing written" in proc.stderr
+    args = ("schema", "infer", "toy.csv", "--target", "target", "--out", str(out))
+    proc = gitml(*args, cwd=tmp_path)
+    assert f"task: {told}" in proc.stdout
+    data = yaml.safe_load(out.read_text())
+    assert data["task"] == task and "positive_class" not in data
+    assert data["columns"]["target"] == target
+    DataParams.model_validate(data)  # the draft is a valid data config for its task
+
+    # a forced task the target cannot be is refused, and nothing is written
+    out.unlink()
+    wrong = "binary" if task == "multiclass" else "multiclass"
+    refused = gitml(*args, "--task", wrong, cwd=tmp_path, check=False)
+    assert refused.returncode == 1
+    assert f"--task {wrong} needs" in refused.stderr or "more than 50 distinct" in refused.stderr
     assert not out.exists()
 
 

@@ -143,7 +143,7 @@ def test_the_task_follows_the_target() -> None:
             "f: target 'y' has one value ('x') in all 5 non-empty rows: nothing to predict",
         ),
         ([None, " "], "f: target 'y' is empty in all 2 rows: nothing to learn"),
-        ([f"t{k}" for k in range(60)], "more than 50 distinct text values: not a class label"),
+        ([f"t{k}" for k in range(60)], "more than 50 distinct values: not a class label"),
     ],
 )
 def test_a_target_without_two_classes_is_refused(values: list, message: str) -> None:
@@ -187,7 +187,10 @@ def test_the_rendered_file_states_what_was_seen_and_why_columns_are_out() -> Non
     }
     text = render_data_yaml(draft_schema(profiles, rows=100, target="y", name="t", source="t.csv"))
     assert text.startswith("# Inferred by `gitml schema infer` from t.csv (100 rows).\n")
-    assert "# task: binary (positive class 'b': the minority class, 50 of 100 rows)\n" in text
+    assert (
+        "# inferred from the target: binary (positive class 'b': the minority class, "
+        "50 of 100 rows)\ntask: binary\n"
+    ) in text
     assert "drop: [id]\n" in text
     assert "  # no nulls, 100 distinct, seen 0 to 99; excluded (drop): ID-like\n" in text
     assert "  amount: {type: float, min: 0.0, max: 21.4}\n" in text

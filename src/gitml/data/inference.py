@@ -208,8 +208,9 @@ def draft_schema(
     name: str,
     source: str,
     positive_class: str | None = None,
+    task: str = "auto",
 ) -> SchemaDraft:
-    """Decide every column and the task from the profiles (pure)."""
+    """Decide every column and the task (`task`: auto, or one to check) from the profiles."""
     if target not in profiles:
         import difflib
 
@@ -219,9 +220,12 @@ def draft_schema(
             f"{source}: no column {target!r} to use as --target{near}",
             hint=f"columns: {', '.join(list(profiles)[:20])}",
         )
-    task, positive = infer_task(profiles[target], source=source, positive_class=positive_class)
+    told, positive = infer_task(
+        profiles[target], source=source, positive_class=positive_class, task=task
+    )
+    kind = told.split(" ")[0]
     columns = [
-        _target_column(profiles[target]) if n == target else decide_column(p)
+        _target_column(profiles[target], kind) if n == target else decide_column(p)
         for n, p in profiles.items()
     ]
     slices = [
@@ -233,8 +237,8 @@ def draft_schema(
         name=name,
         source=source,
         target=target,
-        positive_class=positive or "",
-        task=task,
+        positive_class=positive,
+        task=told,
         rows=rows,
         columns=columns,
         slices=slices,
@@ -243,9 +247,14 @@ def draft_schema(
 
 
 def infer_task(
-    profile: ColumnProfile, *, source: str, positive_class: str | None = None
+    profile: ColumnProfile,
+    *,
+    source: str,
+    positive_class: str | None = None,
+    task: str = "auto",
 ) -> tuple[str, str | None]:
-    """The task the target implies, as printed, and the positive class (binary only)."""
+    """The task the target implies (or `task`, checked against the target), as printed, and
+    the positive class (binary only)."""
     where = f"{source}: target {profile.name!r}"
     if profile.non_null == 0:
         raise DataError(f"{where} is empty in all {profile.rows:,} rows: nothing to learn")
@@ -257,7 +266,17 @@ def infer_task(
             "nothing to predict",
             hint="pick the column that varies with the outcome as --target",
         )
-    if counts is not None and len(counts) == 2:
+    found = _implied_task(profile)
+    chosen = found if task == "auto" else task
+    if chosen != "binary" and positive_class is not None:
+        raise DataError(
+            f"{where}: --positive-class applies to a binary task, not {chosen}",
+            hint="drop --positive-class, or pass --task binary with a two-valued target",
+        )
+    if chosen == "binary":
+        if counts is None or len(counts) != 2:
+            shown = "many" if counts is None else f"{len(counts):,}"
+            raise DataError(f"{where}: --task binary needs exactly 2 values, found {shown}")
         classes = sorted(counts)
         if positive_class is not None:
             if positive_class not in classes:
@@ -270,19 +289,34 @@ def infer_task(
         positive = min(reversed(classes), key=lambda c: counts[c])
         seen = f"{counts[positive]:,} of {profile.non_null:,} rows"
         return f"binary (positive class {positive!r}: the minority class, {seen})", positive
-    if profile.numeric and (profile.fractional or counts is None or len(counts) > CATEGORY_CAP):
+    if chosen == "regression":
+        if not profile.numeric:
+            raise DataError(f"{where}: --task regression needs a numeric target; it holds text")
         shown = "many" if counts is None else f"{len(counts):,}"
         return (
             f"regression (numeric, {shown} distinct values, {_num(profile.low)} to "
             f"{_num(profile.high)})",
             None,
         )
-    if counts is not None and len(counts) <= CATEGORY_CAP:
-        return f"multiclass ({len(counts)} classes: {', '.join(sorted(counts))})", None
-    raise DataError(
-        f"{where} has more than {CATEGORY_CAP} distinct text values: not a class label",
-        hint="pick a column with a few classes (or numbers) as --target",
-    )
+    if counts is None or len(counts) > CATEGORY_CAP:
+        raise DataError(
+            f"{where} has more than {CATEGORY_CAP} distinct values: not a class label",
+            hint="pick a column with a few classes as --target, or --task regression "
+            "for a numeric one",
+        )
+    if len(counts) < 3:
+        raise DataError(f"{where}: --task multiclass needs 3 or more classes, found 2 (binary)")
+    return f"multiclass ({len(counts)} classes: {', '.join(sorted(counts))})", None
+
+
+def _implied_task(profile: ColumnProfile) -> str:
+    """2 values: binary; numeric with fractions or many values: regression; else multiclass."""
+    counts = profile.counts
+    if counts is not None and len(counts) == 2:
+        return "binary"
+    if profile.numeric and (profile.fractional or counts is None or len(counts) > CATEGORY_CAP):
+        return "regression"
+    return "multiclass"
 
 
 def decide_column(profile: ColumnProfile) -> DraftColumn:
@@ -344,9 +378,15 @@ def widen(low: float, high: float, *, integer: bool) -> tuple[float, float]:
     return round(math.floor(lo / step) * step, places), round(math.ceil(hi / step) * step, places)
 
 
-def _target_column(profile: ColumnProfile) -> DraftColumn:
-    counts = profile.counts or {}
-    spec: dict[str, Any] = {"type": "category", "categories": sorted(counts)}
+def _target_column(profile: ColumnProfile, kind: str) -> DraftColumn:
+    """The target's declaration: categories for a classifier, a widened range for regression
+    (never excluded, even when near-unique as a regression target often is)."""
+    if kind == "regression":
+        integer = not profile.fractional
+        low, high = widen(profile.low, profile.high, integer=integer)
+        spec: dict[str, Any] = {"type": "int" if integer else "float", "min": low, "max": high}
+    else:
+        spec = {"type": "category", "categories": sorted(profile.counts or {})}
     spec.update(_nullability(profile))
     return DraftColumn(profile.name, spec, f"target; {_seen(profile)}")
 
@@ -414,6 +454,7 @@ def infer_schema(
     name: str,
     source: str,
     positive_class: str | None = None,
+    task: str = "auto",
     fmt: str = "auto",
 ) -> SchemaDraft:
     """Profile `path` (streaming) and draft its schema; `source` is the path as written."""
@@ -425,15 +466,5 @@ def infer_schema(
         name=name,
         source=source,
         positive_class=positive_class,
+        task=task,
     )
-
-
-def check_supported(draft: SchemaDraft) -> None:
-    """Refuse a task that the pipeline cannot train yet (only binary is supported)."""
-    if not draft.task.startswith("binary"):
-        kind = draft.task.split(" ")[0]
-        raise DataError(
-            f"{draft.source}: target {draft.target!r} makes this a {kind} task, which the gitml "
-            "pipeline does not support yet (binary classification only); nothing written",
-            hint="pick a target with two values, or derive one (e.g. above/below a threshold)",
-        )

@@ -407,7 +407,7 @@ def _resample(points: list[dict[str, Any]], x: str, y: str) -> list[float]:
     if points and "class" in points[0]:
         by_class: dict[str, list[dict[str, Any]]] = {}
         for point in points:
-            by_class.setdefault(str(point["class"]), []).append(point)
+            by_class.setdefault(str(point["class"]), []).append({x: point[x], y: point[y]})
         curves = [_resample(rows, x, y) for rows in by_class.values()]
         return list(np.mean(curves, axis=0))
     xs = np.array([p[x] for p in points], dtype=float)

@@ -180,8 +180,8 @@ def _new_model(repo: Path, task: str, train: pd.DataFrame, strength: float) -> N
     git("commit", "-qam", "new model", cwd=repo)
 
 
-def _report(repo: Path) -> str:
-    gitml("report", "--base", "main", "--head", "HEAD", "-o", "report.md", cwd=repo)
+def _report(repo: Path, *extra: str) -> str:
+    gitml("report", "--base", "main", "--head", "HEAD", "-o", "report.md", *extra, cwd=repo)
     return (repo / "report.md").read_text()
 
 
@@ -239,7 +239,12 @@ def test_regression_evaluate_card_report_and_gate(tmp_path: Path) -> None:
     assert "class balance" not in card and "churn" not in card.lower()
 
     _new_model(repo, "regression", train, strength=2000.0)  # head: shrunk towards the mean
-    report = _report(repo)
+    report = _report(repo, "--images", "images")
+    assert sorted(p.name for p in (repo / "images").iterdir()) == [
+        "predicted_vs_actual.png",
+        "residuals.png",
+    ]  # no confusion matrix without classes
+    assert "![residuals](images/residuals.png)" in report
     assert "**rmse** (regression; lower is better)" in report
     assert "| rmse ↓ |" in report and "Residuals:" in report
     assert "Confusion matrices" not in report

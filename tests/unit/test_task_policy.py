@@ -131,3 +131,17 @@ def test_a_regression_head_with_higher_rmse_fails_and_lower_passes() -> None:
     assert "lower end of the interval of the gain is +0.9000" in gain.detail
     # a regression model has no classes: the classification rule does not apply
     assert "require_all_classes_predicted" not in {r.rule for r in better.rules}
+
+
+def test_a_changed_task_breaks_the_contract_and_an_explicit_binary_does_not() -> None:
+    from gitml.review.contract import diff_signatures
+
+    old = {
+        "inputs": [],
+        "output": {"target": "y", "classes": ["No", "Yes"], "positive_class": "Yes"},
+    }
+    explicit = {"inputs": [], "output": {**old["output"], "task": "binary"}}
+    assert diff_signatures(old, explicit).breaking == []  # files without a task are binary
+    regression = {"inputs": [], "output": {"task": "regression", "target": "y", "value": "y"}}
+    breaking = diff_signatures(old, regression).breaking
+    assert any("task changed binary -> regression" in reason for reason in breaking), breaking

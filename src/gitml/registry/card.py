@@ -197,6 +197,8 @@ def _task_notes(task: Task, metrics: Mapping[str, Any]) -> list[str]:
     if per_class:
         lines += [
             "",
+            "Per class (the label is the most probable class):",
+            "",
             "| class | precision | recall | f1 | support |",
             "| --- | ---: | ---: | ---: | ---: |",
         ]

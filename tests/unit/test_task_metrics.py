@@ -181,7 +181,6 @@ def test_bootstrap_refuses_another_task_metric_and_unpaired_rows() -> None:
     _, outputs = _multiclass(10, n=50)
     with pytest.raises(ValueError, match="unknown metrics \\['roc_auc'\\]"):
         paired_bootstrap_outputs(outputs, outputs, names=["roc_auc"], resamples=100)
-    other = TaskOutputs("multiclass", outputs.actual[::-1].copy(), outputs.output, CLASSES)
-    other = TaskOutputs("multiclass", other.actual, other.output, tuple(CLASSES))
+    other = TaskOutputs("multiclass", outputs.actual[::-1].copy(), outputs.output, tuple(CLASSES))
     with pytest.raises(ValueError, match="same rows"):
         paired_bootstrap_outputs(outputs, other, names=["accuracy"], resamples=100)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -145,3 +146,46 @@ def test_a_changed_task_breaks_the_contract_and_an_explicit_binary_does_not() ->
     regression = {"inputs": [], "output": {"task": "regression", "target": "y", "value": "y"}}
     breaking = diff_signatures(old, regression).breaking
     assert any("task changed binary -> regression" in reason for reason in breaking), breaking
+
+
+def test_evaluate_writes_regression_outputs_and_says_why_mape_is_null() -> None:
+    from gitml.evaluate.evaluation import evaluate_output
+
+    raw = _params(
+        "regression",
+        evaluate=SCAFFOLD / "evaluate" / "regression.yaml",
+        promotion=SCAFFOLD / "promotion" / "regression.yaml",
+    )
+    params = Params.model_validate(raw)
+    test = pd.DataFrame(
+        {"y": [0.0, 10.0, 20.0, 30.0], "region": pd.Categorical(["n", "n", "s", "s"])},
+        index=pd.Index([7, 8, 9, 10], name="_row"),
+    )
+    result = evaluate_output(test, np.array([1.0, 10.0, 22.0, 30.0]), params)
+    assert result.metrics["task"] == "regression" and "threshold" not in result.metrics
+    assert result.metrics["metrics"]["mape"] is None
+    assert result.metrics["undefined"]["mape"].startswith("undefined: 1 of 4 actual values are ~0")
+    assert result.metrics["metrics"]["rmse"] == round(np.sqrt(5 / 4), 6)
+    assert list(result.predictions.columns) == ["row_id", "actual", "predicted"]
+    assert result.predictions["row_id"].tolist() == [7, 8, 9, 10]
+    assert set(result.plots) == {"predicted_vs_actual", "residuals"}
+
+
+def test_a_base_of_another_task_is_not_comparable() -> None:
+    from gitml.review.compare import compare
+
+    head = _regression_revision("pr")
+    head = Revision(
+        "pr", None, {"task": "regression", "metrics": {"rmse": 1.0}}, None,
+        head.predictions, None, head.signature, {}, None, None, {},
+    )  # fmt: skip
+    binary = pd.DataFrame({"row_id": [0, 1], "actual": ["No", "Yes"], "score": [0.2, 0.9]})
+    base = Revision(
+        "main", None, {"metrics": {"roc_auc": 0.8}}, None, binary, None, None, {}, None, None, {}
+    )
+    comparison = compare(base, head, resamples=100, confidence=0.95, seed=0)
+    assert comparison.status == "not_comparable"
+    assert "is a binary model and the head a regression model" in (comparison.reason or "")
+    assert [(r.name, r.higher_is_better, r.head) for r in comparison.metrics] == [
+        ("rmse", False, 1.0)
+    ]

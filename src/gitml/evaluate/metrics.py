@@ -130,12 +130,14 @@ def _slice_table(
                 "too_small": bool(mask.sum() < min_rows),
                 **values,
             }
-        gaps = {}
+        gaps: dict[str, float | None] = {}
         for name in names:
-            values = [
-                g[name] for g in groups.values() if g[name] is not None and not g["too_small"]
+            seen = [
+                float(g[name])
+                for g in groups.values()
+                if g[name] is not None and not g["too_small"]
             ]
-            gaps[name] = round(max(values) - min(values), 6) if len(values) > 1 else None
+            gaps[name] = round(max(seen) - min(seen), 6) if len(seen) > 1 else None
         out[column] = {"groups": groups, "max_gap": gaps}
     return out
 

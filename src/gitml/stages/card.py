@@ -7,6 +7,7 @@ import csv
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,7 +33,7 @@ def _card(args: argparse.Namespace, params: Params) -> None:
     card = require_card(params)  # before the bootstrap: it needs the card's resamples
     metrics = _json(args.metrics)
     names = [m for m, v in metrics.get("metrics", {}).items() if v is not None]
-    settings = {
+    settings: dict[str, Any] = {
         "names": names,
         "resamples": card.interval_resamples,
         "seed": params.promotion.bootstrap.seed,

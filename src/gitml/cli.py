@@ -296,7 +296,8 @@ def models(
     import json
 
     from gitml.project import find_project
-    from gitml.registry.catalog import HEADLINE, list_models
+    from gitml.registry.catalog import list_models
+    from gitml.tasks import HEADLINE, task_of_metrics
 
     rows = list_models(find_project(project).root)
     if as_json:
@@ -305,8 +306,10 @@ def models(
     if not rows:
         typer.echo("no model versions yet: create one with `gitml release`")
         return
+    # the newest version's task picks the metric columns (a project has one task)
+    headline = HEADLINE[task_of_metrics(rows[-1]["metrics"])]
     # plain aligned text: a rich table takes ~1 s to lay out 500 rows, this takes ~5 ms
-    header = ["name", "version", "stages", "released", "commit", *HEADLINE]
+    header = ["name", "version", "stages", "released", "commit", *headline]
     table = [header] + [
         [
             row["name"],
@@ -314,12 +317,12 @@ def models(
             ",".join(row["stages"]) or "-",
             row["created"][:10],
             row["commit"][:10],
-            *(_metric(row["metrics"].get(m)) for m in HEADLINE),
+            *(_metric(row["metrics"].get(m)) for m in headline),
         ]
         for row in rows
     ]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    numeric = len(header) - len(HEADLINE)
+    numeric = len(header) - len(headline)
     for line in table:
         cells = [
             cell.rjust(width) if i >= numeric else cell.ljust(width)

@@ -12,7 +12,6 @@ from gitml.config.schema import ReleasePolicy
 from gitml.errors import RegistryError, VcsError
 from gitml.project import OUTPUTS, Project
 from gitml.registry.catalog import (
-    HEADLINE,
     MODEL_SHA_KEY,
     Artifact,
     check_model_name,
@@ -21,6 +20,7 @@ from gitml.registry.catalog import (
     pick_artifact,
 )
 from gitml.registry.tags import Bump, Version, parse_version, version_tag
+from gitml.tasks import HEADLINE, task_of_metrics
 from gitml.vcs import DvcLock, cache_object, dirty_paths, dvc, git, gto, read_lock, resolve_rev
 
 
@@ -227,7 +227,8 @@ def _tag_message(
     metrics = json.loads((root / OUTPUTS["metrics"]).read_text(encoding="utf-8"))
     metadata = json.loads((root / OUTPUTS["metadata"]).read_text(encoding="utf-8"))
     values = metrics.get("metrics", {})
-    headline = " ".join(f"{k}={values[k]}" for k in HEADLINE if values.get(k) is not None)
+    names = HEADLINE[task_of_metrics(values)]
+    headline = " ".join(f"{k}={values[k]}" for k in names if values.get(k) is not None)
     lines = [
         f"{artifact.name} {version}",
         "",

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import tarfile
+import textwrap
 from pathlib import Path
 
 import httpx
@@ -270,7 +271,7 @@ def test_reproduce_matches_and_reports_a_nondeterministic_release(
     runs = tmp_path / "evaluate-runs"
     stage = repo / "src" / "gitml" / "stages" / "evaluate.py"
     code = stage.read_text()
-    marker = "    result = evaluate_scores(test, score, params)\n"
+    marker = "        result = evaluate_scores(test, score, params)\n"
     assert marker in code
     noisy = f"""\
     import numpy as np
@@ -284,7 +285,7 @@ def test_reproduce_matches_and_reports_a_nondeterministic_release(
     score = score.copy()
     score[order[pairs]], score[order[pairs + 1]] = s[pairs + 1], s[pairs]
 """
-    stage.write_text(code.replace(marker, noisy + marker))
+    stage.write_text(code.replace(marker, textwrap.indent(noisy, "    ") + marker))
     with monkeypatch.context() as env:  # restores PYTHONPATH as it was, set or not
         env.setenv("PYTHONPATH", f"{repo / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
         dvc("repro", cwd=repo)

@@ -37,7 +37,8 @@ def _evaluate(args: argparse.Namespace, params: Params) -> None:
     # no timings here: metrics.json is committed and must be the same on every run; the gate
     # measures prediction time at review time and reads the size from metadata.json
     if data.task == "binary":
-        result = evaluate_scores(test, output[:, positive_index(pipeline, data.positive)], params)
+        score = output[:, positive_index(pipeline, data.positive)]
+        result = evaluate_scores(test, score, params)
     else:
         classes = [str(c) for c in getattr(pipeline, "classes_", [])]
         result = evaluate_output(test, output, params, classes=classes)

@@ -33,6 +33,7 @@ from gitml.serve.inputs import Columns, InputSchema
 from gitml.tasks import Task
 
 PARITY_TOLERANCE = 1e-12
+_REFUSAL_ROUNDS = 4
 Block = Callable[[Columns], np.ndarray]
 
 
@@ -163,20 +164,25 @@ def verify_fast_path(
 
     Infinite when they disagree on anything but the last bits: a NaN or infinite score on
     either side, or rows that one refuses (InputError) and the other scores. Rows both
-    refuse alike are left out of the comparison.
+    refuse alike are left out of the comparison, in as many rounds as refusals come in: a
+    regression model refuses infinite features first, then values it cannot predict finitely.
     """
-    probe = probe_columns(schema)
-    (a, refused_fast), (b, refused_ref) = _attempt(fast, probe), _attempt(reference, probe)
-    if refused_fast != refused_ref:
-        return math.inf
-    if refused_ref:  # score again without the rows both refuse
-        keep = np.ones(probe.n, dtype=bool)
+    rows = probe_columns(schema)
+    for _ in range(_REFUSAL_ROUNDS):
+        (a, refused_fast), (b, refused_ref) = _attempt(fast, rows), _attempt(reference, rows)
+        if refused_fast != refused_ref:
+            return math.inf
+        if not refused_ref:
+            break
+        # score again without the rows both refuse (positions in `rows`)
+        keep = np.ones(rows.n, dtype=bool)
         for record, _ in refused_ref:
             keep[record] = False
         if not keep.any():
             return math.inf  # nothing left to compare: not verified
-        rows = _take(probe, keep)
-        a, b = fast(rows), reference(rows)
+        rows = _take(rows, keep)
+    else:
+        return math.inf  # still refusing rows: not verified
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or not (np.isfinite(a).all() and np.isfinite(b).all()):
         return math.inf

@@ -19,7 +19,7 @@ from gitml.config.schema import (
 )
 from gitml.data.split import split_table
 from gitml.data.validation import validate_frame
-from gitml.errors import ModelError
+from gitml.errors import InputError, ModelError
 from gitml.model.build import build_pipeline
 from gitml.model.signature import build_signature
 from gitml.tasks import ESTIMATORS
@@ -190,3 +190,60 @@ def test_regression_target_must_be_a_finite_number_in_every_row() -> None:
     [finding] = report.errors
     assert finding.rule == "target_present" and finding.column == "y"
     assert "a regression target needs a number in every row" in finding.message
+
+
+@pytest.mark.filterwarnings("ignore:`sklearn.utils.parallel.delayed` should be used")
+@pytest.mark.parametrize(
+    ("task", "name", "preprocessing", "params"),
+    [
+        ("multiclass", "logistic_regression", ("standard", "onehot"), {}),
+        ("multiclass", "random_forest", ("impute", "onehot"), {"n_estimators": 10}),
+        ("multiclass", "hist_gradient_boosting", ("none", "ordinal"), {"max_iter": 10}),
+        ("regression", "ridge", ("standard", "onehot"), {}),
+        ("regression", "random_forest", ("impute", "onehot"), {"n_estimators": 10}),
+        ("regression", "hist_gradient_boosting", ("none", "ordinal"), {"max_iter": 10}),
+    ],
+)
+def test_fast_path_serves_every_family_of_the_new_tasks_as_the_pipeline(
+    task: str, name: str, preprocessing: tuple[str, str], params: dict[str, object]
+) -> None:
+    """The start-up check passes (probe rows at +-1e308 included: refused alike, round by
+    round) and small requests get exactly what `ServedModel.predict` gives."""
+    from gitml.serve.bundle import ServedModel
+    from gitml.serve.fastpath import PARITY_TOLERANCE, prepare_fast_path
+
+    data = MULTICLASS if task == "multiclass" else REGRESSION
+    frame = _frame(rows=300)
+    numeric, categorical = preprocessing
+    model = TypeAdapter(ModelParams).validate_python(
+        {
+            "name": name,
+            "preprocessing": {"numeric": numeric, "categorical": categorical},
+            "params": params,
+        }
+    )
+    pipeline = build_pipeline(model, data)
+    target = frame["colour"].astype(str) if task == "multiclass" else frame["value"]
+    pipeline.fit(frame[["x", "kind"]], target)
+    signature = build_signature(pipeline, data, frame, model_name="m")
+    served = ServedModel("m", "v", None, pipeline, signature, {})
+    schema = served.schema
+
+    def reference(columns):
+        return served.predict(schema.to_frame(columns))
+
+    check = prepare_fast_path(pipeline, schema, None, reference, task=task, target="y")
+    assert check.score is not None and check.reason.startswith("on: "), check.reason
+    records = frame[["x", "kind"]][:20].astype(object).to_dict(orient="records")
+    rows = schema.check_records(records)
+    fast, slow = check.score(rows), reference(rows)
+    assert fast.shape == ((20, 3) if task == "multiclass" else (20,))
+    assert np.max(np.abs(fast - slow)) <= PARITY_TOLERANCE
+    if name in ("logistic_regression", "ridge"):  # linear: overflows at the float limit
+        extreme = schema.check_records([records[0], records[1] | {"x": 1.7e308}])
+        for score in (check.score, reference):
+            with pytest.raises(InputError) as refused:
+                score(extreme)
+            [found] = refused.value.problems
+            assert (found["record"], found["field"], found["rule"]) == (1, "y", "finite_prediction")
+            assert "too far outside the range" in str(refused.value)

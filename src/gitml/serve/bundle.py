@@ -80,18 +80,21 @@ class ServedModel:
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """The model's outputs for `frame`, as `gitml.serve.outputs` reads them: binary, the
         positive class's probability (`score`, as before); multiclass, every class's
-        probability; regression, the predicted values, refused (InputError) where not finite.
+        probability; regression, the predicted values. A record whose outputs are not finite
+        (a multiclass or regression model overflowing on extreme inputs) is refused with an
+        InputError naming it.
         The code path evaluate uses (`predict_frame`)."""
         task = self.task
         if task == "binary":
             return self.score(frame)
+        import numpy as np
+
         from gitml.model.scoring import predict_frame
         from gitml.serve.outputs import check_values
 
-        outputs = predict_frame(self.pipeline, frame, features=self.features, task=task)
-        if task == "regression":
-            return check_values(outputs, target=self.target)
-        return outputs
+        with np.errstate(over="ignore", invalid="ignore"):  # refused below, by record
+            outputs = predict_frame(self.pipeline, frame, features=self.features, task=task)
+        return check_values(outputs, target=self.target)
 
     @property
     def target(self) -> str:

@@ -94,14 +94,19 @@ def compile_fast_path(
     if task == "regression":
 
         def value(columns: Columns) -> np.ndarray:
-            values = np.asarray(estimator.predict(matrix_of(columns)), dtype=float)
+            matrix = matrix_of(columns)
+            with np.errstate(over="ignore", invalid="ignore"):  # refused below, by record
+                values = np.asarray(estimator.predict(matrix), dtype=float)
             return check_values(values, target=target)  # as ServedModel.predict refuses
 
         return value
     if column is None:  # multiclass: every class, in the estimator's (the signature's) order
 
         def probabilities(columns: Columns) -> np.ndarray:
-            return estimator.predict_proba(matrix_of(columns))
+            matrix = matrix_of(columns)
+            with np.errstate(over="ignore", invalid="ignore"):  # refused below, by record
+                outputs = estimator.predict_proba(matrix)
+            return check_values(outputs, target=target)  # as ServedModel.predict refuses
 
         return probabilities
 

@@ -97,17 +97,22 @@ def empty_outputs(served: ServedModel) -> np.ndarray:
     return np.empty(0)
 
 
-def check_values(values: np.ndarray, *, target: str) -> np.ndarray:
-    """`values` (regression), or InputError naming each record whose predicted value is not
-    a finite number: inputs so far outside the training range that the model's arithmetic
-    overflows. The client's input, refused like any other (422), never a server fault."""
-    finite = np.isfinite(values)
+def check_values(outputs: np.ndarray, *, target: str) -> np.ndarray:
+    """`outputs` (regression values, or multiclass probability rows), or InputError naming
+    each record the model gave a value that is not a finite number: inputs so far outside
+    the training range that the model's arithmetic overflows (a linear model's sum reaching
+    infinity, a softmax of infinities). The client's input, refused like any other (422),
+    never a server fault."""
+    finite = np.isfinite(outputs)
     if finite.all():
-        return values
+        return outputs
+    if outputs.ndim > 1:
+        finite = finite.all(axis=1)
     bad = np.flatnonzero(~finite)
+    what = "predicted" if outputs.ndim == 1 else "class probabilities of the predicted"
     reason = (
-        f"the predicted {target} is not a finite number ({values[bad[0]]}): the inputs are "
-        "too far outside the range the model was trained on"
+        f"the {what} {target} is not a finite number: the inputs are too far outside the "
+        "range the model was trained on"
     )
     problems = [
         {"record": int(r), "field": target, "rule": FINITE_PREDICTION_RULE, "reason": reason}

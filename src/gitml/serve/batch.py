@@ -126,7 +126,9 @@ def score_file(
             out = {"row": pa.array(rows.astype(np.int64))}
             for name in carried:
                 out[name] = table[name].filter(pa.array(good)) if kept < len(good) else table[name]
-            out |= output_columns(served, scores, threshold)
+            predicted = output_columns(served, scores, threshold)
+            for name, kind in output_fields(served):
+                out[name] = pa.array(predicted[name], kind)
             result = pa.table(out)
             if writer is None:
                 out_schema = result.schema

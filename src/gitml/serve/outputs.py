@@ -77,17 +77,18 @@ def output_fields(served: ServedModel) -> list[tuple[str, pa.DataType]]:
 
 def output_columns(
     served: ServedModel, outputs: np.ndarray, threshold: float
-) -> dict[str, pa.Array]:
-    """The output columns (`output_fields`) of `outputs`."""
+) -> dict[str, np.ndarray]:
+    """The output columns (`output_fields`) of `outputs`, as numpy arrays: the prediction log
+    turns them into Arrow on its writer thread, off the event loop."""
     if served.task == "regression":
-        return {"value": pa.array(outputs, pa.float64())}
-    labels = pa.array(labels_of(served, outputs, threshold).astype(str), pa.string())
+        return {"value": outputs}
+    labels = labels_of(served, outputs, threshold).astype(str)
     if served.task == "multiclass":
         columns = {"label": labels}
         for k, name in enumerate(served.classes):
-            columns[score_column(name)] = pa.array(outputs[:, k], pa.float64())
+            columns[score_column(name)] = outputs[:, k]
         return columns
-    return {"score": pa.array(outputs, pa.float64()), "label": labels}
+    return {"score": outputs, "label": labels}
 
 
 def empty_outputs(served: ServedModel) -> np.ndarray:

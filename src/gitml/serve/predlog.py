@@ -77,7 +77,7 @@ class LogEntry:
 
     request_id: str
     columns: Columns
-    outputs: Mapping[str, pa.Array]  # what was answered, by log column (`outputs`)
+    outputs: Mapping[str, np.ndarray]  # what was answered, by log column (`outputs`)
     timestamp: float
 
     @property

@@ -25,8 +25,8 @@ from gitml.errors import InputError
 from gitml.tasks import Task, score_column
 
 
-class ServedModel(Protocol):
-    """What this module reads of `gitml.serve.bundle.ServedModel` (which imports this one)."""
+class Served(Protocol):
+    """What this module reads of a `gitml.serve.bundle.ServedModel` (which imports this one)."""
 
     @property
     def task(self) -> Task: ...
@@ -43,16 +43,14 @@ class ServedModel(Protocol):
 FINITE_PREDICTION_RULE = "finite_prediction"
 
 
-def labels_of(served: ServedModel, outputs: np.ndarray, threshold: float) -> np.ndarray:
+def labels_of(served: Served, outputs: np.ndarray, threshold: float) -> np.ndarray:
     """The predicted class per record (classification): at the threshold, or the likeliest."""
     if served.task == "multiclass":
         return np.asarray(served.classes, dtype=object)[np.argmax(outputs, axis=1)]
     return np.where(outputs >= threshold, served.positive_class, served.negative_class)
 
 
-def response_records(
-    served: ServedModel, outputs: np.ndarray, threshold: float
-) -> list[dict[str, Any]]:
+def response_records(served: Served, outputs: np.ndarray, threshold: float) -> list[dict[str, Any]]:
     """One JSON object per record, in order: what `POST /v1/predict` answers."""
     if served.task == "regression":
         return [{"value": v} for v in outputs.tolist()]
@@ -66,7 +64,7 @@ def response_records(
     return [{"score": s, "label": lab} for s, lab in zip(outputs.tolist(), labels, strict=True)]
 
 
-def output_fields(served: ServedModel) -> list[tuple[str, pa.DataType]]:
+def output_fields(served: Served) -> list[tuple[str, pa.DataType]]:
     """The output columns of batch scoring and of the prediction log, in order."""
     if served.task == "regression":
         return [("value", pa.float64())]
@@ -75,9 +73,7 @@ def output_fields(served: ServedModel) -> list[tuple[str, pa.DataType]]:
     return [("score", pa.float64()), ("label", pa.string())]
 
 
-def output_columns(
-    served: ServedModel, outputs: np.ndarray, threshold: float
-) -> dict[str, np.ndarray]:
+def output_columns(served: Served, outputs: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
     """The output columns (`output_fields`) of `outputs`, as numpy arrays: the prediction log
     turns them into Arrow on its writer thread, off the event loop."""
     if served.task == "regression":
@@ -91,7 +87,7 @@ def output_columns(
     return {"score": outputs, "label": labels}
 
 
-def empty_outputs(served: ServedModel) -> np.ndarray:
+def empty_outputs(served: Served) -> np.ndarray:
     """Outputs for no rows, in the task's shape."""
     if served.task == "multiclass":
         return np.empty((0, len(served.classes)))
@@ -123,7 +119,7 @@ def check_values(outputs: np.ndarray, *, target: str) -> np.ndarray:
     raise InputError(f"record {int(bad[0])}: {reason}{more}", problems=problems)
 
 
-def describe_output(served: ServedModel, threshold: float) -> dict[str, str]:
+def describe_output(served: Served, threshold: float) -> dict[str, str]:
     """What each field of a predicted record means (`GET /v1/model` "output")."""
     out = served.signature["output"]
     target = str(out.get("target", "the target"))
@@ -141,7 +137,7 @@ def describe_output(served: ServedModel, threshold: float) -> dict[str, str]:
     }
 
 
-def record_schema(served: ServedModel) -> dict[str, Any]:
+def record_schema(served: Served) -> dict[str, Any]:
     """The JSON schema of one predicted record (OpenAPI `PredictResponse` items)."""
     if served.task == "regression":
         return {
@@ -177,5 +173,5 @@ def record_schema(served: ServedModel) -> dict[str, Any]:
     }
 
 
-def describe_value(served: ServedModel) -> str:
+def describe_value(served: Served) -> str:
     return f"predicted {served.signature['output'].get('target', 'value')}"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -247,3 +250,14 @@ def test_fast_path_serves_every_family_of_the_new_tasks_as_the_pipeline(
             [found] = refused.value.problems
             assert (found["record"], found["field"], found["rule"]) == (1, "y", "finite_prediction")
             assert "too far outside the range" in str(refused.value)
+
+
+def test_a_signature_without_task_is_binary_and_an_unknown_task_is_refused() -> None:
+    from gitml.serve.bundle import signature_task
+
+    committed = json.loads((Path(__file__).parents[2] / "models/signature.json").read_text())
+    assert signature_task(committed) == "binary"
+    older = committed | {"output": {k: v for k, v in committed["output"].items() if k != "task"}}
+    assert signature_task(older) == "binary"  # written before tasks: served as before
+    with pytest.raises(ModelError, match=r"unknown output\.task 'ranking'"):
+        signature_task(committed | {"output": committed["output"] | {"task": "ranking"}})

@@ -586,8 +586,9 @@ def predict(
     project: ProjectOption = None,
 ) -> None:
     """Score a CSV or Parquet file in chunks with the served model and the API's input rules.
-    Output: row (input data row number from 1), _row when present, --keep columns, score,
-    label."""
+    Output: row (input data row number from 1), _row when present, --keep columns, then by
+    task: score, label (binary); label, score:<class> per class (multiclass); value
+    (regression)."""
     from gitml.config.compose import load_params
     from gitml.errors import ConfigError
     from gitml.project import find_project

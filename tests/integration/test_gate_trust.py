@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gitml.tasks import ESTIMATORS
 from tests.support import dvc, git, gitml
 
 NAME = "churn-classifier"
@@ -232,7 +233,11 @@ def test_every_shipped_preset_passes_the_shipped_policy(repo: Path) -> None:
     config = repo / "conf" / "config.yaml"
     default = config.read_text()
     presets = [
-        *(("model", p.stem) for p in sorted((repo / "conf" / "model").glob("*.yaml"))),
+        *(
+            ("model", p.stem)
+            for p in sorted((repo / "conf" / "model").glob("*.yaml"))
+            if p.stem in ESTIMATORS["binary"]  # the reference data's task
+        ),
         *(("experiment", p.stem) for p in sorted((repo / "conf" / "experiment").glob("*.yaml"))),
     ]
     verdicts = {}

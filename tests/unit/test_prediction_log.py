@@ -25,7 +25,7 @@ def _entry(request: int, rows: int) -> LogEntry:
     columns = SCHEMA.check_records([GOOD | {"tenure": request % 100}] * rows)
     scores = np.linspace(0, 1, rows)
     labels = np.where(scores >= 0.5, "Yes", "No")
-    return LogEntry(f"req-{request}", columns, scores, labels, time.time())
+    return LogEntry(f"req-{request}", columns, {"score": scores, "label": labels}, time.time())
 
 
 def _log(directory: Path, **options: int | float) -> PredictionLog:

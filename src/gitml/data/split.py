@@ -1,4 +1,4 @@
-"""Deterministic, stratified train/test split of an Arrow table."""
+"""Deterministic train/test split of an Arrow table: stratified for classification."""
 
 from __future__ import annotations
 
@@ -8,10 +8,14 @@ import pyarrow.compute as pc
 
 from gitml.config.schema import SplitParams
 from gitml.errors import DataError
+from gitml.tasks import Task, is_classification
 
 
-def split_indices(labels: pa.ChunkedArray, split: SplitParams) -> tuple[np.ndarray, np.ndarray]:
-    """Row positions of (train, test), each sorted; stratified on `labels` when configured.
+def split_indices(
+    labels: pa.ChunkedArray, split: SplitParams, *, stratify: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions of (train, test), each sorted; stratified on `labels` when `stratify`
+    (default: `split.stratify`).
 
     Each class (or the whole table) is shuffled with a generator seeded by `split.seed` and
     its first round(n * test_size) rows go to test, so the same data, seed and fraction give
@@ -20,7 +24,7 @@ def split_indices(labels: pa.ChunkedArray, split: SplitParams) -> tuple[np.ndarr
     """
     n = len(labels)
     rng = np.random.default_rng(split.seed)
-    if split.stratify:
+    if split.stratify if stratify is None else stratify:
         encoded = pc.dictionary_encode(labels).combine_chunks()
         codes = encoded.indices.to_numpy(zero_copy_only=False)
         order = np.argsort(encoded.dictionary.to_pylist())  # classes in sorted order
@@ -41,7 +45,15 @@ def split_indices(labels: pa.ChunkedArray, split: SplitParams) -> tuple[np.ndarr
     return train, test
 
 
-def split_table(table: pa.Table, split: SplitParams, *, target: str) -> tuple[pa.Table, pa.Table]:
-    """Split rows into (train, test) tables, keeping row order and the `_row` column."""
-    train, test = split_indices(table[target], split)
+def split_table(
+    table: pa.Table, split: SplitParams, *, target: str, task: Task = "binary"
+) -> tuple[pa.Table, pa.Table]:
+    """Split rows into (train, test) tables, keeping row order and the `_row` column.
+
+    Classification (binary, multiclass) is stratified on the target when `split.stratify`;
+    a regression target has no classes to stratify on, so its rows are shuffled as one group
+    with the seed, whatever `split.stratify` says.
+    """
+    stratify = split.stratify and is_classification(task)
+    train, test = split_indices(table[target], split, stratify=stratify)
     return table.take(pa.array(train)), table.take(pa.array(test))

@@ -41,7 +41,8 @@ class ValidationReport:
     columns: list[str]
     checks: int = 0
     findings: list[Finding] = field(default_factory=list)
-    target_balance: dict[str, int] = field(default_factory=dict)
+    target_balance: dict[str, int] = field(default_factory=dict)  # classification
+    target_summary: dict[str, Any] = field(default_factory=dict)  # regression: min, mean, max
     null_counts: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -57,6 +58,11 @@ class ValidationReport:
         return not self.errors
 
     def to_dict(self) -> dict[str, Any]:
+        target = (
+            {"target_summary": self.target_summary}
+            if self.target_summary
+            else {"target_balance": self.target_balance}
+        )
         return {
             "status": "passed" if self.ok else "failed",
             "source": self.source,
@@ -65,7 +71,7 @@ class ValidationReport:
             "checks": self.checks,
             "errors": len(self.errors),
             "warnings": len(self.warnings),
-            "target_balance": self.target_balance,
+            **target,
             "null_counts": self.null_counts,
             "findings": [asdict(f) for f in self.findings],
         }
@@ -83,6 +89,9 @@ class ValidationReport:
         if self.target_balance:
             balance = ", ".join(f"{k}: {v:,}" for k, v in self.target_balance.items())
             lines += [f"Target balance: {balance}.", ""]
+        if self.target_summary:
+            summary = ", ".join(f"{k} {v:g}" for k, v in self.target_summary.items())
+            lines += [f"Target: {summary}.", ""]
         if self.findings:
             lines += [
                 "| level | column | rule | rows | message |",
@@ -281,10 +290,17 @@ class _Checker:
         )
 
     def _check_target(self, typed: pd.DataFrame, present: list[str]) -> None:
+        """Classification: every declared class makes up at least `min_class_fraction` of
+        the target. Regression: every target value is a finite number (type and finiteness
+        are checked as for any numeric column; this adds missing values, even when the
+        column is declared nullable), and the report gives the target's range."""
         target = self.data.target
         if target not in present:
             return
         self.report.checks += 1
+        if self.data.task == "regression":
+            self._check_regression_target(typed[target])
+            return
         counts = typed[target].value_counts()
         self.report.target_balance = {str(k): int(v) for k, v in counts.items()}
         classes = self.data.columns[target].categories or []
@@ -302,6 +318,28 @@ class _Checker:
                 f"class {rarest!r} makes up {fraction:.2%} of the target "
                 f"(at least {self.rules.min_class_fraction:.2%} required); counts: {observed}",
                 observed[rarest],
+            )
+
+    def _check_regression_target(self, column: pd.Series) -> None:
+        values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+        finite = np.isfinite(values)
+        if finite.any():
+            shown = values[finite]
+            self.report.target_summary = {
+                "min": _jsonable(shown.min()),
+                "mean": _jsonable(round(float(shown.mean()), 6)),
+                "max": _jsonable(shown.max()),
+            }
+        # a text or infinite cell is a type/finite error of its own, an empty one in a
+        # column not declared nullable a target_present error: named once, there
+        missing = column.isna().to_numpy() & self.data.columns[column.name].nullable
+        if missing.any():
+            self._add_rows(
+                "error",
+                "target_present",
+                str(column.name),
+                "is empty (a regression target needs a number in every row)",
+                column[missing],
             )
 
     # -- reporting ------------------------------------------------------------------------

@@ -13,20 +13,35 @@ from sklearn.preprocessing import StandardScaler
 from gitml.config.schema import DataParams, ModelParams
 from gitml.errors import ModelError
 from gitml.model.encoding import CategoryEncoder
+from gitml.tasks import ESTIMATORS, is_classification
 
-# The only estimators a config can name: no import paths from config, ever.
-ESTIMATORS: dict[str, tuple[str, str]] = {
+# The class behind each model name, for classification (binary, multiclass) and regression:
+# no import paths from config, ever. Which names a task may use is `gitml.tasks.ESTIMATORS`.
+_CLASSIFIERS: dict[str, tuple[str, str]] = {
     "logistic_regression": ("sklearn.linear_model", "LogisticRegression"),
     "random_forest": ("sklearn.ensemble", "RandomForestClassifier"),
     "hist_gradient_boosting": ("sklearn.ensemble", "HistGradientBoostingClassifier"),
 }
+_REGRESSORS: dict[str, tuple[str, str]] = {
+    "ridge": ("sklearn.linear_model", "Ridge"),
+    "random_forest": ("sklearn.ensemble", "RandomForestRegressor"),
+    "hist_gradient_boosting": ("sklearn.ensemble", "HistGradientBoostingRegressor"),
+}
 
 
 def build_pipeline(model: ModelParams, data: DataParams) -> Pipeline:
-    """Return an unfitted Pipeline: ColumnTransformer(categorical, numeric) -> estimator."""
-    if model.name not in ESTIMATORS:  # unreachable after params validation; kept as a guard
-        raise ModelError(f"unknown model {model.name!r}; allowed: {sorted(ESTIMATORS)}")
-    module, cls_name = ESTIMATORS[model.name]
+    """Return an unfitted Pipeline: ColumnTransformer(categorical, numeric) -> estimator.
+
+    The estimator is the classifier or the regressor of `model.name`, by `data.task`.
+    """
+    task = data.task
+    if model.name not in ESTIMATORS[task]:  # unreachable after params validation: a guard
+        raise ModelError(
+            f"model {model.name!r} does not fit data.task {task!r}; "
+            f"allowed: {', '.join(ESTIMATORS[task])}"
+        )
+    classes = _CLASSIFIERS if is_classification(task) else _REGRESSORS
+    module, cls_name = classes[model.name]
     # imported on demand: sklearn.ensemble alone adds ~0.15 s to every stage that loads this
     estimator_cls = getattr(importlib.import_module(module), cls_name)
     categorical = [c for c in data.features if data.columns[c].type == "category"]
@@ -68,6 +83,8 @@ def build_pipeline(model: ModelParams, data: DataParams) -> Pipeline:
     )
 
     kwargs = model.params.model_dump()
+    if not is_classification(task):
+        kwargs.pop("class_weight", None)  # classifiers only (params refuse a value for others)
     if model.name == "hist_gradient_boosting" and pre.categorical == "ordinal" and categorical:
         # categorical columns come first in the ColumnTransformer output
         kwargs["categorical_features"] = list(range(len(categorical)))

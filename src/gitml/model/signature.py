@@ -15,7 +15,7 @@ SIGNATURE_VERSION = 1
 def build_signature(
     pipeline: Pipeline, data: DataParams, train: pd.DataFrame, *, model_name: str
 ) -> dict[str, Any]:
-    """Describe inputs (type, categories, ranges, nullability, observed range) and outputs."""
+    """Describe inputs (type, categories, ranges, nullability, observed range) and the output."""
     inputs = []
     for name in data.features:
         spec = data.columns[name]
@@ -36,12 +36,34 @@ def build_signature(
         "signature_version": SIGNATURE_VERSION,
         "model_name": model_name,
         "inputs": inputs,
-        "output": {
-            "target": data.target,
-            "classes": [str(c) for c in pipeline.classes_],
-            "positive_class": data.positive_class,
-            "score": f"probability of {data.target} == {data.positive_class!r}",
-        },
+        "output": describe_output(pipeline, data),
+    }
+
+
+def describe_output(pipeline: Pipeline, data: DataParams) -> dict[str, Any]:
+    """The signature's `output`: what the model says about a record, for `data.task`.
+
+    Binary: the classes, the positive class and its probability (the score). Multiclass: the
+    classes in the order of the model's probability columns. Regression: the predicted value.
+    A signature without `task` (written before there were three) is binary.
+    """
+    target, task = data.target, data.task
+    if task == "regression":
+        return {"task": task, "target": target, "value": f"predicted {target}"}
+    classes = [str(c) for c in pipeline.classes_]
+    if task == "multiclass":
+        return {
+            "task": task,
+            "target": target,
+            "classes": classes,
+            "scores": f"probability of each class of {target}",
+        }
+    return {
+        "task": task,
+        "target": target,
+        "classes": classes,
+        "positive_class": data.positive_class,
+        "score": f"probability of {target} == {data.positive_class!r}",
     }
 
 

@@ -47,6 +47,13 @@ from gitml.serve.errors import (
 from gitml.serve.fastpath import FastPathCheck, prepare_fast_path
 from gitml.serve.inputs import Columns
 from gitml.serve.openapi import PREDICT_OPENAPI, install_docs, install_openapi
+from gitml.serve.outputs import (
+    describe_output,
+    output_columns,
+    output_fields,
+    record_schema,
+    response_records,
+)
 from gitml.serve.predlog import LogEntry, PredictionLog
 from gitml.serve.request_body import check_media_type, parse_records, read_body
 from gitml.serve.telemetry import CONTENT_TYPE, ServeMetrics
@@ -75,15 +82,25 @@ def create_app(
 ) -> FastAPI:
     """Build the app for `served`. `log_dir` enables the prediction log (None: off)."""
     schema = served.schema
-    metrics = ServeMetrics(name=served.name, version=served.version, commit=served.commit)
+    task = served.task
+    metrics = ServeMetrics(
+        name=served.name, version=served.version, commit=served.commit, task=task
+    )
     log_cfg = settings.prediction_log
     log: PredictionLog | None = None
 
     def pipeline_score(columns: Columns) -> np.ndarray:
-        return served.score(schema.to_frame(columns))
+        return served.predict(schema.to_frame(columns))
 
     if settings.fast_path_max_rows > 0:
-        check = prepare_fast_path(served.pipeline, schema, served.positive_class, pipeline_score)
+        check = prepare_fast_path(
+            served.pipeline,
+            schema,
+            served.positive_class if task == "binary" else None,
+            pipeline_score,
+            task=task,
+            target=served.target,
+        )
     else:
         check = FastPathCheck(None, "off: serve.fast_path_max_rows is 0")
     fast = check.score
@@ -101,8 +118,9 @@ def create_app(
 
     def after(jobs: list[Job], scores: np.ndarray) -> None:
         metrics.rows.inc(len(scores))
-        for value in scores.tolist():
-            metrics.scores.observe(value)
+        if metrics.scores is not None:  # binary: the positive class's probability
+            for value in scores.tolist():
+                metrics.scores.observe(value)
         if log is not None:
             start = 0
             for job in jobs:
@@ -112,8 +130,7 @@ def create_app(
                     LogEntry(
                         job.request_id,
                         job.columns,
-                        part,
-                        served.labels(part, threshold),
+                        output_columns(served, part, threshold),
                         job.received,
                     )
                 )  # never blocks: a full buffer drops the rows and counts them
@@ -137,6 +154,7 @@ def create_app(
                 schema,
                 model_name=served.name,
                 model_version=served.version,
+                outputs=output_fields(served),
                 flush_rows=log_cfg.flush_rows,
                 flush_seconds=log_cfg.flush_seconds,
                 max_buffer_rows=log_cfg.max_buffer_rows,
@@ -160,7 +178,7 @@ def create_app(
     app = FastAPI(
         title=f"gitml: {served.name}",
         version=served.version,
-        description=f"Scores {served.signature['output'].get('score', 'the positive class')}.",
+        description=_description(served),
         lifespan=lifespan,
         docs_url=None,  # install_docs: Swagger UI from the package, no CDN
         redoc_url=None,
@@ -170,14 +188,22 @@ def create_app(
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
     install_error_handlers(app)
     model_info = served.describe() | {
-        "threshold": threshold,
+        "output": describe_output(served, threshold),
+        "threshold": threshold if task == "binary" else None,
         "fast_path_max_rows": fast_limit,
         "fast_path": check.reason,
     }
     model_body = orjson.dumps(model_info, option=orjson.OPT_SERIALIZE_NUMPY)
     identity = {"name": served.name, "version": served.version}
 
-    declared = {*schema.names, "body", "records", "content-type", "content-encoding"}
+    declared = {
+        *schema.names,
+        served.target,  # a regression value that is not finite (`outputs.check_values`)
+        "body",
+        "records",
+        "content-type",
+        "content-encoding",
+    }
 
     def field_label(field: Any) -> str:
         """A metric label for a problem's field: only names the server declares, so no client
@@ -232,14 +258,10 @@ def create_app(
             return error_response(
                 500, reason, [problem("server", "scoring_failed", reason)], request_id
             )
-        labels = served.labels(scores, threshold)
         payload = {
             "model": identity,
             "request_id": request_id,
-            "predictions": [
-                {"score": s, "label": lab}
-                for s, lab in zip(scores.tolist(), labels.tolist(), strict=True)
-            ],
+            "predictions": response_records(served, scores, threshold),
         }
         return Response(
             orjson.dumps(payload),
@@ -269,9 +291,24 @@ def create_app(
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    install_openapi(app, schema, settings, model_example=orjson.loads(model_body))
+    install_openapi(
+        app,
+        schema,
+        settings,
+        model_example=orjson.loads(model_body),
+        prediction_schema=record_schema(served),
+    )
     install_docs(app)
     return app
+
+
+def _description(served: ServedModel) -> str:
+    output = served.signature["output"]
+    if served.task == "regression":
+        return f"Predicts {output.get('target', 'the target')} (`value`)."
+    if served.task == "multiclass":
+        return f"Scores the {output.get('scores', 'probability of each class')}."
+    return f"Scores {output.get('score', 'the positive class')}."
 
 
 _EXIT_SECONDS = 0.5  # uvicorn's last steps and the interpreter's exit, after the lifespan

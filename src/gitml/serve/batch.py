@@ -6,7 +6,9 @@ The output is written to a temporary file and renamed when every chunk is done: 
 run leaves no output behind.
 
 Output columns: `row` (the input's data row number, counting from 1), `_row` when the input
-has it (gitml's source row number), any `keep` columns, `score` and `label`.
+has it (gitml's source row number), any `keep` columns, then the model's outputs by task
+(`gitml.serve.outputs`): `score`, `label` (binary); `label` and `score:<class>` per class
+(multiclass); `value` (regression).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from gitml.errors import DataError, InputError, first_line, os_reason
 from gitml.files import atomic_path
 from gitml.serve.bundle import ServedModel
 from gitml.serve.inputs import Policy, Violation
+from gitml.serve.outputs import empty_outputs, output_columns, output_fields
 
 Progress = Callable[[int, int | None], None]
 REJECTED_SUFFIX = ".rejected.csv"
@@ -62,6 +65,8 @@ def score_file(
     progress: Progress | None = None,
 ) -> BatchSummary:
     """Score every row of `input_path` into `output_path` (formats from the file names).
+
+    `threshold` makes a binary model's labels; the other tasks do not use it.
 
     `on_error="fail"` raises InputError at the first bad row (by row number, column, rule
     and value) and writes nothing; `"skip"` scores the good rows and writes each problem of
@@ -121,8 +126,9 @@ def score_file(
             out = {"row": pa.array(rows.astype(np.int64))}
             for name in carried:
                 out[name] = table[name].filter(pa.array(good)) if kept < len(good) else table[name]
-            out["score"] = pa.array(scores, pa.float64())
-            out["label"] = pa.array(served.labels(scores, threshold).astype(str), pa.string())
+            predicted = output_columns(served, scores, threshold)
+            for name, kind in output_fields(served):
+                out[name] = pa.array(predicted[name], kind)
             result = pa.table(out)
             if writer is None:
                 out_schema = result.schema
@@ -135,9 +141,7 @@ def score_file(
                 progress(summary.rows, total)
         if writer is None:  # no rows at all: still a valid, empty output
             empty = pa.schema(
-                [("row", pa.int64())]
-                + [(c, pa.string()) for c in carried]
-                + [("score", pa.float64()), ("label", pa.string())]
+                [("row", pa.int64())] + [(c, pa.string()) for c in carried] + output_fields(served)
             )
             writer = stack.enter_context(_writer(tmp, empty, out_format))
         writer.close()  # its last bytes (Parquet's footer) before anything is renamed
@@ -232,10 +236,10 @@ def _score_good(served: ServedModel, columns: Any, good: np.ndarray) -> np.ndarr
     """Scores of the `good` rows, or the InputError of the rows preprocessing refuses."""
     kept = int(good.sum())
     if not kept:
-        return np.empty(0)
+        return empty_outputs(served)
     frame = served.schema.to_frame(columns, keep=None if kept == len(good) else good)
     try:
-        return served.score(frame)
+        return served.predict(frame)
     except InputError as err:
         return err
 

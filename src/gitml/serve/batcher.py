@@ -148,8 +148,12 @@ class MicroBatcher:
 
 
 def _finite(scores: np.ndarray) -> np.ndarray:
-    """`scores`, or ModelError naming the first record the model gave a non-finite score."""
-    bad = np.flatnonzero(~np.isfinite(scores))
+    """`scores` (one row per record: a score, a value, or a row of class probabilities), or
+    ModelError naming the first record the model gave a non-finite score."""
+    finite = np.isfinite(scores)
+    if scores.ndim > 1:
+        finite = finite.all(axis=1)
+    bad = np.flatnonzero(~finite)
     if bad.size:
         raise ModelError(
             f"the model returned a non-finite score ({scores[bad[0]]}) for record {bad[0]}"

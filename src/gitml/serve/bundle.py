@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from gitml.errors import ModelError
 from gitml.serve.inputs import InputSchema
+from gitml.tasks import TASKS, Task
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,9 +51,15 @@ class ServedModel:
     def features(self) -> list[str]:
         return [item["name"] for item in self.signature["inputs"]]
 
-    @property
+    @cached_property
+    def task(self) -> Task:
+        """The signature's task; a signature without one (written before) is binary."""
+        return signature_task(self.signature)
+
+    @cached_property
     def classes(self) -> list[str]:
-        return [str(c) for c in self.signature["output"]["classes"]]
+        """The classes, in the order of the model's probability columns ([] for regression)."""
+        return [str(c) for c in self.signature["output"].get("classes") or []]
 
     @property
     def positive_class(self) -> str:
@@ -70,23 +77,56 @@ class ServedModel:
             self.pipeline, frame, features=self.features, positive_class=self.positive_class
         )
 
-    def labels(self, scores: np.ndarray, threshold: float) -> np.ndarray:
-        """The predicted class per score, as evaluate labels them (score >= threshold)."""
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """The model's outputs for `frame`, as `gitml.serve.outputs` reads them: binary, the
+        positive class's probability (`score`, as before); multiclass, every class's
+        probability; regression, the predicted values. A record whose outputs are not finite
+        (a multiclass or regression model overflowing on extreme inputs) is refused with an
+        InputError naming it.
+        The code path evaluate uses (`predict_frame`)."""
+        task = self.task
+        if task == "binary":
+            return self.score(frame)
         import numpy as np
 
-        return np.where(scores >= threshold, self.positive_class, self.negative_class)
+        from gitml.model.scoring import predict_frame
+        from gitml.serve.outputs import check_values
+
+        with np.errstate(over="ignore", invalid="ignore"):  # refused below, by record
+            outputs = predict_frame(self.pipeline, frame, features=self.features, task=task)
+        return check_values(outputs, target=self.target)
+
+    @property
+    def target(self) -> str:
+        return str(self.signature["output"].get("target", "target"))
+
+    def labels(self, outputs: np.ndarray, threshold: float) -> np.ndarray:
+        """The predicted class per record, as evaluate labels them: binary, the positive class
+        at score >= threshold; multiclass, the most probable class."""
+        from gitml.serve.outputs import labels_of
+
+        return labels_of(self, outputs, threshold)
 
     def describe(self) -> dict[str, Any]:
-        """What `GET /v1/model` answers: identity, signature and headline metrics."""
+        """What `GET /v1/model` answers: identity, task, signature and headline metrics."""
         return {
             "name": self.name,
             "version": self.version,
             "commit": self.commit,
+            "task": self.task,
             "estimator": self.metadata.get("estimator"),
             "model_sha256": self.metadata.get("model_file", {}).get("sha256"),
             "signature": self.signature,
             "metrics": self.metrics,
         }
+
+
+def signature_task(signature: dict[str, Any]) -> Task:
+    """`output.task` of a signature; binary when absent (signatures written before tasks)."""
+    task = signature.get("output", {}).get("task", "binary")
+    if task not in TASKS:
+        raise ModelError(f"{SIGNATURE_FILE}: unknown output.task {task!r} (one of {TASKS})")
+    return task  # type: ignore[no-any-return]
 
 
 def load_served_model(
@@ -133,9 +173,10 @@ def _check_signature(
 ) -> None:
     try:
         features = [item["name"] for item in signature["inputs"]]
-        classes = [str(c) for c in signature["output"]["classes"]]
-        positive = str(signature["output"]["positive_class"])
-    except (KeyError, TypeError) as err:
+        task = signature_task(signature)
+        classes = [] if task == "regression" else [str(c) for c in signature["output"]["classes"]]
+        positive = str(signature["output"]["positive_class"]) if task == "binary" else None
+    except (KeyError, TypeError, AttributeError) as err:
         raise ModelError(
             f"{path.parent / SIGNATURE_FILE}: malformed signature (missing {err})"
         ) from err
@@ -154,11 +195,22 @@ def _check_signature(
             f"{path.parent / METADATA_FILE}: features {list(recorded)} differ from "
             f"{SIGNATURE_FILE} {features}"
         )
+    if task == "regression":
+        from sklearn.base import is_regressor
+
+        if not is_regressor(pipeline):
+            raise ModelError(
+                f"{path}: {SIGNATURE_FILE} says task regression, but the pipeline is not a "
+                f"regressor ({type(pipeline.steps[-1][1]).__name__})"
+            )
+        return
     model_classes = [str(c) for c in getattr(pipeline, "classes_", [])]
-    if model_classes != classes or positive not in classes or len(classes) != 2:
+    wrong = positive not in classes or len(classes) != 2 if task == "binary" else len(classes) < 3
+    if model_classes != classes or wrong:
+        shown = f", positive class {positive!r}" if task == "binary" else ""
         raise ModelError(
             f"{path}: the pipeline's classes {model_classes} do not match {SIGNATURE_FILE} "
-            f"(classes {classes}, positive class {positive!r})"
+            f"(task {task}, classes {classes}{shown})"
         )
 
 

@@ -6,14 +6,16 @@ per-column encoder checks), not arithmetic. For small requests the server instea
 the pipeline's own fitted parameters with numpy: the category codes it already holds become
 the encoder's one-hot or ordinal columns, then each fitted scaler and imputer is applied as
 scikit-learn applies it (`X -= mean_`, `X /= scale_`, NaN replaced by `statistics_`), and
-the pipeline's own fitted estimator scores the matrix.
+the pipeline's own fitted estimator scores the matrix: `predict_proba` for classification
+(the positive class's column for binary, every column for multiclass), `predict` for
+regression.
 
 Nothing here is configured separately: every number comes from the loaded pipeline object.
 Only step types whose transform is exactly this arithmetic are supported; any other
 pipeline gets no fast path. At start-up the fast path must reproduce the pipeline's
-probabilities on probe rows built from the signature (every category, unknowns, bounds,
-nulls, +-1e308) to within 1e-12 and refuse the same rows, or it is not used
-(`prepare_fast_path` fails closed and says why).
+outputs (every probability, or the predicted value) on probe rows built from the signature
+(every category, unknowns, bounds, nulls, +-1e308) to within 1e-12 and refuse the same
+rows, or it is not used (`prepare_fast_path` fails closed and says why).
 """
 
 from __future__ import annotations
@@ -28,25 +30,36 @@ import numpy as np
 from gitml.errors import InputError
 from gitml.model.scoring import check_features, feature_fields
 from gitml.serve.inputs import Columns, InputSchema
+from gitml.tasks import Task
 
 PARITY_TOLERANCE = 1e-12
+_REFUSAL_ROUNDS = 4
 Block = Callable[[Columns], np.ndarray]
 
 
 def compile_fast_path(
-    pipeline: Any, schema: InputSchema, positive_class: str
+    pipeline: Any,
+    schema: InputSchema,
+    positive_class: str | None = None,
+    *,
+    task: Task = "binary",
+    target: str = "target",
 ) -> Callable[[Columns], np.ndarray] | None:
-    """Scores of the positive class for checked columns, or None if the pipeline has a step
-    this module cannot reproduce exactly."""
+    """The served outputs for checked columns (`ServedModel.predict`: the positive class's
+    probability, every class's probability, or the predicted value, by `task`), or None if
+    the pipeline has a step this module cannot reproduce exactly."""
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
+
+    from gitml.serve.outputs import check_values
 
     if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 2:
         return None
     pre, estimator = pipeline.steps[0][1], pipeline.steps[1][1]
     if not isinstance(pre, ColumnTransformer) or getattr(pre, "sparse_output_", True):
         return None
-    if _output_config(pre) != "default" or not hasattr(estimator, "predict_proba"):
+    method = "predict" if task == "regression" else "predict_proba"
+    if _output_config(pre) != "default" or not hasattr(estimator, method):
         return None
     rules = {r.name: r for r in schema.fields}
     blocks: list[Block] = []
@@ -60,21 +73,45 @@ def compile_fast_path(
         if block is None:
             return None
         blocks.append(block)
-    classes = [str(c) for c in estimator.classes_]
-    if positive_class not in classes:
-        return None
-    column = classes.index(positive_class)
+    column: int | None = None
+    if task == "binary":
+        classes = [str(c) for c in estimator.classes_]
+        if positive_class not in classes:
+            return None
+        column = classes.index(positive_class)
     fields = feature_fields(pipeline)
 
-    def score(columns: Columns) -> np.ndarray:
+    def matrix_of(columns: Columns) -> np.ndarray:
         matrix = np.hstack([block(columns) for block in blocks])
         try:
-            check_features(estimator, matrix, fields)  # what score_frame checks, alike
+            check_features(estimator, matrix, fields)  # what predict_frame checks, alike
         except InputError as err:
             for problem in err.problems:
                 problem["value"] = _value(columns, rules, problem["record"], problem["field"])
             raise
-        return estimator.predict_proba(matrix)[:, column]
+        return matrix
+
+    if task == "regression":
+
+        def value(columns: Columns) -> np.ndarray:
+            matrix = matrix_of(columns)
+            with np.errstate(over="ignore", invalid="ignore"):  # refused below, by record
+                values = np.asarray(estimator.predict(matrix), dtype=float)
+            return check_values(values, target=target)  # as ServedModel.predict refuses
+
+        return value
+    if column is None:  # multiclass: every class, in the estimator's (the signature's) order
+
+        def probabilities(columns: Columns) -> np.ndarray:
+            matrix = matrix_of(columns)
+            with np.errstate(over="ignore", invalid="ignore"):  # refused below, by record
+                outputs = estimator.predict_proba(matrix)
+            return check_values(outputs, target=target)  # as ServedModel.predict refuses
+
+        return probabilities
+
+    def score(columns: Columns) -> np.ndarray:
+        return estimator.predict_proba(matrix_of(columns))[:, column]
 
     return score
 
@@ -90,17 +127,21 @@ class FastPathCheck:
 def prepare_fast_path(
     pipeline: Any,
     schema: InputSchema,
-    positive_class: str,
+    positive_class: str | None,
     reference: Callable[[Columns], np.ndarray],
+    *,
+    task: Task = "binary",
+    target: str = "target",
 ) -> FastPathCheck:
     """Compile the fast path and check it against `reference` (the pipeline) on probe rows.
 
     Fails closed: a step the fast path cannot reproduce, a difference above
-    PARITY_TOLERANCE, a NaN or infinite score, a row refused by one path but not the other,
+    PARITY_TOLERANCE (the largest over every output: each class's probability, or the
+    predicted value), a NaN or infinite output, a row refused by one path but not the other,
     or any exception while checking leaves the fast path off.
     """
     try:
-        fast = compile_fast_path(pipeline, schema, positive_class)
+        fast = compile_fast_path(pipeline, schema, positive_class, task=task, target=target)
     except Exception as err:  # fail closed: whatever went wrong, the pipeline still scores
         return FastPathCheck(None, f"off: compiling it failed ({type(err).__name__}: {err})")
     if fast is None:
@@ -128,20 +169,25 @@ def verify_fast_path(
 
     Infinite when they disagree on anything but the last bits: a NaN or infinite score on
     either side, or rows that one refuses (InputError) and the other scores. Rows both
-    refuse alike are left out of the comparison.
+    refuse alike are left out of the comparison, in as many rounds as refusals come in: a
+    regression model refuses infinite features first, then values it cannot predict finitely.
     """
-    probe = probe_columns(schema)
-    (a, refused_fast), (b, refused_ref) = _attempt(fast, probe), _attempt(reference, probe)
-    if refused_fast != refused_ref:
-        return math.inf
-    if refused_ref:  # score again without the rows both refuse
-        keep = np.ones(probe.n, dtype=bool)
+    rows = probe_columns(schema)
+    for _ in range(_REFUSAL_ROUNDS):
+        (a, refused_fast), (b, refused_ref) = _attempt(fast, rows), _attempt(reference, rows)
+        if refused_fast != refused_ref:
+            return math.inf
+        if not refused_ref:
+            break
+        # score again without the rows both refuse (positions in `rows`)
+        keep = np.ones(rows.n, dtype=bool)
         for record, _ in refused_ref:
             keep[record] = False
         if not keep.any():
             return math.inf  # nothing left to compare: not verified
-        rows = _take(probe, keep)
-        a, b = fast(rows), reference(rows)
+        rows = _take(rows, keep)
+    else:
+        return math.inf  # still refusing rows: not verified
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or not (np.isfinite(a).all() and np.isfinite(b).all()):
         return math.inf

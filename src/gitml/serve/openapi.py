@@ -20,6 +20,7 @@ from starlette.responses import FileResponse
 from gitml.config.schema import ServeParams
 from gitml.serve.errors import ERROR_SCHEMA, problem
 from gitml.serve.inputs import InputSchema
+from gitml.tasks import TASKS
 
 METRICS_MEDIA_TYPE = "text/plain; version=0.0.4"
 PREDICT_OPENAPI: dict[str, Any] = {
@@ -127,11 +128,18 @@ _RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
 
 
 def install_openapi(
-    app: FastAPI, schema: InputSchema, settings: ServeParams, *, model_example: dict[str, Any]
+    app: FastAPI,
+    schema: InputSchema,
+    settings: ServeParams,
+    *,
+    model_example: dict[str, Any],
+    prediction_schema: dict[str, Any] | None = None,
 ) -> None:
     """Make `app.openapi()` build the document once, with the request schema of `schema`.
 
-    `model_example` (what `GET /v1/model` answers) is the example of that response.
+    `model_example` (what `GET /v1/model` answers) is the example of that response;
+    `prediction_schema` is the schema of one predicted record, which depends on the model's
+    task (`gitml.serve.outputs.record_schema`; default: a binary model's).
     """
 
     def openapi() -> dict[str, Any]:
@@ -153,7 +161,10 @@ def install_openapi(
                 unknown_category=settings.unknown_category,
                 extra_fields=settings.extra_fields,
             )
-            components["PredictResponse"] = _RESPONSE_SCHEMA
+            response = copy.deepcopy(_RESPONSE_SCHEMA)
+            if prediction_schema is not None:
+                response["properties"]["predictions"]["items"] = prediction_schema
+            components["PredictResponse"] = response
             components["Error"] = ERROR_SCHEMA
             components["ModelInfo"] = _MODEL_SCHEMA
             components["Health"] = _HEALTH_SCHEMA
@@ -228,11 +239,12 @@ _RESPONSE_SCHEMA = {
 _NAME_OR_NULL = {"type": ["string", "null"]}
 _MODEL_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["name", "version", "commit", "signature", "metrics", "threshold"],
+    "required": ["name", "version", "commit", "task", "signature", "metrics", "threshold"],
     "properties": {
         "name": {"type": "string"},
         "version": {"type": "string", "description": "`unreleased` for a working-tree model"},
         "commit": _NAME_OR_NULL | {"description": "the Git commit the model was trained at"},
+        "task": {"type": "string", "enum": list(TASKS)},
         "estimator": _NAME_OR_NULL,
         "model_sha256": _NAME_OR_NULL,
         "signature": {
@@ -262,10 +274,13 @@ _MODEL_SCHEMA: dict[str, Any] = {
                 "output": {
                     "type": "object",
                     "properties": {
+                        "task": {"type": "string"},
                         "target": {"type": "string"},
                         "classes": {"type": "array", "items": {"type": "string"}},
                         "positive_class": {"type": "string"},
                         "score": {"type": "string"},
+                        "scores": {"type": "string"},
+                        "value": {"type": "string"},
                     },
                 },
             },
@@ -275,7 +290,15 @@ _MODEL_SCHEMA: dict[str, Any] = {
             "description": "headline test-set metrics from `reports/metrics.json`",
             "additionalProperties": {"type": ["number", "null"]},
         },
-        "threshold": {"type": "number", "description": "`label` is the positive class at >="},
+        "output": {
+            "type": "object",
+            "description": "what each field of a predicted record means",
+            "additionalProperties": {"type": "string"},
+        },
+        "threshold": {
+            "type": ["number", "null"],
+            "description": "binary: `label` is the positive class at score >= this; else null",
+        },
         "fast_path_max_rows": {"type": "integer", "description": "0: the fast path is off"},
         "fast_path": {
             "type": "string",

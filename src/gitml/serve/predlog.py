@@ -20,7 +20,9 @@ when a file is complete again or writes have succeeded for 10 s.
 within `timeout`; what it could not write is counted and logged, never renamed as complete.
 
 Columns: request_id, record (index within the request), timestamp (UTC), model_name,
-model_version, the model's inputs as received (categories as text), score, label.
+model_version, the model's inputs as received (categories as text), then what was answered
+(`gitml.serve.outputs`): score, label (binary); label, score:<class> per class (multiclass);
+value (regression).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +47,10 @@ from gitml.errors import ConfigError, DataError, os_reason
 from gitml.serve.inputs import Columns, InputSchema
 
 META_COLUMNS = ("request_id", "record", "timestamp", "model_name", "model_version")
-OUTPUT_COLUMNS = ("score", "label")
+BINARY_OUTPUTS: tuple[tuple[str, pa.DataType], ...] = (
+    ("score", pa.float64()),
+    ("label", pa.string()),
+)
 DROP_REASONS = ("buffer_full", "write_error", "shutdown")
 ERROR_KINDS = ("disk_full", "permission", "io")
 
@@ -71,9 +77,12 @@ class LogEntry:
 
     request_id: str
     columns: Columns
-    scores: np.ndarray
-    labels: np.ndarray
+    outputs: Mapping[str, np.ndarray]  # what was answered, by log column (`outputs`)
     timestamp: float
+
+    @property
+    def rows(self) -> int:
+        return self.columns.n
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,7 @@ class PredictionLog:
         *,
         model_name: str,
         model_version: str,
+        outputs: Sequence[tuple[str, pa.DataType]] = BINARY_OUTPUTS,
         flush_rows: int = 1000,
         flush_seconds: float = 5.0,
         max_buffer_rows: int = 50_000,
@@ -104,7 +114,8 @@ class PredictionLog:
         rotate_bytes: int = 128 * 1024 * 1024,
         stall_seconds: float = 30.0,
     ) -> None:
-        clash = sorted(set(schema.names) & {*META_COLUMNS, *OUTPUT_COLUMNS})
+        self._outputs = [(name, kind) for name, kind in outputs]
+        clash = sorted(set(schema.names) & {*META_COLUMNS, *(n for n, _ in self._outputs)})
         if clash:
             raise ConfigError(
                 f"the prediction log cannot hold inputs named {clash}: the names are reserved "
@@ -160,7 +171,7 @@ class PredictionLog:
 
     def append(self, entry: LogEntry) -> bool:
         """Queue one scored request; never blocks. False: dropped (buffer full, or closed)."""
-        rows = len(entry.scores)
+        rows = entry.rows
         with self._cond:
             if self._closing:
                 self._dropped["shutdown"] += rows
@@ -273,7 +284,7 @@ class PredictionLog:
     def _attempt(self, entries: list[LogEntry], *, finish: bool, overflows: int) -> None:
         """Write `entries` (and finish the file when `finish`); count and log a failure.
         `overflows`: rows dropped for a full buffer when the writer took `entries`."""
-        self._unwritten = sum(len(e.scores) for e in entries)
+        self._unwritten = sum(e.rows for e in entries)
         try:
             if entries:
                 self._write(entries)
@@ -399,11 +410,11 @@ class PredictionLog:
         for rule in self._schema.fields:
             kind = {"int": pa.float64(), "float": pa.float64(), "category": pa.string()}
             fields.append(pa.field(rule.name, kind[rule.type]))
-        fields += [pa.field("score", pa.float64()), pa.field("label", pa.string())]
+        fields += [pa.field(name, kind) for name, kind in self._outputs]
         return pa.schema(fields)
 
     def _table(self, entries: list[LogEntry]) -> pa.Table:
-        sizes = [len(e.scores) for e in entries]
+        sizes = [e.rows for e in entries]
         n = sum(sizes)
         data: dict[str, Any] = {
             "request_id": pa.array(np.repeat([e.request_id for e in entries], sizes)),
@@ -423,6 +434,12 @@ class PredictionLog:
                 data[rule.name] = pa.array(
                     [v for e in entries for v in e.columns.raw[rule.name]], pa.string()
                 )
-        data["score"] = pa.array(np.concatenate([e.scores for e in entries]))
-        data["label"] = pa.array(np.concatenate([e.labels for e in entries]).astype(str))
+        for name, kind in self._outputs:
+            data[name] = pa.concat_arrays([_arrow(e.outputs[name], kind) for e in entries])
         return pa.table(data, schema=self._arrow_schema)
+
+
+def _arrow(values: Any, kind: pa.DataType) -> pa.Array:
+    if isinstance(values, pa.Array) and values.type == kind:
+        return values
+    return pa.array(values, kind)

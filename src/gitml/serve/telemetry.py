@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from gitml.serve.predlog import DROP_REASONS, ERROR_KINDS, LogStats
+from gitml.tasks import Task
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
@@ -28,7 +29,9 @@ CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 class ServeMetrics:
     """The counters and histograms `GET /metrics` exposes."""
 
-    def __init__(self, *, name: str, version: str, commit: str | None) -> None:
+    def __init__(
+        self, *, name: str, version: str, commit: str | None, task: Task = "binary"
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
         self.requests = Counter(
@@ -45,12 +48,17 @@ class ServeMetrics:
             registry=reg,
         )
         self.rows = Counter("gitml_rows_scored", "Records scored.", registry=reg)
-        self.scores = Histogram(
-            "gitml_prediction_score",
-            "Predicted probability of the positive class.",
-            buckets=_SCORE_BUCKETS,
-            registry=reg,
-        )
+        # binary only: a probability has fixed buckets; a regression value's scale is the
+        # project's own and multiclass has one probability per class (the prediction log
+        # keeps every output of every task)
+        self.scores: Histogram | None = None
+        if task == "binary":
+            self.scores = Histogram(
+                "gitml_prediction_score",
+                "Predicted probability of the positive class.",
+                buckets=_SCORE_BUCKETS,
+                registry=reg,
+            )
         self.batch_rows = Histogram(
             "gitml_scoring_batch_rows",
             "Rows per call into the model (micro-batches gather concurrent requests).",

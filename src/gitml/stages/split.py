@@ -1,4 +1,5 @@
-"""Stage `split`: deterministic, stratified train/test split of the validated data."""
+"""Stage `split`: deterministic train/test split of the validated data (stratified for
+classification, shuffled for regression)."""
 
 from __future__ import annotations
 
@@ -20,10 +21,14 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 def _split(args: argparse.Namespace, params: Params) -> None:
     """Split into train and test sets, keeping source row numbers (`_row`)."""
-    train, test = split_table(read_arrow(args.data), params.split, target=params.data.target)
+    data = params.data
+    train, test = split_table(
+        read_arrow(args.data), params.split, target=data.target, task=data.task
+    )
     write_arrow(args.train, train)
     write_arrow(args.test, test)
-    print(f"[split] {train.num_rows:,} rows -> {args.train}, {test.num_rows:,} -> {args.test}")
+    how = " (regression: shuffled, not stratified)" if data.task == "regression" else ""
+    print(f"[split] {train.num_rows:,} rows -> {args.train}, {test.num_rows:,} -> {args.test}{how}")
 
 
 def main(argv: list[str] | None = None) -> int:

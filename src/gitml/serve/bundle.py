@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from gitml.errors import ModelError
 from gitml.serve.inputs import InputSchema
@@ -126,7 +126,7 @@ def signature_task(signature: dict[str, Any]) -> Task:
     task = signature.get("output", {}).get("task", "binary")
     if task not in TASKS:
         raise ModelError(f"{SIGNATURE_FILE}: unknown output.task {task!r} (one of {TASKS})")
-    return task  # type: ignore[no-any-return]
+    return cast("Task", task)
 
 
 def load_served_model(

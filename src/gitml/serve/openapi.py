@@ -161,7 +161,7 @@ def install_openapi(
                 unknown_category=settings.unknown_category,
                 extra_fields=settings.extra_fields,
             )
-            response = copy.deepcopy(_RESPONSE_SCHEMA)
+            response: dict[str, Any] = copy.deepcopy(_RESPONSE_SCHEMA)
             if prediction_schema is not None:
                 response["properties"]["predictions"]["items"] = prediction_schema
             components["PredictResponse"] = response

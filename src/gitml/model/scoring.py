@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -200,24 +198,3 @@ def fix_summation_order(pipeline: Pipeline) -> Pipeline:
     if "n_jobs" in estimator.get_params(deep=False) and hasattr(estimator, "estimators_"):
         estimator.set_params(n_jobs=1)
     return pipeline
-
-
-def time_prediction(
-    pipeline: Pipeline,
-    frame: pd.DataFrame,
-    *,
-    features: list[str],
-    rows: int = 1000,
-    repeats: int = 5,
-) -> float:
-    """Median milliseconds for `predict_proba` on `rows` rows (a serving budget in the gate)."""
-    batch = frame[features].iloc[:rows]
-    if batch.empty:
-        raise ModelError("cannot time predictions on an empty table")
-    timings = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        pipeline.predict_proba(batch)
-        timings.append(time.perf_counter() - started)
-    per_row_ms = statistics.median(timings) * 1000 / len(batch)
-    return round(per_row_ms * 1000, 3)

@@ -73,7 +73,9 @@ def render_data_yaml(draft: SchemaDraft) -> str:
         f"source: {_scalar(draft.source)}",
         "format: auto",
         f"target: {_scalar(draft.target)}",
-        f"positive_class: {_scalar(draft.positive_class)}",
+        f"task: {draft.task.split(' ')[0]}",
+        # binary only: the class whose probability is the score
+        *([f"positive_class: {_scalar(draft.positive_class)}"] if draft.positive_class else []),
         f"drop: {_flow_list(draft.drop)}",
         "# slice candidates: low-cardinality categorical columns (metrics are reported per group)",
     ]

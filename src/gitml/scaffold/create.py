@@ -89,7 +89,8 @@ def plan_project(
         raise ConfigError(
             f"--positive-class {positive_class!r} applies to task binary only, not {task}"
         )
-    data_file = f"data/external/{data.name}"
+    # the project's copy: a name that needs no quoting in dvc.yaml's commands
+    data_file = f"data/external/{re.sub(r'[^A-Za-z0-9._-]+', '_', data.name)}"
     data_name = data_schema_name(data)
     rows, profiles = profile_file(data)
     draft = draft_schema(
@@ -97,10 +98,11 @@ def plan_project(
         rows=rows,
         target=target,
         name=data_name,
-        source=data_file,
+        source=str(data),  # errors name the file as given; the schema names the project's copy
         positive_class=positive_class,
     )
-    draft = _fit_task(draft, profiles[target], cast(str, task))
+    draft = dataclasses.replace(draft, source=data_file)
+    draft = _fit_task(draft, profiles[target], task)
     chosen = cast(Task, draft.task.split(" ")[0])
     spec = ProjectSpec(
         project_name=project_name,
@@ -382,7 +384,13 @@ def _build(build: Path, plan: ProjectPlan, data: Path, say: Progress) -> dict[st
     say("running the pipeline once (dvc repro) ...")
     # stages run `python -m gitml.stages.*`: this interpreter's environment first on PATH
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    dvc(build, "repro", env={"PATH": path})
+    try:
+        dvc(build, "repro", env={"PATH": path})
+    except VcsError as err:
+        raise DataError(
+            f"the first run of the pipeline failed, so nothing was written: {err.message}",
+            hint="fix the data (or pass another --target / --task) and run gitml init again",
+        ) from err
     floor = _quality_floor(build, spec.task)
     write_json(build / FLOOR_FILE, floor)
     load_params(build / "params.yaml")  # what the tests read must load

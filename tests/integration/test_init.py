@@ -132,6 +132,10 @@ def test_init_makes_a_committed_project_that_reproduces_and_passes_its_own_tests
     metrics = json.loads((cancer / "reports/metrics.json").read_text())
     assert floor["metric"] == "roc_auc" and floor["first_run"] == metrics["metrics"]["roc_auc"]
     assert floor["floor"] < floor["first_run"]
+    # the gate holds the first model to the same floor (promotion.minimums)
+    policy = (cancer / "conf/promotion/default.yaml").read_text()
+    assert f"\n  roc_auc: {floor['floor']:.2f}\n" in policy
+    assert f"roc_auc: {floor['floor']}" in (cancer / "params.yaml").read_text()
 
 
 @pytest.mark.slow

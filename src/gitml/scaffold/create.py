@@ -39,6 +39,7 @@ TASK_CHOICES = ("auto", *TASKS)
 # The quality floor of tests/project/: the first run's primary metric, worse by this share
 FLOOR_MARGIN = 0.05
 FLOOR_FILE = "tests/project/floor.json"
+POLICY_FILE = "conf/promotion/default.yaml"
 _NAME = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
 # Tools the project's own Makefile targets run (make test, make lint), pinned beside gitml
 _PROJECT_TOOLS = ("pytest", "pytest-xdist", "pre-commit", "ruff")
@@ -393,6 +394,10 @@ def _build(build: Path, plan: ProjectPlan, data: Path, say: Progress) -> dict[st
         ) from err
     floor = _quality_floor(build, spec.task)
     write_json(build / FLOOR_FILE, floor)
+    # the gate's floor is the same (promotion.minimums): no stage reads it, nothing re-runs
+    policy = build / POLICY_FILE
+    write_text(policy, set_minimum(policy.read_text(encoding="utf-8"), floor))
+    write_params(project)
     load_params(build / "params.yaml")  # what the tests read must load
     return floor
 
@@ -406,15 +411,58 @@ def _quality_floor(root: Path, task: Task) -> dict[str, Any]:
             f"the first run computed no {metric} (reports/metrics.json); nothing written",
             hint="see reports/validation.md and the stage output above",
         )
-    sign = -1 if higher_is_better(metric) else 1
     return {
         "metric": metric,
         "first_run": value,
         "margin": FLOOR_MARGIN,
-        "floor": round(value + sign * FLOOR_MARGIN * abs(value), 6),
-        "about": f"set by gitml init: the first run's {metric} made {FLOOR_MARGIN:.0%} worse; "
-        "tests/project/test_model_quality.py holds the model to it",
+        "floor": floor_value(metric, value),
+        "about": f"set by gitml init: the first run's {metric} made {FLOOR_MARGIN:.0%} worse "
+        f"(rounded); {POLICY_FILE} (minimums) and tests/project/test_model_quality.py hold "
+        "the model to it",
     }
+
+
+def floor_value(metric: str, first: float) -> float:
+    """`first` made FLOOR_MARGIN worse, rounded to 2 decimals (3 significant digits outside
+    0.1 to 1),
+    never on the wrong side of `first`: Telco's AUC 0.8421 gives 0.80."""
+    higher = higher_is_better(metric)
+    raw = first * (1 - FLOOR_MARGIN) if higher else first * (1 + FLOOR_MARGIN)
+    rounded = round(raw, 2) if _two_decimals(raw) else float(f"{raw:.3g}")
+    return min(rounded, first) if higher else max(rounded, first)
+
+
+def _two_decimals(value: float) -> bool:
+    return 0.1 <= abs(value) <= 1
+
+
+def set_minimum(policy: str, floor: dict[str, Any]) -> str:
+    """The promotion policy's text with `minimums.<metric>` set to the floor: the number of
+    an existing line is replaced (its comment kept), a commented-out line is filled in, or a
+    line is added under `minimums:`."""
+    metric, value = floor["metric"], floor["floor"]
+    shown = f"{value:.2f}" if _two_decimals(value) else f"{value:g}"
+    lines = policy.splitlines(keepends=True)
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("minimums:")), None)
+    if start is None:
+        note = f"  # the first run's {metric} made {FLOOR_MARGIN:.0%} worse, by gitml init"
+        return policy + f"minimums:\n  {metric}: {shown}{note}\n"
+    end = next(
+        (i for i in range(start + 1, len(lines)) if lines[i][:1] not in (" ", "\n")), len(lines)
+    )
+    line = re.compile(rf"^  {re.escape(metric)}:\s*[-+0-9.eE]+")
+    commented = re.compile(rf"^  # {re.escape(metric)}:")
+    note = f"  # the first run's {metric} ({floor['first_run']}), {FLOOR_MARGIN:.0%} worse"
+    for i in range(start + 1, end):
+        if line.match(lines[i]):
+            lines[i] = line.sub(f"  {metric}: {shown}", lines[i], count=1)
+            return "".join(lines)
+    for i in range(start + 1, end):
+        if commented.match(lines[i]):
+            lines[i] = f"  {metric}: {shown}{note}\n"
+            return "".join(lines)
+    lines.insert(start + 1, f"  {metric}: {shown}{note}\n")
+    return "".join(lines)
 
 
 def _commit_message(plan: ProjectPlan, floor: dict[str, Any] | None) -> str:

@@ -2,7 +2,8 @@
 
 Templates are package data beside this module, laid out as in a project; a path component
 `dot-NAME` becomes `.NAME` and a trailing `.in` is dropped (so that the scaffold's own
-`.gitignore`, `.github/`, `.ci/` and `pyproject.toml` do not act on the gitml repository).
+`.gitignore`, `.github/`, `.ci/`, `pyproject.toml` and `dvc.yaml` do not act on the gitml
+repository: DVC reads every `dvc.yaml` in a repository).
 `@@key@@` is the placeholder syntax (`${...}` belongs to DVC and Hydra, `${{ }}` to GitHub
 Actions). A line holding only `@@key@@` is replaced by a block of lines at its indentation
 (none for an empty block); elsewhere `@@key@@` is replaced inline.

@@ -168,7 +168,8 @@ def test_the_quality_floor_fails_a_worse_model(cancer: Path, tmp_path: Path) -> 
 def test_make_repro_in_a_project_runs_in_a_given_environment_without_installing(
     cancer: Path, tmp_path: Path
 ) -> None:
-    """`make repro VENV=...` uses an environment as it is: no venv, no pip install."""
+    """`make repro` and `make test` with VENV=... use an environment as it is: no venv, no
+    pip install."""
     project = copy_repo(cancer, tmp_path / "cancer")
     env_dir = Path(sys.prefix)
     before = sorted(p.name for p in env_dir.iterdir())
@@ -176,6 +177,8 @@ def test_make_repro_in_a_project_runs_in_a_given_environment_without_installing(
     assert "pip install" not in proc.stdout
     assert "Data and pipelines are up to date." in proc.stdout
     assert "metrics.roc_auc" in proc.stdout
+    tests = run("make", "test", f"VENV={env_dir}", "TEST_WORKERS=2", cwd=project)
+    assert "3 passed" in tests.stdout
     assert sorted(p.name for p in env_dir.iterdir()) == before
     assert not (project / ".venv").exists()
     help_text = run("make", "help", cwd=project).stdout

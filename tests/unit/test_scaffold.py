@@ -75,3 +75,25 @@ def test_set_minimum_edits_the_policy_line_and_keeps_its_comments() -> None:
         "minimums:\n  r2: 0.0\nx: 1\n", {"metric": "f1_macro", "floor": 0.9, "first_run": 0.95}
     )
     assert yaml.safe_load(added)["minimums"] == {"f1_macro": 0.9, "r2": 0.0}
+
+
+def test_the_wheel_carries_every_template() -> None:
+    """[tool.setuptools.package-data] matches every file of the scaffold: a new template
+    left out of it would be missing from an installed gitml's `gitml init`."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    scaffold = root / "src/gitml/scaffold"
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["gitml.scaffold"]
+    carried = {p for pattern in patterns for p in scaffold.glob(pattern) if p.is_file()}
+    templates = {
+        p
+        for p in scaffold.rglob("*")
+        if p.is_file()
+        and "__pycache__" not in p.parts
+        and not p.name.startswith(".")
+        and not (p.parent == scaffold and p.suffix == ".py")
+    }
+    assert sorted(str(p.relative_to(scaffold)) for p in templates - carried) == []

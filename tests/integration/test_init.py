@@ -49,10 +49,14 @@ def test_the_reference_project_is_what_init_renders_for_telco() -> None:
     root = _root_files()
     differ = [r for r in rendered if r not in root or (ROOT / r).read_text() != rendered[r]]
     assert differ == [], f"root files differ from the scaffold's rendering: {differ}"
-    # root-only framework files: presets of the other tasks' estimators, nothing else
+    # root-only framework files: presets of the other tasks' estimators (the scaffold's own
+    # copies, unchanged), nothing else
     other_models = {f"conf/model/{m}.yaml" for t in TASKS for m in ESTIMATORS[t]}
     extra = sorted(root - set(rendered) - other_models)
     assert extra == [], f"framework files at the root that the scaffold does not render: {extra}"
+    scaffold = ROOT / "src/gitml/scaffold"
+    for rel in sorted((root & other_models) - set(rendered)):
+        assert (ROOT / rel).read_text() == (scaffold / rel).read_text(), rel
 
 
 def test_a_project_differs_from_the_reference_only_in_how_it_installs_gitml() -> None:
@@ -325,7 +329,9 @@ def test_a_failed_first_run_leaves_nothing_behind(small: Path, tmp_path: Path) -
     frame = pd.read_csv(small / "ok.csv")
     frame["y"] = ["a"] * 149 + ["b"]  # a 1-in-150 class: validate refuses it (min_class_fraction)
     frame.to_csv(tmp_path / "rare.csv", index=False)
-    proc = gitml("init", "proj", "--data", "rare.csv", "--target", "y", cwd=tmp_path, check=False)
+    proc = gitml(
+        "init", "new/proj", "--data", "rare.csv", "--target", "y", cwd=tmp_path, check=False
+    )
     assert proc.returncode != 0
     assert "the first run of the pipeline failed, so nothing was written" in proc.stderr
     assert "[class_balance] class 'b' makes up 0.67% of the target" in proc.stderr

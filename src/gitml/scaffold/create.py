@@ -146,6 +146,7 @@ def init_project(
     )
     say(f"task: {plan.task_note}")
     _refuse_conflicts(directory, [*plan.files(), plan.data_file, ".dvc"])
+    made = [p for p in directory.parents if not p.exists()]  # created here, removed on failure
     directory.parent.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=".gitml-init-", dir=directory.parent))
     try:
@@ -154,6 +155,8 @@ def init_project(
             _refuse_conflicts(directory, _all_files(build))
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
+        for parent in made:  # innermost first
+            parent.rmdir()
         raise
     if existing:
         created = _merge_into(build, directory)

@@ -43,8 +43,8 @@ def _time_bootstrap(runs: int) -> tuple[float, int]:
     import numpy as np
     import pandas as pd
 
-    from gitml.evaluate.metrics import HIGHER_IS_BETTER
     from gitml.review.bootstrap import paired_bootstrap
+    from gitml.tasks import METRICS
 
     predictions = pd.read_csv(ROOT / "reports/predictions.csv")
     y = (predictions["actual"] == "Yes").to_numpy(dtype=int)
@@ -53,7 +53,7 @@ def _time_bootstrap(runs: int) -> tuple[float, int]:
     timings = []
     for _ in range(runs):
         started = time.perf_counter()
-        paired_bootstrap(y, base, head, threshold=0.5, names=list(HIGHER_IS_BETTER))
+        paired_bootstrap(y, base, head, threshold=0.5, names=list(METRICS["binary"]))
         timings.append(time.perf_counter() - started)
     return statistics.median(timings), len(y)
 

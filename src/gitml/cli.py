@@ -296,7 +296,8 @@ def models(
     import json
 
     from gitml.project import find_project
-    from gitml.registry.catalog import HEADLINE, list_models
+    from gitml.registry.catalog import list_models
+    from gitml.tasks import HEADLINE, task_of_metrics
 
     rows = list_models(find_project(project).root)
     if as_json:
@@ -305,8 +306,10 @@ def models(
     if not rows:
         typer.echo("no model versions yet: create one with `gitml release`")
         return
+    # the newest version's task picks the metric columns (a project has one task)
+    headline = HEADLINE[task_of_metrics(rows[-1]["metrics"])]
     # plain aligned text: a rich table takes ~1 s to lay out 500 rows, this takes ~5 ms
-    header = ["name", "version", "stages", "released", "commit", *HEADLINE]
+    header = ["name", "version", "stages", "released", "commit", *headline]
     table = [header] + [
         [
             row["name"],
@@ -314,12 +317,12 @@ def models(
             ",".join(row["stages"]) or "-",
             row["created"][:10],
             row["commit"][:10],
-            *(_metric(row["metrics"].get(m)) for m in HEADLINE),
+            *(_metric(row["metrics"].get(m)) for m in headline),
         ]
         for row in rows
     ]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    numeric = len(header) - len(HEADLINE)
+    numeric = len(header) - len(headline)
     for line in table:
         cells = [
             cell.rjust(width) if i >= numeric else cell.ljust(width)
@@ -553,6 +556,13 @@ def schema_infer(
             "--positive-class", help="Binary target: the positive class (default: the minority)."
         ),
     ] = None,
+    task: Annotated[
+        str,
+        typer.Option(
+            "--task",
+            help="auto (from the target), binary, multiclass or regression.",
+        ),
+    ] = "auto",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     project: ProjectOption = None,
 ) -> None:
@@ -560,11 +570,15 @@ def schema_infer(
     conf/data/NAME.yaml: column types, categories, widened ranges, nullability, excluded
     columns with the reason, slice candidates. Prints the inferred task."""
     from gitml.config.data_yaml import render_data_yaml
-    from gitml.data.inference import check_supported, infer_schema, schema_name
+    from gitml.data.inference import infer_schema, schema_name
     from gitml.errors import ConfigError, ProjectError
     from gitml.files import write_text
     from gitml.project import find_project
 
+    if task not in ("auto", "binary", "multiclass", "regression"):
+        raise typer.BadParameter(
+            f"--task must be auto, binary, multiclass or regression, got {task!r}"
+        )
     name = name or schema_name(path)
     try:
         root: Path | None = find_project(project).root
@@ -588,10 +602,9 @@ def schema_infer(
             hint="pass --force to overwrite it, or --name/--out for another file",
         )
     draft = infer_schema(
-        path, target=target, name=name, source=source, positive_class=positive_class
+        path, target=target, name=name, source=source, positive_class=positive_class, task=task
     )
     typer.echo(f"task: {draft.task}")
-    check_supported(draft)
     text = render_data_yaml(draft)
     write_text(target_file, text)
     declared = [c for c in draft.columns if c.spec is not None and not c.excluded]

@@ -55,6 +55,13 @@ PRIMARY_METRIC: dict[Task, str] = {
     "regression": "rmse",
 }
 
+# The few metrics `gitml models` and release tag messages show, per task.
+HEADLINE: dict[Task, tuple[str, ...]] = {
+    "binary": ("roc_auc", "average_precision", "f1", "recall"),
+    "multiclass": ("f1_macro", "accuracy", "balanced_accuracy", "log_loss"),
+    "regression": ("rmse", "mae", "r2"),
+}
+
 # Plot data files `evaluate` writes under reports/plots/ (the confusion matrix of the
 # classification tasks is drawn from reports/predictions.csv's actual/predicted columns).
 PLOTS: dict[Task, tuple[str, ...]] = {
@@ -62,6 +69,14 @@ PLOTS: dict[Task, tuple[str, ...]] = {
     "multiclass": ("roc_ovr.json",),
     "regression": ("predicted_vs_actual.json", "residuals.json"),
 }
+
+
+def task_of_metrics(metrics: dict[str, object]) -> Task:
+    """The task a `metrics.json` "metrics" mapping was computed for (older files: binary)."""
+    for task in ("regression", "multiclass"):
+        if any(name in metrics for name in METRICS[task] if name not in METRICS["binary"]):
+            return task
+    return "binary"
 
 
 def is_classification(task: Task) -> bool:

@@ -249,7 +249,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (("--data", "two_rows.csv", "--target", "y"), "2 data rows; a project needs at least 100"),
         (
             ("--data", "ok.csv", "--target", "y", "--task", "multiclass"),
-            "--task multiclass does not fit the data, which reads as binary",
+            "--task multiclass needs 3 or more classes, found 2 (binary)",
         ),
         (
             ("--data", "ok.csv", "--target", "y", "--task", "nonsense"),

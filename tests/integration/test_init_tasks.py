@@ -106,6 +106,6 @@ def test_a_few_integer_values_can_be_read_as_regression(tmp_path: Path) -> None:
         "regression",
         cwd=tmp_path,
     )
-    assert "task: regression (given; multiclass" in proc.stdout
+    assert "task: regression (numeric, 8 distinct values" in proc.stdout
     data = (tmp_path / "levels/conf/data/levels.yaml").read_text()
     assert "task: regression\n" in data and "level: {type: int}" in data

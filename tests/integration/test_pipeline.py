@@ -113,13 +113,27 @@ def test_params_check_catches_hand_edit(repo: Path) -> None:
     assert "C: 2.5" in params.read_text()  # --check writes nothing
 
 
-def test_bad_config_fails_before_any_stage_runs(repo: Path) -> None:
-    model = repo / "models/model.skops"
-    before = model.read_bytes()
+def test_bad_config_is_refused_and_params_yaml_is_left_as_the_readme_says(repo: Path) -> None:
+    model, params = repo / "models/model.skops", repo / "params.yaml"
+    before, committed = model.read_bytes(), params.read_text()
+    # `gitml params` refuses before writing
+    proc = gitml("params", "model.params.C=-1", cwd=repo, check=False)
+    assert proc.returncode == 2 and "model.params.C: Input should be greater than 0" in proc.stderr
+    assert params.read_text() == committed
+    # `dvc exp run --temp` runs in a temporary copy: the workspace is untouched
+    proc = dvc("exp", "run", "--temp", "-S", "model.params.C=-1", cwd=repo, check=False)
+    assert proc.returncode != 0
+    assert "model.params.C: Input should be greater than 0 (got -1)" in proc.stderr + proc.stdout
+    assert params.read_text() == committed
+    # plain `dvc exp run -S`: DVC writes params.yaml before the train stage refuses the value,
+    # so params.yaml keeps it (no output is replaced); `git checkout params.yaml` undoes it
     proc = dvc("exp", "run", "-S", "model.params.C=-1", cwd=repo, check=False)
     assert proc.returncode != 0
     assert "model.params.C: Input should be greater than 0 (got -1)" in proc.stderr + proc.stdout
     assert model.read_bytes() == before
+    assert "    C: -1\n" in params.read_text()
+    git("checkout", "params.yaml", cwd=repo)
+    assert params.read_text() == committed
     proc = dvc("exp", "run", "-S", "model=gradient_magic", cwd=repo, check=False)
     assert proc.returncode != 0
     out = proc.stderr + proc.stdout

@@ -108,7 +108,11 @@ def test_review_then_gate_pass_on_a_threshold_change(repo: Path) -> None:
     # The temp DVC remote is empty or missing: the review rebuilds with `dvc repro`.
     review = _run_step(review_run, repo, base_ref="main")
     assert review.returncode == 0, review.stdout + review.stderr
-    assert "review: " in review.stdout
+    # nothing was missing, so nothing came from the remote, and the review says so
+    assert (
+        "review: data and models were already in the workspace; nothing restored from the "
+        "DVC remote" in review.stdout
+    )
     assert "warning: the PR's committed outputs differ from what the pipeline reproduced" in (
         review.stderr
     )
@@ -135,9 +139,16 @@ def test_review_names_the_head_commit_when_the_pipeline_reproduces_it(repo: Path
     git("commit", "-q", "-m", "lower the decision threshold, reproduced", cwd=repo)
     head = git("rev-parse", "HEAD", cwd=repo).stdout.strip()
     (repo / "report.md").write_text("an old report, not a change the pipeline made\n")
+    # the data is in the DVC remote (this test's own) but neither in the workspace nor cache
+    dvc("remote", "modify", "--local", "local", "url", str(repo.parent / "remote"), cwd=repo)
+    dvc("push", "-q", cwd=repo)
+    (repo / "data" / "raw" / "telco_churn.parquet").unlink()
+    shutil.rmtree(repo / ".dvc" / "cache")
 
     review = _run_step(_step(".ci/review")["run"], repo, base_ref="main")
     assert review.returncode == 0, review.stdout + review.stderr
+    assert "review: restored data and models from the DVC remote (" in review.stdout
+    assert "fetched" in review.stdout
     assert f"review: the tree is clean after dvc repro; reviewing commit {head}" in review.stdout
     assert "warning" not in review.stderr
     text = (repo / "report.md").read_text(encoding="utf-8")

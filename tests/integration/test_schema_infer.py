@@ -6,11 +6,15 @@ import json
 import sys
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from gitml.config.data_yaml import check_data_yaml
+from gitml.config.schema import DataParams
+from tests.integration.serving import ServerProcess
 from tests.support import dvc, gitml, run
 
 
@@ -58,9 +62,10 @@ def _awkward_breast_cancer(path: Path) -> None:
     rng = np.random.default_rng(0)
     rows = len(frame)
     frame.insert(0, "patient id", np.arange(100_000, 100_000 + rows))
-    frame["visit.date"] = pd.date_range("2020-01-01", periods=rows, freq="D").strftime("%Y-%m-%d")
+    frame.insert(3, "cell.count", rng.integers(10, 500, rows))  # a dot
+    frame["visit.date"] = pd.date_range("2020-01-01", periods=rows, freq="D").strftime("%d/%m/%Y")
     frame["clinic"] = "north"
-    frame["notes"] = [f"patient seen in clinic, follow up in {k % 9} weeks" for k in range(rows)]
+    frame["notes"] = [f"seen on visit {k}, follow up in {k % 9} weeks" for k in range(rows)]
     frame["größe"] = rng.choice(["klein", "mittel", "groß"], rows)  # unicode name and values
     frame.loc[rng.choice(rows, 20, replace=False), "mean area (cell)"] = np.nan
     frame.loc[rng.choice(rows, 15, replace=False), "größe"] = None
@@ -78,7 +83,10 @@ def test_awkward_breast_cancer_file_infers_and_runs_end_to_end(repo: Path) -> No
     data = check_data_yaml(text, source="cancer.yaml")
     assert data.drop == ["patient id", "clinic"]  # ID-like, constant: declared, not features
     assert "visit.date" not in data.columns and "notes" not in data.columns
-    assert "#   visit.date: dates/times 2020-01-01 to 2021-07-22; excluded: a date/time" in text
+    assert (
+        "#   visit.date: dates/times 2020-01-01 to 2021-07-22; excluded: a date/time column "
+        "(format %d/%m/%Y, parsed in every row); not turned into features yet" in text
+    )
     assert "free text" in text and "ID-like" in text and "constant (always 'north')" in text
     assert data.columns["mean area (cell)"].nullable
     assert data.columns["größe"].categories == ["groß", "klein", "mittel"]
@@ -89,33 +97,79 @@ def test_awkward_breast_cancer_file_infers_and_runs_end_to_end(repo: Path) -> No
     dvc("repro", cwd=repo)
     assert _auc(repo) > 0.9
 
+    # `dvc exp run -S` reaches such columns through a dict value (Hydra's key grammar has no
+    # spaces, parentheses or dots): spaces as they are, parentheses escaped; dots need nothing
+    override = r"data.columns={mean radius \(cell\): {max: 99.0}, cell.count: {max: 2000}}"
+    # non-ASCII names are outside the grammar altogether: a preset in conf/experiment/ does it
+    (repo / "conf/experiment/groesse.yaml").write_text(
+        "# @package _global_\ndata:\n  columns:\n"
+        "    größe: {categories: [groß, klein, mittel, riesig]}\n",
+        encoding="utf-8",
+    )
+    dvc("exp", "run", "-S", "data=cancer", "-S", override, "-S", "experiment=groesse", cwd=repo)
+    signature = json.loads((repo / "models/signature.json").read_text(encoding="utf-8"))
+    inputs = {c["name"]: c for c in signature["inputs"]}
+    assert inputs["mean radius (cell)"]["max"] == 99 and inputs["cell.count"]["max"] == 2000
+    assert inputs["größe"]["categories"] == ["groß", "klein", "mittel", "riesig"]
+
+    # clients send the original names, and the API answers with them
+    first = pd.read_csv(csv).iloc[[0]][list(inputs)].to_json(orient="records")
+    record = json.loads(first)[0] | {"größe": "riesig"}
+    server = ServerProcess(repo, "--model", "models/model.skops")
+    try:
+        server.wait_ready()
+        resp = httpx.post(f"{server.url}/v1/predict", json={"records": [record]}, timeout=30)
+        assert resp.status_code == 200, resp.text
+        assert 0 <= resp.json()["predictions"][0]["score"] <= 1
+        bad = httpx.post(
+            f"{server.url}/v1/predict",
+            json={"records": [record | {"mean radius (cell)": 120.0}]},
+            timeout=30,
+        )
+        assert bad.status_code == 422 and "mean radius (cell)" in bad.text, bad.text
+    finally:
+        server.stop()
+
 
 @pytest.mark.parametrize(
-    ("loader", "task"),
-    [("load_iris", "multiclass (3 classes: 0, 1, 2)"), ("load_diabetes", "regression (numeric")],
+    ("loader", "told", "task", "target"),
+    [
+        (
+            "load_iris",
+            "multiclass (3 classes: 0, 1, 2)",
+            "multiclass",
+            {"type": "category", "categories": ["0", "1", "2"]},
+        ),
+        (
+            "load_diabetes",
+            "regression (numeric",
+            "regression",
+            {"type": "int", "min": 0, "max": 379},  # 25 to 346, widened by 10 % of the range, up
+        ),
+    ],
 )
-def test_multiclass_and_regression_targets_print_the_task_and_write_nothing(
-    loader: str, task: str, tmp_path: Path
+def test_multiclass_and_regression_targets_state_their_task(
+    loader: str, told: str, task: str, target: dict, tmp_path: Path
 ) -> None:
     import sklearn.datasets
 
     frame = getattr(sklearn.datasets, loader)(as_frame=True).frame
     frame.to_csv(tmp_path / "toy.csv", index=False)
     out = tmp_path / "toy.yaml"
-    proc = gitml(
-        "schema",
-        "infer",
-        "toy.csv",
-        "--target",
-        "target",
-        "--out",
-        str(out),
-        cwd=tmp_path,
-        check=False,
-    )
-    assert proc.returncode == 1
-    assert f"task: {task}" in proc.stdout
-    assert "does not support yet (binary classification only); nothing written" in proc.stderr
+    args = ("schema", "infer", "toy.csv", "--target", "target", "--out", str(out))
+    proc = gitml(*args, cwd=tmp_path)
+    assert f"task: {told}" in proc.stdout
+    data = yaml.safe_load(out.read_text())
+    assert data["task"] == task and "positive_class" not in data
+    assert data["columns"]["target"] == target
+    DataParams.model_validate(data)  # the draft is a valid data config for its task
+
+    # a forced task the target cannot be is refused, and nothing is written
+    out.unlink()
+    wrong = "binary" if task == "multiclass" else "multiclass"
+    refused = gitml(*args, "--task", wrong, cwd=tmp_path, check=False)
+    assert refused.returncode == 1
+    assert f"--task {wrong} needs" in refused.stderr or "more than 50 distinct" in refused.stderr
     assert not out.exists()
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from gitml.evaluate.metrics import HIGHER_IS_BETTER, compute_metrics
+from gitml.evaluate.metrics import compute_metrics
 from gitml.review.bootstrap import (
     MetricDelta,
     _drawn_weights,
@@ -15,8 +15,9 @@ from gitml.review.bootstrap import (
     _weighted_metrics,
     paired_bootstrap,
 )
+from gitml.tasks import METRICS
 
-NAMES = list(HIGHER_IS_BETTER)
+NAMES = list(METRICS["binary"])
 
 
 def _data(seed: int, n: int = 300, *, decimals: int | None = None):

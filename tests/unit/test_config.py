@@ -72,6 +72,22 @@ def test_seed_flows_into_split_and_model() -> None:
         (["model.params.depth=3"], ["Could not override 'model.params.depth'"]),
         (["data.target=nope"], ["target 'nope' is not declared under 'columns'"]),
         (["evaluate.slices=[planet]"], ["evaluate.slices name undeclared columns: ['planet']"]),
+        # data.task: the target's declaration, the model and every named metric must fit it
+        (["data.task=regression"], ["positive_class applies to task binary only, not regression"]),
+        (
+            ["data.task=multiclass", "data.positive_class=null"],
+            ["task multiclass: target 'churn' must be a category column with at least 3"],
+        ),
+        (
+            ["data.task=regression", "data.positive_class=null"],
+            ["task regression: target 'churn' must be an int or float column"],
+        ),
+        (["data.task=ordinal"], ["Input should be 'binary', 'multiclass' or 'regression'"]),
+        (
+            ["+promotion.minimums.rmse=1"],
+            ["promotion.minimums names metrics of another task for data.task 'binary': ['rmse']"],
+        ),
+        (["data.positive_class=Maybe"], ["include positive_class 'Maybe'"]),
     ],
 )
 def test_bad_configuration_names_the_key_and_allowed_values(

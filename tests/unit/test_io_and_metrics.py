@@ -11,10 +11,11 @@ import pytest
 
 from gitml.data.io import read_source
 from gitml.errors import ConfigError, DataError
-from gitml.evaluate.metrics import HIGHER_IS_BETTER, compute_metrics, compute_slices
+from gitml.evaluate.metrics import compute_metrics, compute_slices
 from gitml.files import atomic_path, atomic_paths, write_json
+from gitml.tasks import METRICS
 
-NAMES = list(HIGHER_IS_BETTER)
+NAMES = list(METRICS["binary"])
 
 
 def test_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:

@@ -110,9 +110,37 @@ def test_dates_are_parsed_and_left_out() -> None:
     assert decide_column(typed).spec is None and typed.date_like
 
 
+def test_common_date_formats_are_found_on_a_sample_then_confirmed_on_every_row() -> None:
+    days = _decide([f"{d:02d}/{m:02d}/2021" for m in (1, 6, 12) for d in (3, 17, 31)], chunks=3)
+    assert days.spec is None
+    assert days.seen == "dates/times 2021-01-03 to 2021-12-31"
+    assert days.excluded == (
+        "excluded: a date/time column (format %d/%m/%Y, parsed in every row); not turned into "
+        "features yet; derive some (year, month, weekday...) to use it"
+    )
+    stamps = _decide(["Mar 01, 2021 13:05", "Dec 24, 2020 08:00"])
+    assert stamps.seen == "dates/times 2020-12-24T08:00:00 to 2021-03-01T13:05:00"
+    assert "format %b %d, %Y %H:%M," in (stamps.excluded or "")
+    ambiguous = _decide(["01/02/2021", "03/04/2021"])
+    assert "format %d/%m/%Y or %m/%d/%Y (ambiguous: every value parses either way)" in (
+        ambiguous.excluded or ""
+    )
+    assert _decide(["08:30", "17:45:10"]).spec is not None  # two formats mixed: not one format
+    assert _decide(["08:30", "17:45"]).seen == "dates/times 08:30:00 to 17:45:00"
+    # the sample parses, a later chunk does not: a category, not a date
+    late = _profile("c", ["01/02/2021"] * 300 + ["soon"] * 3, chunks=2)
+    assert not late.date_like and decide_column(late).spec is not None
+
+
 def test_free_text_and_high_cardinality_text_are_left_out_with_the_policy() -> None:
-    notes = _decide([f"seen on visit {k}, follow up in a week" for k in range(10)] * 20)
-    assert notes.spec is None and "free text" in (notes.excluded or "")
+    notes = _decide([f"seen on visit {k}, follow up in a week" for k in range(100)] * 2)
+    assert notes.spec is None
+    assert notes.excluded == "excluded: free text (on average 37 characters, 9.0 words)"
+    short = _decide([f"ok {k} {k % 7}" for k in range(60)] * 4)  # short, but 3 words each
+    assert short.spec is None and "free text" in (short.excluded or "")
+    # long labels with spaces, but only a few of them: a category
+    payment = _decide(["Bank transfer (automatic)", "Credit card (automatic)", "Mailed check"] * 9)
+    assert payment.spec is not None and payment.spec["type"] == "category"
     many = _decide([f"c{k}" for k in range(CATEGORY_CAP + 1)] * 3)
     assert many.spec is None
     assert many.excluded == "excluded: high-cardinality (more than 50 categories)"
@@ -143,7 +171,7 @@ def test_the_task_follows_the_target() -> None:
             "f: target 'y' has one value ('x') in all 5 non-empty rows: nothing to predict",
         ),
         ([None, " "], "f: target 'y' is empty in all 2 rows: nothing to learn"),
-        ([f"t{k}" for k in range(60)], "more than 50 distinct text values: not a class label"),
+        ([f"t{k}" for k in range(60)], "more than 50 distinct values: not a class label"),
     ],
 )
 def test_a_target_without_two_classes_is_refused(values: list, message: str) -> None:
@@ -187,7 +215,10 @@ def test_the_rendered_file_states_what_was_seen_and_why_columns_are_out() -> Non
     }
     text = render_data_yaml(draft_schema(profiles, rows=100, target="y", name="t", source="t.csv"))
     assert text.startswith("# Inferred by `gitml schema infer` from t.csv (100 rows).\n")
-    assert "# task: binary (positive class 'b': the minority class, 50 of 100 rows)\n" in text
+    assert (
+        "# inferred from the target: binary (positive class 'b': the minority class, "
+        "50 of 100 rows)\ntask: binary\n"
+    ) in text
     assert "drop: [id]\n" in text
     assert "  # no nulls, 100 distinct, seen 0 to 99; excluded (drop): ID-like\n" in text
     assert "  amount: {type: float, min: 0.0, max: 21.4}\n" in text

@@ -38,12 +38,17 @@ class SchemaDraft:
     name: str
     source: str
     target: str
-    positive_class: str
-    task: str
+    positive_class: str | None
+    task: str  # as printed: "binary (positive class ...)", "multiclass (...)", "regression (...)"
     rows: int
     columns: list[DraftColumn]
     slices: list[str] = field(default_factory=list)
     policies: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        """The task's name (gitml.tasks): binary, multiclass or regression."""
+        return self.task.split(" ")[0]
 
     @property
     def drop(self) -> list[str]:
@@ -58,7 +63,6 @@ def render_data_yaml(draft: SchemaDraft) -> str:
     out = [
         f"# Inferred by `gitml schema infer` from {draft.source} ({draft.rows:,} rows).",
         "# A draft meant to be read and edited: check the ranges, categories and exclusions.",
-        f"# task: {draft.task}",
     ]
     for policy in draft.policies:
         out += textwrap.wrap(
@@ -72,9 +76,9 @@ def render_data_yaml(draft: SchemaDraft) -> str:
         f"name: {_scalar(draft.name)}",
         f"source: {_scalar(draft.source)}",
         "format: auto",
+        f"# inferred from the target: {draft.task}",
+        f"task: {draft.kind}",
         f"target: {_scalar(draft.target)}",
-        f"task: {draft.task.split(' ')[0]}",
-        # binary only: the class whose probability is the score
         *([f"positive_class: {_scalar(draft.positive_class)}"] if draft.positive_class else []),
         f"drop: {_flow_list(draft.drop)}",
         "# slice candidates: low-cardinality categorical columns (metrics are reported per group)",

@@ -35,9 +35,25 @@ ID_UNIQUE_SHARE = 0.95  # distinct / non-null at or above this (with > CATEGORY_
 SLICE_MAX = 5  # categorical columns with 2..SLICE_MAX values are slice candidates
 MARGIN = 0.10  # observed ranges are widened by this share of the range on each side
 FREE_TEXT_CHARS = 25  # mean length of text with spaces at or above which it is free text
+FREE_TEXT_WORDS = 3.0  # mean words per cell at or above which it is free text
+DATE_SAMPLE = 200  # cells of the first chunk that every candidate date format must parse
 CHUNK_ROWS = 65_536
 # ISO 8601 dates and date-times, the text form `datetime.fromisoformat` parses
 _ISO_DATE = r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"
+# Other common date and time forms (strptime formats), tried when a column is not ISO 8601:
+# those that parse a sample of the first chunk are then confirmed on every cell.
+DATE_FORMATS = (
+    *(
+        f"{date}{time}"
+        for date in (
+            "%d/%m/%Y", "%m/%d/%Y", "%Y/%m/%d", "%d.%m.%Y", "%d-%m-%Y", "%m-%d-%Y",
+            "%d %b %Y", "%b %d, %Y", "%d-%b-%Y", "%d %B %Y", "%B %d, %Y",
+        )
+        for time in ("", " %H:%M", " %H:%M:%S")
+    ),
+    "%H:%M",
+    "%H:%M:%S",
+)  # fmt: skip
 
 POLICIES = [
     f"ranges: the observed min/max widened by {MARGIN:.0%} of the range (not below 0 when "
@@ -45,7 +61,9 @@ POLICIES = [
     f"categories: text columns with at most {CATEGORY_CAP} distinct values; above that they "
     "are excluded as high-cardinality",
     f"excluded: ID-like columns (>= {ID_UNIQUE_SHARE:.0%} distinct values), constant columns, "
-    "free text, and ISO dates/times (parsed, not turned into features yet)",
+    f"free text (more than {CATEGORY_CAP} distinct values, on average {FREE_TEXT_WORDS:.0f}+ "
+    f"words or {FREE_TEXT_CHARS}+ characters with spaces), and dates/times (ISO 8601 or a "
+    "common format, parsed on every row; not turned into features yet: derive them to use them)",
     "nullable: columns with blanks; max_null_fraction is twice the rate seen plus 1 point",
 ]
 
@@ -66,7 +84,11 @@ class ColumnProfile:
     text_chars: int = 0
     text_cells: int = 0
     spaced_cells: int = 0
+    text_spaces: int = 0  # spaces in all text cells: words = spaces + cells, roughly
     date_cells: int = 0
+    # non-ISO date formats still parsing every cell, with the earliest and latest value parsed;
+    # None until the first chunk's sample has been tried
+    date_formats: dict[str, tuple[datetime, datetime]] | None = None
     temporal: bool = False  # an Arrow date or timestamp column
     first_text: str | None = None  # the smallest and largest text, for dates
     last_text: str | None = None
@@ -93,7 +115,11 @@ class ColumnProfile:
 
     @property
     def date_like(self) -> bool:
-        return self.temporal or (self.non_null > 0 and self.date_cells == self.non_null)
+        return self.temporal or self.iso_dates or bool(self.date_formats)
+
+    @property
+    def iso_dates(self) -> bool:
+        return self.non_null > 0 and self.date_cells == self.non_null
 
     def update(self, column: pa.Array | pa.ChunkedArray) -> None:
         """Add one chunk of the column's cells."""
@@ -108,7 +134,15 @@ class ColumnProfile:
         if pa.types.is_temporal(kind):
             self.temporal = True
             self.nulls += column.null_count
-            self._texts(pc.cast(column.drop_null(), pa.string()))
+            self._texts(pc.cast(column.drop_null(), pa.string()), formats=False)
+            return
+        is_text = pa.types.is_string(kind) or pa.types.is_large_string(kind)
+        if is_text and self.not_numbers:
+            # not a numeric column (seen already): only its text matters from here on
+            text = pc.utf8_trim_whitespace(column)
+            text = text.filter(pc.not_equal(text, ""))  # blank and null cells are missing
+            self.nulls += len(column) - len(text)
+            self._texts(text)
             return
         numbers = coerce_numbers(column)
         null, bad = numbers.null, numbers.bad
@@ -121,28 +155,67 @@ class ColumnProfile:
             self.low = min(self.low, float(values.min()))
             self.high = max(self.high, float(values.max()))
             self.fractional = self.fractional or bool((np.floor(values) != values).any())
-        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        if is_text:
             text = pc.utf8_trim_whitespace(column.filter(pa.array(~null)))
-            self._texts(text)
+            if self.not_numbers:
+                self._texts(text)
+            elif self.counts is not None:  # numbers so far: their text is not looked at
+                self._count(text.value_counts(), as_text=False)
         elif self.counts is not None:
             self._count(column.filter(pa.array(~null)).value_counts(), as_text=True)
 
-    def _texts(self, text: pa.Array) -> None:
+    def _texts(self, text: pa.Array, *, formats: bool = True) -> None:
+        import pyarrow as pa
         import pyarrow.compute as pc
 
         if not len(text):
             return
         self.text_cells += len(text)
-        self.text_chars += int(pc.sum(pc.utf8_length(text)).as_py() or 0)
-        self.spaced_cells += int(pc.sum(pc.match_substring(text, " ")).as_py() or 0)
-        self.date_cells += int(pc.sum(pc.match_substring_regex(text, _ISO_DATE)).as_py() or 0)
-        bounds = pc.min_max(text).as_py()
+        counted = text.value_counts() if self.counts is not None else None
+        # few distinct values (a category): measure each once, weighted by its count
+        values, weights = text, None
+        if counted is not None and len(counted) * 4 <= len(text):
+            values, weights = counted.field("values"), counted.field("counts")
+
+        def total(per_value: pa.Array) -> int:
+            if weights is not None:
+                per_value = pc.multiply(pc.cast(per_value, pa.int64()), weights)
+            return int(pc.sum(per_value).as_py() or 0)
+
+        self.text_chars += total(pc.utf8_length(values))
+        self.spaced_cells += total(pc.match_substring(values, " "))
+        self.text_spaces += total(pc.count_substring(values, " "))
+        iso = total(pc.match_substring_regex(values, _ISO_DATE))
+        self.date_cells += iso
+        if formats:
+            self._date_formats(text, values, all_iso=iso == len(text))
+        bounds = pc.min_max(values).as_py()
         if self.first_text is None or bounds["min"] < self.first_text:
             self.first_text = bounds["min"]
         if self.last_text is None or bounds["max"] > self.last_text:
             self.last_text = bounds["max"]
-        if self.counts is not None:
-            self._count(text.value_counts(), as_text=False)
+        if counted is not None:
+            self._count(counted, as_text=False)
+
+    def _date_formats(self, text: pa.Array, values: pa.Array, *, all_iso: bool) -> None:
+        """Keep the `DATE_FORMATS` that parse every cell: tried on a sample of the first chunk
+        (in Python), then confirmed on every chunk's (distinct) `values`, vectorised."""
+        import pyarrow.compute as pc
+
+        if self.date_formats is None:
+            sample = [] if all_iso else text.slice(0, DATE_SAMPLE).to_pylist()
+            self.date_formats = {
+                fmt: (datetime.max, datetime.min)
+                for fmt in DATE_FORMATS
+                if sample and all(_parses(cell, fmt) for cell in sample)
+            }
+        for fmt, (first, last) in list(self.date_formats.items()):
+            parsed = pc.strptime(values, format=fmt, unit="s", error_is_null=True)
+            if parsed.null_count:
+                del self.date_formats[fmt]
+                continue
+            bounds = pc.min_max(parsed).as_py()
+            self.date_formats[fmt] = (min(first, bounds["min"]), max(last, bounds["max"]))
 
     def _count(self, counted: pa.StructArray, *, as_text: bool) -> None:
         assert self.counts is not None
@@ -208,8 +281,9 @@ def draft_schema(
     name: str,
     source: str,
     positive_class: str | None = None,
+    task: str = "auto",
 ) -> SchemaDraft:
-    """Decide every column and the task from the profiles (pure)."""
+    """Decide every column and the task (`task`: auto, or one to check) from the profiles."""
     if target not in profiles:
         import difflib
 
@@ -219,9 +293,12 @@ def draft_schema(
             f"{source}: no column {target!r} to use as --target{near}",
             hint=f"columns: {', '.join(list(profiles)[:20])}",
         )
-    task, positive = infer_task(profiles[target], source=source, positive_class=positive_class)
+    told, positive = infer_task(
+        profiles[target], source=source, positive_class=positive_class, task=task
+    )
+    kind = told.split(" ")[0]
     columns = [
-        _target_column(profiles[target]) if n == target else decide_column(p)
+        _target_column(profiles[target], kind) if n == target else decide_column(p)
         for n, p in profiles.items()
     ]
     slices = [
@@ -233,8 +310,8 @@ def draft_schema(
         name=name,
         source=source,
         target=target,
-        positive_class=positive or "",
-        task=task,
+        positive_class=positive,
+        task=told,
         rows=rows,
         columns=columns,
         slices=slices,
@@ -243,9 +320,14 @@ def draft_schema(
 
 
 def infer_task(
-    profile: ColumnProfile, *, source: str, positive_class: str | None = None
+    profile: ColumnProfile,
+    *,
+    source: str,
+    positive_class: str | None = None,
+    task: str = "auto",
 ) -> tuple[str, str | None]:
-    """The task the target implies, as printed, and the positive class (binary only)."""
+    """The task the target implies (or `task`, checked against the target), as printed, and
+    the positive class (binary only)."""
     where = f"{source}: target {profile.name!r}"
     if profile.non_null == 0:
         raise DataError(f"{where} is empty in all {profile.rows:,} rows: nothing to learn")
@@ -257,7 +339,17 @@ def infer_task(
             "nothing to predict",
             hint="pick the column that varies with the outcome as --target",
         )
-    if counts is not None and len(counts) == 2:
+    found = _implied_task(profile)
+    chosen = found if task == "auto" else task
+    if chosen != "binary" and positive_class is not None:
+        raise DataError(
+            f"{where}: --positive-class applies to a binary task, not {chosen}",
+            hint="drop --positive-class, or pass --task binary with a two-valued target",
+        )
+    if chosen == "binary":
+        if counts is None or len(counts) != 2:
+            shown = "many" if counts is None else f"{len(counts):,}"
+            raise DataError(f"{where}: --task binary needs exactly 2 values, found {shown}")
         classes = sorted(counts)
         if positive_class is not None:
             if positive_class not in classes:
@@ -270,19 +362,34 @@ def infer_task(
         positive = min(reversed(classes), key=lambda c: counts[c])
         seen = f"{counts[positive]:,} of {profile.non_null:,} rows"
         return f"binary (positive class {positive!r}: the minority class, {seen})", positive
-    if profile.numeric and (profile.fractional or counts is None or len(counts) > CATEGORY_CAP):
+    if chosen == "regression":
+        if not profile.numeric:
+            raise DataError(f"{where}: --task regression needs a numeric target; it holds text")
         shown = "many" if counts is None else f"{len(counts):,}"
         return (
             f"regression (numeric, {shown} distinct values, {_num(profile.low)} to "
             f"{_num(profile.high)})",
             None,
         )
-    if counts is not None and len(counts) <= CATEGORY_CAP:
-        return f"multiclass ({len(counts)} classes: {', '.join(sorted(counts))})", None
-    raise DataError(
-        f"{where} has more than {CATEGORY_CAP} distinct text values: not a class label",
-        hint="pick a column with a few classes (or numbers) as --target",
-    )
+    if counts is None or len(counts) > CATEGORY_CAP:
+        raise DataError(
+            f"{where} has more than {CATEGORY_CAP} distinct values: not a class label",
+            hint="pick a column with a few classes as --target, or --task regression "
+            "for a numeric one",
+        )
+    if len(counts) < 3:
+        raise DataError(f"{where}: --task multiclass needs 3 or more classes, found 2 (binary)")
+    return f"multiclass ({len(counts)} classes: {', '.join(sorted(counts))})", None
+
+
+def _implied_task(profile: ColumnProfile) -> str:
+    """2 values: binary; numeric with fractions or many values: regression; else multiclass."""
+    counts = profile.counts
+    if counts is not None and len(counts) == 2:
+        return "binary"
+    if profile.numeric and (profile.fractional or counts is None or len(counts) > CATEGORY_CAP):
+        return "regression"
+    return "multiclass"
 
 
 def decide_column(profile: ColumnProfile) -> DraftColumn:
@@ -294,8 +401,7 @@ def decide_column(profile: ColumnProfile) -> DraftColumn:
         spec = {"type": "float", "nullable": True}
         return DraftColumn(profile.name, spec, seen, "empty in every row")
     if profile.date_like:
-        spread = f"{profile.first_text} to {profile.last_text}"
-        return DraftColumn(profile.name, None, f"dates/times {spread}", _date_note(profile))
+        return DraftColumn(profile.name, None, *_date_notes(profile))
     if profile.numeric:
         kind = "float" if profile.fractional else "int"
         if counts is not None and len(counts) == 1:
@@ -310,10 +416,17 @@ def decide_column(profile: ColumnProfile) -> DraftColumn:
     if counts is not None and len(counts) == 1:
         spec = {"type": "category", "categories": list(counts), **nullable}
         return DraftColumn(profile.name, spec, seen, f"constant (always {next(iter(counts))!r})")
-    mean_chars = profile.text_chars / max(profile.text_cells, 1)
-    if mean_chars >= FREE_TEXT_CHARS and profile.spaced_cells * 2 >= profile.text_cells:
+    cells = max(profile.text_cells, 1)
+    mean_chars = profile.text_chars / cells
+    mean_words = (profile.text_spaces + profile.text_cells) / cells
+    many = counts is None or len(counts) > CATEGORY_CAP
+    long = mean_chars >= FREE_TEXT_CHARS and profile.spaced_cells * 2 >= profile.text_cells
+    if many and (long or mean_words >= FREE_TEXT_WORDS):
         return DraftColumn(
-            profile.name, None, seen, f"excluded: free text ({mean_chars:.0f} chars)"
+            profile.name,
+            None,
+            seen,
+            f"excluded: free text (on average {mean_chars:.0f} characters, {mean_words:.1f} words)",
         )
     if profile.id_like:
         return DraftColumn(profile.name, None, seen, "excluded: ID-like (near-unique keys)")
@@ -344,9 +457,15 @@ def widen(low: float, high: float, *, integer: bool) -> tuple[float, float]:
     return round(math.floor(lo / step) * step, places), round(math.ceil(hi / step) * step, places)
 
 
-def _target_column(profile: ColumnProfile) -> DraftColumn:
-    counts = profile.counts or {}
-    spec: dict[str, Any] = {"type": "category", "categories": sorted(counts)}
+def _target_column(profile: ColumnProfile, kind: str) -> DraftColumn:
+    """The target's declaration: categories for a classifier, a widened range for regression
+    (never excluded, even when near-unique as a regression target often is)."""
+    if kind == "regression":
+        integer = not profile.fractional
+        low, high = widen(profile.low, profile.high, integer=integer)
+        spec: dict[str, Any] = {"type": "int" if integer else "float", "min": low, "max": high}
+    else:
+        spec = {"type": "category", "categories": sorted(profile.counts or {})}
     spec.update(_nullability(profile))
     return DraftColumn(profile.name, spec, f"target; {_seen(profile)}")
 
@@ -377,14 +496,43 @@ def _seen(profile: ColumnProfile) -> str:
     return ", ".join(parts)
 
 
-def _date_note(profile: ColumnProfile) -> str:
+def _date_notes(profile: ColumnProfile) -> tuple[str, str]:
+    """What a date/time column holds (its span, its format) and why it is left out."""
+    policy = "not turned into features yet; derive some (year, month, weekday...) to use it"
+    if profile.temporal or profile.iso_dates:
+        try:
+            for text in (profile.first_text, profile.last_text):
+                datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+            parsed = "parsed as ISO 8601"
+        except ValueError:
+            parsed = "looks like ISO 8601"
+        seen = f"dates/times {profile.first_text} to {profile.last_text}"
+        return seen, f"excluded: a date/time column ({parsed}); {policy}"
+    formats = profile.date_formats or {}
+    first = min(span[0] for span in formats.values())
+    last = max(span[1] for span in formats.values())
+    shown = " or ".join(formats)
+    if len(formats) > 1:
+        shown += " (ambiguous: every value parses either way)"
+    when = [_moment(first), _moment(last)]
+    return (
+        f"dates/times {when[0]} to {when[1]}",
+        f"excluded: a date/time column (format {shown}, parsed in every row); {policy}",
+    )
+
+
+def _moment(value: datetime) -> str:
+    if value.year == 1900 and value.month == value.day == 1:  # a time of day alone
+        return value.time().isoformat()
+    return value.date().isoformat() if value.time() == datetime.min.time() else value.isoformat()
+
+
+def _parses(cell: Any, fmt: str) -> bool:
     try:
-        for text in (profile.first_text, profile.last_text):
-            datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-        parsed = "parsed as ISO 8601"
-    except ValueError:
-        parsed = "looks like ISO 8601"
-    return f"excluded: a date/time column ({parsed}); derive features from it to use it"
+        datetime.strptime(cell, fmt)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _sliceable(spec: dict[str, Any]) -> bool:
@@ -414,6 +562,7 @@ def infer_schema(
     name: str,
     source: str,
     positive_class: str | None = None,
+    task: str = "auto",
     fmt: str = "auto",
 ) -> SchemaDraft:
     """Profile `path` (streaming) and draft its schema; `source` is the path as written."""
@@ -425,15 +574,5 @@ def infer_schema(
         name=name,
         source=source,
         positive_class=positive_class,
+        task=task,
     )
-
-
-def check_supported(draft: SchemaDraft) -> None:
-    """Refuse a task that the pipeline cannot train yet (only binary is supported)."""
-    if not draft.task.startswith("binary"):
-        kind = draft.task.split(" ")[0]
-        raise DataError(
-            f"{draft.source}: target {draft.target!r} makes this a {kind} task, which the gitml "
-            "pipeline does not support yet (binary classification only); nothing written",
-            hint="pick a target with two values, or derive one (e.g. above/below a threshold)",
-        )

@@ -1,7 +1,9 @@
-"""Plot data for `dvc plots`: ROC, precision-recall and calibration curves as row lists."""
+"""Plot data for `dvc plots` as row lists: binary ROC, precision-recall and calibration curves;
+multiclass one-vs-rest ROC; regression predicted against actual values and residuals."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -10,6 +12,8 @@ from sklearn.calibration import calibration_curve
 
 # Curves are thinned to about this many points: enough to draw, small enough to commit.
 MAX_POINTS = 200
+# Scatter plots (regression) keep at most this many rows, evenly spaced in actual value.
+MAX_SCATTER = 500
 
 
 def roc_points(y_true: np.ndarray, score: np.ndarray) -> list[dict[str, float]]:
@@ -36,6 +40,44 @@ def calibration_points(y_true: np.ndarray, score: np.ndarray, *, bins: int) -> l
     return [
         {"mean_predicted": _r(p), "fraction_positive": _r(f)}
         for p, f in zip(predicted, fraction, strict=True)
+    ]
+
+
+def roc_ovr_points(
+    actual: np.ndarray, proba: np.ndarray, classes: Sequence[str]
+) -> list[dict[str, Any]]:
+    """One-vs-rest ROC curve of each class (rows with `class`, `fpr`, `tpr`, `threshold`);
+    a class that is absent from the test rows, or fills them, has no curve."""
+    rows: list[dict[str, Any]] = []
+    for index, label in enumerate(classes):
+        positive = np.asarray(actual) == index
+        if positive.all() or not positive.any():
+            continue
+        rows += [{"class": label, **point} for point in roc_points(positive, proba[:, index])]
+    return rows
+
+
+def scatter_rows(actual: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """The rows a regression plot shows: all, or MAX_SCATTER evenly spaced in actual value
+    (the same rows on every run: a stable sort, then fixed positions)."""
+    order = np.argsort(np.asarray(actual, dtype=float), kind="stable")
+    if len(order) <= MAX_SCATTER:
+        return order
+    return order[np.unique(np.linspace(0, len(order) - 1, MAX_SCATTER).round().astype(int))]
+
+
+def predicted_vs_actual_points(actual: np.ndarray, predicted: np.ndarray) -> list[dict[str, float]]:
+    return [
+        {"actual": _r(actual[i]), "predicted": _r(predicted[i])}
+        for i in scatter_rows(actual, predicted)
+    ]
+
+
+def residual_points(actual: np.ndarray, predicted: np.ndarray) -> list[dict[str, float]]:
+    """Residual (actual - predicted) against the prediction, on the same rows."""
+    return [
+        {"predicted": _r(predicted[i]), "residual": _r(actual[i] - predicted[i])}
+        for i in scatter_rows(actual, predicted)
     ]
 
 

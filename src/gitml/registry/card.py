@@ -16,6 +16,7 @@ from gitml.config.schema import CardParams, Params
 from gitml.errors import ConfigError
 from gitml.labels import label_category
 from gitml.project import OUTPUTS
+from gitml.tasks import LOWER_IS_BETTER, PRIMARY_METRIC, Task, is_classification
 
 CARD_FILE = OUTPUTS["card"]
 _RELEASE_LINE = re.compile(r"^\| release \| .* \|$", re.MULTILINE)
@@ -48,6 +49,7 @@ def render_card(
     name = metadata.get("model_name", project.model_name)
     title = card.title or name
     training = metadata.get("training", {})
+    task = params.data.task
     lines = [
         f"# Model card: {title}",
         "",
@@ -56,6 +58,7 @@ def render_card(
         f"| model | `{name}` (project `{project.name}`) |",
         f"| release | {UNRELEASED} |",
         f"| estimator | {metadata.get('estimator')} |",
+        *([f"| task | {_TASK_NAMES[task]} (`data.task: {task}`) |"] if task != "binary" else []),
         f"| owners | {', '.join(card.owners) or 'not declared'} |",
         "",
         "## Intended use",
@@ -71,8 +74,13 @@ def render_card(
         f"- source: `{params.data.source}` ({validation.get('rows', '?')} rows, "
         f"{validation.get('columns', '?')} columns; validation {validation.get('status')}, "
         f"{validation.get('errors', 0)} errors, {validation.get('warnings', 0)} warnings)",
-        f"- training rows: {training.get('rows')}; class balance: "
-        + ", ".join(f"{k} {v}" for k, v in (training.get("class_counts") or {}).items()),
+        f"- training rows: {training.get('rows')}"
+        + (
+            "; class balance: "
+            + ", ".join(f"{k} {v}" for k, v in (training.get("class_counts") or {}).items())
+            if is_classification(task)
+            else ""
+        ),
         f"- training data SHA-256: `{training.get('data_sha256')}`",
         f"- test rows: {metrics.get('test_set', {}).get('rows')} (fingerprint "
         f"`{metrics.get('test_set', {}).get('fingerprint')}`)",
@@ -83,8 +91,7 @@ def render_card(
         f"- hyperparameters: {_pairs(metadata.get('hyperparameters', {}))}",
         f"- features ({len(signature.get('inputs', []))}): "
         + ", ".join(f"`{i['name']}` ({i['type']})" for i in signature.get("inputs", [])),
-        f"- output: {signature.get('output', {}).get('score')}, label at threshold "
-        f"{metrics.get('threshold')}",
+        _output_line(task, signature, metrics),
         "",
         "## Metrics (test set)",
         "",
@@ -95,10 +102,13 @@ def render_card(
         low, high = intervals.get(metric, (None, None))
         shown = f"{low:.4f} – {high:.4f}" if low is not None and high is not None else "n/a"
         lines.append(f"| {metric} | {_num(value)} | {shown} |")
-    lines += ["", _interval_note(card), "", "## Slice metrics", ""]
-    lines += _slice_lines(slices)
+    lines += ["", _interval_note(card)]
+    if task != "binary":
+        lines += _task_notes(task, metrics)
+    lines += ["", "## Slice metrics", ""]
+    lines += _slice_lines(slices, task)
     lines += ["", "## Known limitations", ""]
-    lines += _bullets(card.limitations + _found_limitations(slices), "none")
+    lines += _bullets(card.limitations + _found_limitations(slices, task, metrics), "none")
     lines += ["", "## Lineage", ""]
     lines += [
         f"- model file: {metadata.get('model_file', {}).get('bytes')} bytes, SHA-256 "
@@ -148,32 +158,96 @@ def _interval_note(card: CardParams) -> str:
     )
 
 
-def _slice_lines(slices: Mapping[str, Any]) -> list[str]:
+_TASK_NAMES: dict[Task, str] = {
+    "binary": "binary classification",
+    "multiclass": "multiclass classification",
+    "regression": "regression",
+}
+# The slice table's metrics per task (the binary ones as the card always showed them).
+_SLICE_METRICS: dict[Task, tuple[str, ...]] = {
+    "binary": ("roc_auc", "f1", "recall"),
+    "multiclass": ("f1_macro", "accuracy", "balanced_accuracy"),
+    "regression": ("rmse", "mae", "r2"),
+}
+
+
+def _output_line(task: Task, signature: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:
+    """What a request gets back, from the signature (labels are the project's own)."""
+    output = signature.get("output") or {}
+    if task == "binary":
+        return f"- output: {output.get('score')}, label at threshold {metrics.get('threshold')}"
+    if task == "multiclass":
+        classes = ", ".join(f"`{c}`" for c in output.get("classes") or [])
+        scores = output.get("scores") or f"probability of each class of {output.get('target')}"
+        return f"- output: `label` (the most probable class) and `scores`: {scores} ({classes})"
+    value = output.get("value") or f"predicted {output.get('target')}"
+    return f"- output: `value`: {value}"
+
+
+def _task_notes(task: Task, metrics: Mapping[str, Any]) -> list[str]:
+    """Directions, undefined metrics and the per-class table of a non-binary card."""
+    names = list(metrics.get("metrics") or {})
+    lower = [m for m in names if m in LOWER_IS_BETTER]
+    lines = ["", f"Primary metric: {PRIMARY_METRIC[task]}."]
+    if lower:
+        lines[-1] += f" Lower is better: {', '.join(lower)}; higher is better for the others."
+    for metric, reason in (metrics.get("undefined") or {}).items():
+        lines += ["", f"{metric} is n/a: {reason}."]
+    per_class = metrics.get("per_class") or {}
+    if per_class:
+        lines += [
+            "",
+            "Per class (the label is the most probable class):",
+            "",
+            "| class | precision | recall | f1 | support |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        lines += [
+            f"| {label_category(label)} | {_num(v.get('precision'))} | {_num(v.get('recall'))} | "
+            f"{_num(v.get('f1'))} | {v.get('support')} |"
+            for label, v in per_class.items()
+        ]
+    return lines
+
+
+def _slice_lines(slices: Mapping[str, Any], task: Task = "binary") -> list[str]:
     table = slices.get("slices") or {}
     if not table:
         return ["No slices configured (`evaluate.slices`)."]
+    names = _SLICE_METRICS[task]
     lines = [
-        "| slice | group | rows | roc_auc | f1 | recall |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| slice | group | rows | " + " | ".join(names) + " |",
+        "| --- | --- | ---: |" + " ---: |" * len(names),
     ]
     for column, entry in table.items():
         for group, values in (entry.get("groups") or {}).items():
             flag = " (too small)" if values.get("too_small") else ""
+            cells = " | ".join(_num(values.get(name)) for name in names)
             lines.append(
-                f"| {column} | {label_category(group)}{flag} | {values.get('rows')} | "
-                f"{_num(values.get('roc_auc'))} | {_num(values.get('f1'))} | "
-                f"{_num(values.get('recall'))} |"
+                f"| {column} | {label_category(group)}{flag} | {values.get('rows')} | {cells} |"
             )
     return lines
 
 
-def _found_limitations(slices: Mapping[str, Any]) -> list[str]:
+def _found_limitations(
+    slices: Mapping[str, Any], task: Task = "binary", metrics: Mapping[str, Any] | None = None
+) -> list[str]:
     found = []
+    overall = (metrics or {}).get("metrics") or {}
     for column, entry in (slices.get("slices") or {}).items():
-        gap = (entry.get("max_gap") or {}).get("recall")
-        if gap is not None and gap >= 0.1:
+        gaps = entry.get("max_gap") or {}
+        gap = gaps.get("recall") if task == "binary" else gaps.get(PRIMARY_METRIC[task])
+        if task == "binary" and gap is not None and gap >= 0.1:
             found.append(
                 f"Recall differs by {gap:.3f} between groups of `{column}` at the threshold."
+            )
+        elif task == "multiclass" and gap is not None and gap >= 0.1:
+            found.append(f"Macro F1 differs by {gap:.3f} between groups of `{column}`.")
+        elif task == "regression" and gap and gap >= 0.25 * (overall.get("rmse") or 0):
+            # a quarter of the overall error or more, between the best and worst group
+            found.append(
+                f"RMSE differs by {gap:.4g} between groups of `{column}` (overall RMSE "
+                f"{overall.get('rmse')})."
             )
         small = [g for g, v in (entry.get("groups") or {}).items() if v.get("too_small")]
         if small:

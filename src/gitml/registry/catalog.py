@@ -16,7 +16,6 @@ from gitml.registry.state import ModelHistory, TagRecord, build_registry
 from gitml.vcs import list_tags, read_blobs, show_file
 
 GTO_CONFIG = ".gto"
-HEADLINE = ("roc_auc", "average_precision", "f1", "recall")
 MODEL_SHA_KEY = "model sha256"  # the line of a release tag message that records the model hash
 
 

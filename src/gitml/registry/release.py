@@ -6,13 +6,13 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from gitml.config.compose import check_params, load_params
 from gitml.config.schema import ReleasePolicy
 from gitml.errors import RegistryError, VcsError
 from gitml.project import OUTPUTS, Project
 from gitml.registry.catalog import (
-    HEADLINE,
     MODEL_SHA_KEY,
     Artifact,
     check_model_name,
@@ -21,6 +21,7 @@ from gitml.registry.catalog import (
     pick_artifact,
 )
 from gitml.registry.tags import Bump, Version, parse_version, version_tag
+from gitml.tasks import HEADLINE, task_of_metrics
 from gitml.vcs import DvcLock, cache_object, dirty_paths, dvc, git, gto, read_lock, resolve_rev
 
 
@@ -140,11 +141,45 @@ def _check_status(root: Path) -> None:
     """Nothing changed since the pipeline last ran."""
     status = json.loads(dvc(root, "status", "--json") or "{}")
     if status:
-        raise RegistryError(
-            f"the pipeline is not up to date: `dvc status` reports changes in "
-            f"{', '.join(sorted(status))}",
-            hint="run `dvc repro`, then commit dvc.lock and the outputs",
+        raise _status_refusal(status)
+
+
+def _status_refusal(status: dict[str, list[Any]]) -> RegistryError:
+    """The refusal for a non-empty `dvc status --json`, with the hint that fits it.
+
+    When only outputs differ from `dvc.lock` (deleted or modified in the workspace, e.g. after
+    `git checkout` or in a fresh clone) and every stage's code, params and inputs are as
+    recorded, `dvc checkout` restores them from the cache: re-running the pipeline is not
+    needed. Inputs that are themselves changed outputs of another stage do not count.
+    """
+    outs = {
+        path: change
+        for entries in status.values()
+        for e in entries
+        if isinstance(e, dict)
+        for path, change in e.get("changed outs", {}).items()
+    }
+
+    def follows_outs(entry: Any) -> bool:
+        if not isinstance(entry, dict):  # "changed command", "always changed"
+            return False
+        deps = entry.get("changed deps", {})
+        return set(entry) <= {"changed outs", "changed deps"} and set(deps) <= set(outs)
+
+    stages = ", ".join(sorted(status))
+    if outs and all(follows_outs(e) for entries in status.values() for e in entries):
+        shown = ", ".join(f"{path} ({change})" for path, change in sorted(outs.items()))
+        return RegistryError(
+            f"the pipeline's outputs differ from dvc.lock: {shown}; no stage's code, params "
+            "or inputs changed",
+            hint="restore them with `dvc checkout` (`--force` to overwrite modified files; "
+            "`dvc pull` first when the cache lacks them, e.g. in a fresh clone); "
+            "`dvc repro` is not needed",
         )
+    return RegistryError(
+        f"the pipeline is not up to date: `dvc status` reports changes in {stages}",
+        hint="run `dvc repro`, then commit dvc.lock and the outputs",
+    )
 
 
 def _check_gate(project: Project, base_tag: str | None) -> str:
@@ -227,7 +262,8 @@ def _tag_message(
     metrics = json.loads((root / OUTPUTS["metrics"]).read_text(encoding="utf-8"))
     metadata = json.loads((root / OUTPUTS["metadata"]).read_text(encoding="utf-8"))
     values = metrics.get("metrics", {})
-    headline = " ".join(f"{k}={values[k]}" for k in HEADLINE if values.get(k) is not None)
+    names = HEADLINE[task_of_metrics(values)]
+    headline = " ".join(f"{k}={values[k]}" for k in names if values.get(k) is not None)
     lines = [
         f"{artifact.name} {version}",
         "",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from gitml.evaluate.metrics import HIGHER_IS_BETTER
+from gitml.evaluate.metrics import TaskOutputs, task_metric_arrays
+from gitml.tasks import METRICS
 
 # Upper bound on the working memory of one chunk of resamples: about ten 8-byte arrays of
 # shape (chunk, rows) are alive at once (draws, their keys, class weights, cumulative sums).
@@ -149,14 +150,22 @@ def _check_inputs(
         raise ValueError("y_true must hold only 0 and 1")
     if not (np.isfinite(base).all() and np.isfinite(head).all()):
         raise ValueError("scores must be finite")
-    unknown = sorted(set(names) - set(HIGHER_IS_BETTER))
+    _check_names(names, METRICS["binary"])
+    _check_settings(resamples, confidence)
+    return y.astype(int), base, head
+
+
+def _check_names(names: Sequence[str], known: Sequence[str]) -> None:
+    unknown = sorted(set(names) - set(known))
     if unknown:
-        raise ValueError(f"unknown metrics {unknown}; known: {sorted(HIGHER_IS_BETTER)}")
+        raise ValueError(f"unknown metrics {unknown}; known: {sorted(known)}")
+
+
+def _check_settings(resamples: int, confidence: float) -> None:
     if resamples < _MIN_RESAMPLES:
         raise ValueError(f"resamples must be at least {_MIN_RESAMPLES}, got {resamples}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be strictly between 0 and 1, got {confidence}")
-    return y.astype(int), base, head
 
 
 def _draw_rows(children: Sequence[np.random.SeedSequence], n: int) -> np.ndarray:
@@ -311,3 +320,98 @@ def _summarize(
 def _round(value: float) -> float:
     """Six decimals like `compute_metrics`; + 0.0 turns -0.0 into 0.0 for the report."""
     return round(float(value), 6) + 0.0
+
+
+def paired_bootstrap_outputs(
+    base: TaskOutputs,
+    head: TaskOutputs,
+    *,
+    names: Sequence[str],
+    resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    chunk_size: int | None = None,
+) -> dict[str, MetricDelta]:
+    """`paired_bootstrap` for multiclass and regression: both models' outputs on the same
+    rows (the same actual values), resampled as `paired_bootstrap` does (resample i depends
+    only on `seed` and i); metrics from per-class probabilities or predicted values."""
+    _check_outputs(base, head, names, resamples, confidence)
+    n = len(head)
+    points = {}
+    for side in (base, head):
+        values = task_metric_arrays(side, np.ones((1, n)), names)
+        points[id(side)] = {name: _point(values[name][0]) for name in names}
+    diffs = {name: np.empty(resamples) for name in names}
+    for start, weights in _weight_chunks(head, resamples, seed, chunk_size):
+        base_values = task_metric_arrays(base, weights, names)
+        head_values = task_metric_arrays(head, weights, names)
+        for name in names:
+            diffs[name][start : start + len(weights)] = head_values[name] - base_values[name]
+    return {
+        name: _summarize(points[id(base)][name], points[id(head)][name], diffs[name], confidence)
+        for name in names
+    }
+
+
+def bootstrap_output_intervals(
+    outputs: TaskOutputs,
+    *,
+    names: Sequence[str],
+    resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, tuple[float | None, float | None]]:
+    """`bootstrap_intervals` for multiclass and regression (the model card's intervals)."""
+    _check_outputs(outputs, outputs, names, resamples, confidence)
+    values = {name: np.empty(resamples) for name in names}
+    for start, weights in _weight_chunks(outputs, resamples, seed, None):
+        drawn = task_metric_arrays(outputs, weights, names)
+        for name in names:
+            values[name][start : start + len(weights)] = drawn[name]
+    tail = (1 - confidence) / 2 * 100
+    intervals: dict[str, tuple[float | None, float | None]] = {}
+    for name in names:
+        finite = values[name][np.isfinite(values[name])]
+        if not len(finite):
+            intervals[name] = (None, None)
+            continue
+        low, high = np.percentile(finite, [tail, 100 - tail])
+        intervals[name] = (_round(low), _round(high))
+    return intervals
+
+
+def _check_outputs(
+    base: TaskOutputs, head: TaskOutputs, names: Sequence[str], resamples: int, confidence: float
+) -> None:
+    if base.task != head.task or base.task not in ("multiclass", "regression"):
+        raise ValueError(
+            f"outputs of tasks {base.task} and {head.task}: need both multiclass or regression"
+        )
+    if len(base) != len(head) or len(head) == 0:
+        raise ValueError(f"need the same non-zero number of rows, got {len(base)} and {len(head)}")
+    if base.classes != head.classes:
+        raise ValueError(f"the models' classes differ: {base.classes} and {head.classes}")
+    if not np.array_equal(base.actual, head.actual):
+        raise ValueError("base and head must be scored on the same rows (same actual values)")
+    if not (np.isfinite(base.output).all() and np.isfinite(head.output).all()):
+        raise ValueError("outputs must be finite")
+    _check_names(names, METRICS[head.task])
+    _check_settings(resamples, confidence)
+
+
+def _weight_chunks(
+    outputs: TaskOutputs, resamples: int, seed: int, chunk_size: int | None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(first resample, how often each row is drawn in each resample of the chunk)."""
+    n = len(outputs)
+    width = max(1, len(outputs.classes))  # per-class arrays of the multiclass metrics
+    if chunk_size is None:
+        chunk_size = max(1, _MEMORY_BUDGET // (_BYTES_PER_CELL * n * width))
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    children = np.random.SeedSequence(seed).spawn(resamples)
+    for start in range(0, resamples, chunk_size):
+        draws = _draw_rows(children[start : start + chunk_size], n)
+        keys = draws + np.arange(len(draws))[:, None] * n
+        counts = np.bincount(keys.ravel(), minlength=len(draws) * n)
+        yield start, counts.reshape(len(draws), n).astype(float)

@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 
 from gitml.data.profile import compare_profiles
-from gitml.evaluate.metrics import HIGHER_IS_BETTER
-from gitml.review.bootstrap import paired_bootstrap
+from gitml.evaluate.evaluation import outputs_from_predictions
+from gitml.review.bootstrap import paired_bootstrap, paired_bootstrap_outputs
 from gitml.review.contract import SignatureDiff, diff_signatures
 from gitml.review.revision import Revision
 from gitml.review.timing import Timing
+from gitml.tasks import Task, higher_is_better, score_column
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,10 @@ def compare(
             f"the head revision ({head.short}) has no reports/metrics.json or predictions",
             hint="run the pipeline first: dvc repro",
         )
+    task = head.task
     threshold = float(head.metrics.get("threshold", 0.5))
     base_threshold = float((base.metrics or {}).get("threshold", threshold))
-    positive = positive_class(head)
+    positive = positive_class(head) if task == "binary" else None
     names = list(head.metrics.get("metrics", {}))
     recomputed = base_predictions is not None
     base_rows = base.predictions
@@ -115,8 +117,13 @@ def compare(
     status, reason = _comparability(base, head, recomputed)
     joined = None
     if status == "comparable":
-        status, reason, joined = _pairing(base_rows, head.predictions)
-    if joined is not None:
+        status, reason, joined = _pairing(base_rows, head.predictions, task)
+    if joined is not None and task != "binary":
+        metrics = _paired_task_metrics(
+            joined, task, names=names, resamples=resamples, confidence=confidence, seed=seed
+        )
+    elif joined is not None:
+        assert positive is not None
         metrics = _paired_metrics(
             joined,
             positive=positive,
@@ -130,7 +137,7 @@ def compare(
     else:
         base_values = (base.metrics or {}).get("metrics", {})
         metrics = [
-            MetricRow(n, HIGHER_IS_BETTER[n], base_values.get(n), head.metrics["metrics"].get(n))
+            MetricRow(n, higher_is_better(n), base_values.get(n), head.metrics["metrics"].get(n))
             for n in names
         ]
     params_changed = _params_changed(
@@ -176,6 +183,12 @@ def positive_class(head: Revision) -> str:
 def _comparability(base: Revision, head: Revision, recomputed: bool) -> tuple[str, str | None]:
     if base.metrics is None or base.predictions is None:
         return "first_model", f"the base ({base.short}) has no committed metrics"
+    if base.task != head.task:
+        return (
+            "not_comparable",
+            f"the base ({base.short}) is a {base.task} model and the head a {head.task} model: "
+            "their metrics cannot be compared",
+        )
     if recomputed:
         return "comparable", None
     ours = (head.metrics or {}).get("test_set", {}).get("fingerprint")
@@ -200,11 +213,21 @@ def _comparability(base: Revision, head: Revision, recomputed: bool) -> tuple[st
     return "comparable", None
 
 
-def _pairing(base: pd.DataFrame, head: pd.DataFrame) -> tuple[str, str | None, pd.DataFrame | None]:
-    """Comparable only when both sides hold the same unique row ids with the same labels;
-    then also the two sides joined on row_id (columns suffixed `_head` and `_base`)."""
+def _pairing(
+    base: pd.DataFrame, head: pd.DataFrame, task: Task = "binary"
+) -> tuple[str, str | None, pd.DataFrame | None]:
+    """Comparable only when both sides hold the same unique row ids with the same labels
+    (multiclass: and the same classes); then also the two sides joined on row_id (columns
+    suffixed `_head` and `_base`)."""
     problems = []
     joined = None
+    if task == "multiclass":
+        prefix = score_column("")
+        classes = [sorted(c for c in f.columns if c.startswith(prefix)) for f in (base, head)]
+        if classes[0] != classes[1]:
+            names = [", ".join(c.removeprefix(prefix) for c in side) for side in classes]
+            problems.append(f"the models predict different classes ({names[0]} vs {names[1]})")
+            base = head = head.iloc[:0]
     for side, frame in (("base", base), ("head", head)):
         duplicated = int(frame["row_id"].duplicated().sum())
         if duplicated:
@@ -243,22 +266,51 @@ def _paired_metrics(joined: pd.DataFrame, *, positive: str, **bootstrap: Any) ->
         **bootstrap,
     )
     return [
-        MetricRow(n, HIGHER_IS_BETTER[n], d.base, d.head, d.delta, d.low, d.high)
+        MetricRow(n, higher_is_better(n), d.base, d.head, d.delta, d.low, d.high)
+        for n, d in deltas.items()
+    ]
+
+
+def _paired_task_metrics(
+    joined: pd.DataFrame, task: Task, *, names: list[str], **bootstrap: Any
+) -> list[MetricRow]:
+    """Multiclass and regression: bootstrap from each side's per-class probabilities or
+    predicted values, both against head's actual values (equal to base's: `_pairing`)."""
+    sides = []
+    for suffix in ("_base", "_head"):
+        columns = {c: c.removesuffix(suffix) for c in joined.columns if c.endswith(suffix)}
+        frame = joined[list(columns)].rename(columns=columns)
+        frame["actual"] = joined["actual_head"]
+        sides.append(outputs_from_predictions(frame, task))
+    deltas = paired_bootstrap_outputs(sides[0], sides[1], names=names, **bootstrap)
+    return [
+        MetricRow(n, higher_is_better(n), d.base, d.head, d.delta, d.low, d.high)
         for n, d in deltas.items()
     ]
 
 
 def recompute_base_predictions(
-    test: pd.DataFrame, score: np.ndarray, *, target: str
+    test: pd.DataFrame,
+    output: np.ndarray,
+    *,
+    target: str,
+    task: Task = "binary",
+    classes: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Base-model scores on head's test rows: the columns of predictions.csv a pairing needs."""
-    return pd.DataFrame(
-        {
-            "row_id": test.index.to_numpy(),
-            "actual": test[target].astype(str).to_numpy(),
-            "score": score,
-        }
+    """Base-model outputs on head's test rows: the columns of predictions.csv a pairing needs
+    (binary: `output` is the positive-class score; multiclass: probabilities in `classes`
+    order; regression: predicted values)."""
+    frame = pd.DataFrame(
+        {"row_id": test.index.to_numpy(), "actual": test[target].astype(str).to_numpy()}
     )
+    if task == "multiclass":
+        for i, label in enumerate(classes or []):
+            frame[score_column(label)] = output[:, i]
+    elif task == "regression":
+        frame["predicted"] = output
+    else:
+        frame["score"] = output
+    return frame
 
 
 def _slices(base: Revision, head: Revision) -> dict[str, dict[str, Any]]:

@@ -3,9 +3,9 @@
 Pure: two signatures in, a `SignatureDiff` out. A change is breaking when some request that
 the old model accepted is refused by the new one, or answered in a different vocabulary:
 a removed input, a new required input, a type that accepts less, removed categories or
-allowed values, a narrower range, an input that is no longer nullable, other output classes
-or another positive class. Widening (int -> float, a wider range, new categories, a new
-nullable input) is a change, not a break.
+allowed values, a narrower range, an input that is no longer nullable, other output classes,
+another positive class, task or target. Widening (int -> float, a wider range, new
+categories, a new nullable input) is a change, not a break.
 """
 
 from __future__ import annotations
@@ -103,6 +103,13 @@ def _narrowed(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 def _output_changes(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     found = []
+    task_a, task_b = a.get("task", "binary"), b.get("task", "binary")  # no task: binary
+    if task_a != task_b:
+        found.append(f"task changed {task_a} -> {task_b} (responses have another form)")
+    if a.get("target") and b.get("target") and a["target"] != b["target"]:
+        found.append(
+            f"target changed {a['target']!r} -> {b['target']!r} (outputs predict another column)"
+        )
     if [str(c) for c in a.get("classes") or []] != [str(c) for c in b.get("classes") or []]:
         found.append(f"output classes changed {a.get('classes')} -> {b.get('classes')}")
     if a.get("positive_class") != b.get("positive_class"):

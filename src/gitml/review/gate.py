@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gitml.config.schema import PromotionParams
-from gitml.evaluate.metrics import HIGHER_IS_BETTER
 from gitml.review.compare import Comparison
+from gitml.tasks import higher_is_better, is_classification
 
 PROMOTE, BLOCKED, NOT_COMPARABLE = "promote", "blocked", "not comparable"
 EXIT_CODES = {PROMOTE: 0, BLOCKED: 1, NOT_COMPARABLE: 2}
@@ -72,7 +72,7 @@ def _absolute_rules(comparison: Comparison, policy: PromotionParams) -> list[Rul
     head = {row.name: row.head for row in comparison.metrics}
     for metric, floor in policy.minimums.items():
         value = head.get(metric)
-        higher = HIGHER_IS_BETTER[metric]
+        higher = higher_is_better(metric)
         sign = ">=" if higher else "<="
         if value is None:
             what = f"{metric} is not in head's metrics"
@@ -84,8 +84,8 @@ def _absolute_rules(comparison: Comparison, policy: PromotionParams) -> list[Rul
                 f"minimums.{metric}", ok, f"{metric} {_fmt(value)} must be {sign} {floor:g}", metric
             )
         )
-    if policy.require_all_classes_predicted:
-        rules.append(_every_class_predicted(comparison))
+    if policy.require_all_classes_predicted and is_classification(comparison.head.task):
+        rules.append(_every_class_predicted(comparison))  # a regression model has no classes
     if policy.slices.max_gap is not None:
         rules += _slice_gaps(comparison, policy)
     rules += _serving_rules(comparison, policy)
@@ -274,7 +274,7 @@ def _slice_regressions(
                     what = f"{metric} for {column}={group} is missing on head"
                     rules.append(_missing(f"slices.max_regression.{metric}", what, metric))
                     continue
-                worse = _worse(HIGHER_IS_BETTER[metric], old, new)
+                worse = _worse(higher_is_better(metric), old, new)
                 rules.append(
                     RuleResult(
                         f"slices.max_regression.{metric}",

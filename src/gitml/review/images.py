@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from gitml.review.compare import Comparison
+from gitml.tasks import Task
 
 
 def write_images(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
-    """Write roc.png, precision_recall.png and confusion.png into `out_dir`; return them."""
+    """Write the task's plots into `out_dir` and return them: binary roc.png,
+    precision_recall.png; multiclass roc_ovr.png; regression predicted_vs_actual.png and
+    residuals.png; classification also confusion.png."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: files only
@@ -17,19 +21,24 @@ def write_images(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     revisions = (comparison.base, comparison.head)
-    for key, x, y, title in (
-        ("roc", "fpr", "tpr", "ROC"),
-        ("precision_recall", "recall", "precision", "Precision-recall"),
-    ):
+    task = comparison.head.task
+    for key, x, y, title in _CURVES[task]:
         fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
         for rev in revisions:
             points = rev.curves.get(key) or []
-            if points:
-                ax.plot([p[x] for p in points], [p[y] for p in points], label=rev.label)
-        ax.set(title=title, xlabel=x, ylabel=y, xlim=(0, 1), ylim=(0, 1.02))
-        ax.legend(loc="lower right" if key == "roc" else "lower left")
+            for name, rows in _by_class(points).items():
+                label = rev.label if name is None else f"{rev.label}: {name}"
+                style = "." if task == "regression" else "-"
+                ax.plot([p[x] for p in rows], [p[y] for p in rows], style, label=label)
+        if task == "regression":
+            ax.set(title=title, xlabel=x, ylabel=y)
+        else:
+            ax.set(title=title, xlabel=x, ylabel=y, xlim=(0, 1), ylim=(0, 1.02))
+        ax.legend(loc="lower left" if key == "precision_recall" else "lower right", fontsize=7)
         written[key] = _save(fig, out_dir / f"{key}.png")
         plt.close(fig)
+    if task == "regression":  # no classes: no confusion matrix
+        return written
 
     frames = [(rev.label, rev.predictions) for rev in revisions if rev.predictions is not None]
     if frames:
@@ -53,6 +62,30 @@ def write_images(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
         written["confusion"] = _save(fig, out_dir / "confusion.png")
         plt.close(fig)
     return written
+
+
+# the images each task's report embeds: (plot data key, x, y, title)
+_CURVES: dict[Task, tuple[tuple[str, str, str, str], ...]] = {
+    "binary": (
+        ("roc", "fpr", "tpr", "ROC"),
+        ("precision_recall", "recall", "precision", "Precision-recall"),
+    ),
+    "multiclass": (("roc_ovr", "fpr", "tpr", "ROC, one vs rest"),),
+    "regression": (
+        ("predicted_vs_actual", "actual", "predicted", "Predicted vs actual"),
+        ("residuals", "predicted", "residual", "Residuals"),
+    ),
+}
+
+
+def _by_class(points: list[dict[str, Any]]) -> dict[str | None, list[dict[str, Any]]]:
+    """One curve, or one per class (multiclass rows carry `class`)."""
+    if not points or "class" not in points[0]:
+        return {None: points} if points else {}
+    groups: dict[str | None, list[dict[str, Any]]] = {}
+    for point in points:
+        groups.setdefault(str(point["class"]), []).append(point)
+    return groups
 
 
 def _save(fig, path: Path) -> Path:

@@ -12,6 +12,7 @@ from gitml.project import OUTPUTS
 from gitml.review.compare import Comparison, MetricRow, recorded_model_bytes
 from gitml.review.gate import BLOCKED, NOT_COMPARABLE, PROMOTE, Verdict
 from gitml.review.revision import Revision
+from gitml.tasks import PRIMARY_METRIC, Task, is_classification
 from gitml.vcs import DvcLock
 
 WATERMARK = "gitml model review"
@@ -38,6 +39,7 @@ def render_report(
     sections = [
         _verdict(comparison, verdict, model_name, policy_source),
         _metrics(comparison, verdict),
+        _per_class(comparison),
         _slices(comparison),
         _params(comparison),
         _data(comparison),
@@ -54,6 +56,9 @@ def _verdict(c: Comparison, verdict: Verdict, model_name: str, policy_source: st
         "",
         f"`{model_name}` · base {_name(c.base)} → head {_name(c.head)}",
     ]
+    headline = _headline(c)
+    if headline:
+        lines += ["", headline]
     if verdict.significant_regressions:
         level = _percent(c.confidence)
         lines += [
@@ -78,6 +83,59 @@ def _verdict(c: Comparison, verdict: Verdict, model_name: str, policy_source: st
         lines += ["", "Nothing changed in the model: same metrics, predictions and signature."]
     if c.recomputed:
         lines += ["", "_Base metrics recomputed: the base model scored head's test set._"]
+    return "\n".join(lines)
+
+
+def _headline(c: Comparison) -> str:
+    """The task's primary metric (`gitml.tasks.PRIMARY_METRIC`): base → head, Δ, interval."""
+    task = c.head.task
+    name = PRIMARY_METRIC[task]
+    row = next((r for r in c.metrics if r.name == name), None)
+    if row is None:
+        return ""
+    direction = "higher is better" if row.higher_is_better else "lower is better"
+    text = f"**{name}** ({_TASK_LABEL[task]}; {direction}): "
+    text += f"{_num(row.head)}" if row.base is None else f"{_num(row.base)} → {_num(row.head)}"
+    if row.delta is not None:
+        text += f", Δ {_delta(row)}"
+        if row.low is not None and row.high is not None:
+            text += f" ({_percent(c.confidence)} interval {_interval(row)})"
+    return text
+
+
+_TASK_LABEL: dict[Task, str] = {
+    "binary": "binary classification",
+    "multiclass": "multiclass classification",
+    "regression": "regression",
+}
+# The slice table's two metrics per task: (metric, column heading)
+_SLICE_COLUMNS: dict[Task, tuple[tuple[str, str], ...]] = {
+    "binary": (("roc_auc", "AUC"), ("recall", "recall")),
+    "multiclass": (("f1_macro", "macro F1"), ("accuracy", "accuracy")),
+    "regression": (("rmse", "RMSE"), ("mae", "MAE")),
+}
+
+
+def _per_class(c: Comparison) -> str:
+    """Multiclass: precision, recall and F1 of each class, base and head (metrics.json)."""
+    head = (c.head.metrics or {}).get("per_class") or {}
+    if c.head.task != "multiclass" or not head:
+        return ""
+    base = (c.base.metrics or {}).get("per_class") or {}
+    lines = [
+        "### Per class",
+        "",
+        "| class | support | precision base | precision head | recall base | recall head | "
+        "F1 base | F1 head |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for label, values in head.items():
+        old = base.get(label) or {}
+        cells = " | ".join(
+            f"{_num(old.get(m))} | {_num(values.get(m))}" for m in ("precision", "recall", "f1")
+        )
+        lines.append(f"| {label_category(label)} | {values.get('support', 0):,} | {cells} |")
+    lines += ["", "Macro metrics (f1_macro, balanced_accuracy) weigh every class alike."]
     return "\n".join(lines)
 
 
@@ -120,27 +178,25 @@ def _slices(c: Comparison) -> str:
     if not c.slices:
         return ""
     lines = ["### Slices"]
+    shown = _SLICE_COLUMNS[c.head.task]
+    heading = " | ".join(f"{title} base | {title} head" for _, title in shown)
     for column, info in c.slices.items():
         head, base = info["head"], info.get("base") or {"groups": {}, "max_gap": {}}
         lines += [
             "",
             f"**{column}**",
             "",
-            "| group | rows | AUC base | AUC head | recall base | recall head |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            f"| group | rows | {heading} |",
+            "| --- | ---: |" + " ---: | ---: |" * len(shown),
         ]
         for group, values in head["groups"].items():
             old = base["groups"].get(group, {})
             small = " (small)" if values.get("too_small") else ""
-            lines.append(
-                f"| {label_category(group)}{small} | {values['rows']:,} | "
-                f"{_num(old.get('roc_auc'))} | "
-                f"{_num(values.get('roc_auc'))} | {_num(old.get('recall'))} | "
-                f"{_num(values.get('recall'))} |"
-            )
+            cells = " | ".join(f"{_num(old.get(m))} | {_num(values.get(m))}" for m, _ in shown)
+            lines.append(f"| {label_category(group)}{small} | {values['rows']:,} | {cells} |")
         gaps = ", ".join(
             f"{m} {_change(_num(base['max_gap'].get(m)), _num(head['max_gap'].get(m)), bold=False)}"
-            for m in ("roc_auc", "recall")
+            for m, _ in shown
             if head["max_gap"].get(m) is not None
         )
         if gaps:
@@ -264,7 +320,19 @@ def _plots(c: Comparison, images: dict[str, str]) -> str:
         "Precision-recall", c, "precision_recall", "recall", "precision", "recall", "precision"
     )
     lines += [chart for chart in (roc, pr) if chart]
-    matrices = [_confusion(_side(role, rev), rev.predictions) for role, rev in _sides(c)]
+    if c.head.task == "multiclass":
+        roc = _curve_chart(
+            "ROC, one vs rest (macro mean)", c, "roc_ovr", "fpr", "tpr",
+            "false positive rate", "true positive rate",
+        )  # fmt: skip
+        lines += [roc] if roc else []
+    if c.head.task == "regression":
+        lines += _residual_summary(c)
+    matrices = [
+        _confusion(_side(role, rev), rev.predictions)
+        for role, rev in _sides(c)
+        if is_classification(rev.task)
+    ]
     matrices = [m for m in matrices if m]
     if matrices:
         lines += ["", "Confusion matrices (rows: actual, columns: predicted):", "", *matrices]
@@ -304,6 +372,22 @@ def _curve_chart(title: str, c: Comparison, key: str, x: str, y: str, xl: str, y
     return "\n".join(body)
 
 
+def _residual_summary(c: Comparison) -> list[str]:
+    """Regression: where the errors lie, from the committed residual plot data."""
+    lines = []
+    for role, rev in _sides(c):
+        points = rev.curves.get("residuals") or []
+        if not points:
+            continue
+        residual = np.array([p["residual"] for p in points], dtype=float)
+        low, mid, high = np.percentile(residual, [5, 50, 95])
+        lines.append(
+            f"- {_side(role, rev)}: residual (actual − predicted) median {mid:+.4g}, "
+            f"5–95 % range [{low:+.4g}, {high:+.4g}] over {len(points):,} plotted rows"
+        )
+    return ["", "Residuals:", "", *lines] if lines else []
+
+
 def _sides(c: Comparison) -> list[tuple[str, Revision]]:
     return [("base", c.base), ("head", c.head)]
 
@@ -317,8 +401,15 @@ def _side(role: str, rev: Revision) -> str:
     return f"{role} `{rev.label}` ({rev.short})"
 
 
-def _resample(points: list[dict[str, float]], x: str, y: str) -> list[float]:
-    """The curve's y at evenly spaced x (Mermaid draws a line's values at even steps)."""
+def _resample(points: list[dict[str, Any]], x: str, y: str) -> list[float]:
+    """The curve's y at evenly spaced x (Mermaid draws a line's values at even steps); curves
+    of several classes (rows with `class`) are averaged, each resampled on its own."""
+    if points and "class" in points[0]:
+        by_class: dict[str, list[dict[str, Any]]] = {}
+        for point in points:
+            by_class.setdefault(str(point["class"]), []).append({x: point[x], y: point[y]})
+        curves = [_resample(rows, x, y) for rows in by_class.values()]
+        return list(np.mean(curves, axis=0))
     xs = np.array([p[x] for p in points], dtype=float)
     ys = np.array([p[y] for p in points], dtype=float)
     order = np.argsort(xs, kind="stable")

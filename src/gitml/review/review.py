@@ -175,7 +175,7 @@ def _start_timing(
 def _score_base_on_head(project: Project, base: Revision, head: Revision):
     from gitml.data.io import read_table
     from gitml.model.persist import load_verified_model
-    from gitml.model.scoring import score_frame
+    from gitml.model.scoring import positive_index, predict_frame
     from gitml.vcs import fetch_artifact
 
     assert base.sha is not None
@@ -186,11 +186,18 @@ def _score_base_on_head(project: Project, base: Revision, head: Revision):
             "the head's target and columns"
         )
     base_features = [i["name"] for i in (base.signature or {}).get("inputs", [])]
-    positive = positive_class(head)
+    task = head.task
+    positive = positive_class(head) if task == "binary" else None
     recorded = (base.metadata or {}).get("model_file", {}).get("sha256")
     with tempfile.TemporaryDirectory() as tmp:
         model_path = fetch_artifact(project.root, OUTPUTS["model"], base.sha, Path(tmp) / "m.skops")
         pipeline = load_verified_model(model_path, recorded)
     test = read_table(project.root / OUTPUTS["test"], categories=head_data.categorical)
-    score = score_frame(pipeline, test, features=base_features, positive_class=positive)
-    return recompute_base_predictions(test, score, target=head_data.target)
+    # the base model scored as its own task: a base of another task is not comparable
+    output = predict_frame(pipeline, test, features=base_features, task=base.task)
+    if base.task == "binary" and positive is not None:
+        output = output[:, positive_index(pipeline, positive)]
+    classes = [str(c) for c in getattr(pipeline, "classes_", [])]
+    return recompute_base_predictions(
+        test, output, target=head_data.target, task=base.task, classes=classes
+    )

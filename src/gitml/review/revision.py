@@ -13,6 +13,7 @@ import pandas as pd
 from gitml.config.compose import CommittedParams, parse_committed_params
 from gitml.errors import DataError
 from gitml.project import OUTPUTS
+from gitml.tasks import PLOTS, TASKS, Task, score_column
 from gitml.vcs import DvcLock, parse_lock, read_blobs, resolve_rev, show_file
 
 
@@ -41,6 +42,17 @@ class Revision:
     def short(self) -> str:
         return self.sha[:8] if self.sha else self.label
 
+    @property
+    def task(self) -> Task:
+        """The task of the revision's model: metrics.json, else signature.json, else params;
+        files from before tasks existed are binary."""
+        output = (self.signature or {}).get("output") or {}
+        data = (self.params.raw.get("data") if self.params else None) or {}
+        for found in ((self.metrics or {}).get("task"), output.get("task"), data.get("task")):
+            if found in TASKS:
+                return found
+        return "binary"
+
 
 def empty_revision(label: str = "no earlier model") -> Revision:
     """The base of a first model: nothing committed, so only absolute rules can apply."""
@@ -57,9 +69,11 @@ _READ = (
     "metadata",
     "params",
     "lock",
-    "roc",
-    "precision_recall",
 )
+# plot data of every task (reports/plots/<file>), read by the report's plots and images
+_PLOTS_DIR = OUTPUTS["roc"].rsplit("/", 1)[0]
+_SCORES = score_column("")
+_CURVES = tuple(dict.fromkeys(f for task in TASKS for f in PLOTS[task] if f != "calibration.json"))
 
 
 def load_revision(root: Path, rev: str | None) -> Revision:
@@ -72,12 +86,12 @@ def load_revision(root: Path, rev: str | None) -> Revision:
     if rev == "HEAD" and sha:
         rev = sha[:12]
 
-    paths = [OUTPUTS[key] for key in _READ]
+    paths = [OUTPUTS[key] for key in _READ] + [f"{_PLOTS_DIR}/{name}" for name in _CURVES]
     if sha:  # one `git cat-file --batch` for every file of the revision
         texts = read_blobs(root, [f"{sha}:{path}" for path in paths])
     else:
         texts = [show_file(root, None, path) for path in paths]
-    text = dict(zip(_READ, texts, strict=True))
+    text = dict(zip(_READ + _CURVES, texts, strict=True))
     params, lock = text["params"], text["lock"]
 
     return Revision(
@@ -95,7 +109,7 @@ def load_revision(root: Path, rev: str | None) -> Revision:
             else parse_committed_params(params, source=f"{OUTPUTS['params']} at {where}")
         ),
         lock=None if lock is None else parse_lock(lock, source=f"{OUTPUTS['lock']} at {where}"),
-        curves={key: _rows(text[key]) for key in ("roc", "precision_recall")},
+        curves={name.removesuffix(".json"): _rows(text[name]) for name in _CURVES},
     )
 
 
@@ -130,7 +144,10 @@ def _csv(text: str | None, path: str, where: str) -> pd.DataFrame | None:
         frame = pd.read_csv(io.StringIO(text), dtype={"actual": str, "predicted": str})
     except (ValueError, pd.errors.ParserError) as err:
         raise DataError(f"{path} at {where} is not a readable CSV ({err})") from err
-    missing = {"row_id", "actual", "score"} - set(frame.columns)
+    missing = {"row_id", "actual"} - set(frame.columns)
+    scored = [c for c in frame.columns if c in ("score", "predicted") or c.startswith(_SCORES)]
+    if not scored:  # binary: score; multiclass: score:<class>; regression: predicted
+        missing.add("score")
     if missing:
         raise DataError(f"{path} at {where} lacks columns {sorted(missing)}")
     return frame

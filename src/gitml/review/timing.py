@@ -65,17 +65,25 @@ def probe_frame(signature: dict[str, Any], rows: int = ROWS):
     return pd.DataFrame(columns)
 
 
-def measure(pipeline: Any, frame: Any, *, repeats: int) -> float:
-    """Median CPU milliseconds per 1,000 rows of `predict_proba` on `frame`."""
+def measure(pipeline: Any, frame: Any, *, repeats: int, task: str = "binary") -> float:
+    """Median CPU milliseconds per 1,000 rows of scoring `frame` as the server does
+    (`predict_frame`: probabilities, or values for regression)."""
     from threadpoolctl import threadpool_limits
+
+    from gitml.model.scoring import predict_frame
+
+    features = [str(c) for c in frame.columns]
+
+    def score() -> None:
+        predict_frame(pipeline, frame, features=features, task=task)  # type: ignore[arg-type]
 
     with threadpool_limits(limits=1):
         for _ in range(_WARMUP):
-            pipeline.predict_proba(frame)
+            score()
         timings = []
         for _ in range(repeats):
             started = time.process_time()
-            pipeline.predict_proba(frame)
+            score()
             timings.append(time.process_time() - started)
     return round(statistics.median(timings) * 1000 * 1000 / len(frame), 3)
 
@@ -155,7 +163,8 @@ def _measure_request(request: dict[str, Any]) -> dict[str, Any]:
             pipeline = load_verified_model(Path(model), request["sha256"])
         frame = probe_frame(request["signature"])
         features = [spec["name"] for spec in request["signature"].get("inputs", [])]
-        value = measure(pipeline, frame[features], repeats=int(request["repeats"]))
+        task = (request["signature"].get("output") or {}).get("task", "binary")
+        value = measure(pipeline, frame[features], repeats=int(request["repeats"]), task=task)
     except GitmlError as err:
         return {"ms_per_1000_rows": None, "error": err.message}
     except Exception as err:  # the model cannot score rows its own signature allows

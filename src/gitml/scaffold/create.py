@@ -24,8 +24,8 @@ import yaml
 
 from gitml import __version__
 from gitml.config.compose import load_params, write_params
-from gitml.config.data_yaml import DraftColumn, SchemaDraft, render_data_yaml
-from gitml.data.inference import CATEGORY_CAP, ColumnProfile, draft_schema, profile_file
+from gitml.config.data_yaml import SchemaDraft, render_data_yaml
+from gitml.data.inference import draft_schema, profile_file
 from gitml.data.inference import schema_name as data_schema_name
 from gitml.errors import ConfigError, DataError, ProjectError, VcsError
 from gitml.files import write_json, write_text
@@ -86,10 +86,6 @@ def plan_project(
     project_name = project_slug(name)
     if task not in TASK_CHOICES:
         raise ConfigError(f"--task {task!r}: expected one of {', '.join(TASK_CHOICES)}")
-    if positive_class is not None and task not in ("auto", "binary"):
-        raise ConfigError(
-            f"--positive-class {positive_class!r} applies to task binary only, not {task}"
-        )
     # the project's copy: a name that needs no quoting in dvc.yaml's commands
     data_file = f"data/external/{re.sub(r'[^A-Za-z0-9._-]+', '_', data.name)}"
     data_name = data_schema_name(data)
@@ -101,10 +97,10 @@ def plan_project(
         name=data_name,
         source=str(data),  # errors name the file as given; the schema names the project's copy
         positive_class=positive_class,
+        task=task,
     )
     draft = dataclasses.replace(draft, source=data_file)
-    draft = _fit_task(draft, profiles[target], task)
-    chosen = cast(Task, draft.task.split(" ")[0])
+    chosen = cast(Task, draft.kind)
     spec = ProjectSpec(
         project_name=project_name,
         model_name=model_name_for(project_name, chosen),
@@ -236,56 +232,6 @@ def _check_readable(data: Path) -> None:
         ) from err
     if not first:
         raise DataError(f"{data}: the file is empty (0 bytes); nothing written")
-
-
-def _fit_task(draft: SchemaDraft, profile: ColumnProfile, task: str) -> SchemaDraft:
-    """The draft for the requested task: the inferred one, or a numeric target read the other
-    way (a few integer values as regression, or a numeric target's few values as classes)."""
-    inferred = draft.task.split(" ")[0]
-    where = f"{draft.source}: target {draft.target!r}"
-    if task in ("auto", inferred):
-        chosen = inferred
-    elif task == "regression" and profile.numeric:
-        chosen = "regression"
-        draft = dataclasses.replace(draft, task=f"regression (given; {draft.task})")
-    elif task == "multiclass" and inferred == "regression" and profile.counts is not None:
-        if len(profile.counts) > CATEGORY_CAP:
-            raise DataError(
-                f"{where} has {len(profile.counts):,} distinct values: too many classes for "
-                f"task multiclass (at most {CATEGORY_CAP})",
-                hint="use --task regression (or auto)",
-            )
-        chosen = "multiclass"
-        draft = dataclasses.replace(draft, task=f"multiclass (given; {draft.task})")
-    else:
-        raise DataError(
-            f"{where}: --task {task} does not fit the data, which reads as {draft.task}",
-            hint="use --task auto, or pick another --target",
-        )
-    if chosen == "regression":
-        draft = dataclasses.replace(
-            draft,
-            positive_class="",
-            slices=[s for s in draft.slices if s != draft.target],
-            columns=[
-                _numeric_target(profile) if c.name == draft.target else c for c in draft.columns
-            ],
-        )
-    elif chosen == "multiclass" and inferred == "regression":
-        spec = {"type": "category", "categories": sorted(profile.counts or {})}
-        draft = dataclasses.replace(
-            draft,
-            columns=[
-                DraftColumn(c.name, spec, c.seen) if c.name == draft.target else c
-                for c in draft.columns
-            ],
-        )
-    return draft
-
-
-def _numeric_target(profile: ColumnProfile) -> DraftColumn:
-    kind = "float" if profile.fractional else "int"
-    return DraftColumn(profile.name, {"type": kind}, f"target; numeric ({kind})")
 
 
 def _check_rows(plan: ProjectPlan, rows: int) -> None:

@@ -7,13 +7,16 @@ import csv
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from gitml.config.schema import Params
+from gitml.evaluate.evaluation import outputs_from_predictions
 from gitml.files import write_text
 from gitml.registry.card import render_card, require_card
-from gitml.review.bootstrap import bootstrap_intervals
+from gitml.review.bootstrap import bootstrap_intervals, bootstrap_output_intervals
 from gitml.stages._runner import run_stage
 from gitml.vcs import read_lock
 
@@ -29,13 +32,20 @@ def _card(args: argparse.Namespace, params: Params) -> None:
     """Write the model card: purpose, data, metrics with intervals, slices, lineage."""
     card = require_card(params)  # before the bootstrap: it needs the card's resamples
     metrics = _json(args.metrics)
-    y, score = _predictions(args.predictions, params.data.positive)
     names = [m for m, v in metrics.get("metrics", {}).items() if v is not None]
-    intervals = bootstrap_intervals(
-        y, score, threshold=params.evaluate.threshold, names=names,
-        resamples=card.interval_resamples, seed=params.promotion.bootstrap.seed,
-        confidence=params.promotion.bootstrap.confidence,
-    )  # fmt: skip
+    settings: dict[str, Any] = {
+        "names": names,
+        "resamples": card.interval_resamples,
+        "seed": params.promotion.bootstrap.seed,
+        "confidence": params.promotion.bootstrap.confidence,
+    }
+    if params.data.task == "binary":
+        y, score = _predictions(args.predictions, params.data.positive)
+        intervals = bootstrap_intervals(y, score, threshold=params.evaluate.threshold, **settings)
+    else:  # per-class probabilities or predicted values, as predictions.csv holds them
+        frame = pd.read_csv(args.predictions, dtype={"actual": str, "predicted": str})
+        outputs = outputs_from_predictions(frame, params.data.task, source=str(args.predictions))
+        intervals = bootstrap_output_intervals(outputs, **settings)
     text = render_card(
         params=params,
         metadata=_json(args.metadata),

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from gitml.config.schema import Params
 from gitml.data.io import read_table
-from gitml.evaluate.evaluation import evaluate_scores
+from gitml.evaluate.evaluation import evaluate_output, evaluate_scores
 from gitml.files import atomic_path, write_json
 from gitml.model.persist import load_verified_model
-from gitml.model.scoring import fix_summation_order, score_frame
+from gitml.model.scoring import fix_summation_order, positive_index, predict_frame
 from gitml.stages._runner import run_stage
 
 
@@ -33,10 +33,14 @@ def _evaluate(args: argparse.Namespace, params: Params) -> None:
     pipeline = fix_summation_order(load_verified_model(args.model, sha256))
     test = read_table(args.test, categories=params.data.categorical)
     data = params.data
-    score = score_frame(pipeline, test, features=data.features, positive_class=data.positive)
+    output = predict_frame(pipeline, test, features=data.features, task=data.task)
     # no timings here: metrics.json is committed and must be the same on every run; the gate
     # measures prediction time at review time and reads the size from metadata.json
-    result = evaluate_scores(test, score, params)
+    if data.task == "binary":
+        result = evaluate_scores(test, output[:, positive_index(pipeline, data.positive)], params)
+    else:
+        classes = [str(c) for c in getattr(pipeline, "classes_", [])]
+        result = evaluate_output(test, output, params, classes=classes)
     for name, rows in result.plots.items():
         write_json(args.plots / f"{name}.json", rows)
     with atomic_path(args.predictions) as tmp:

@@ -87,7 +87,9 @@ def _awkward_file(path: Path) -> None:
     frame.insert(0, "patient id", np.arange(100_000, 100_000 + rows))
     frame["visit date"] = pd.date_range("2020-01-01", periods=rows, freq="D").strftime("%Y-%m-%d")
     frame["clinic"] = "north"
-    frame["notes"] = [f"patient seen in clinic, follow up in {k % 9} weeks" for k in range(rows)]
+    frame["notes"] = [
+        f"seen at visit {k} in clinic, follow up in {k % 9} weeks" for k in range(rows)
+    ]
     frame.loc[rng.choice(rows, 20, replace=False), "mean area (cell)"] = np.nan
     frame["diagnosis"] = np.where(bunch.target == 1, "benign", "malignant")
     frame.to_csv(path, index=False)
@@ -120,7 +122,7 @@ def test_init_makes_a_committed_project_that_reproduces_and_passes_its_own_tests
     assert "Data and pipelines are up to date." in dvc("repro", cwd=cancer).stdout
     # the awkward columns: excluded ones named in the schema, the rest used as they are named
     data = (cancer / "conf/data/cancer_data.yaml").read_text(encoding="utf-8")
-    assert "task: binary\npositive_class: malignant\n" in data
+    assert "task: binary\ntarget: diagnosis\npositive_class: malignant\n" in data
     signature = json.loads((cancer / "models/signature.json").read_text())
     inputs = [c["name"] for c in signature["inputs"]]
     assert "mean area (cell)" in inputs

@@ -530,7 +530,8 @@ def init(
             f"first run: {floor['metric']} {floor['first_run']}; quality floor {floor['floor']} "
             f"({FLOOR_FILE})"
         )
-    typer.echo(f"next: cd {directory} && make repro && make test (review conf/data/ first)")
+    enter = "" if directory.resolve() == Path.cwd() else f"cd {directory} && "
+    typer.echo(f"next: {enter}make repro && make test (review conf/data/ first)")
 
 
 schema_app = typer.Typer(

@@ -154,14 +154,12 @@ def init_project(
         for parent in made:  # innermost first
             parent.rmdir()
         raise
-    if existing:
+    if directory.exists():  # moved into, never replaced: it may be someone's working directory
         created = _merge_into(build, directory)
         shutil.rmtree(build, ignore_errors=True)
         if not in_repo:
             git(directory, "init", "-q", "-b", "main")
     else:
-        if directory.exists():
-            directory.rmdir()
         build.chmod(0o777 & ~_umask())  # mkdtemp made it private to this user
         build.rename(directory)
         created = sorted(p.name for p in directory.iterdir() if p.name != ".git")

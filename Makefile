@@ -1,8 +1,13 @@
-# gitml developer entry points. `make help` lists them.
+# gitml project entry points. `make help` lists them.
 SHELL := /bin/bash
+# VENV: the environment every target runs in. The default, .venv, is created and filled from
+# requirements.lock on first use. Another environment (VENV=/path/to/env, e.g. one you manage
+# yourself) is used as it is: nothing is installed into it.
 VENV ?= .venv
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 BIN := $(abspath $(VENV))/bin
+# gitml itself: this checkout, editable.
+GITML_SPEC ?= -e .
 # Stages run `python -m gitml.stages.<name>`: put the project venv first on PATH.
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
@@ -10,19 +15,25 @@ export DVC_NO_ANALYTICS := 1
 TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repro test test-fast lint bench lock params
+.PHONY: help venv repro test lint params
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing the locked dependencies into $(VENV) (a few minutes the first time)"
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -r requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	grep -v '^gitml==' requirements.lock | $(BIN)/python -m pip install --progress-bar on -r /dev/stdin
+	$(BIN)/python -m pip install --no-deps $(GITML_SPEC)
 	@touch $@
 
+ifeq ($(VENV),.venv)
 venv: $(VENV)/.installed ## create .venv and install the locked dependencies
+else
+venv:
+	@test -x $(BIN)/gitml || { echo "error: $(BIN)/gitml not found: VENV=$(VENV) must hold gitml (pip install $(GITML_SPEC))" >&2; exit 1; }
+endif
 
 repro: venv ## check params.yaml, restore what the DVC remote has, run the pipeline (dvc repro)
 	gitml params --check
@@ -31,28 +42,16 @@ repro: venv ## check params.yaml, restore what the DVC remote has, run the pipel
 	dvc repro
 	dvc metrics show reports/metrics.json
 
-# --durations: the suite must stay under 10 minutes on 2 cores; the slowest tests show where it goes
-test: venv ## run the whole test suite, one pytest-xdist worker per core (TEST_WORKERS=N to change)
+# --durations: the slowest tests show where the time goes
+test: venv ## run the tests, one pytest-xdist worker per core (TEST_WORKERS=N to change)
 	pytest -n $(TEST_WORKERS) --durations=10
 
-test-fast: venv ## unit tests only (no git, dvc or servers): the inner loop, under a minute
-	pytest tests/unit tests/test_public_api.py
-
-lint: venv ## ruff, import contracts, mypy, YAML, workflow and params checks (pre-commit, all files)
+lint: venv ## the pre-commit hooks on all files (ruff, YAML, workflows, params check)
 	pre-commit run --all-files
-
-bench: venv ## benchmarks: pipeline, review, registry (vs gto), serving and batch (vs MLflow, raw sklearn)
-	python bench/pipeline.py
-	python bench/review.py
-	python bench/registry.py
-	python bench/serve.py
 
 params: venv ## recompose params.yaml from conf/
 	gitml params
 
-lock: ## re-resolve requirements.lock from pyproject.toml in a scratch venv
-	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/python -m pip install --quiet --upgrade "pip>=24"
-	.lock-venv/bin/python -m pip install --quiet -e ".[dev]"
-	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^gitml' > requirements.lock
-	rm -rf .lock-venv
+# More targets of your own (optional, not generated): the gitml repository keeps its
+# development targets there (test-fast, bench, lock).
+-include dev.mk

@@ -474,6 +474,66 @@ def _serve(
         typer.echo(f"stopped on {signal.Signals(stopped[0]).name}", err=True)
 
 
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="The project directory (created if absent).")],
+    data: Annotated[
+        Path, typer.Option("--data", help="CSV (optionally compressed) or Parquet file.")
+    ],
+    target: Annotated[str, typer.Option("--target", help="The column to predict.")],
+    task: Annotated[
+        str,
+        typer.Option("--task", help="auto (from the target), binary, multiclass or regression."),
+    ] = "auto",
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="Project name (default: the directory's); the model's "
+            "name follows from it (NAME-classifier or NAME-regressor).",
+        ),
+    ] = None,
+    positive_class: Annotated[
+        str | None,
+        typer.Option(
+            "--positive-class", help="Binary target: the positive class (default: the minority)."
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Add the project to a non-empty directory (never overwrites a file)."
+        ),
+    ] = False,
+) -> None:
+    """Create a gitml project from a data file: schema, config, pipeline, tests, CI; run the
+    pipeline once and commit. Nothing is written if the data or the directory is refused."""
+    from gitml.scaffold.create import FLOOR_FILE, init_project
+
+    result = init_project(
+        directory,
+        data=data,
+        target=target,
+        task=task,
+        name=name,
+        positive_class=positive_class,
+        force=force,
+        progress=typer.echo,
+    )
+    spec, floor = result.plan.spec, result.floor
+    typer.echo(
+        f"created {result.root}: project {spec.project_name}, model {spec.model_name} "
+        f"({spec.task}), data schema conf/data/{spec.data_name}.yaml"
+    )
+    if floor is not None:
+        typer.echo(
+            f"first run: {floor['metric']} {floor['first_run']}; quality floor {floor['floor']} "
+            f"({FLOOR_FILE})"
+        )
+    enter = "" if directory.resolve() == Path.cwd() else f"cd {directory} && "
+    typer.echo(f"next: {enter}make repro && make test (review conf/data/ first)")
+
+
 schema_app = typer.Typer(
     help="Infer and write data schemas (conf/data/).", no_args_is_help=True, rich_markup_mode=None
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -130,6 +131,9 @@ def dirty_paths(root: Path) -> list[str]:
     return [line[3:] for line in out.splitlines() if line.strip()]
 
 
+_STAGE_ERROR = re.compile(r"^(?:\[[\w-]+\] )?error: (.+)$")
+
+
 def _run_tool(root: Path, *cmd: str, env: dict[str, str] | None = None) -> str:
     """Run dvc or gto in `root` (with `env` added); raise VcsError with the tool's message."""
     full_env = {**os.environ, "DVC_NO_ANALYTICS": "1", **(env or {})}
@@ -143,6 +147,10 @@ def _run_tool(root: Path, *cmd: str, env: dict[str, str] | None = None) -> str:
         text = (proc.stderr or proc.stdout).replace("\u274c", "").strip()
         errors = [ln.strip() for ln in text.splitlines() if "ERROR" in ln]
         detail = errors[0] if errors else " ".join(text.split())[-400:]
+        # a gitml stage that failed says why on its own `[stage] error: ...` line: keep it
+        why = [m.group(1) for ln in text.splitlines() if (m := _STAGE_ERROR.match(ln))]
+        if why and errors:
+            detail += f"; the stage said: {why[-1]}"
         words = list(cmd[2:]) if cmd[1:2] == ("-m",) else [Path(cmd[0]).name, *cmd[1:]]
         shown = " ".join(words[:3])
         raise VcsError(f"`{shown} ...` failed: {detail or proc.returncode}")

@@ -1,0 +1,19 @@
+# Development targets of the gitml repository itself (the Makefile includes this file; a
+# generated project has none). `make help` lists them with the others.
+.PHONY: test-fast bench lock
+
+test-fast: venv ## unit tests only (no git, dvc or servers): the inner loop, under a minute
+	pytest tests/unit tests/test_public_api.py
+
+bench: venv ## benchmarks: pipeline, review, registry (vs gto), serving and batch (vs MLflow, raw sklearn)
+	python bench/pipeline.py
+	python bench/review.py
+	python bench/registry.py
+	python bench/serve.py
+
+lock: ## re-resolve requirements.lock from pyproject.toml in a scratch venv
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade "pip>=24"
+	.lock-venv/bin/python -m pip install --quiet -e ".[dev]"
+	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^gitml' > requirements.lock
+	rm -rf .lock-venv

@@ -1,0 +1,111 @@
+"""`gitml init` for multiclass (wine) and regression (diabetes): init, the first run, and the
+project's own tests, end to end on scikit-learn's data sets."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from gitml.tasks import METRICS, PLOTS, PRIMARY_METRIC
+from tests.support import dvc, git, gitml, run
+
+
+def _wine(path: Path) -> None:
+    from sklearn.datasets import load_wine
+
+    frame = load_wine(as_frame=True).frame
+    frame["cultivar"] = frame.pop("target").map({0: "barolo", 1: "grignolino", 2: "barbera"})
+    frame.to_csv(path, index=False)
+
+
+def _diabetes(path: Path) -> None:
+    from sklearn.datasets import load_diabetes
+
+    frame = load_diabetes(as_frame=True, scaled=False).frame
+    frame = frame.rename(columns={"target": "progression", "s1": "total cholesterol (tc)"})
+    frame.to_csv(path, index=False)
+
+
+def _project_tests(project: Path) -> str:
+    return run(
+        sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "tests", cwd=project
+    ).stdout
+
+
+@pytest.mark.slow
+def test_init_a_multiclass_project_from_wine(tmp_path: Path) -> None:
+    _wine(tmp_path / "wine.csv")
+    proc = gitml("init", "wine", "--data", "wine.csv", "--target", "cultivar", cwd=tmp_path)
+    assert "task: multiclass (3 classes: barbera, barolo, grignolino)" in proc.stdout
+    project = tmp_path / "wine"
+    assert "model wine-classifier (multiclass)" in proc.stdout
+    data = (project / "conf/data/wine.yaml").read_text()
+    assert "task: multiclass\n" in data and "positive_class" not in data
+    assert "model: logistic_regression" in (project / "conf/config.yaml").read_text()
+    dvc_yaml = (project / "dvc.yaml").read_text()
+    assert "data.positive_class" not in dvc_yaml and "evaluate.threshold" not in dvc_yaml
+    assert all(f"reports/plots/{name}" in dvc_yaml for name in PLOTS["multiclass"])
+    assert "x_label: actual cultivar" in dvc_yaml and "multiclass-classification" in dvc_yaml
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert metrics["task"] == "multiclass"
+    assert set(metrics["metrics"]) == set(METRICS["multiclass"])
+    floor = json.loads((project / "tests/project/floor.json").read_text())
+    assert floor["metric"] == PRIMARY_METRIC["multiclass"] == "f1_macro"
+    assert git("status", "--porcelain", cwd=project).stdout == ""
+    assert "Data and pipelines are up to date." in dvc("repro", cwd=project).stdout
+    assert "3 passed" in _project_tests(project)
+
+
+@pytest.mark.slow
+def test_init_a_regression_project_from_diabetes(tmp_path: Path) -> None:
+    _diabetes(tmp_path / "diabetes.csv")
+    proc = gitml(
+        "init", "diabetes", "--data", "diabetes.csv", "--target", "progression", cwd=tmp_path
+    )
+    assert "task: regression (numeric" in proc.stdout
+    assert "model diabetes-regressor (regression)" in proc.stdout
+    project = tmp_path / "diabetes"
+    data = (project / "conf/data/diabetes.yaml").read_text()
+    assert "task: regression\n" in data and "positive_class" not in data
+    assert "model: ridge" in (project / "conf/config.yaml").read_text()
+    assert sorted(p.name for p in (project / "conf/model").iterdir()) == [
+        "hist_gradient_boosting.yaml",
+        "random_forest.yaml",
+        "ridge.yaml",
+    ]
+    dvc_yaml = (project / "dvc.yaml").read_text()
+    assert all(f"reports/plots/{name}" in dvc_yaml for name in PLOTS["regression"])
+    assert "y_label: predicted progression" in dvc_yaml
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert metrics["task"] == "regression" and "threshold" not in metrics
+    floor = json.loads((project / "tests/project/floor.json").read_text())
+    assert floor["metric"] == "rmse" and floor["floor"] > floor["first_run"]  # a ceiling
+    assert git("status", "--porcelain", cwd=project).stdout == ""
+    assert "3 passed" in _project_tests(project)
+
+
+@pytest.mark.slow
+def test_a_few_integer_values_can_be_read_as_regression(tmp_path: Path) -> None:
+    """A numeric target with few values reads as classes; --task regression overrides."""
+    _wine(tmp_path / "wine.csv")
+    frame = pd.read_csv(tmp_path / "wine.csv")
+    frame["level"] = frame.pop("proline") // 200  # 8 integer levels: multiclass by default
+    frame.drop(columns="cultivar").to_csv(tmp_path / "levels.csv", index=False)
+    proc = gitml(
+        "init",
+        "levels",
+        "--data",
+        "levels.csv",
+        "--target",
+        "level",
+        "--task",
+        "regression",
+        cwd=tmp_path,
+    )
+    assert "task: regression (numeric, 8 distinct values" in proc.stdout
+    data = (tmp_path / "levels/conf/data/levels.yaml").read_text()
+    assert "task: regression\n" in data and "level: {type: int}" in data

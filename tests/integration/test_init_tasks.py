@@ -108,4 +108,4 @@ def test_a_few_integer_values_can_be_read_as_regression(tmp_path: Path) -> None:
     )
     assert "task: regression (numeric, 8 distinct values" in proc.stdout
     data = (tmp_path / "levels/conf/data/levels.yaml").read_text()
-    assert "task: regression\n" in data and "level: {type: int}" in data
+    assert "task: regression\n" in data and "level: {type: int, min: 0, max: 9}" in data

@@ -7,10 +7,12 @@ import json
 import sys
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 
 from gitml.tasks import METRICS, PLOTS, PRIMARY_METRIC
+from tests.integration.serving import ServerProcess
 from tests.support import dvc, git, gitml, run
 
 
@@ -36,6 +38,56 @@ def _project_tests(project: Path) -> str:
     ).stdout
 
 
+def _review_release_and_serve(project: Path, name: str, target: str, primary: str) -> dict:
+    """What a team does next in a generated project: propose another model in a branch and
+    review it against main (report and gate), release main's model (pushed to the project's
+    DVC remote), then serve that release and score rows of the data by their original names.
+    Returns the first served record."""
+    git("config", "user.name", "gitml test", cwd=project)
+    git("config", "user.email", "test@gitml.invalid", cwd=project)
+    git("checkout", "-q", "-b", "forest", cwd=project)
+    config = project / "conf/config.yaml"  # the proposal is a reviewed change to conf/
+    text = config.read_text()
+    default = "  - model: ridge\n" if primary == "rmse" else "  - model: logistic_regression\n"
+    assert default in text
+    config.write_text(text.replace(default, "  - model: random_forest\n"))
+    gitml("params", cwd=project)
+    dvc("repro", cwd=project)
+    git("add", "-A", cwd=project)
+    git("commit", "-qm", "propose a random forest", cwd=project)
+    gitml("report", "--base", "main", "--out", "report.md", cwd=project)
+    report = (project / "report.md").read_text()  # ignored by the project's .gitignore
+    assert primary in report and "random_forest" in report
+    gate = gitml("gate", "--base", "main", cwd=project, check=False)
+    assert gate.returncode in (0, 1) and ("PASS" in gate.stdout or "FAIL" in gate.stdout), (
+        gate.stdout + gate.stderr
+    )
+    git("checkout", "-q", "main", cwd=project)
+    dvc("checkout", "-q", cwd=project)
+    gitml("release", cwd=project)
+    assert f"{name}@v1.0.0" in git("tag", cwd=project).stdout
+    models = gitml("models", cwd=project).stdout
+    assert primary in models and "v1.0.0" in models
+
+    source = next((project / "data/external").glob("*.csv"))  # the project's copy of the data
+    frame = pd.read_csv(source).drop(columns=[target])
+    records = json.loads(frame.head(3).to_json(orient="records"))
+    server = ServerProcess(project, "--ref", f"{name}@v1.0.0")
+    try:
+        server.wait_ready()
+        info = httpx.get(f"{server.url}/v1/model").json()
+        assert info["task"] == ("regression" if primary == "rmse" else "multiclass")
+        response = httpx.post(f"{server.url}/v1/predict", json={"records": records})
+        assert response.status_code == 200, response.text
+        predictions = response.json()["predictions"]
+        assert len(predictions) == 3
+        broken = httpx.post(f"{server.url}/v1/predict", json={"records": [{}]})
+        assert broken.status_code == 422
+    finally:
+        server.stop()
+    return predictions[0]
+
+
 @pytest.mark.slow
 def test_init_a_multiclass_project_from_wine(tmp_path: Path) -> None:
     _wine(tmp_path / "wine.csv")
@@ -55,9 +107,16 @@ def test_init_a_multiclass_project_from_wine(tmp_path: Path) -> None:
     assert set(metrics["metrics"]) == set(METRICS["multiclass"])
     floor = json.loads((project / "tests/project/floor.json").read_text())
     assert floor["metric"] == PRIMARY_METRIC["multiclass"] == "f1_macro"
+    # wine has no slice candidates: no slice limits that could never be judged (they would
+    # block every release)
+    assert "  max_gap:" not in (project / "conf/promotion/default.yaml").read_text()
     assert git("status", "--porcelain", cwd=project).stdout == ""
     assert "Data and pipelines are up to date." in dvc("repro", cwd=project).stdout
     assert "3 passed" in _project_tests(project)
+    record = _review_release_and_serve(project, "wine-classifier", "cultivar", "f1_macro")
+    classes = ["barbera", "barolo", "grignolino"]
+    assert record["label"] in classes and sorted(record["scores"]) == classes
+    assert abs(sum(record["scores"].values()) - 1) < 1e-9
 
 
 @pytest.mark.slow
@@ -86,6 +145,8 @@ def test_init_a_regression_project_from_diabetes(tmp_path: Path) -> None:
     assert floor["metric"] == "rmse" and floor["floor"] > floor["first_run"]  # a ceiling
     assert git("status", "--porcelain", cwd=project).stdout == ""
     assert "3 passed" in _project_tests(project)
+    record = _review_release_and_serve(project, "diabetes-regressor", "progression", "rmse")
+    assert set(record) == {"value"} and 0 < record["value"] < 400
 
 
 @pytest.mark.slow

@@ -60,6 +60,8 @@ class ProjectPlan:
         """Every text file of the new project except the lock, the floor and DVC's own."""
         files = render_files(self.spec)
         files[f"conf/data/{self.spec.data_name}.yaml"] = render_data_yaml(self.draft)
+        if not self.draft.slices:
+            files[POLICY_FILE] = without_slice_limits(files[POLICY_FILE])
         files["tests/__init__.py"] = ""
         files["tests/project/__init__.py"] = ""
         return dict(sorted(files.items()))
@@ -381,6 +383,26 @@ def floor_value(metric: str, first: float) -> float:
 
 def _two_decimals(value: float) -> bool:
     return 0.1 <= abs(value) <= 1
+
+
+def without_slice_limits(policy: str) -> str:
+    """The promotion policy's text without `slices.max_regression` and `slices.max_gap`: for
+    a data set with no slice candidates, where those rules could never be evaluated and so
+    would block every release. The `slices:` line says how to turn them on."""
+    out: list[str] = []
+    inside = False
+    for line in policy.splitlines(keepends=True):
+        if line.startswith("slices:"):
+            inside = True
+            out.append("slices:  # no slice columns: list some in conf/data (slices), then set\n")
+            out.append("  # max_regression and max_gap here (see the reference project's policy)\n")
+            continue
+        if inside and not line.startswith((" ", "#")):
+            inside = False
+        if inside and line.lstrip().startswith(("max_regression:", "max_gap:")):
+            continue
+        out.append(line)
+    return "".join(out)
 
 
 def set_minimum(policy: str, floor: dict[str, Any]) -> str:

@@ -5,7 +5,8 @@
 test-fast: venv ## unit tests only (no git, dvc or servers): the inner loop, under a minute
 	pytest tests/unit tests/test_public_api.py
 
-bench: venv ## benchmarks: pipeline, review, registry (vs gto), serving and batch (vs MLflow, raw sklearn)
+bench: venv ## benchmarks: init, pipeline, review, registry (vs gto), serving and batch (vs MLflow, raw sklearn)
+	python bench/init.py
 	python bench/pipeline.py
 	python bench/review.py
 	python bench/registry.py

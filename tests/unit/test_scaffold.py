@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
 from gitml.errors import ConfigError
 from gitml.scaffold.create import floor_value, project_slug, set_minimum
 from gitml.scaffold.render import ProjectSpec, fill, render_files
-from gitml.tasks import ESTIMATORS, PLOTS
+from gitml.tasks import ESTIMATORS, HEADLINE, METRICS, PLOTS
 
 
 def _spec(task: str, target: str = "price (usd)") -> ProjectSpec:
@@ -46,6 +48,35 @@ def test_every_task_gets_its_own_models_plots_and_a_valid_dvc_yaml(task: str) ->
     assert "churn" not in files["dvc.yaml"]
     if task != "binary":
         assert any("price (usd)" in label for label in labels)  # axis labels name the target
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_make_exps_keeps_the_model_the_headline_metrics_and_other_changed_params(
+    task: str,
+) -> None:
+    """The columns `dvc exp show --only-changed` has after a model swap (plus a changed
+    threshold): `make exps` drops all but these, as DVC applies --drop (re.match)."""
+    makefile = render_files(_spec(task))["Makefile"]
+    drop = re.compile(re.search(r"^EXPS_DROP \?= (.+)$", makefile, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    assert "dvc exp show --only-changed --no-pager --drop '$(EXPS_DROP)'" in makefile
+    columns = [
+        "Experiment",
+        "Created",
+        *("model_name", "estimator", "task", "threshold", "test_set.rows"),
+        *("test_set.class_counts.a", "per_class.a.precision", "per_class.a.support"),
+        *(f"metrics.{m}" for m in METRICS[task]),
+        *("model.name", "model.preprocessing.numeric", "model.params.C"),
+        *("model.params.n_estimators", "evaluate.threshold", "data.slices"),
+        *("models/model.skops", "reports/metrics.json", "src/gitml/model"),
+    ]
+    shown = [c for c in columns if not drop.match(c)]
+    assert shown == [
+        "Experiment",
+        *(f"metrics.{m}" for m in METRICS[task] if m in HEADLINE[task]),
+        "model.name",
+        "evaluate.threshold",
+        "data.slices",
+    ]
 
 
 def test_project_names_are_slugs_and_bad_ones_are_refused() -> None:

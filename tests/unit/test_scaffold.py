@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from gitml.errors import ConfigError
-from gitml.scaffold.create import floor_value, project_slug, set_minimum
+from gitml.scaffold.create import FLOOR_MARGIN, floor_value, project_slug, set_minimum
 from gitml.scaffold.render import ProjectSpec, fill, render_files
-from gitml.tasks import ESTIMATORS, HEADLINE, METRICS, PLOTS
+from gitml.tasks import ESTIMATORS, HEADLINE, METRICS, PLOTS, PRIMARY_METRIC, higher_is_better
 
 
 def _spec(task: str, target: str = "price (usd)") -> ProjectSpec:
@@ -90,6 +90,25 @@ def test_the_floor_is_the_first_run_made_worse_by_the_margin_rounded() -> None:
     assert floor_value("rmse", 54.3) == 57.0  # a ceiling for lower-is-better metrics
     assert floor_value("rmse", 0.0123) == 0.0129
     assert floor_value("f1_macro", 0.05) <= 0.05
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_each_policy_states_the_floor_rule_init_applies(task: str) -> None:
+    """The comment over `minimums` says what `gitml init` writes there: one rule, the quality
+    floor's (floor_value), for every task."""
+    policy = render_files(_spec(task))["conf/promotion/default.yaml"]
+    metric = PRIMARY_METRIC[task]
+    factor = 1 - FLOOR_MARGIN if higher_is_better(metric) else 1 + FLOOR_MARGIN
+    comment = " ".join(
+        line.strip().removeprefix("# ") for line in policy.splitlines() if line.startswith("  # ")
+    )
+    assert f"the first run's {metric} made {FLOOR_MARGIN:.0%} worse, x {factor:g}," in comment
+    assert floor_value(metric, 0.9) == round(0.9 * factor, 2)  # the factor is init's
+    first = 54.3 if task == "regression" else 0.8421
+    edited = set_minimum(
+        policy, {"metric": metric, "floor": floor_value(metric, first), "first_run": first}
+    )
+    assert yaml.safe_load(edited)["minimums"][metric] == floor_value(metric, first)
 
 
 def test_set_minimum_edits_the_policy_line_and_keeps_its_comments() -> None:

@@ -193,7 +193,7 @@ def _values(spec: ProjectSpec, mode: Mode) -> dict[str, str | list[str]]:
         ],
         "plots": _plots(spec),
         "gitml_spec": _gitml_spec(mode),
-        "exps_drop": exps_drop(spec.task),
+        "exps_drop": _exps_drop(spec.task),
         "ci_checks": _ci_checks(mode),
     }
     for stage, paths in CODE_DEPS.items():
@@ -202,7 +202,7 @@ def _values(spec: ProjectSpec, mode: Mode) -> dict[str, str | list[str]]:
     return values
 
 
-def exps_drop(task: Task) -> str:
+def _exps_drop(task: Task) -> str:
     """`make exps`'s `dvc exp show --drop` pattern (DVC matches it at the start of each column
     name): what a model swap changes besides the model and the task's headline metrics."""
     hidden = [m for m in METRICS[task] if m not in HEADLINE[task]]

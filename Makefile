@@ -15,7 +15,7 @@ export DVC_NO_ANALYTICS := 1
 TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repro test lint params
+.PHONY: help venv repro test lint params exps
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,15 @@ lint: venv ## the pre-commit hooks on all files (ruff, YAML, workflows, params c
 
 params: venv ## recompose params.yaml from conf/
 	gitml params
+
+# A model swap changes every preset hyperparameter (the other model's show as "-"), the
+# preprocessing, each stage's dependency hashes and every metric: `dvc exp show --only-changed`
+# is over 600 columns wide. `make exps` drops those columns but the model and the headline
+# metrics (gitml.tasks.HEADLINE): it fits in 160 columns. Another view:
+# `make exps EXPS_DROP='Created|.*/'` (a sweep of one model's hyperparameters).
+EXPS_DROP ?= Created|.*/|(estimator|model_name|task|threshold)\b|(test_set|per_class)\.|model\.(params|preprocessing)\.|metrics\.(precision|accuracy|log_loss|brier)\b
+exps: venv ## compare experiments in 160 columns: model, headline metrics, other changed params
+	@dvc exp show --only-changed --no-pager --drop '$(EXPS_DROP)'
 
 # More targets of your own (optional, not generated): the gitml repository keeps its
 # development targets there (test-fast, bench, lock).

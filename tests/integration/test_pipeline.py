@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 
 from tests.support import dvc, git, gitml, ran_stages, run
 
+ROOT = Path(__file__).resolve().parents[2]
 STAGES = ["ingest", "validate", "split", "train", "evaluate", "card"]
 
 
@@ -100,6 +102,36 @@ def test_exp_run_composes_like_gitml_params(repo: Path, tmp_path: Path) -> None:
     assert "+  name: logistic_regression" in stale.stderr
     gitml("params", "model=hist_gradient_boosting", cwd=repo)
     assert (repo / "params.yaml").read_bytes() == dvc_written
+
+
+def _width(table: str) -> int:
+    return max(len(line.rstrip()) for line in table.splitlines())
+
+
+def test_make_exps_fits_160_columns_after_a_model_swap(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After `dvc exp run -S model=...`, `dvc exp show --only-changed` is hundreds of columns
+    wide (both models' hyperparameters, dependency hashes, every metric); `make exps` shows the
+    models and the headline metrics side by side in 160 columns, nothing cut off."""
+    monkeypatch.setenv("COLUMNS", "400")  # a wide terminal: DVC's table is as wide as it needs
+    dvc("exp", "run", "-S", "model=random_forest", cwd=repo)
+    full = dvc("exp", "show", "--only-changed", "--no-pager", cwd=repo).stdout
+    assert _width(full) > 300 and "model.params.n_estimators" in full
+    shutil.copy(ROOT / "Makefile", repo)  # not a pipeline file: the fixture leaves it out
+    table = run("make", "exps", f"VENV={sys.prefix}", cwd=repo).stdout
+    assert _width(table) <= 160, table
+    assert "…" not in table  # no column elided
+    header = table.splitlines()[1].split()
+    assert header == [
+        "Experiment",
+        "metrics.roc_auc",
+        "metrics.average_precision",
+        "metrics.f1",
+        "metrics.recall",
+        "model.name",
+    ]
+    assert "logistic_regression" in table and table.count("random_forest") == 2  # exp, workspace
 
 
 def test_params_check_catches_hand_edit(repo: Path) -> None:

@@ -116,6 +116,26 @@ def test_check_reports_a_diff_and_writes_nothing(project: Project) -> None:
     assert project.params_path.read_text() == edited
 
 
+def test_a_duplicate_key_in_conf_names_the_file_key_and_line_and_writes_nothing(
+    project: Project,
+) -> None:
+    preset = project.conf_dir / "model/logistic_regression.yaml"
+    preset.write_text(
+        preset.read_text().replace("  C: 1.0\n", "  C: 1.0\n  max_iter: 50\n  C: 2.0\n")
+    )
+    before = project.params_path.read_text()
+    for run in (check_params, write_params):
+        with pytest.raises(ConfigError) as info:
+            run(project)  # type: ignore[operator]
+        assert info.value.exit_code == 2
+        assert info.value.message == (
+            "conf/model/logistic_regression.yaml, line 9: duplicate key 'C' "
+            "in the mapping that starts at line 7"
+        )
+        assert "keep one 'C' entry" in (info.value.hint or "")
+    assert project.params_path.read_text() == before  # nothing written
+
+
 def test_check_with_overrides_matches_written_overrides(project: Project) -> None:
     write_params(project, ["model=random_forest"])
     check_params(project, ["model=random_forest"])

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
 from gitml.errors import ConfigError
-from gitml.scaffold.create import floor_value, project_slug, set_minimum
+from gitml.scaffold.create import FLOOR_MARGIN, floor_value, project_slug, set_minimum
 from gitml.scaffold.render import ProjectSpec, fill, render_files
-from gitml.tasks import ESTIMATORS, PLOTS
+from gitml.tasks import ESTIMATORS, HEADLINE, METRICS, PLOTS, PRIMARY_METRIC, higher_is_better
 
 
 def _spec(task: str, target: str = "price (usd)") -> ProjectSpec:
@@ -48,6 +50,35 @@ def test_every_task_gets_its_own_models_plots_and_a_valid_dvc_yaml(task: str) ->
         assert any("price (usd)" in label for label in labels)  # axis labels name the target
 
 
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_make_exps_keeps_the_model_the_headline_metrics_and_other_changed_params(
+    task: str,
+) -> None:
+    """The columns `dvc exp show --only-changed` has after a model swap (plus a changed
+    threshold): `make exps` drops all but these, as DVC applies --drop (re.match)."""
+    makefile = render_files(_spec(task))["Makefile"]
+    drop = re.compile(re.search(r"^EXPS_DROP \?= (.+)$", makefile, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    assert "dvc exp show --only-changed --no-pager --drop '$(EXPS_DROP)'" in makefile
+    columns = [
+        "Experiment",
+        "Created",
+        *("model_name", "estimator", "task", "threshold", "test_set.rows"),
+        *("test_set.class_counts.a", "per_class.a.precision", "per_class.a.support"),
+        *(f"metrics.{m}" for m in METRICS[task]),
+        *("model.name", "model.preprocessing.numeric", "model.params.C"),
+        *("model.params.n_estimators", "evaluate.threshold", "data.slices"),
+        *("models/model.skops", "reports/metrics.json", "src/gitml/model"),
+    ]
+    shown = [c for c in columns if not drop.match(c)]
+    assert shown == [
+        "Experiment",
+        *(f"metrics.{m}" for m in METRICS[task] if m in HEADLINE[task]),
+        "model.name",
+        "evaluate.threshold",
+        "data.slices",
+    ]
+
+
 def test_project_names_are_slugs_and_bad_ones_are_refused() -> None:
     assert project_slug("My Churn_Project") == "my-churn-project"
     with pytest.raises(ConfigError, match="project name '123'"):
@@ -59,6 +90,25 @@ def test_the_floor_is_the_first_run_made_worse_by_the_margin_rounded() -> None:
     assert floor_value("rmse", 54.3) == 57.0  # a ceiling for lower-is-better metrics
     assert floor_value("rmse", 0.0123) == 0.0129
     assert floor_value("f1_macro", 0.05) <= 0.05
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_each_policy_states_the_floor_rule_init_applies(task: str) -> None:
+    """The comment over `minimums` says what `gitml init` writes there: one rule, the quality
+    floor's (floor_value), for every task."""
+    policy = render_files(_spec(task))["conf/promotion/default.yaml"]
+    metric = PRIMARY_METRIC[task]
+    factor = 1 - FLOOR_MARGIN if higher_is_better(metric) else 1 + FLOOR_MARGIN
+    comment = " ".join(
+        line.strip().removeprefix("# ") for line in policy.splitlines() if line.startswith("  # ")
+    )
+    assert f"the first run's {metric} made {FLOOR_MARGIN:.0%} worse, x {factor:g}," in comment
+    assert floor_value(metric, 0.9) == round(0.9 * factor, 2)  # the factor is init's
+    first = 54.3 if task == "regression" else 0.8421
+    edited = set_minimum(
+        policy, {"metric": metric, "floor": floor_value(metric, first), "first_run": first}
+    )
+    assert yaml.safe_load(edited)["minimums"][metric] == floor_value(metric, first)
 
 
 def test_set_minimum_edits_the_policy_line_and_keeps_its_comments() -> None:

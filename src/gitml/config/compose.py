@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,30 @@ def compose_params(conf_dir: Path, overrides: Sequence[str] = ()) -> str:
             "key.path=value (model.params.C=0.5); an unknown key needs a '+' prefix, "
             "but params are validated, so add new keys to conf/ instead",
         ) from err
+    except yaml.YAMLError as err:  # a conf/ file Hydra could not load (OmegaConf raises it)
+        raise _yaml_error(err, conf_dir) from err
     return OmegaConf.to_yaml(cfg)
+
+
+def _yaml_error(err: yaml.YAMLError, conf_dir: Path) -> ConfigError:
+    """A YAML error in a conf/ file as a ConfigError naming the file, line and problem."""
+    mark = getattr(err, "problem_mark", None)
+    if mark is None:
+        return ConfigError(f"{conf_dir}: a file is not valid YAML: {err}")
+    where = Path(mark.name)
+    if where.is_relative_to(conf_dir.resolve().parent):
+        where = where.relative_to(conf_dir.resolve().parent)
+    problem = getattr(err, "problem", None) or str(err)
+    duplicate = re.fullmatch(r"found duplicate key (.+)", problem)
+    if duplicate is None:
+        return ConfigError(f"{where}, line {mark.line + 1}: not valid YAML: {problem}")
+    key = duplicate.group(1)
+    context = getattr(err, "context_mark", None)
+    mapping = f" in the mapping that starts at line {context.line + 1}" if context else ""
+    return ConfigError(
+        f"{where}, line {mark.line + 1}: duplicate key '{key}'{mapping}",
+        hint=f"keep one '{key}' entry in {where} and run `gitml params` again",
+    )
 
 
 def _parse_mapping(text: str, source: str) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from typing import Literal
 import yaml
 
 from gitml import __version__
-from gitml.tasks import ESTIMATORS, PLOTS, Task
+from gitml.tasks import ESTIMATORS, HEADLINE, METRICS, PLOTS, Task
 
 Mode = Literal["project", "framework"]
 
@@ -193,12 +193,29 @@ def _values(spec: ProjectSpec, mode: Mode) -> dict[str, str | list[str]]:
         ],
         "plots": _plots(spec),
         "gitml_spec": _gitml_spec(mode),
+        "exps_drop": _exps_drop(spec.task),
         "ci_checks": _ci_checks(mode),
     }
     for stage, paths in CODE_DEPS.items():
         deps = paths if mode == "framework" else (LOCK_FILE,)
         values[f"code_deps:{stage}"] = [f"- {p}" for p in deps]
     return values
+
+
+def _exps_drop(task: Task) -> str:
+    """`make exps`'s `dvc exp show --drop` pattern (DVC matches it at the start of each column
+    name): what a model swap changes besides the model and the task's headline metrics."""
+    hidden = [m for m in METRICS[task] if m not in HEADLINE[task]]
+    return "|".join(
+        [
+            "Created",
+            ".*/",  # dependency hashes: models/model.skops, reports/metrics.json, ...
+            r"(estimator|model_name|task|threshold)\b",  # metrics.json's labels
+            r"(test_set|per_class)\.",
+            r"model\.(params|preprocessing)\.",
+            *([rf"metrics\.({'|'.join(hidden)})\b"] if hidden else []),
+        ]
+    )
 
 
 def _kind(task: Task) -> str:

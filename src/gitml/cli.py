@@ -189,6 +189,16 @@ def gate(
 
 Bump = typer.Option("--bump", help="Which part to raise: major, minor or patch.")
 PushOption = Annotated[bool, typer.Option("--push", help="Push the new tag to origin.")]
+TargetOption = Annotated[str, typer.Option("--target", help="The column to predict.")]
+TaskOption = Annotated[
+    str, typer.Option("--task", help="auto (from the target), binary, multiclass or regression.")
+]
+PositiveClassOption = Annotated[
+    str | None,
+    typer.Option(
+        "--positive-class", help="Binary target: the positive class (default: the minority)."
+    ),
+]
 MessageOption = Annotated[str | None, typer.Option("--message", "-m", help="Tag message.")]
 
 
@@ -480,11 +490,8 @@ def init(
     data: Annotated[
         Path, typer.Option("--data", help="CSV (optionally compressed) or Parquet file.")
     ],
-    target: Annotated[str, typer.Option("--target", help="The column to predict.")],
-    task: Annotated[
-        str,
-        typer.Option("--task", help="auto (from the target), binary, multiclass or regression."),
-    ] = "auto",
+    target: TargetOption,
+    task: TaskOption = "auto",
     name: Annotated[
         str | None,
         typer.Option(
@@ -493,12 +500,7 @@ def init(
             "name follows from it (NAME-classifier or NAME-regressor).",
         ),
     ] = None,
-    positive_class: Annotated[
-        str | None,
-        typer.Option(
-            "--positive-class", help="Binary target: the positive class (default: the minority)."
-        ),
-    ] = None,
+    positive_class: PositiveClassOption = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -543,7 +545,7 @@ app.add_typer(schema_app, name="schema")
 @schema_app.command("infer")
 def schema_infer(
     path: Annotated[Path, typer.Argument(help="CSV (optionally compressed) or Parquet file.")],
-    target: Annotated[str, typer.Option("--target", help="The column to predict.")],
+    target: TargetOption,
     name: Annotated[
         str | None, typer.Option("--name", help="Schema name (default: from the file name).")
     ] = None,
@@ -551,19 +553,8 @@ def schema_infer(
         Path | None,
         typer.Option("--out", "-o", help="File to write (default: conf/data/NAME.yaml)."),
     ] = None,
-    positive_class: Annotated[
-        str | None,
-        typer.Option(
-            "--positive-class", help="Binary target: the positive class (default: the minority)."
-        ),
-    ] = None,
-    task: Annotated[
-        str,
-        typer.Option(
-            "--task",
-            help="auto (from the target), binary, multiclass or regression.",
-        ),
-    ] = "auto",
+    positive_class: PositiveClassOption = None,
+    task: TaskOption = "auto",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     project: ProjectOption = None,
 ) -> None:

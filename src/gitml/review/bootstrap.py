@@ -108,16 +108,7 @@ def bootstrap_intervals(
         drawn = _group_metrics(model, *_drawn_weights(model, draws), names)
         for name in names:
             values[name][start : start + len(draws)] = drawn[name]
-    tail = (1 - confidence) / 2 * 100
-    intervals: dict[str, tuple[float | None, float | None]] = {}
-    for name in names:
-        finite = values[name][np.isfinite(values[name])]
-        if not len(finite):
-            intervals[name] = (None, None)
-            continue
-        low, high = np.percentile(finite, [tail, 100 - tail])
-        intervals[name] = (_round(low), _round(high))
-    return intervals
+    return _percentile_intervals(values, confidence)
 
 
 def _point(value: float) -> float | None:
@@ -368,16 +359,7 @@ def bootstrap_output_intervals(
         drawn = task_metric_arrays(outputs, weights, names)
         for name in names:
             values[name][start : start + len(weights)] = drawn[name]
-    tail = (1 - confidence) / 2 * 100
-    intervals: dict[str, tuple[float | None, float | None]] = {}
-    for name in names:
-        finite = values[name][np.isfinite(values[name])]
-        if not len(finite):
-            intervals[name] = (None, None)
-            continue
-        low, high = np.percentile(finite, [tail, 100 - tail])
-        intervals[name] = (_round(low), _round(high))
-    return intervals
+    return _percentile_intervals(values, confidence)
 
 
 def _check_outputs(
@@ -415,3 +397,20 @@ def _weight_chunks(
         keys = draws + np.arange(len(draws))[:, None] * n
         counts = np.bincount(keys.ravel(), minlength=len(draws) * n)
         yield start, counts.reshape(len(draws), n).astype(float)
+
+
+def _percentile_intervals(
+    values: dict[str, np.ndarray], confidence: float
+) -> dict[str, tuple[float | None, float | None]]:
+    """Each metric's percentile interval over its finite resampled values (None, None when a
+    metric was undefined in every resample)."""
+    tail = (1 - confidence) / 2 * 100
+    intervals: dict[str, tuple[float | None, float | None]] = {}
+    for name, drawn in values.items():
+        finite = drawn[np.isfinite(drawn)]
+        if not len(finite):
+            intervals[name] = (None, None)
+            continue
+        low, high = np.percentile(finite, [tail, 100 - tail])
+        intervals[name] = (_round(low), _round(high))
+    return intervals

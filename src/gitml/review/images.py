@@ -32,6 +32,15 @@ def write_images(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
                 ax.plot([p[x] for p in rows], [p[y] for p in rows], style, label=label)
         if task == "regression":
             ax.set(title=title, xlabel=x, ylabel=y)
+            # the reference a reader judges the points against: y = x, or a zero residual
+            if key == "predicted_vs_actual":
+                low, high = (
+                    min(ax.get_xlim()[0], ax.get_ylim()[0]),
+                    max(ax.get_xlim()[1], ax.get_ylim()[1]),
+                )
+                ax.plot([low, high], [low, high], color="grey", lw=0.8, label="predicted = actual")
+            else:
+                ax.axhline(0, color="grey", lw=0.8)
         else:
             ax.set(title=title, xlabel=x, ylabel=y, xlim=(0, 1), ylim=(0, 1.02))
         ax.legend(loc="lower left" if key == "precision_recall" else "lower right", fontsize=7)

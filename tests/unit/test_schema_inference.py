@@ -10,15 +10,13 @@ import yaml
 
 from gitml.config.data_yaml import check_data_yaml, render_data_yaml
 from gitml.data.inference import (
-    CATEGORY_CAP,
-    DISTINCT_LIMIT,
-    ColumnProfile,
     decide_column,
     draft_schema,
     infer_task,
     schema_name,
     widen,
 )
+from gitml.data.profiling import CATEGORY_CAP, DISTINCT_LIMIT, ColumnProfile
 from gitml.errors import DataError
 
 

@@ -25,8 +25,9 @@ import yaml
 from gitml import __version__
 from gitml.config.compose import load_params, write_params
 from gitml.config.data_yaml import SchemaDraft, render_data_yaml
-from gitml.data.inference import draft_schema, profile_file
+from gitml.data.inference import draft_schema
 from gitml.data.inference import schema_name as data_schema_name
+from gitml.data.profiling import profile_file
 from gitml.errors import ConfigError, DataError, ProjectError, VcsError
 from gitml.files import write_json, write_text
 from gitml.project import Project

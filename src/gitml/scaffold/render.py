@@ -32,8 +32,9 @@ Mode = Literal["project", "framework"]
 
 _PLACEHOLDER = re.compile(r"@@([a-z_:]+)@@")
 _BLOCK = re.compile(r"^(\s*)@@([a-z_:]+)@@\s*$")
-# Each stage's code: the gitml source files it runs (framework mode) or, in a project, the
-# lock file that pins gitml and every library (a project has no source tree).
+# Each stage's code: the gitml source files it runs, the library modules it imports included
+# (framework mode), or, in a project, the lock file that pins gitml and every library (a
+# project has no source tree).
 CODE_DEPS: dict[str, tuple[str, ...]] = {
     "ingest": (
         "src/gitml/stages/ingest.py",
@@ -43,13 +44,40 @@ CODE_DEPS: dict[str, tuple[str, ...]] = {
     ),
     "validate": (
         "src/gitml/stages/validate.py",
+        "src/gitml/data/io.py",
         "src/gitml/data/validation.py",
         "src/gitml/data/coercion.py",
+        "src/gitml/tasks.py",
     ),
-    "split": ("src/gitml/stages/split.py", "src/gitml/data/split.py"),
-    "train": ("src/gitml/stages/train.py", "src/gitml/model", "src/gitml/data/profile.py"),
-    "evaluate": ("src/gitml/stages/evaluate.py", "src/gitml/evaluate"),
-    "card": ("src/gitml/stages/card.py", "src/gitml/registry/card.py", "src/gitml/labels.py"),
+    "split": (
+        "src/gitml/stages/split.py",
+        "src/gitml/data/io.py",
+        "src/gitml/data/split.py",
+        "src/gitml/tasks.py",
+    ),
+    "train": (
+        "src/gitml/stages/train.py",
+        "src/gitml/data/io.py",
+        "src/gitml/model",
+        "src/gitml/data/profile.py",
+        "src/gitml/tasks.py",
+    ),
+    "evaluate": (
+        "src/gitml/stages/evaluate.py",
+        "src/gitml/data/io.py",
+        "src/gitml/evaluate",
+        "src/gitml/model/scoring.py",
+        "src/gitml/model/persist.py",
+        "src/gitml/tasks.py",
+    ),
+    "card": (
+        "src/gitml/stages/card.py",
+        "src/gitml/registry/card.py",
+        "src/gitml/review/bootstrap.py",
+        "src/gitml/evaluate",
+        "src/gitml/labels.py",
+        "src/gitml/tasks.py",
+    ),
 }
 LOCK_FILE = "requirements.lock"
 TASK_LABELS: dict[Task, str] = {

@@ -40,9 +40,9 @@ def _project_tests(project: Path) -> str:
 
 def _review_release_and_serve(project: Path, name: str, target: str, primary: str) -> dict:
     """What a team does next in a generated project: propose another model in a branch and
-    review it against main (report and gate), release main's model (pushed to the project's
-    DVC remote), then serve that release and score rows of the data by their original names.
-    Returns the first served record."""
+    review it against main (the report and its verdict), release main's model (pushed to the
+    project's DVC remote), then serve that release and score rows of the data by their
+    original names. Returns the first served record."""
     git("config", "user.name", "gitml test", cwd=project)
     git("config", "user.email", "test@gitml.invalid", cwd=project)
     git("checkout", "-q", "-b", "forest", cwd=project)
@@ -58,10 +58,8 @@ def _review_release_and_serve(project: Path, name: str, target: str, primary: st
     gitml("report", "--base", "main", "--out", "report.md", cwd=project)
     report = (project / "report.md").read_text()  # ignored by the project's .gitignore
     assert primary in report and "random_forest" in report
-    gate = gitml("gate", "--base", "main", cwd=project, check=False)
-    assert gate.returncode in (0, 1) and ("PASS" in gate.stdout or "FAIL" in gate.stdout), (
-        gate.stdout + gate.stderr
-    )
+    # a verdict under the base's policy (`gitml gate` on each task: test_task_review.py)
+    assert report.splitlines()[0].endswith(("promote", "blocked")), report[:200]
     git("checkout", "-q", "main", cwd=project)
     dvc("checkout", "-q", cwd=project)
     gitml("release", cwd=project)

@@ -196,7 +196,8 @@ TaskOption = Annotated[
 PositiveClassOption = Annotated[
     str | None,
     typer.Option(
-        "--positive-class", help="Binary target: the positive class (default: the minority)."
+        "--positive-class",
+        help="Binary target: the positive class (default: 1/yes/true, else the minority).",
     ),
 ]
 MessageOption = Annotated[str | None, typer.Option("--message", "-m", help="Tag message.")]

@@ -151,6 +151,15 @@ def test_the_task_follows_the_target() -> None:
         "Yes",
     )
     assert infer_task(binary, source="f", positive_class="No")[1] == "No"
+    # a 0/1 (no/yes, false/true) target scores its usual positive even when it is the majority
+    flags = _profile("y", [1] * 7 + [0] * 3)
+    assert infer_task(flags, source="f") == (
+        "binary (positive class '1': the usual positive of 0/1, 7 of 10 rows; the minority is "
+        "'0': --positive-class 0 to score it)",
+        "1",
+    )
+    assert infer_task(_profile("y", ["TRUE"] * 6 + ["false"] * 4), source="f")[1] == "TRUE"
+    assert infer_task(flags, source="f", positive_class="0")[1] == "0"
     tie = _profile("y", [0, 1, 0, 1])
     assert infer_task(tie, source="f")[1] == "1"
     few = _profile("y", ["a", "b", "c", "a"])

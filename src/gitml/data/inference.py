@@ -127,6 +127,15 @@ def infer_task(
             return f"binary (positive class {positive_class!r}: given)", positive_class
         # the minority class; on a tie, the later one in sorted order ("1", "Yes")
         positive = min(reversed(classes), key=lambda c: counts[c])
+        usual = _usual_positive(classes)
+        if usual is not None and usual != positive:  # 0/1, no/yes, false/true: 1, yes, true
+            seen = f"{counts[usual]:,} of {profile.non_null:,} rows"
+            return (
+                f"binary (positive class {usual!r}: the usual positive of "
+                f"{'/'.join(classes)}, {seen}; the minority is {positive!r}: "
+                f"--positive-class {positive} to score it)",
+                usual,
+            )
         seen = f"{counts[positive]:,} of {profile.non_null:,} rows"
         return f"binary (positive class {positive!r}: the minority class, {seen})", positive
     if chosen == "regression":
@@ -147,6 +156,20 @@ def infer_task(
     if len(counts) < 3:
         raise DataError(f"{where}: --task multiclass needs 3 or more classes, found 2 (binary)")
     return f"multiclass ({len(counts)} classes: {', '.join(sorted(counts))})", None
+
+
+# two-valued targets whose positive value is conventional: (negative, positive), lower case
+_USUAL_PAIRS = (("0", "1"), ("no", "yes"), ("false", "true"), ("n", "y"), ("negative", "positive"))
+
+
+def _usual_positive(classes: list[str]) -> str | None:
+    """The conventional positive of a 0/1, no/yes, false/true, n/y or negative/positive
+    target (in its own spelling), else None."""
+    lowered = {c.strip().lower(): c for c in classes}
+    for negative, positive in _USUAL_PAIRS:
+        if set(lowered) == {negative, positive}:
+            return lowered[positive]
+    return None
 
 
 def _implied_task(profile: ColumnProfile) -> str:

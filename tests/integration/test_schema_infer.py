@@ -180,6 +180,11 @@ def test_multiclass_and_regression_targets_state_their_task(
         (b"PAR1 not really", ("--target", "y"), "in.parquet: not a readable Parquet file"),
         (b"a,b\n1,2,3\n", ("--target", "b"), "in.csv: not a readable CSV file"),
         ("", ("--target", "y"), "the file is empty (0 bytes)"),
+        (  # a European CSV: said once, with the fix, not read as one column
+            "a;label\n1,5;x\n2,5;y\n",
+            ("--target", "label"),
+            "in.csv: looks ';'-separated: its header has 2 columns when split on ';'",
+        ),
         (
             "a,label\n1,x\n2,y\n",
             ("--target", "lable"),

@@ -138,11 +138,13 @@ def csv_delimiter(path: Path) -> str:
 _OTHER_DELIMITERS = {";": "';'", "\t": "tab", "|": "'|'", ",": "','"}
 
 
-def check_delimiter(path: Path, expected: Sequence[str]) -> None:
+def check_delimiter(path: Path, expected: Sequence[str] | None) -> None:
     """Refuse a CSV whose header holds more of the `expected` column names when split on
     another delimiter (`;`, tab, `|`) than on its own (`csv_delimiter`): one clear error
-    instead of one "column missing" per column."""
-    if not expected:
+    instead of one "column missing" per column. With `expected` None (no schema yet, as in
+    schema inference): refuse a header that is one column on its own delimiter and several
+    on another."""
+    if expected is not None and not expected:
         return
     delimiter = csv_delimiter(path)
     import csv
@@ -155,7 +157,7 @@ def check_delimiter(path: Path, expected: Sequence[str]) -> None:
     except (OSError, pa.ArrowException):
         return  # unreadable: the reader reports it
     header = first.splitlines()[0] if first else ""
-    wanted = set(expected)
+    wanted = set(expected or ())
 
     def found(sep: str) -> list[str]:
         return [c.strip() for c in next(csv.reader([header], delimiter=sep), [])]
@@ -166,7 +168,13 @@ def check_delimiter(path: Path, expected: Sequence[str]) -> None:
         if other == delimiter:
             continue
         names = found(other)
-        if len(names) > len(current) and len(wanted & set(names)) > max(best, len(wanted) // 2):
+        if expected is None:
+            other_fits = len(current) == 1 and len(names) > 1
+        else:
+            other_fits = len(names) > len(current) and len(wanted & set(names)) > max(
+                best, len(wanted) // 2
+            )
+        if other_fits:
             if other == "\t":
                 fix = "name the file *.tsv (read as tab-separated), or convert it to CSV"
             elif other == ",":

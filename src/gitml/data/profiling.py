@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gitml.data.coercion import category_text, coerce_numbers
-from gitml.data.io import ROW_COLUMN, detect_format, iter_csv_text, read_csv_header
+from gitml.data.io import (
+    ROW_COLUMN,
+    check_delimiter,
+    detect_format,
+    iter_csv_text,
+    read_csv_header,
+)
 from gitml.errors import DataError, first_line
 
 if TYPE_CHECKING:
@@ -242,6 +248,7 @@ def _batches(path: Path, fmt: str) -> Iterator[pa.RecordBatch]:
     import pyarrow.parquet as pq
 
     if fmt != "parquet":
+        check_delimiter(path, None)  # a `;`- or tab-separated file: say so, not "1 column"
         names = read_csv_header(path)  # a DataError naming the file if it is not a CSV
     try:
         if fmt == "parquet":

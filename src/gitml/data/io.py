@@ -168,8 +168,13 @@ def check_delimiter(path: Path, expected: Sequence[str] | None) -> None:
         if other == delimiter:
             continue
         names = found(other)
-        if expected is None:
-            other_fits = len(current) == 1 and len(names) > 1
+        if expected is None:  # only a header of readable text that splits into real names
+            other_fits = (
+                len(current) == 1
+                and len(names) > 1
+                and "\ufffd" not in header
+                and all(n and n.isprintable() for n in names)
+            )
         else:
             other_fits = len(names) > len(current) and len(wanted & set(names)) > max(
                 best, len(wanted) // 2

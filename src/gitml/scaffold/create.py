@@ -17,6 +17,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,9 +26,8 @@ import yaml
 from gitml import __version__
 from gitml.config.compose import load_params, write_params
 from gitml.config.data_yaml import SchemaDraft, render_data_yaml
-from gitml.data.inference import draft_schema
+from gitml.data.inference import infer_schema
 from gitml.data.inference import schema_name as data_schema_name
-from gitml.data.profiling import profile_file
 from gitml.errors import ConfigError, DataError, ProjectError, VcsError
 from gitml.files import write_json, write_text
 from gitml.project import Project
@@ -57,8 +57,10 @@ class ProjectPlan:
     data_file: str  # the data's path in the project: data/external/<file name>
     task_note: str  # the task as inferred or given, with the evidence
 
+    @cached_property
     def files(self) -> dict[str, str]:
-        """Every text file of the new project except the lock, the floor and DVC's own."""
+        """Every text file of the new project except the lock, the floor and DVC's own
+        (rendered once: the conflict check, the row check and the build read the same)."""
         files = render_files(self.spec)
         files[f"conf/data/{self.spec.data_name}.yaml"] = render_data_yaml(self.draft)
         if not self.draft.slices:
@@ -92,10 +94,8 @@ def plan_project(
     # the project's copy: a name that needs no quoting in dvc.yaml's commands
     data_file = f"data/external/{re.sub(r'[^A-Za-z0-9._-]+', '_', data.name)}"
     data_name = data_schema_name(data)
-    rows, profiles = profile_file(data)
-    draft = draft_schema(
-        profiles,
-        rows=rows,
+    draft = infer_schema(
+        data,
         target=target,
         name=data_name,
         source=str(data),  # errors name the file as given; the schema names the project's copy
@@ -113,7 +113,7 @@ def plan_project(
         positive_class=draft.positive_class or None,
     )
     plan = ProjectPlan(spec, draft, data_file, draft.task)
-    _check_rows(plan, rows)
+    _check_rows(plan)
     return plan
 
 
@@ -144,7 +144,7 @@ def init_project(
         data, target=target, task=task, name=name or directory.name, positive_class=positive_class
     )
     say(f"task: {plan.task_note}")
-    _refuse_conflicts(directory, [*plan.files(), plan.data_file, ".dvc"])
+    _refuse_conflicts(directory, [*plan.files, plan.data_file, ".dvc"])
     made = [p for p in directory.parents if not p.exists()]  # created here, removed on failure
     directory.parent.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=".gitml-init-", dir=directory.parent))
@@ -235,9 +235,10 @@ def _check_readable(data: Path) -> None:
         raise DataError(f"{data}: the file is empty (0 bytes); nothing written")
 
 
-def _check_rows(plan: ProjectPlan, rows: int) -> None:
-    validate = yaml.safe_load(render_files(plan.spec)["conf/validate/default.yaml"])
+def _check_rows(plan: ProjectPlan) -> None:
+    validate = yaml.safe_load(plan.files["conf/validate/default.yaml"])
     needed = int(validate["min_rows"])
+    rows = plan.draft.rows
     if rows < needed:
         raise DataError(
             f"{plan.data_file}: {rows:,} data rows; a project needs at least {needed:,} to "
@@ -317,7 +318,7 @@ def _build(build: Path, plan: ProjectPlan, data: Path, say: Progress) -> dict[st
     git(build, "init", "-q", "-b", "main")
     git(build, "var", "GIT_COMMITTER_IDENT")  # no identity: refuse now, not after the run
     dvc(build, "init", "-q")
-    for rel, text in plan.files().items():
+    for rel, text in plan.files.items():
         write_text(build / rel, text)
         if rel.startswith(".ci/"):
             (build / rel).chmod(0o755)

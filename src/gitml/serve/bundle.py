@@ -61,11 +61,11 @@ class ServedModel:
         """The classes, in the order of the model's probability columns ([] for regression)."""
         return [str(c) for c in self.signature["output"].get("classes") or []]
 
-    @property
+    @cached_property
     def positive_class(self) -> str:
         return str(self.signature["output"]["positive_class"])
 
-    @property
+    @cached_property
     def negative_class(self) -> str:
         return next(c for c in self.classes if c != self.positive_class)
 

@@ -360,6 +360,71 @@ class ServeParams(_Strict):
     prediction_log: PredictionLogParams = PredictionLogParams()
 
 
+class MinEffect(_Strict):
+    """The smallest shift worth an alarm, per column kind (significance alone is not enough)."""
+
+    wasserstein: Annotated[float, Field(ge=0)] = 0.05
+    jensen_shannon: Annotated[float, Field(ge=0, le=1)] = 0.03
+
+
+class QualityLimits(_Strict):
+    """Data-quality rates (of a batch's rows) above which `gitml monitor` alarms."""
+
+    max_invalid_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    max_out_of_range_rate: Annotated[float, Field(ge=0, le=1)] = 0.001
+    max_unseen_rate: Annotated[float, Field(ge=0, le=1)] = 0.001
+    max_null_rate_increase: Annotated[float, Field(ge=0, le=1)] = 0.02
+
+
+class PerformanceMonitoring(_Strict):
+    """Labelled (late) and estimated performance: windows, confidence, resampling."""
+
+    window: Annotated[str, Field(min_length=1)] = "1D"
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+    min_labelled: Annotated[int, Field(ge=1)] = 100
+    resamples: Annotated[int, Field(ge=100, le=100_000)] = 1000
+    seed: Annotated[int, Field(ge=0)] = 0
+
+
+class LabelColumns(_Strict):
+    """How a labels file names the prediction it labels."""
+
+    id_column: Annotated[str, Field(min_length=1)] = "request_id"
+    record_column: Annotated[str, Field(min_length=1)] = "record"
+
+
+class RetrainPolicy(_Strict):
+    """How `gitml retrain` adds a labelled production batch to the training data."""
+
+    policy: Literal["append", "window"] = "append"
+    window_rows: Annotated[int, Field(ge=1)] | None = None
+    branch_prefix: Annotated[str, Field(min_length=1)] = "retrain/"
+
+    @model_validator(mode="after")
+    def _window_sized(self) -> RetrainPolicy:
+        if self.policy == "window" and self.window_rows is None:
+            raise ValueError("retrain.policy 'window' needs retrain.window_rows")
+        return self
+
+
+class MonitorParams(_Strict):
+    """`gitml monitor`: calibrated drift alarms, data quality, performance; `gitml retrain`."""
+
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
+    correction: Literal["holm", "bonferroni", "bh"] = "holm"
+    min_effect: MinEffect = MinEffect()
+    psi_bins: Annotated[int, Field(ge=2, le=100)] = 10
+    quantiles: Annotated[int, Field(ge=10, le=100_000)] = 1000
+    min_rows: Annotated[int, Field(ge=1)] = 200
+    quality: QualityLimits = QualityLimits()
+    performance: PerformanceMonitoring = PerformanceMonitoring()
+    labels: LabelColumns = LabelColumns()
+    current: str | None = None
+    out: Annotated[str, Field(min_length=1)] = "reports/monitor"
+    history: Annotated[str, Field(min_length=1)] = "reports/monitor/history.jsonl"
+    retrain: RetrainPolicy = RetrainPolicy()
+
+
 class Params(_Strict):
     """The whole of params.yaml."""
 
@@ -373,6 +438,7 @@ class Params(_Strict):
     promotion: PromotionParams
     card: CardParams | None = None  # absent in revisions made before the model card
     serve: ServeParams = ServeParams()  # absent in revisions made before serving existed
+    monitor: MonitorParams = MonitorParams()  # absent in revisions made before monitoring
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

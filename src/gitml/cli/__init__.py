@@ -1,6 +1,9 @@
 """The `gitml` command line: the only place that prints, reads argv or exits.
 
 Imports of heavy libraries happen inside the commands so that `gitml --help` stays fast.
+Command groups that grew their own module register themselves on `app` when imported at the
+end of this one: `monitor` (gitml monitor), `simulate` (gitml simulate), `retrain`
+(gitml retrain).
 """
 
 from __future__ import annotations
@@ -711,6 +714,10 @@ def _ignore_file_size_signal() -> None:
 
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+# the command modules register on `app`; imported last, once `app` and the options exist
+from gitml.cli import monitor, retrain, simulate  # noqa: E402, F401
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Performance before labels arrive: confidence-based performance estimation (CBPE).
 
 A classifier's score, mapped through the calibrator fitted on the held-out split at evaluate
-time (`monitor.calibrator`), is the probability that the row is positive (binary) or of each
+time (`gitml.evaluate.calibrator`), is the probability that the row is positive (binary) or of each
 class (multiclass). Summed over a window's rows, those probabilities give the expected
 confusion matrix, and the metrics of it: the point estimates. Their predictive interval
 comes from labels simulated from the same probabilities (seeded): the spread of the metric
@@ -20,8 +20,8 @@ import pandas as pd
 
 from gitml.config.schema import MonitorParams
 from gitml.errors import DataError
+from gitml.evaluate.calibrator import calibrate, check_calibrator, fit_calibrator
 from gitml.evaluate.metrics import TaskOutputs, task_metric_arrays
-from gitml.monitor.calibrator import calibrate, check_calibrator, fit_calibrator
 from gitml.monitor.result import MetricValue
 from gitml.review.bootstrap import label_weight_metrics
 from gitml.tasks import Task, score_column

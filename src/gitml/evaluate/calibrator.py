@@ -7,7 +7,8 @@ A classifier gets one isotonic regression per class (binary: the positive class 
 applying it is linear interpolation between the stored thresholds, clipped at both ends,
 exactly what `IsotonicRegression(out_of_bounds="clip").predict` does, so reading it needs
 neither scikit-learn nor a pickled object. A regressor gets a file saying none applies.
-Kept apart from `estimate.py` so that the evaluate stage depends on this file only.
+It sits in `gitml.evaluate` (values in, values out) because the evaluate stage fits it;
+`gitml.monitor.estimate` applies it.
 """
 
 from __future__ import annotations

@@ -117,7 +117,8 @@ def simulate_batch(
     begin = begin.tz_localize("UTC") if begin.tzinfo is None else begin.tz_convert("UTC")
     span = int(days * 86_400 * 1e9)
     offsets = (np.arange(rows, dtype=np.int64) * span) // rows
-    stamps = pd.to_datetime(begin.value + offsets, utc=True).as_unit("ns")
+    naive = (begin.tz_localize(None).as_unit("ns").value + offsets).view("datetime64[ns]")
+    stamps = pd.DatetimeIndex(naive).tz_localize("UTC")
     batch = pd.DataFrame({"request_id": ids, "record": 0, "timestamp": stamps})
     batch = pd.concat([batch, frame[features]], axis=1)
     labels = pd.DataFrame({"request_id": ids, "record": 0, target: frame[target]})

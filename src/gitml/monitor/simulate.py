@@ -112,7 +112,7 @@ def simulate_batch(
             frame[shift.column] = _mix(frame[shift.column], where, shift, rng)  # type: ignore[index]
         else:
             frame[shift.column] = _move(frame[shift.column], where, shift)  # type: ignore[index]
-    ids = pd.Series([f"sim-{seed}-{n}" for n in range(rows)], dtype=object)
+    ids = pd.Series(np.array([f"sim-{seed}-{n}" for n in range(rows)], dtype=object))
     begin = pd.Timestamp(start)
     begin = begin.tz_localize("UTC") if begin.tzinfo is None else begin.tz_convert("UTC")
     span = int(days * 86_400 * 1e9)

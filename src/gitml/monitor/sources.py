@@ -66,6 +66,22 @@ class CurrentData:
             return f"{self.path} ({len(self.files)} log files, {self.window.describe()})"
         return str(self.path)
 
+    def versions(self) -> list[str]:
+        """The model versions that served the rows in the window (log files), in order."""
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        found: dict[str, None] = {}
+        for path in self.files:
+            file = pq.ParquetFile(path)
+            for batch in file.iter_batches(
+                batch_size=self.chunk_rows, columns=["model_version", "timestamp"]
+            ):
+                batch = _in_window(batch, self.window)
+                column = batch.column(0)
+                found.update(dict.fromkeys(str(v) for v in pc.unique(column).to_pylist() if v))
+        return list(found)
+
     def chunks(self) -> Iterator[pd.DataFrame]:
         """The rows, in chunks of at most `chunk_rows` (the window applied to log files)."""
         for path in self.files:
@@ -107,7 +123,7 @@ def open_current(
     inputs: Sequence[str],
     outputs: Sequence[str],
     model_name: str,
-    window: Window = Window(),
+    window: Window | None = None,
     chunk_rows: int = CHUNK_ROWS,
 ) -> CurrentData:
     """Check `path` (pulling it from DVC when it is tracked but absent) and say how to read it.
@@ -116,6 +132,7 @@ def open_current(
     on `timestamp`; every file must have been written for `model_name`. A file is a batch
     (CSV or Parquet). Raises DataError naming the path and what was found.
     """
+    window = window or Window()
     path = _materialise(path, root)
     if path.is_dir():
         return _open_log(path, inputs, outputs, model_name, window, chunk_rows)

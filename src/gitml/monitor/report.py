@@ -14,6 +14,7 @@ from gitml.monitor.result import (
     PerformanceWindow,
     QualityFinding,
 )
+from gitml.tasks import PRIMARY_METRIC
 
 
 def format_number(value: float | None, digits: int = 3) -> str:
@@ -165,7 +166,7 @@ def _performance(result: MonitorResult) -> list[str]:
         "### Performance",
         "",
         "Realised from labels (bootstrap interval) against estimated from calibrated scores "
-        "(predictive interval).",
+        "(predictive interval); every metric is in monitor.html and monitor.json.",
         "",
         "| version | window | rows | labelled | metric | realised | estimated | floor | alarm |",
         "| --- | --- | ---: | ---: | --- | --- | --- | ---: | --- |",
@@ -173,7 +174,7 @@ def _performance(result: MonitorResult) -> list[str]:
     for w in result.performance:
         realised = {m.metric: m for m in w.realised}
         estimated = {m.metric: m for m in w.estimated}
-        names = list(dict.fromkeys([*realised, *estimated]))
+        names = [n for n in dict.fromkeys([*realised, *estimated]) if _shown(n, result.task, w)]
         for name in names:
             real, est = realised.get(name), estimated.get(name)
             floor = real.floor if real is not None else est.floor if est is not None else None
@@ -192,6 +193,16 @@ def _performance(result: MonitorResult) -> list[str]:
     if notes:
         lines += ["", *notes]
     return lines
+
+
+def _shown(name: str, task: str, window: PerformanceWindow) -> bool:
+    """The comment's table keeps the metrics that matter: the task's primary one, those with
+    a floor, and those estimated (to set beside realised); monitor.html shows them all."""
+    if name == PRIMARY_METRIC.get(task):  # type: ignore[call-overload]
+        return True
+    return any(m.metric == name and m.floor is not None for m in window.realised) or any(
+        m.metric == name for m in window.estimated
+    )
 
 
 def _interval(metric: MetricValue | None) -> str:

@@ -243,3 +243,15 @@ def test_bad_input_exits_2_naming_the_file_and_writes_nothing(
     assert "written by model 'fraud-classifier', but this project's model is" in foreign.stderr
     assert "Traceback" not in missing.stderr + few.stderr + foreign.stderr
     assert not out.exists()
+
+
+def test_a_dvc_tracked_batch_missing_from_the_workspace_is_pulled(
+    released: Path, tmp_path: Path
+) -> None:
+    batch = _batch_csv(released, released / "data" / "production-batch.csv", 500, seed=5)
+    dvc("add", "data/production-batch.csv", cwd=released)
+    dvc("push", "data/production-batch.csv.dvc", cwd=released)
+    batch.unlink()
+    proc = _monitor(released, tmp_path / "out", "--current", "data/production-batch.csv")
+    assert proc.returncode == 0, proc.stderr
+    assert batch.is_file() and proc.stdout.startswith("quiet: no alarm on 500 rows")

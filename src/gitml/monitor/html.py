@@ -14,7 +14,7 @@ import io
 import re
 from typing import TYPE_CHECKING, Any
 
-from gitml.monitor.report import format_number, format_p
+from gitml.monitor.report import format_number, format_p, headline_metrics, window_span
 from gitml.monitor.result import ColumnDrift, MonitorResult, PerformanceWindow
 
 if TYPE_CHECKING:
@@ -204,7 +204,7 @@ def _performance(result: MonitorResult) -> list[str]:
     if not result.performance:
         return []
     parts = ["<h2>Performance</h2>"]
-    series = _series(result.performance)
+    series = _series(result.task, result.performance)
     plots = [
         f'<div class="plot">{svg_figure(_performance_figure(version, metric, windows))}</div>'
         for (version, metric), windows in series.items()
@@ -241,11 +241,13 @@ def _performance(result: MonitorResult) -> list[str]:
     return parts
 
 
-def _series(windows: list[PerformanceWindow]) -> dict[tuple[str, str], list[PerformanceWindow]]:
-    """(version, metric) -> the windows that have it, realised or estimated."""
+def _series(
+    task: str, windows: list[PerformanceWindow]
+) -> dict[tuple[str, str], list[PerformanceWindow]]:
+    """(version, metric) -> the windows that have it: a plot per headline metric series."""
     series: dict[tuple[str, str], list[PerformanceWindow]] = {}
     for w in windows:
-        for name in dict.fromkeys([m.metric for m in (*w.realised, *w.estimated)]):
+        for name in headline_metrics(task, w):
             series.setdefault((w.model_version, name), []).append(w)
     return series
 
@@ -311,10 +313,9 @@ def _interval(metric: Any) -> str:
 
 
 def _span(window: PerformanceWindow, *, short: bool = False) -> str:
-    start, end = window.start[:16].replace("T", " "), window.end[:16].replace("T", " ")
-    if short:
-        return start[5:] if len(start) > 5 else start
-    return start if start == end else f"{start} to {end}"
+    if short and window.start:
+        return window.start[5:16].replace("T", " ")
+    return window_span(window)
 
 
 def _num(value: float | None) -> str:

@@ -174,35 +174,45 @@ def _performance(result: MonitorResult) -> list[str]:
     for w in result.performance:
         realised = {m.metric: m for m in w.realised}
         estimated = {m.metric: m for m in w.estimated}
-        names = [n for n in dict.fromkeys([*realised, *estimated]) if _shown(n, result.task, w)]
+        names = headline_metrics(result.task, w)
         for name in names:
             real, est = realised.get(name), estimated.get(name)
             floor = real.floor if real is not None else est.floor if est is not None else None
             below = real is not None and real.below_floor
             lines.append(
-                f"| {w.model_version} | {_window(w)} | {w.rows:,} | {w.labelled:,} | {name} | "
+                f"| {w.model_version} | {window_span(w)} | {w.rows:,} | {w.labelled:,} | {name} | "
                 f"{_interval(real)} | {_interval(est)} | {format_number(floor)} | "
                 f"{'**yes**' if below else 'no'} |"
             )
         if not names:
             lines.append(
-                f"| {w.model_version} | {_window(w)} | {w.rows:,} | {w.labelled:,} | - | - | "
+                f"| {w.model_version} | {window_span(w)} | {w.rows:,} | {w.labelled:,} | - | - | "
                 f"- | - | no |"
             )
-    notes = [f"- {w.model_version} {_window(w)}: {w.note}" for w in result.performance if w.note]
+    notes = [
+        f"- {w.model_version} {window_span(w)}: {w.note}" for w in result.performance if w.note
+    ]
     if notes:
         lines += ["", *notes]
     return lines
 
 
-def _shown(name: str, task: str, window: PerformanceWindow) -> bool:
-    """The comment's table keeps the metrics that matter: the task's primary one, those with
-    a floor, and those estimated (to set beside realised); monitor.html shows them all."""
-    if name == PRIMARY_METRIC.get(task):  # type: ignore[call-overload]
-        return True
-    return any(m.metric == name and m.floor is not None for m in window.realised) or any(
-        m.metric == name for m in window.estimated
-    )
+def headline_metrics(task: str, window: PerformanceWindow) -> list[str]:
+    """The metrics of a window that matter in a summary: the task's primary metric, those
+    with a floor, and those both realised and estimated (to set side by side). monitor.json
+    and monitor.html's table keep every metric."""
+    realised = {m.metric: m for m in window.realised}
+    estimated = {m.metric: m for m in window.estimated}
+    primary = PRIMARY_METRIC.get(task)  # type: ignore[call-overload]
+    return [
+        name
+        for name in dict.fromkeys([*realised, *estimated])
+        if name == primary
+        or any(
+            m.metric == name and m.floor is not None for m in (*window.realised, *window.estimated)
+        )
+        or (name in realised and name in estimated)
+    ]
 
 
 def _interval(metric: MetricValue | None) -> str:
@@ -215,8 +225,11 @@ def _interval(metric: MetricValue | None) -> str:
     )
 
 
-def _window(window: PerformanceWindow) -> str:
+def window_span(window: PerformanceWindow) -> str:
+    """A window's time span for a table, or "whole batch" when the rows have no times."""
     start, end = window.start[:16].replace("T", " "), window.end[:16].replace("T", " ")
+    if not start and not end:
+        return "whole batch"
     return start if start == end else f"{start} to {end}"
 
 

@@ -79,7 +79,18 @@ def run_monitor(
         for key, ref in refs.items()
     }
     scorer = next(iter(refs.values())).scorer
+    label_table = None
+    if labels is not None:  # read (and refused) before the data is streamed
+        from gitml.monitor.labelled import read_labels
+
+        label_table = read_labels(
+            labels, target=scorer.target, columns=settings.labels, task=scorer.task
+        )
     needs_scoring = not source.has_outputs(scorer.outputs)
+    # performance needs the slim rows (ids, time, version, outputs); drift only the counts
+    keep_rows = labels is not None or (
+        scorer.task != "regression" and any(r.calibrator for r in refs.values())
+    )
     counts: dict[str, Any] = {}
     slim: list[pd.DataFrame] = []
     rows = 0
@@ -90,7 +101,8 @@ def run_monitor(
         for key, part in _split(chunk, refs):
             counted = count_batch(part, profiles[key])
             counts[key] = counted if key not in counts else counts[key].merge(counted)
-            slim.append(_slim(part, refs[key], scorer.outputs))
+            if keep_rows:
+                slim.append(_slim(part, refs[key], scorer.outputs))
     _check_rows(source, rows, settings.min_rows)
 
     reports = []
@@ -113,7 +125,7 @@ def run_monitor(
     notes: list[str] = []
     performance: list[PerformanceWindow] = []
     if slim:
-        performance = _performance(params, refs, slim, labels, notes)
+        performance = _performance(params, refs, slim, labels, label_table, notes)
 
     several = len(reports) > 1
     reasons = [
@@ -279,20 +291,16 @@ def _performance(
     refs: dict[str, Reference],
     slim: list[pd.DataFrame],
     labels: Path | None,
+    label_table: pd.DataFrame | None,
     notes: list[str],
 ) -> list[PerformanceWindow]:
     import pandas as pd
 
     from gitml.monitor.performance import performance_windows
 
-    first = next(iter(refs.values())).scorer
-    if labels is None and (
-        first.task == "regression" or not any(r.calibrator for r in refs.values())
-    ):
-        return []
     scored = pd.concat(slim, ignore_index=True)
     if labels is not None:
-        from gitml.monitor.labelled import join_labels, read_labels
+        from gitml.monitor.labelled import join_labels
 
         if scored["request_id"].isna().all():
             raise DataError(
@@ -300,8 +308,7 @@ def _performance(
                 "request_id column",
                 hint="monitor the prediction log, or a batch with request_id and record columns",
             )
-        table = read_labels(labels, target=first.target, columns=params.monitor.labels)
-        scored, unmatched = join_labels(scored, table)
+        scored, unmatched = join_labels(scored, label_table)
         if unmatched:
             notes.append(f"{unmatched:,} labels in {labels} match no prediction (ignored)")
     windows: list[PerformanceWindow] = []

@@ -13,6 +13,7 @@ import json
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -111,45 +112,51 @@ def _monitor(repo: Path, out: Path, *args: str, history: bool = False):
     return gitml("monitor", *args, "--out", str(out), *extra, cwd=repo, check=False)
 
 
-def test_an_iid_batch_is_quiet_a_shifted_one_alerts_and_the_history_charts_both(
-    released: Path, tmp_path: Path
-) -> None:
-    iid = _batch_csv(released, tmp_path / "iid.csv", 1000, seed=11)
-    quiet = _monitor(released, tmp_path / "quiet", "--current", str(iid), history=True)
+@pytest.fixture(scope="module")
+def batch_runs(released: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Two runs with the history on: an i.i.d. batch, then one with tenure scaled by 1.5."""
+    base = tmp_path_factory.mktemp("batches")
+    runs: dict[str, Any] = {}
+    for name, seed, scale in (("iid", 11, 1.0), ("shifted", 12, 1.5)):
+        batch = _batch_csv(released, base / f"{name}.csv", 1000, seed=seed, scale=scale)
+        proc = _monitor(released, base / name, "--current", str(batch), history=True)
+        runs[name] = (proc, base / name)
+    return runs
+
+
+def test_an_iid_batch_is_quiet(batch_runs: dict[str, Any]) -> None:
+    quiet, out = batch_runs["iid"]
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stdout.startswith("quiet: no alarm on 1,000 rows")
+    assert (out / "monitor.md").read_text().startswith("## Monitoring: no alert\n\n**Quiet**")
 
-    shifted = _batch_csv(released, tmp_path / "shifted.csv", 1000, seed=12, scale=1.5)
-    alert = _monitor(released, tmp_path / "alert", "--current", str(shifted), history=True)
+
+def test_a_shifted_batch_alerts_naming_the_column(batch_runs: dict[str, Any]) -> None:
+    alert, out = batch_runs["shifted"]
     assert alert.returncode == 1, alert.stderr
     assert alert.stdout.startswith("ALERT")
     assert re.search(
         r"^  tenure: ks [0-9.]+, wasserstein [0-9.]+ \u2265 0\.05, p_adj ", alert.stdout, re.M
     )
-    report = (tmp_path / "alert" / "monitor.md").read_text()
+    report = (out / "monitor.md").read_text()
     assert report.startswith("## Monitoring: ALERT\n\n**ALERT**")
     assert "| tenure | feature | ks |" in report.split("<details>")[0]
-    result = json.loads((tmp_path / "alert" / "monitor.json").read_text())
+    result = json.loads((out / "monitor.json").read_text())
     drifted = [c["column"] for r in result["drift"] for c in r["columns"] if c["drifted"]]
     assert "tenure" in drifted and not {"contract", "monthly_charges"} & set(drifted)
     assert result["drift"][0]["model_version"] == "workspace"  # a batch file has no versions
 
-    shown = gitml("monitor", "--history", "--out", str(tmp_path / "hist"), cwd=released)
-    lines = [line for line in shown.stdout.splitlines() if line.startswith("20")]
-    assert [line.split()[3] for line in lines] == ["quiet", "ALERT"]
-    history = (tmp_path / "hist" / "history.html").read_text()
-    assert history.count("<svg") >= 1 and "tenure" in history and not REMOTE.search(history)
 
-
-def test_the_html_report_renders_offline_in_chromium(released: Path, tmp_path: Path) -> None:
+def test_the_html_report_renders_offline_in_chromium(
+    batch_runs: dict[str, Any], tmp_path: Path
+) -> None:
     if not CHROMIUM.is_file():
         pytest.skip("chromium is not installed")
-    shifted = _batch_csv(released, tmp_path / "shifted.csv", 1000, seed=12, scale=1.5)
-    _monitor(released, tmp_path / "out", "--current", str(shifted))
-    page = tmp_path / "out" / "monitor.html"
+    page = batch_runs["shifted"][1] / "monitor.html"
     text = page.read_text()
     assert "http://" not in text and "https://" not in text and "<script" not in text
-    assert text.count("<svg") >= 1 and "tenure (feature)" in text  # the drifted column's plot
+    assert not REMOTE.search(text)
+    assert "tenure (feature)" in text  # the drifted column's plot title
     shot = tmp_path / "shot.png"
     subprocess.run(
         [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
@@ -164,6 +171,19 @@ def test_the_html_report_renders_offline_in_chromium(released: Path, tmp_path: P
     assert 0.02 < drawn < 0.9, f"blank or garbled screenshot ({drawn:.1%} drawn)"
     red = ((pixels[..., 0] > 0.7) & (pixels[..., 1] < 0.4) & (pixels[..., 2] < 0.45)).mean()
     assert red > 0.001  # the current data's bars (and the ALERT badge) are drawn
+
+
+def test_the_history_has_a_row_per_run_and_charts_them(
+    released: Path, batch_runs: dict[str, Any], tmp_path: Path
+) -> None:
+    shown = gitml("monitor", "--history", "--out", str(tmp_path), cwd=released)
+    lines = [line for line in shown.stdout.splitlines() if line.startswith("20")]
+    assert [line.split()[3] for line in lines] == ["quiet", "ALERT"]
+    assert "tenure 0." in lines[1]  # the drifted column with its effect
+    rows = (released / "reports" / "monitor" / "history.jsonl").read_text().splitlines()
+    assert len(rows) == 2 and json.loads(rows[1])["drifted"].keys() >= {"tenure"}
+    history = (tmp_path / "history.html").read_text()
+    assert history.count("<svg") >= 1 and "tenure" in history and not REMOTE.search(history)
 
 
 def test_a_prediction_log_window_is_compared_with_the_release_that_served_it(

@@ -40,7 +40,8 @@ th { background: #f3f5f7; } td.num { text-align: right; font-variant-numeric: ta
 tr.flag td { background: #fdecea; }
 .plots { display: flex; flex-wrap: wrap; gap: 1rem; }
 .plot { border: 1px solid #e4e8eb; border-radius: .3rem; padding: .3rem; }
-.plot svg { display: block; width: 520px; height: auto; }
+.plot svg { display: block; width: 470px; height: auto; }
+details summary { cursor: pointer; color: #34495e; margin: .4rem 0; }
 ul.reasons li { font-family: "DejaVu Sans Mono", monospace; font-size: .85rem; }
 """
 
@@ -120,7 +121,10 @@ def _drift(result: MonitorResult) -> list[str]:
             parts.append(f'<div class="plots">{"".join(plots)}</div>')
         elif not drifted:
             parts.append("<p>No column drifted.</p>")
-        parts.append(_column_table(report.columns))
+        parts.append(
+            f"<details><summary>All {len(report.columns)} columns tested</summary>"
+            f"{_column_table(report.columns)}</details>"
+        )
     return parts
 
 
@@ -245,10 +249,12 @@ def _series(
     task: str, windows: list[PerformanceWindow]
 ) -> dict[tuple[str, str], list[PerformanceWindow]]:
     """(version, metric) -> the windows that have it: a plot per headline metric series."""
+    wanted = {(w.model_version, name) for w in windows for name in headline_metrics(task, w)}
     series: dict[tuple[str, str], list[PerformanceWindow]] = {}
     for w in windows:
-        for name in headline_metrics(task, w):
-            series.setdefault((w.model_version, name), []).append(w)
+        for name in dict.fromkeys(m.metric for m in (*w.realised, *w.estimated)):
+            if (w.model_version, name) in wanted:
+                series.setdefault((w.model_version, name), []).append(w)
     return series
 
 
@@ -289,6 +295,7 @@ def _performance_figure(version: str, metric: str, windows: list[PerformanceWind
         rotation=30 if len(windows) > 3 else 0,
         fontsize=7,
     )
+    ax.set_xlim(-0.5, len(windows) - 0.5)
     ax.set_xlabel("window (UTC)")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric}, {version}: realised vs estimated", fontsize=9)

@@ -149,8 +149,9 @@ def _effects_figure(rows: list[dict[str, Any]]) -> Any:
     ax = figure.add_subplot()
     x = list(range(len(rows)))
     for column in drawn:
-        ys = [(row.get("effects") or {}).get(column) for row in rows]
-        ax.plot(x, [float("nan") if y is None else y for y in ys], marker="o", label=column)
+        found = [(row.get("effects") or {}).get(column) for row in rows]
+        ys = [float("nan") if y is None else float(y) for y in found]
+        ax.plot(x, ys, marker="o", label=column)
         flagged = [k for k, row in enumerate(rows) if column in (row.get("drifted") or {})]
         ax.scatter(flagged, [ys[k] for k in flagged], s=90, facecolors="none", edgecolors="#c0392b")
     ax.set_xticks(x, [_label(row) for row in rows], rotation=30 if len(rows) > 3 else 0, fontsize=7)

@@ -49,7 +49,7 @@ class Scorer:
         task = self.signature.get("output", {}).get("task", "binary")
         if task not in ("binary", "multiclass", "regression"):
             raise ModelError(f"signature: unknown output.task {task!r}")
-        return task  # type: ignore[no-any-return]
+        return task
 
     @cached_property
     def inputs(self) -> list[str]:
@@ -100,7 +100,8 @@ class Scorer:
                 out[score_column(name)] = values[:, k]
             return out
         negative = next(c for c in self.classes if c != self.positive_class)
-        labels = np.where(values >= self.threshold, self.positive_class, negative).astype(object)
+        positive = str(self.positive_class)
+        labels = np.where(values >= self.threshold, positive, negative).astype(object)
         labels[np.isnan(values)] = None
         out["score"] = values
         out["label"] = labels

@@ -224,12 +224,12 @@ def _open_log(
                 raise DataError(
                     f"{file}: not a prediction-log file: it lacks the columns {missing}"
                 )
-            found = _model_names(meta)
+            served = _model_names(meta)
         except DataError:
             raise
         except Exception as err:  # pyarrow raises several unrelated types for bad files
             raise DataError(f"{file}: not a readable Parquet file ({first_line(err)})") from err
-        other = sorted(found - {model_name})
+        other = sorted(served - {model_name})
         if other:
             raise DataError(
                 f"{file}: written by model {other[0]!r}, but this project's model is "

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from gitml.errors import DataError, VcsError, first_line
 
@@ -67,20 +67,28 @@ class CurrentData:
         return str(self.path)
 
     def versions(self) -> list[str]:
-        """The model versions that served the rows in the window (log files), in order."""
+        """The model versions that served the rows (in the window, for log files), in order."""
         import pyarrow.compute as pc
-        import pyarrow.parquet as pq
 
         found: dict[str, None] = {}
         for path in self.files:
-            file = pq.ParquetFile(path)
-            for batch in file.iter_batches(
-                batch_size=self.chunk_rows, columns=["model_version", "timestamp"]
-            ):
-                batch = _in_window(batch, self.window)
-                column = batch.column(0)
+            for column in _guard(path, self._version_columns(path)):
                 found.update(dict.fromkeys(str(v) for v in pc.unique(column).to_pylist() if v))
         return list(found)
+
+    def _version_columns(self, path: Path) -> Iterator[Any]:
+        if _format(path) == "csv":
+            from gitml.data.io import iter_csv_text
+
+            for batch in iter_csv_text(path, ["model_version"]):
+                yield batch.column(0)
+            return
+        import pyarrow.parquet as pq
+
+        log = self.kind == "log"
+        wanted = ["model_version", "timestamp"] if log else ["model_version"]
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=self.chunk_rows, columns=wanted):
+            yield (_in_window(batch, self.window) if log else batch).column(0)
 
     def chunks(self) -> Iterator[pd.DataFrame]:
         """The rows, in chunks of at most `chunk_rows` (the window applied to log files)."""

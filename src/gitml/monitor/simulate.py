@@ -109,9 +109,9 @@ def simulate_batch(
         if shift.kind == "concept":
             frame[target] = _concept(frame[target], where, shift.value, task, source[target], rng)
         elif shift.kind == "mix":
-            frame[shift.column] = _mix(frame[shift.column], where, shift, rng)  # type: ignore[index]
+            frame[shift.column] = _mix(frame[shift.column], where, shift, rng)
         else:
-            frame[shift.column] = _move(frame[shift.column], where, shift)  # type: ignore[index]
+            frame[shift.column] = _move(frame[shift.column], where, shift)
     ids = pd.Series(np.array([f"sim-{seed}-{n}" for n in range(rows)], dtype=object))
     begin = pd.Timestamp(start)
     begin = begin.tz_localize("UTC") if begin.tzinfo is None else begin.tz_convert("UTC")

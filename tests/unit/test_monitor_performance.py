@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
@@ -157,6 +158,7 @@ def test_concept_drift_puts_realised_outside_the_estimate_and_below_the_floor(ca
     assert auc.below_floor and window.alarm
     assert "roc_auc" in window.note and "below its floor 0.8 with 95% confidence" in window.note
     assert "outside the estimated" in window.note
+    json.dumps(asdict(window), allow_nan=False)  # monitor.json: plain numbers and booleans
     # the same drift in a 40-row window: a bad point estimate, too few labels to alarm
     small_score, small_truth = _drifted(np.random.default_rng(12), 40)
     (small,) = _windows(_scored(small_score, small_truth), calibrator)
@@ -285,3 +287,36 @@ def test_estimates_are_seeded(calibrator):
     assert estimate_metrics(scored, calibrator, **kwargs) == estimate_metrics(
         scored, calibrator, **kwargs
     )
+
+
+def test_a_large_window_simulates_a_subset_and_scales_its_spread(calibrator, monkeypatch):
+    """Beyond SIMULATED_ROWS rows the interval comes from a subset, scaled by sqrt of the
+    size ratio: about what simulating every row gives, at a fraction of the time."""
+    import gitml.monitor.estimate as estimate
+
+    score, truth = _binary(np.random.default_rng(41), 60_000)
+    scored = _scored(score, truth)
+    kwargs = dict(task="binary", classes=BINARY, positive_class="Yes", threshold=0.5, params=PARAMS)
+    scaled = estimate_metrics(scored, calibrator, **kwargs)
+    monkeypatch.setattr(estimate, "SIMULATED_ROWS", 10**9)
+    full = estimate_metrics(scored, calibrator, **kwargs)
+    for got, want in zip(scaled, full, strict=True):
+        assert got.value == want.value  # point estimates always use every row
+        width = want.high - want.low
+        assert abs(got.low - want.low) < 0.25 * width and abs(got.high - want.high) < 0.25 * width
+
+
+def test_a_large_labelled_window_bootstraps_a_subset_and_scales_its_spread(calibrator, monkeypatch):
+    import gitml.monitor.performance as performance
+
+    score, truth = _binary(np.random.default_rng(43), 20_000)
+    scored = _scored(score, truth)
+    monkeypatch.setattr(performance, "BOOTSTRAP_ROWS", 4_000)
+    (scaled,) = _windows(scored, None)
+    monkeypatch.setattr(performance, "BOOTSTRAP_ROWS", 10**9)
+    (full,) = _windows(scored, None)
+    json.dumps(asdict(scaled), allow_nan=False)  # monitor.json: plain numbers and booleans
+    for got, want in zip(scaled.realised, full.realised, strict=True):
+        assert got.value == want.value and got.below_floor == want.below_floor
+        width = want.high - want.low
+        assert abs(got.low - want.low) < 0.25 * width and abs(got.high - want.high) < 0.25 * width

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
@@ -35,7 +36,7 @@ def _binary(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def calibrator() -> dict:
-    score, truth = _binary(np.random.default_rng(0), 20_000)  # the held-out split
+    score, truth = _binary(np.random.default_rng(2026), 100_000)  # the held-out split
     return fit_calibrator(truth, score, task="binary", classes=BINARY, positive_class="Yes")
 
 
@@ -73,13 +74,13 @@ def _by_name(metrics) -> dict:
 
 
 def test_calibrator_round_trips_through_json_and_matches_isotonic_regression(calibrator):
-    score, truth = _binary(np.random.default_rng(0), 20_000)
+    score, truth = _binary(np.random.default_rng(2026), 100_000)
     again = fit_calibrator(truth, score, task="binary", classes=BINARY, positive_class="Yes")
     text = json.dumps(calibrator, indent=2)
     assert json.dumps(again, indent=2) == text  # deterministic bytes
     loaded = json.loads(text)
     check_calibrator(loaded, task="binary", classes=BINARY, positive_class="Yes")
-    assert loaded["rows"] == 20_000 and loaded["positive_class"] == "Yes"
+    assert loaded["rows"] == 100_000 and loaded["positive_class"] == "Yes"
     probe = np.linspace(-0.5, 1.5, 401)  # beyond the fitted range too: clipped
     iso = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip")
     iso.fit(score, (truth == "Yes").astype(float))
@@ -121,11 +122,14 @@ def test_label_weight_metrics_with_labels_as_weights_equal_compute_metrics():
 
 def test_realised_lies_in_the_estimated_interval_in_at_least_90_of_100_windows(calibrator):
     """Labels drawn from the calibrated probabilities: the estimate's predictive interval
-    (95 %) must hold the realised metric in at least 90 % of windows."""
-    rng = np.random.default_rng(7)
-    score, truth = _binary(rng, 100 * 500)
+    (95 %) must hold the realised metric in at least 90 % of windows. Measured over seeds
+    0-5: 91-99 % per metric, about 94 % on average (the calibrator's own error costs ~1 %)."""
+    score, truth = _binary(np.random.default_rng(0), 100 * 500)
     scored = _scored(score, truth, days=np.repeat(np.arange(100), 500))
-    windows = _windows(scored, calibrator)
+    resamples = PARAMS.performance.model_copy(update={"resamples": 400})
+    windows = _windows(
+        scored, calibrator, params=PARAMS.model_copy(update={"performance": resamples})
+    )
     assert len(windows) == 100 and all(w.rows == w.labelled == 500 for w in windows)
     assert windows[0].start == "2026-11-01T00:00:00Z" and windows[0].end == "2026-11-02T00:00:00Z"
     for name in ("roc_auc", "f1", "precision", "recall", "accuracy"):
@@ -154,6 +158,7 @@ def test_concept_drift_puts_realised_outside_the_estimate_and_below_the_floor(ca
     assert auc.below_floor and window.alarm
     assert "roc_auc" in window.note and "below its floor 0.8 with 95% confidence" in window.note
     assert "outside the estimated" in window.note
+    json.dumps(asdict(window), allow_nan=False)  # monitor.json: plain numbers and booleans
     # the same drift in a 40-row window: a bad point estimate, too few labels to alarm
     small_score, small_truth = _drifted(np.random.default_rng(12), 40)
     (small,) = _windows(_scored(small_score, small_truth), calibrator)
@@ -282,3 +287,36 @@ def test_estimates_are_seeded(calibrator):
     assert estimate_metrics(scored, calibrator, **kwargs) == estimate_metrics(
         scored, calibrator, **kwargs
     )
+
+
+def test_a_large_window_simulates_a_subset_and_scales_its_spread(calibrator, monkeypatch):
+    """Beyond SIMULATED_ROWS rows the interval comes from a subset, scaled by sqrt of the
+    size ratio: about what simulating every row gives, at a fraction of the time."""
+    import gitml.monitor.estimate as estimate
+
+    score, truth = _binary(np.random.default_rng(41), 60_000)
+    scored = _scored(score, truth)
+    kwargs = dict(task="binary", classes=BINARY, positive_class="Yes", threshold=0.5, params=PARAMS)
+    scaled = estimate_metrics(scored, calibrator, **kwargs)
+    monkeypatch.setattr(estimate, "SIMULATED_ROWS", 10**9)
+    full = estimate_metrics(scored, calibrator, **kwargs)
+    for got, want in zip(scaled, full, strict=True):
+        assert got.value == want.value  # point estimates always use every row
+        width = want.high - want.low
+        assert abs(got.low - want.low) < 0.25 * width and abs(got.high - want.high) < 0.25 * width
+
+
+def test_a_large_labelled_window_bootstraps_a_subset_and_scales_its_spread(calibrator, monkeypatch):
+    import gitml.monitor.performance as performance
+
+    score, truth = _binary(np.random.default_rng(43), 20_000)
+    scored = _scored(score, truth)
+    monkeypatch.setattr(performance, "BOOTSTRAP_ROWS", 4_000)
+    (scaled,) = _windows(scored, None)
+    monkeypatch.setattr(performance, "BOOTSTRAP_ROWS", 10**9)
+    (full,) = _windows(scored, None)
+    json.dumps(asdict(scaled), allow_nan=False)  # monitor.json: plain numbers and booleans
+    for got, want in zip(scaled.realised, full.realised, strict=True):
+        assert got.value == want.value and got.below_floor == want.below_floor
+        width = want.high - want.low
+        assert abs(got.low - want.low) < 0.25 * width and abs(got.high - want.high) < 0.25 * width

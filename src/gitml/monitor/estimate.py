@@ -12,7 +12,7 @@ inputs and target has changed (concept drift) or the class mix has (label shift)
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,9 @@ ESTIMATED: dict[Task, tuple[str, ...]] = {
     "regression": (),
 }
 CONFUSION = ("true_positives", "false_positives", "false_negatives", "true_negatives")
+# labels are simulated for at most this many rows of a window; the spread is scaled beyond
+SIMULATED_ROWS = 20_000
+POINT_ROWS = 1_000_000  # point estimates: every row up to this many, a seeded subset beyond
 # working memory of one chunk of simulated label sets (about ten float arrays of its size)
 _MEMORY_BUDGET = 100 * 2**20
 _BYTES_PER_CELL = 10 * 8
@@ -72,20 +75,25 @@ def estimate_metrics(
     perf = params.performance
     if task == "binary":
         score = output_column(scored, "score")
-        keep = np.isfinite(score)
-        if not keep.any():
-            return []
-        draws = _estimate_binary(
-            score[keep], calibrate(calibrator, score[keep]), threshold, perf.resamples, perf.seed
-        )
+        score = score[np.isfinite(score)]
+        p = calibrate(calibrator, score)
+
+        def estimate(rows: np.ndarray, resamples: int) -> dict[str, tuple[float, np.ndarray]]:
+            return _estimate_binary(score[rows], p[rows], threshold, resamples, perf.seed)
+
+        size = len(score)
     else:
         raw = np.column_stack([output_column(scored, score_column(c)) for c in classes])
-        keep = np.isfinite(raw).all(axis=1)
-        if not keep.any():
-            return []
-        draws = _estimate_multiclass(
-            raw[keep], calibrate(calibrator, raw[keep]), classes, perf.resamples, perf.seed
-        )
+        raw = raw[np.isfinite(raw).all(axis=1)]
+        proba = calibrate(calibrator, raw)
+
+        def estimate(rows: np.ndarray, resamples: int) -> dict[str, tuple[float, np.ndarray]]:
+            return _estimate_multiclass(raw[rows], proba[rows], classes, resamples, perf.seed)
+
+        size = len(raw)
+    if not size:
+        return []
+    draws = _simulated(estimate, size, perf.resamples, perf.seed)
     tail = (1 - perf.confidence) / 2 * 100
     out = []
     for name, (point, simulated) in draws.items():
@@ -108,6 +116,40 @@ def output_column(frame: pd.DataFrame, name: str) -> np.ndarray:
         return pd.to_numeric(frame[name], errors="raise").to_numpy(dtype=float)
     except (TypeError, ValueError) as err:
         raise DataError(f"the scored rows' {name!r} column is not numbers ({err})") from err
+
+
+def _simulated(
+    estimate: Callable[[np.ndarray, int], dict[str, tuple[float, np.ndarray]]],
+    rows: int,
+    resamples: int,
+    seed: int,
+) -> dict[str, tuple[float, np.ndarray]]:
+    """Each metric's point estimate and its simulated values.
+
+    Beyond SIMULATED_ROWS rows, labels are simulated for a seeded random subset of that many
+    rows, and the spread of each metric around the subset's point estimate is scaled to the
+    window's size: by sqrt(subset / rows) for the metrics (averages over rows, whose spread
+    shrinks as 1 / sqrt(rows)), by sqrt(rows / subset) for the confusion counts (sums).
+    Point estimates use every row up to POINT_ROWS (a seeded subset beyond, counts scaled),
+    which bounds memory: a multiclass point costs rows x classes² cells."""
+    if rows <= SIMULATED_ROWS:
+        return estimate(np.arange(rows), resamples)
+    points = estimate(subset_rows(rows, POINT_ROWS, seed), 0)
+    pick = subset_rows(rows, SIMULATED_ROWS, seed)
+    out = {}
+    for name, (point, simulated) in estimate(pick, resamples).items():
+        counts = name in CONFUSION
+        full = points[name][0] * (rows / min(rows, POINT_ROWS) if counts else 1.0)
+        ratio = rows / SIMULATED_ROWS if counts else SIMULATED_ROWS / rows
+        out[name] = (full, full + (simulated - point) * np.sqrt(ratio))
+    return out
+
+
+def subset_rows(rows: int, size: int, seed: int) -> np.ndarray:
+    """All rows, or a seeded random subset of `size` of them, in order."""
+    if rows <= size:
+        return np.arange(rows)
+    return np.sort(np.random.default_rng(seed).choice(rows, size, replace=False))
 
 
 def _estimate_binary(

@@ -26,11 +26,13 @@ from gitml.evaluate.metrics import (
     compute_task_metrics,
     mape_undefined,
 )
-from gitml.monitor.estimate import ESTIMATED, estimate_metrics, output_column
+from gitml.monitor.estimate import ESTIMATED, estimate_metrics, output_column, subset_rows
 from gitml.monitor.result import MetricValue, PerformanceWindow
 from gitml.review.bootstrap import bootstrap_intervals, bootstrap_output_intervals
 from gitml.tasks import HEADLINE, METRICS, Task, higher_is_better, score_column
 
+# labelled rows of a window resampled for its intervals; beyond, a subset's spread is scaled
+BOOTSTRAP_ROWS = 50_000
 NO_TIMESTAMP = ""  # start/end of the window of rows without timestamps, in a batch without any
 
 
@@ -235,34 +237,58 @@ def _realised(
     floored metrics (lower, upper) that decided it."""
     perf = params.performance
     floored = [m for m in names if m in floors]
-    settings = {"resamples": perf.resamples, "seed": perf.seed}
     # one-sided bounds at c are the ends of the two-sided interval at 2c - 1
-    one_sided = 2 * perf.confidence - 1
+    levels = {
+        "two_sided": (names, perf.confidence),
+        "one_sided": (floored, 2 * perf.confidence - 1),
+    }
     if task == "binary":
         score = output_column(rows, "score")
         y = (truth.to_numpy(dtype=object) == positive_class).astype(int)
-        points = compute_metrics(y, score, threshold=threshold, names=names)
-        intervals = bootstrap_intervals(
-            y, score, threshold=threshold, names=names, confidence=perf.confidence, **settings
-        )
-        bounds = (
-            bootstrap_intervals(
-                y, score, threshold=threshold, names=floored, confidence=one_sided, **settings
+
+        def measure(pick: np.ndarray) -> dict[str, float | None]:
+            return compute_metrics(y[pick], score[pick], threshold=threshold, names=names)
+
+        def interval(pick: np.ndarray, wanted: list[str], confidence: float) -> _Intervals:
+            return bootstrap_intervals(
+                y[pick],
+                score[pick],
+                threshold=threshold,
+                names=wanted,
+                confidence=confidence,
+                resamples=perf.resamples,
+                seed=perf.seed,
             )
-            if floored
-            else {}
-        )
     else:
         outputs = _outputs(rows, truth, task, classes)
-        points = compute_task_metrics(outputs, names)
-        intervals = bootstrap_output_intervals(
-            outputs, names=names, confidence=perf.confidence, **settings
-        )
-        bounds = (
-            bootstrap_output_intervals(outputs, names=floored, confidence=one_sided, **settings)
-            if floored
-            else {}
-        )
+
+        def measure(pick: np.ndarray) -> dict[str, float | None]:
+            return compute_task_metrics(_rows_of(outputs, pick), names)
+
+        def interval(pick: np.ndarray, wanted: list[str], confidence: float) -> _Intervals:
+            return bootstrap_output_intervals(
+                _rows_of(outputs, pick),
+                names=wanted,
+                confidence=confidence,
+                resamples=perf.resamples,
+                seed=perf.seed,
+            )
+
+    size = len(rows)
+    everything = np.arange(size)
+    points = measure(everything)
+    pick = subset_rows(size, BOOTSTRAP_ROWS, perf.seed)
+    # beyond BOOTSTRAP_ROWS rows, a seeded subset is resampled and the spread of each metric
+    # around the subset's value is scaled by sqrt(subset / rows), as estimate.py does
+    sub_points = points if len(pick) == size else measure(pick)
+    factor = np.sqrt(len(pick) / size)
+    found = {}
+    for level, (wanted, confidence) in levels.items():
+        raw = interval(pick, wanted, confidence) if wanted else {}
+        found[level] = {
+            name: _scale(raw[name], points[name], sub_points[name], factor) for name in wanted
+        }
+    intervals, bounds = found["two_sided"], found["one_sided"]
     out = []
     for name in names:
         low, high = intervals[name]
@@ -271,11 +297,40 @@ def _realised(
         if floor is not None:
             lower, upper = bounds[name]
             if higher_is_better(name):
-                below = upper is not None and upper < floor
+                below = upper is not None and bool(upper < floor)
             else:
-                below = lower is not None and lower > floor
+                below = lower is not None and bool(lower > floor)
         out.append(MetricValue(name, points[name], low, high, floor, below))
     return out, bounds
+
+
+_Intervals = dict[str, tuple[float | None, float | None]]
+
+
+def _rows_of(outputs: TaskOutputs, pick: np.ndarray) -> TaskOutputs:
+    if len(pick) == len(outputs):
+        return outputs
+    mask = np.zeros(len(outputs), dtype=bool)
+    mask[pick] = True
+    return outputs.subset(mask)
+
+
+def _scale(
+    bounds: tuple[float | None, float | None],
+    point: float | None,
+    sub_point: float | None,
+    factor: float,
+) -> tuple[float | None, float | None]:
+    """Interval ends of a subset's bootstrap moved to the whole window's point and scaled."""
+    if factor == 1.0:
+        return bounds
+    if point is None or sub_point is None:
+        return (None, None)
+    low, high = (
+        None if end is None else round(float(point + (end - sub_point) * factor), 6) + 0.0
+        for end in bounds
+    )
+    return low, high
 
 
 def _outputs(

@@ -92,9 +92,10 @@ def retrain(
         typer.echo(f"pushed: dvc push, git push origin {done.branch}")
     else:
         typer.echo(f"to publish it: dvc push && git push origin {done.branch}")
-    base = done.production[1][:12] if done.production else done.base[:12]
-    against = f"production ({done.production[0]})" if done.production else done.base_branch
+    # the appended rows change the split: production is scored on the new test set
+    base = done.production[0] if done.production else done.base_branch
     typer.echo(
-        f"next: gitml report --base {base} --head {done.branch} --out report.md "
-        f"(against {against}), then open a pull request for {done.branch}"
+        f"next: git switch {done.branch} && dvc checkout && gitml report --base {base} "
+        f"--recompute --out report.md (against {'production' if done.production else base}), "
+        f"then open a pull request for {done.branch}"
     )

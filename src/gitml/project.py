@@ -29,6 +29,7 @@ OUTPUTS = {
     "roc": "reports/plots/roc.json",
     "precision_recall": "reports/plots/precision_recall.json",
     "card": "reports/model_card.md",
+    "calibrator": "reports/calibrator.json",
 }
 # What a gitml project needs to run its pipeline from a clean checkout.
 PROJECT_FILES = (

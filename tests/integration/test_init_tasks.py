@@ -103,6 +103,9 @@ def test_init_a_multiclass_project_from_wine(tmp_path: Path) -> None:
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert metrics["task"] == "multiclass"
     assert set(metrics["metrics"]) == set(METRICS["multiclass"])
+    calibrator = json.loads((project / "reports/calibrator.json").read_text())
+    assert calibrator["classes"] == ["barbera", "barolo", "grignolino"]
+    assert set(calibrator["curves"]) == set(calibrator["classes"])
     floor = json.loads((project / "tests/project/floor.json").read_text())
     assert floor["metric"] == PRIMARY_METRIC["multiclass"] == "f1_macro"
     # wine has no slice candidates: no slice limits that could never be judged (they would
@@ -139,6 +142,8 @@ def test_init_a_regression_project_from_diabetes(tmp_path: Path) -> None:
     assert "y_label: predicted progression" in dvc_yaml
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert metrics["task"] == "regression" and "threshold" not in metrics
+    calibrator = json.loads((project / "reports/calibrator.json").read_text())
+    assert calibrator["method"] is None and "regression" in calibrator["note"]
     floor = json.loads((project / "tests/project/floor.json").read_text())
     assert floor["metric"] == "rmse" and floor["floor"] > floor["first_run"]  # a ceiling
     assert git("status", "--porcelain", cwd=project).stdout == ""

@@ -11,8 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from gitml.evaluate.calibrator import calibrate
 from tests.support import dvc, git, gitml, ran_stages, run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +44,7 @@ def test_repro_from_scratch_builds_everything(built_repo: Path) -> None:
         "reports/plots/precision_recall.json",
         "reports/plots/calibration.json",
         "reports/model_card.md",
+        "reports/calibrator.json",
     ]:
         assert (built_repo / rel).is_file(), rel
     metrics = _metrics(built_repo)
@@ -53,8 +56,23 @@ def test_repro_from_scratch_builds_everything(built_repo: Path) -> None:
     # small outputs are committed to Git; data and the model are DVC's
     tracked = git("ls-files", cwd=built_repo).stdout.split()
     assert "reports/metrics.json" in tracked and "models/signature.json" in tracked
+    assert "reports/calibrator.json" in tracked
     assert "models/model.skops" not in tracked and "data/raw/telco_churn.parquet" not in tracked
     assert "dvc.lock" in tracked
+    _check_calibrator(built_repo)
+
+
+def _check_calibrator(repo: Path) -> None:
+    """The calibrator is fitted on the held-out rows: on them, its probabilities average to
+    the observed churn rate (isotonic regression keeps the mean)."""
+    calibrator = json.loads((repo / "reports/calibrator.json").read_text())
+    assert calibrator["method"] == "isotonic" and calibrator["rows"] == 1409
+    assert calibrator["classes"] == ["No", "Yes"] and calibrator["positive_class"] == "Yes"
+    predictions = pd.read_csv(repo / "reports/predictions.csv")
+    assert len(predictions) == 1409
+    probability = calibrate(calibrator, predictions["score"].to_numpy())
+    churned = (predictions["actual"] == "Yes").mean()
+    assert abs(probability.mean() - churned) < 1e-4
 
 
 def test_second_repro_runs_nothing(repo: Path) -> None:

@@ -36,7 +36,8 @@ def test_every_task_gets_its_own_models_plots_and_a_valid_dvc_yaml(task: str) ->
     assert f"  - model: {ESTIMATORS[task][0]}\n" in files["conf/config.yaml"]
     pipeline = yaml.safe_load(files["dvc.yaml"])
     outs = [next(iter(o)) for o in pipeline["stages"]["evaluate"]["outs"]]
-    assert outs[2:] == [f"reports/plots/{name}" for name in PLOTS[task]]
+    assert outs[2] == "reports/calibrator.json"  # every task's: a regressor's says none applies
+    assert outs[3:] == [f"reports/plots/{name}" for name in PLOTS[task]]
     assert ("data.positive_class" in files["dvc.yaml"]) == (task == "binary")
     assert list(pipeline["artifacts"]) == [f"shop-{task}"]
     labels = [

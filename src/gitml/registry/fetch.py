@@ -31,6 +31,7 @@ COMMITTED = {
     "metadata.json": OUTPUTS["metadata"],
     "metrics.json": OUTPUTS["metrics"],
     "model_card.md": CARD_FILE,
+    "calibrator.json": OUTPUTS["calibrator"],  # absent in releases made before monitoring
 }
 
 

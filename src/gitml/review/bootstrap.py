@@ -111,6 +111,33 @@ def bootstrap_intervals(
     return _percentile_intervals(values, confidence)
 
 
+def label_weight_metrics(
+    score: np.ndarray,
+    positive: np.ndarray,
+    negative: np.ndarray,
+    *,
+    threshold: float,
+    names: Sequence[str],
+) -> dict[str, np.ndarray]:
+    """Binary metrics when row i counts `positive[k, i]` times as a positive and
+    `negative[k, i]` times as a negative, one value per row k of the weights; NaN where
+    undefined, unrounded. 0/1 weights are labels (e.g. simulated ones); probabilities p and
+    1 - p give the expected confusion counts and the metrics of those (CBPE)."""
+    score = np.asarray(score, dtype=float)
+    _check_names(names, METRICS["binary"])
+    model = _prepare(np.zeros(len(score), dtype=int), score, threshold)
+    positive = np.asarray(positive, dtype=float)
+    k, groups = len(positive), model.groups
+    keys = (model.key + np.arange(k)[:, None] * groups).ravel()
+    pos, neg = (
+        np.bincount(keys, np.asarray(w, dtype=float).ravel(), minlength=k * groups).reshape(
+            k, groups
+        )
+        for w in (positive, negative)
+    )
+    return _group_metrics(model, neg, pos, names)
+
+
 def _point(value: float) -> float | None:
     """A point estimate as compute_metrics reports it: rounded, None where undefined."""
     return None if np.isnan(value) else _round(float(value))

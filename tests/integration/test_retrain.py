@@ -34,21 +34,22 @@ SEQUENCE = [
 ]
 
 
-def _batch(directory: Path, *, rows: int, labelled: int, seed: int, scale: float = 1.2):
-    """A production batch drawn from the source (monthly_charges scaled, so no row repeats
-    a training row) with request ids and records, and labels for its first `labelled` rows
-    plus 5 that match no row. Returns (batch path, labels path, the labelled rows)."""
-    source = pd.read_csv(SOURCE, dtype=str, keep_default_na=False)
-    batch = source.sample(rows, random_state=seed).reset_index(drop=True)
-    batch["monthly_charges"] = (batch["monthly_charges"].astype(float) * scale).round(2)
-    batch.insert(0, "request_id", [f"req-{seed}-{i // 4}" for i in range(rows)])
-    batch.insert(1, "record", [i % 4 for i in range(rows)])
-    labels = batch[["request_id", "record", "churn"]].iloc[:labelled]
+def _batch(repo: Path, *, rows: int, labelled: int, seed: int) -> tuple[Path, Path, pd.DataFrame]:
+    """A drifted production batch from `gitml simulate` (monthly_charges x 1.2, so no row
+    repeats a training row), labels for its first `labelled` rows plus 5 that match no row.
+    Returns (batch path, labels path, the labelled rows with their target)."""
+    incoming = repo.parent / "incoming"
+    incoming.mkdir(exist_ok=True)
+    batch, labels = incoming / "batch.csv", incoming / "labels.csv"
+    gitml(
+        "simulate", "-o", str(batch), "--labels", str(labels), "--rows", str(rows),
+        "--seed", str(seed), "--scale", "monthly_charges=1.2", cwd=repo,
+    )  # fmt: skip
+    truth = pd.read_csv(labels, dtype=str, keep_default_na=False).iloc[:labelled]
     stray = pd.DataFrame({"request_id": ["nobody"] * 5, "record": range(5), "churn": "No"})
-    directory.mkdir(parents=True, exist_ok=True)
-    batch.drop(columns="churn").to_csv(directory / "batch.csv", index=False)
-    pd.concat([labels, stray]).to_csv(directory / "labels.csv", index=False)
-    return directory / "batch.csv", directory / "labels.csv", batch.iloc[:labelled]
+    pd.concat([truth, stray]).to_csv(labels, index=False)
+    frame = pd.read_csv(batch, dtype=str, keep_default_na=False).iloc[:labelled]
+    return batch, labels, frame.assign(churn=truth["churn"].to_numpy())
 
 
 def _state(repo: Path) -> tuple[str, str, str, list[str]]:
@@ -75,7 +76,7 @@ def _released(repo: Path) -> str:
 
 def test_a_labelled_batch_retrains_on_a_branch_reviewed_against_production(repo: Path) -> None:
     prod = _released(repo)
-    batch, labels, labelled = _batch(repo.parent / "incoming", rows=400, labelled=300, seed=1)
+    batch, labels, labelled = _batch(repo, rows=400, labelled=300, seed=1)
     before = _state(repo)
     branch = "retrain/drifted"
     values = {"--batch": batch, "--labels": labels, "--branch": branch}
@@ -119,7 +120,7 @@ def test_a_labelled_batch_retrains_on_a_branch_reviewed_against_production(repo:
     assert len(stored) == 7_343
     assert stored.columns.tolist() == pd.read_csv(SOURCE, nrows=1).columns.tolist()
     added = stored.tail(300).reset_index(drop=True)
-    assert added["monthly_charges"].tolist() == labelled["monthly_charges"].tolist()
+    assert added["monthly_charges"].tolist() == labelled["monthly_charges"].astype(float).tolist()
     assert added["churn"].tolist() == labelled["churn"].tolist()
     assert (repo / "data" / "external" / "telco_churn.csv.gz").read_bytes() == SOURCE.read_bytes()
 
@@ -137,7 +138,7 @@ def test_a_labelled_batch_retrains_on_a_branch_reviewed_against_production(repo:
 
 
 def test_retrain_refusals_leave_the_tree_and_the_branch_as_they_were(repo: Path) -> None:
-    batch, labels, _ = _batch(repo.parent / "incoming", rows=300, labelled=200, seed=2)
+    batch, labels, _ = _batch(repo, rows=300, labelled=200, seed=2)
     before = _state(repo)
 
     def refused(*args: str, batch: Path = batch, labels: Path = labels, env=None) -> str:

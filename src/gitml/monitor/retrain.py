@@ -28,9 +28,9 @@ from gitml.data.typing import apply_declared_types
 from gitml.data.validation import validate_frame
 from gitml.errors import ConfigError, DataError, ValidationError, VcsError, first_line
 from gitml.files import sha256_file, write_text
+from gitml.monitor.labelled import KEYS, join_labels, read_labels
 from gitml.project import CONF_DIR, Project
 from gitml.registry.catalog import gto_stages, load_registry
-from gitml.tasks import is_classification
 from gitml.vcs import dirty_paths, dvc, git, share_dvc_cache, share_dvc_remotes
 
 if TYPE_CHECKING:
@@ -97,9 +97,8 @@ def retrain(
             hint=f"name the data schema file after its data set ({data.name}.yaml)",
         )
     joined = join_batch_labels(
-        _read_table(batch, data, settings.labels, what="batch"),
-        _read_table(labels, data, settings.labels, what="labels"),
-        data=data,
+        _read_batch(batch, data, settings.labels),
+        read_labels(labels, target=data.target, columns=settings.labels, task=data.task),
         columns=settings.labels,
         batch_name=batch.name,
         labels_name=labels.name,
@@ -180,49 +179,36 @@ class JoinedBatch:
 
 def join_batch_labels(
     batch: pa.Table,
-    labels: pa.Table,
+    labels: pd.DataFrame,
     *,
-    data: DataParams,
     columns: LabelColumns,
     batch_name: str = "the batch",
     labels_name: str = "the labels",
 ) -> JoinedBatch:
-    """Join labels to batch rows by (id column, record column); a label without a value
-    (empty target) does not count. Refuses when no label matches a batch row, when a batch
-    row's key repeats, or when one key is labelled twice with different values."""
+    """Join labels (`labelled.read_labels`: request_id, record, truth) to the batch's rows by
+    its (id column, record column); a label without a value does not count. Refuses when no
+    label matches a batch row, or when a batch row's key repeats."""
     import pyarrow as pa
 
-    batch_keys = _keys(batch, columns, where=batch_name)
-    label_keys = _keys(labels, columns, where=labels_name)
-    if data.target not in labels.column_names:
+    keys = _keys(batch, columns, where=batch_name)
+    _check_unique(keys, columns, where=batch_name)
+    labelled = labels[labels["truth"].notna()]
+    joined, unmatched = join_labels(keys.set_axis(KEYS, axis=1), labelled)
+    found = joined["truth"].notna().to_numpy()
+    if not found.any():
         raise DataError(
-            f"{labels_name}: no '{data.target}' column (the target, data.target) to take the "
-            f"labels from (found: {', '.join(labels.column_names)})"
-        )
-    _check_unique(batch_keys, columns, where=batch_name)
-    truth = labels[data.target].to_pandas()
-    label_keys["truth"] = truth.where(truth.astype(str).str.strip() != "")
-    label_keys = label_keys[label_keys["truth"].notna()]
-    label_keys = label_keys.drop_duplicates()
-    _check_unique(label_keys, columns, where=labels_name, what="labelled twice, differently")
-    keys = [columns.id_column, columns.record_column]
-    merged = batch_keys.reset_index(names="position").merge(label_keys, on=keys, how="inner")
-    if merged.empty:
-        raise DataError(
-            f"none of the {len(label_keys):,} labels in {labels_name} matches a row of "
-            f"{batch_name} by ({', '.join(keys)}): nothing to add"
-            + _examples(label_keys, batch_keys, keys),
+            f"none of the {len(labelled):,} labels in {labels_name} matches a row of "
+            f"{batch_name} by ({columns.id_column}, {columns.record_column}): nothing to add"
+            + _examples(labelled, keys),
             hint="labels must name the request id and record of a row of this batch "
             "(monitor.labels sets the column names)",
         )
-    merged = merged.sort_values("position")
-    positions = pa.array(merged["position"].to_numpy())
     return JoinedBatch(
-        rows=batch.take(positions),
-        truth=pa.array(merged["truth"].tolist()),
+        rows=batch.filter(pa.array(found)),
+        truth=pa.array(joined["truth"][found].tolist()),
         batch_rows=batch.num_rows,
-        unlabelled=batch.num_rows - len(merged),
-        unmatched=len(label_keys) - len(merged),
+        unlabelled=int((~found).sum()),
+        unmatched=unmatched,
     )
 
 
@@ -368,23 +354,20 @@ def _check_branch(root: Path, name: str) -> None:
         )
 
 
-def _read_table(path: Path, data: DataParams, columns: LabelColumns, *, what: str) -> pa.Table:
-    """A batch (CSV or Parquet file, or a directory of Parquet files such as the prediction
-    log) or a labels file, with category columns and ids as text, as ingest reads them."""
+def _read_batch(path: Path, data: DataParams, columns: LabelColumns) -> pa.Table:
+    """A batch: a CSV or Parquet file, or a directory of Parquet files (the prediction log),
+    with ids and category columns as text, as ingest reads them."""
     import pyarrow.parquet as pq
 
-    text = [columns.id_column, *data.categorical]
     if path.is_dir():
         try:
             return pq.read_table(path)
         except Exception as err:  # pyarrow raises several unrelated types
             raise DataError(f"{path}: not a directory of readable Parquet files ({err})") from err
     if not path.exists():
-        raise DataError(f"{path}: {what} file not found")
-    if what == "labels" and not is_classification(data.task):
-        text = [columns.id_column]
+        raise DataError(f"{path}: batch file not found")
     expected = [columns.id_column, columns.record_column, *data.features]
-    return read_source(path, expected=expected, text_columns=text)
+    return read_source(path, expected=expected, text_columns=[columns.id_column, *data.categorical])
 
 
 def _keys(table: pa.Table, columns: LabelColumns, *, where: str) -> pd.DataFrame:
@@ -418,25 +401,22 @@ def _keys(table: pa.Table, columns: LabelColumns, *, where: str) -> pd.DataFrame
     return keys
 
 
-def _check_unique(
-    keys: pd.DataFrame, columns: LabelColumns, *, where: str, what: str = "appears twice"
-) -> None:
+def _check_unique(keys: pd.DataFrame, columns: LabelColumns, *, where: str) -> None:
     names = [columns.id_column, columns.record_column]
     repeated = keys.duplicated(subset=names)
     if repeated.any():
         first = keys[repeated].iloc[0]
         raise DataError(
             f"{where}: {int(repeated.sum()):,} rows repeat a ({', '.join(names)}) key; first: "
-            f"({first[names[0]]!r}, {int(first[names[1]])}) {what}",
-            hint="each prediction has one (request id, record) key and one label",
+            f"({first[names[0]]!r}, {int(first[names[1]])})",
+            hint="each prediction in a batch has its own (request id, record) key",
         )
 
 
-def _examples(labels: pd.DataFrame, batch: pd.DataFrame, keys: list[str]) -> str:
+def _examples(labels: pd.DataFrame, batch: pd.DataFrame) -> str:
     def shown(frame: pd.DataFrame) -> str:
-        return ", ".join(
-            f"({r[keys[0]]!r}, {int(r[keys[1]])})" for _, r in frame.head(3).iterrows()
-        )
+        rows = frame.head(3).itertuples(index=False)
+        return ", ".join(f"({r[0]!r}, {int(r[1])})" for r in rows)
 
     return f" (labels: {shown(labels) or 'none'}; batch: {shown(batch) or 'none'})"
 

@@ -109,7 +109,11 @@ def retrain(
     base_branch = git(root, "rev-parse", "--abbrev-ref", "HEAD").strip()
     temp = Path(tempfile.mkdtemp(prefix="gitml-retrain-"))
     work = temp / "worktree"
-    git(root, "worktree", "add", "--quiet", "-b", name, str(work), base)
+    try:
+        git(root, "worktree", "add", "--quiet", "-b", name, str(work), base)
+    except VcsError:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
     keep_branch = False
     try:
         share_dvc_cache(root, work)

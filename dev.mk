@@ -5,12 +5,13 @@
 test-fast: venv ## unit tests only (no git, dvc or servers): the inner loop, under a minute
 	pytest tests/unit tests/test_public_api.py
 
-bench: venv ## benchmarks: init, pipeline, review, registry (vs gto), serving and batch (vs MLflow, raw sklearn)
+bench: venv ## benchmarks: init, pipeline, review, registry (vs gto), serving and batch (vs MLflow, raw sklearn), monitoring (vs Evidently)
 	python bench/init.py
 	python bench/pipeline.py
 	python bench/review.py
 	python bench/registry.py
 	python bench/serve.py
+	python bench/monitor.py --log-rows 10000000
 
 lock: ## re-resolve requirements.lock from pyproject.toml in a scratch venv
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

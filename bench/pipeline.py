@@ -139,8 +139,12 @@ def bench_env() -> dict[str, str]:
     return env
 
 
-def run_measured(cmd: list[str], cwd: Path, log_name: str) -> Run:
-    """Run `cmd` under the measuring wrapper; timestamp each output line; keep a log."""
+def run_measured(
+    cmd: list[str], cwd: Path, log_name: str, *, ok_codes: tuple[int, ...] = (0,)
+) -> Run:
+    """Run `cmd` under the measuring wrapper; timestamp each output line; keep a log.
+
+    An exit code outside `ok_codes` stops the benchmark with the command's last lines."""
     wrapper = [sys.executable, str(Path(__file__).resolve()), "--measure", "--", *cmd]
     lines: list[tuple[float, str]] = []
     figures: dict[str, Any] = {}
@@ -163,7 +167,7 @@ def run_measured(cmd: list[str], cwd: Path, log_name: str) -> Run:
     run = Run(figures["wall_s"], figures["peak_kib"], figures["returncode"], lines)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     (OUT_DIR / f"{log_name}.log").write_text(f"$ {' '.join(cmd)}\n{run.text}\n")
-    if run.returncode != 0:
+    if run.returncode not in ok_codes:
         tail = "\n".join(run.text.splitlines()[-30:])
         raise SystemExit(f"bench: `{' '.join(cmd)}` exited {run.returncode} in {cwd}\n{tail}")
     return run

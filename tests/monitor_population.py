@@ -6,8 +6,16 @@ column; categorical columns come as pandas Categoricals (their codes are what is
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+
+from gitml.config.schema import MonitorParams, Params
+from gitml.monitor.alarms import judge
+from gitml.monitor.drift import compare
+from gitml.monitor.result import DriftReport
+from gitml.monitor.sketch import ReferenceProfile, count_batch
 
 PLANS = ["basic", "plus", "pro", "enterprise"]
 PLAN_SHARES = [0.5, 0.3, 0.15, 0.05]
@@ -60,3 +68,46 @@ def mix(series: pd.Series, category: str, points: float, rng: np.random.Generato
     moved = (codes != target) & (rng.random(len(codes)) < points / (1 - share))
     codes[moved] = target
     return pd.Series(pd.Categorical.from_codes(codes, series.cat.categories), name=series.name)
+
+
+def telco_split(root: Path) -> tuple[pd.DataFrame, dict, Params]:
+    """The reference project's training split, as its split stage makes it from
+    data/external (category columns as Categoricals, as `read_table` gives them), and a
+    signature of its inputs (no model outputs: the calibration tests the inputs)."""
+    from gitml.config.compose import load_params
+    from gitml.data.io import read_source
+    from gitml.data.split import split_table
+    from gitml.data.typing import apply_declared_types
+
+    params = load_params(root / "params.yaml")
+    data = params.data
+    table = read_source(
+        root / data.source,
+        fmt=data.format,
+        expected=list(data.columns),
+        text_columns=data.categorical,
+    )
+    train, _ = split_table(
+        apply_declared_types(table, data), params.split, target=data.target, task=data.task
+    )
+    frame = train.to_pandas()
+    inputs = []
+    for name in data.features:
+        spec = data.columns[name]
+        entry: dict = {"name": name, "type": spec.type, "nullable": spec.nullable}
+        if spec.categories is not None:
+            entry["categories"] = list(spec.categories)
+            frame[name] = frame[name].astype(pd.CategoricalDtype(list(spec.categories)))
+        for key in ("allowed", "min", "max"):
+            if getattr(spec, key) is not None:
+                entry[key] = getattr(spec, key)
+        inputs.append(entry)
+    signature = {"inputs": inputs, "output": {"task": "regression", "target": data.target}}
+    return frame, signature, params
+
+
+def alarms(profile: ReferenceProfile, batch: pd.DataFrame, params: MonitorParams) -> set[str]:
+    """The columns a monitor run over `batch` names as drifted."""
+    columns, quality = compare(profile, count_batch(batch, profile), params)
+    report = DriftReport("v", "reference", profile.rows, len(batch), columns, quality)
+    return {c.column for c in judge([report], params)[0].columns if c.drifted}

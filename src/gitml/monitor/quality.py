@@ -43,8 +43,8 @@ def check_quality(
                     reference_rate=None,
                     limit=0.0,
                     alarm=True,
-                    message=f"column {name!r}: missing from the batch "
-                    f"({cur.missing:,} of {rows:,} rows); the model needs it as an input",
+                    message=f"column {name!r}, rule missing_column: absent from "
+                    f"{cur.missing:,} of {rows:,} rows; the model needs it as an input",
                 )
             )
         present = rows - cur.missing
@@ -134,7 +134,8 @@ def _null_rate(
         reference_rate=ref_rate,
         limit=limit,
         alarm=alarm,
-        message=f"column {name!r}: null rate {rate:.2%} against {ref_rate:.2%} in the reference "
+        message=f"column {name!r}, rule null_rate: {rate:.2%} nulls against {ref_rate:.2%} "
+        "in the reference "
         f"(+{rate - ref_rate:.2%}, limit +{limit:.2%}; {verdict} at alpha {params.alpha:g}, "
         f"one-sided p = {p:.2g})",
     )

@@ -109,15 +109,16 @@ def simulate_batch(
         if shift.kind == "concept":
             frame[target] = _concept(frame[target], where, shift.value, task, source[target], rng)
         elif shift.kind == "mix":
-            frame[shift.column] = _mix(frame[shift.column], where, shift, rng)  # type: ignore[index]
+            frame[shift.column] = _mix(frame[shift.column], where, shift, rng)
         else:
-            frame[shift.column] = _move(frame[shift.column], where, shift)  # type: ignore[index]
-    ids = pd.Series([f"sim-{seed}-{n}" for n in range(rows)], dtype=object)
+            frame[shift.column] = _move(frame[shift.column], where, shift)
+    ids = pd.Series(np.array([f"sim-{seed}-{n}" for n in range(rows)], dtype=object))
     begin = pd.Timestamp(start)
     begin = begin.tz_localize("UTC") if begin.tzinfo is None else begin.tz_convert("UTC")
     span = int(days * 86_400 * 1e9)
     offsets = (np.arange(rows, dtype=np.int64) * span) // rows
-    stamps = pd.to_datetime(begin.value + offsets, utc=True).as_unit("ns")
+    naive = (begin.tz_localize(None).as_unit("ns").value + offsets).view("datetime64[ns]")
+    stamps = pd.DatetimeIndex(naive).tz_localize("UTC")
     batch = pd.DataFrame({"request_id": ids, "record": 0, "timestamp": stamps})
     batch = pd.concat([batch, frame[features]], axis=1)
     labels = pd.DataFrame({"request_id": ids, "record": 0, target: frame[target]})

@@ -128,11 +128,10 @@ class ReferenceProfile:
     """The reference's bins and its own counts on them."""
 
     columns: tuple[MonitoredColumn, ...]
-    edges: Mapping[str, np.ndarray]  # numeric: sorted bin edges (see _count_numeric)
-    groups: Mapping[str, np.ndarray]  # numeric: fine bin -> PSI bin (reference quantiles)
+    edges: Mapping[str, np.ndarray]  # numeric: sorted edges; 2k+1 cells (see _bin_counts)
+    groups: Mapping[str, np.ndarray]  # numeric: cell -> PSI bin (reference quantiles)
     labels: Mapping[str, list[str]]  # PSI bins as text ("< 3", "[3, 9)", ">= 70")
     std: Mapping[str, float]  # numeric: the reference's standard deviation
-    exact: Mapping[str, bool]  # numeric: the edges are all the reference's distinct values
     counts: BatchCounts
 
     @property
@@ -201,15 +200,13 @@ def profile_reference(
     """Bins from the reference's valid values, and the reference counted on them."""
     edges: dict[str, np.ndarray] = {}
     std: dict[str, float] = {}
-    exact: dict[str, bool] = {}
     for column in columns:
         if column.kind != "numeric" or column.name not in frame.columns:
             continue
         numbers = _numbers(frame[column.name])
         values = np.sort(numbers.values[_valid_numbers(numbers)])
         new = np.concatenate([[True], values[1:] != values[:-1]]) if len(values) else values
-        exact[column.name] = int(np.count_nonzero(new)) <= params.quantiles
-        if exact[column.name]:
+        if int(np.count_nonzero(new)) <= params.quantiles:
             edges[column.name] = values[new.astype(bool)]
         else:  # np.quantile's default (linear) on the sorted values
             at = np.linspace(0, len(values) - 1, params.quantiles + 1)
@@ -218,7 +215,7 @@ def profile_reference(
             points = values[low] + (at - low) * (values[high] - values[low])
             edges[column.name] = np.unique(points)
         std[column.name] = float(values.std()) if len(values) else 0.0
-    draft = ReferenceProfile(tuple(columns), edges, {}, {}, std, exact, BatchCounts(0, {}))
+    draft = ReferenceProfile(tuple(columns), edges, {}, {}, std, BatchCounts(0, {}))
     counts = count_batch(frame, draft)
     groups: dict[str, np.ndarray] = {}
     labels: dict[str, list[str]] = {}
@@ -280,20 +277,25 @@ def _count_numeric(
 
 
 def _bin_counts(ordered: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """Counts of sorted values on the bins of `edges`, and the two tail sums.
+    """Counts of sorted values in the cells of `edges`, and the two tail sums.
 
-    Bin 0 holds x < e[0]; bin i holds e[i-1] <= x < e[i]; the last two hold x == e[-1] and
-    x > e[-1], so that both CDFs are also read at the reference's maximum. (Sorting a chunk
-    and locating the edges in it is several times faster than locating every value.)"""
+    The 2k+1 cells of k edges: x < e[0], x == e[0], e[0] < x < e[1], x == e[1], ...,
+    x == e[k-1], x > e[k-1]. For a discrete reference (its distinct values as edges) the CDFs
+    read at the cells' ends give the exact KS statistic, values off its support included.
+    (Sorting a chunk and locating the edges in it is several times faster than locating
+    every value.)"""
     n = len(ordered)
     if not len(edges):
-        return np.array([n, 0], dtype=np.int64), 0.0, 0.0
-    starts = np.searchsorted(ordered, edges, side="left")
-    top = int(np.searchsorted(ordered, edges[-1], side="right"))
-    ends = np.concatenate([starts, [top, n]])
-    bins = np.diff(ends, prepend=0).astype(np.int64)
-    below = float((edges[0] - ordered[: starts[0]]).sum())
-    above = float((ordered[top:] - edges[-1]).sum())
+        return np.array([n], dtype=np.int64), 0.0, 0.0
+    below_edge = np.searchsorted(ordered, edges, side="left")
+    through_edge = np.searchsorted(ordered, edges, side="right")
+    ends = np.empty(2 * len(edges) + 1, dtype=np.int64)
+    ends[0:-1:2] = below_edge
+    ends[1:-1:2] = through_edge
+    ends[-1] = n
+    bins = np.diff(ends, prepend=0)
+    below = float((edges[0] - ordered[: below_edge[0]]).sum())
+    above = float((ordered[through_edge[-1] :] - edges[-1]).sum())
     return bins, below, above
 
 
@@ -429,22 +431,23 @@ def _number_text(value: float) -> str:
 
 
 def _psi_bins(edges: np.ndarray, counts: np.ndarray, bins: int) -> tuple[np.ndarray, list[str]]:
-    """Group the fine bins into about `bins` bins of equal reference share."""
+    """Group the cells into about `bins` ranges [e[i], e[j]) of equal reference share."""
     total = counts.sum()
-    fine = len(counts)
-    if total == 0 or fine <= 1:
-        return np.zeros(fine, dtype=np.int64), ["all values"]
+    cells = len(counts)
+    if total == 0 or cells <= 1:
+        return np.zeros(cells, dtype=np.int64), ["all values"]
     share = np.cumsum(counts) / total
-    # a PSI bin ends at the first fine bin whose cumulative share reaches k / bins
-    ends = np.unique(np.searchsorted(share, np.arange(1, bins) / bins - 1e-12, side="left"))
-    ends = ends[ends < fine - 2]  # the last group holds the maximum and beyond
-    group = np.searchsorted(ends, np.arange(fine), side="left")
-    starts = np.concatenate([[0], ends + 1])
-    stops = np.concatenate([ends, [fine - 1]])
+    # a range ends at the first cell whose cumulative share reaches k / bins, moved to the
+    # open cell after an edge (even index), so that ranges read [e[i], e[j]); the last range
+    # holds the maximum and beyond
+    ends = np.searchsorted(share, np.arange(1, bins) / bins - 1e-12, side="left")
+    ends = np.unique(ends + ends % 2)
+    ends = ends[ends <= cells - 3]
+    group = np.searchsorted(ends, np.arange(cells), side="left")
     labels = []
-    for start, stop in zip(starts, stops, strict=True):
-        low = "" if start == 0 else _number_text(edges[start - 1])
-        high = "" if stop == fine - 1 else _number_text(edges[stop])
+    for start, stop in zip(np.concatenate([[0], ends + 1]), [*ends, cells - 1], strict=True):
+        low = "" if start == 0 else _number_text(edges[(start - 1) // 2])
+        high = "" if stop == cells - 1 else _number_text(edges[stop // 2])
         if not low and not high:
             labels.append("all values")
         elif not low:

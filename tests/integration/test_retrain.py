@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,7 @@ RETRAINED = "data/retrain/telco_churn.parquet"
 # The gitml commands monitor.yml runs, in order, with their options: what the end-to-end
 # test below runs (test_the_workflow_runs_the_tested_commands keeps the two equal).
 SEQUENCE = [
+    ("monitor", ("--current", "--labels")),
     ("retrain", ("--batch", "--labels", "--branch", "--push")),
     ("models", ("--json",)),
     ("report", ("--base", "--recompute", "--out")),
@@ -77,15 +79,22 @@ def _released(repo: Path) -> str:
 def test_a_labelled_batch_retrains_on_a_branch_reviewed_against_production(repo: Path) -> None:
     prod = _released(repo)
     batch, labels, labelled = _batch(repo, rows=400, labelled=300, seed=1)
-    before = _state(repo)
     branch = "retrain/drifted"
-    values = {"--batch": batch, "--labels": labels, "--branch": branch}
+    values = {"--current": batch, "--batch": batch, "--labels": labels, "--branch": branch}
     commands = iter(SEQUENCE)
 
     def command(name: str) -> list[str]:
         step, options = next(commands)
         assert step == name
         return [step, *(a for o in options for a in ([o] if o not in values else [o, values[o]]))]
+
+    # the drifted batch alarms (exit 1) on the shifted column
+    alert = gitml(*command("monitor"), cwd=repo, check=False)
+    assert alert.returncode == 1, alert.stdout + alert.stderr
+    assert "ALERT" in alert.stdout and "monthly_charges" in alert.stdout
+    assert "monthly_charges" in (repo / "reports" / "monitor" / "monitor.md").read_text()
+    before = _state(repo)  # monitor's reports are new files: retrain leaves them alone
+    assert "reports/monitor/monitor.md" in before[2]
 
     out = gitml(*command("retrain"), cwd=repo).stdout
     assert f"added 300 labelled rows from {batch} to {RETRAINED} (7,343 rows now)" in out
@@ -125,6 +134,7 @@ def test_a_labelled_batch_retrains_on_a_branch_reviewed_against_production(repo:
     assert (repo / "data" / "external" / "telco_churn.csv.gz").read_bytes() == SOURCE.read_bytes()
 
     # the review against production, as the workflow runs it: in a checkout of the branch
+    shutil.rmtree(repo / "reports" / "monitor")  # in CI, the monitor job's checkout
     git("switch", "-q", branch, cwd=repo)
     dvc("checkout", cwd=repo)
     rows = json.loads(gitml(*command("models"), cwd=repo).stdout)
@@ -218,8 +228,7 @@ def test_the_workflow_runs_the_tested_commands() -> None:
         for line in step.get("run", "").splitlines()
         if (call := re.match(r'^\s*(?:\w+="\$\()?gitml ([a-z-]+)(.*)$', line))
     ]
-    monitor = ("monitor", ("--current", "--labels"))
-    assert commands == [monitor, *SEQUENCE]
+    assert commands == SEQUENCE
     script = "\n".join(s.get("run", "") for s in steps)
     assert 'if [ "$status" -ge 2 ]; then' in script  # monitor errors fail the job
     for call in ("gh issue list --label monitoring", "gh issue edit", "gh issue create"):

@@ -162,6 +162,36 @@ def dvc(root: Path, *args: str, env: dict[str, str] | None = None) -> str:
     return _run_tool(root, sys.executable, "-m", "dvc", *args, env=env)
 
 
+def share_dvc_remotes(root: Path, work: Path) -> None:
+    """Point the DVC project in `work` (a worktree of `root`) at `root`'s remotes, with
+    local directories made absolute (a relative URL would move with the worktree).
+
+    Read from `dvc config --list` (`key=value` lines, a later level overriding an earlier
+    one): `dvc remote list` wraps a long path onto the next line. Written to `work`'s
+    `.dvc/config.local`, which Git ignores.
+    """
+    try:
+        lines = dvc(root, "config", "--list").splitlines()
+    except VcsError:
+        return
+    urls: dict[str, str] = {}
+    for line in lines:
+        key, _, url = line.partition("=")
+        if key.startswith("remote.") and key.endswith(".url"):
+            urls[key.removeprefix("remote.").removesuffix(".url")] = url
+    for name, url in urls.items():
+        if "://" in url:
+            continue
+        absolute = (root / ".dvc" / url).resolve() if not os.path.isabs(url) else Path(url)
+        dvc(work, "remote", "modify", "--local", name, "url", str(absolute))
+
+
+def share_dvc_cache(root: Path, work: Path) -> None:
+    """Let the DVC project in `work` (a worktree of `root`) use `root`'s cache: what one
+    adds or builds, the other can check out without a remote."""
+    dvc(work, "cache", "dir", "--local", dvc(root, "cache", "dir").strip())
+
+
 def gto(root: Path, *args: str) -> str:
     """Run `gto ARGS`: the executable beside this interpreter, else the one on PATH."""
     beside = Path(sys.executable).parent / "gto"

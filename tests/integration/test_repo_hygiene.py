@@ -25,9 +25,14 @@ PRE_COMMIT_CONFIG = ROOT / ".pre-commit-config.yaml"
 
 SHA_PINNED = re.compile(r"^[^@\s]+@[0-9a-f]{40}$")
 REQUIRED_HOOKS = {"ruff", "ruff-format", "check-yaml", "check-added-large-files", "gitml-params"}
-# The only job that may write repository contents: it publishes the GitHub Release of a
-# pushed registration tag (the Releases API needs contents: write).
-CONTENTS_WRITERS = {("release.yml", "release")}
+# The only jobs that may write repository contents, and the triggers they may run on: the
+# GitHub Release of a pushed registration tag (the Releases API needs contents: write), and
+# the retraining branch of a monitoring alert (never the default branch; schedule and manual
+# runs only run the default branch's workflow).
+CONTENTS_WRITERS = {
+    ("release.yml", "release"): {"push"},
+    ("monitor.yml", "retrain"): {"schedule", "workflow_dispatch"},
+}
 WORKFLOW_LINTERS = {"check-github-workflows", "zizmor"}
 TIMEOUT_S = 60
 
@@ -144,7 +149,8 @@ def test_workflow_security_rules(path: Path) -> None:
 
     for job_id, job in (workflow.get("jobs") or {}).items():
         if (path.name, job_id) in CONTENTS_WRITERS:
-            assert _triggers(workflow) == {"push"}, f"{path.name}: {job_id} writes; tags only"
+            allowed = CONTENTS_WRITERS[path.name, job_id]
+            assert _triggers(workflow) == allowed, f"{path.name}: {job_id} writes; {allowed} only"
             continue
         assert not _grants_contents_write(job.get("permissions")), (
             f"{path.name}: job {job_id} grants write on contents"

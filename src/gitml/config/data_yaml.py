@@ -149,3 +149,31 @@ def _scalar(value: Any) -> str:
     if _PLAIN.match(text) and yaml.safe_load(text) == text:
         return text
     return json.dumps(text, ensure_ascii=False)  # a JSON string is a YAML double-quoted scalar
+
+
+_TOP_KEY = r"^{key}:[ \t]*(?P<value>[^#\n]*?)[ \t]*(?P<comment>#[^\n]*)?$"
+
+
+def point_source(text: str, source: str, *, where: str, note: str = "") -> str:
+    """`conf/data/<name>.yaml` text with its top-level `source:` set to `source` (followed by
+    `# note` when given) and `format: auto` (the new file's suffix says its format).
+
+    A line edit, so the file's comments and layout stay as the user wrote them; the result
+    is checked to load back as `DataParams` with that source. `where` names the file.
+    """
+    pattern = re.compile(_TOP_KEY.format(key="source"), re.MULTILINE)
+    if len(pattern.findall(text)) != 1:
+        raise ConfigError(
+            f"{where}: expected one top-level `source:` line to point at {source}",
+            hint="write `source: PATH` on a line of its own at the top level of the file",
+        )
+    comment = f"  # {note}" if note else ""
+    text = pattern.sub(lambda m: f"source: {_scalar(source)}{comment}", text)
+    declared = check_data_yaml(text, source=where)
+    if declared.format != "auto":
+        fmt = re.compile(_TOP_KEY.format(key="format"), re.MULTILINE)
+        text = fmt.sub("format: auto", text, count=1)
+    declared = check_data_yaml(text, source=where)
+    if declared.source != source or declared.format != "auto":
+        raise ConfigError(f"{where}: could not point `source:` at {source}")
+    return text

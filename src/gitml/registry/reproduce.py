@@ -15,7 +15,7 @@ from gitml.errors import RegistryError, VcsError
 from gitml.project import OUTPUTS, Project
 from gitml.registry.catalog import load_registry
 from gitml.registry.tags import parse_ref
-from gitml.vcs import dvc, git, show_file
+from gitml.vcs import dvc, git, share_dvc_remotes, show_file
 
 # compared exactly as numbers, within the tolerance
 COMPARED = (OUTPUTS["metrics"], OUTPUTS["slices"])
@@ -61,7 +61,7 @@ def reproduce(project: Project, ref: str, *, tolerance: float | None = None) -> 
     work = Path(tempfile.mkdtemp(prefix="gitml-reproduce-")) / "worktree"
     git(root, "worktree", "add", "--detach", str(work), version.commit)
     try:
-        _use_same_remote(root, work)
+        share_dvc_remotes(root, work)
         _run_pipeline(work)
         for path in COMPARED:
             recorded = show_file(root, version.commit, path)
@@ -73,28 +73,6 @@ def reproduce(project: Project, ref: str, *, tolerance: float | None = None) -> 
         git(root, "worktree", "remove", "--force", str(work))
         shutil.rmtree(work.parent, ignore_errors=True)
     return result
-
-
-def _use_same_remote(root: Path, work: Path) -> None:
-    """Point the worktree at the same DVC remote directory (relative URLs would move).
-
-    Read from `dvc config --list` (`key=value` lines, a later level overriding an earlier
-    one): `dvc remote list` wraps a long path onto the next line.
-    """
-    try:
-        lines = dvc(root, "config", "--list").splitlines()
-    except VcsError:
-        return
-    urls: dict[str, str] = {}
-    for line in lines:
-        key, _, url = line.partition("=")
-        if key.startswith("remote.") and key.endswith(".url"):
-            urls[key.removeprefix("remote.").removesuffix(".url")] = url
-    for name, url in urls.items():
-        if "://" in url:
-            continue
-        absolute = (root / ".dvc" / url).resolve() if not os.path.isabs(url) else Path(url)
-        dvc(work, "remote", "modify", "--local", name, "url", str(absolute))
 
 
 def _run_pipeline(work: Path) -> None:

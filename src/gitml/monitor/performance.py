@@ -53,7 +53,8 @@ def performance_windows(
     where lower is better); `calibrator` None: no estimate."""
     names = realised_metrics(task, floors)
     out = []
-    for version, start, end, rows in _windows(scored, params.performance.window):
+    for version, start, end, index in _windows(scored, params.performance.window):
+        rows = scored.iloc[index]  # one window's rows at a time: memory of the largest window
         estimated = [
             _with_floor(m, floors)
             for m in estimate_metrics(
@@ -93,8 +94,8 @@ def realised_metrics(task: Task, floors: dict[str, float]) -> list[str]:
     return [m for m in METRICS[task] if m in wanted]
 
 
-def _windows(scored: pd.DataFrame, window: str) -> list[tuple[str, str, str, pd.DataFrame]]:
-    """(model version, start, end, rows) of each non-empty window, in order."""
+def _windows(scored: pd.DataFrame, window: str) -> list[tuple[str, str, str, np.ndarray]]:
+    """(model version, start, end, row positions) of each non-empty window, in order."""
     try:
         offset = pd.tseries.frequencies.to_offset(window)
     except (ValueError, TypeError) as err:
@@ -106,33 +107,66 @@ def _windows(scored: pd.DataFrame, window: str) -> list[tuple[str, str, str, pd.
         stamps = pd.to_datetime(scored["timestamp"], utc=True)
     else:
         stamps = pd.Series(pd.NaT, index=scored.index, dtype="datetime64[ns, UTC]")
+    # a window's end is worked out from its start, once per window (not a column of rows)
     if isinstance(offset, pd.offsets.Tick):
         starts = stamps.dt.floor(offset)
-        ends = starts + offset
+
+        def end_of(start: pd.Timestamp) -> pd.Timestamp:
+            return start + offset
+
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # deprecated aliases still work
-            periods = stamps.dt.tz_convert(None).dt.to_period(offset)
-        starts = periods.dt.start_time.dt.tz_localize("UTC")
-        ends = (periods + 1).dt.start_time.dt.tz_localize("UTC")
+            starts = (
+                stamps.dt.tz_convert(None).dt.to_period(offset).dt.start_time.dt.tz_localize("UTC")
+            )
+
+        def end_of(start: pd.Timestamp) -> pd.Timestamp:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                period = pd.Period(start.tz_convert(None), freq=offset)
+            return (period + 1).start_time.tz_localize("UTC")
+
     if "model_version" in scored.columns:
-        versions = scored["model_version"].astype("string").fillna("unknown")
+        # categories, not one string object per row (a log of millions of rows)
+        versions = scored["model_version"].astype("category")
+        versions = versions.cat.rename_categories([str(c) for c in versions.cat.categories])
+        if versions.isna().any():
+            versions = versions.cat.add_categories("unknown").fillna("unknown")
     else:
         versions = pd.Series("unknown", index=scored.index)
-    seen = stamps.dropna()
-    whole = (_iso(seen.min()), _iso(seen.max())) if len(seen) else (NO_TIMESTAMP, NO_TIMESTAMP)
-    keys = pd.DataFrame({"version": versions, "start": starts, "end": ends})
+    first_seen, last_seen = stamps.min(), stamps.max()  # NaT when no row has a time
+    whole = (
+        (_iso(first_seen), _iso(last_seen))
+        if not pd.isna(first_seen)
+        else (NO_TIMESTAMP, NO_TIMESTAMP)
+    )
+    del stamps
+    # grouped by numpy on (version code, window start as int64): a few arrays of row size,
+    # where pandas' groupby over a log of millions of rows held several times that
+    codes = versions.astype("category").cat.codes.to_numpy()
+    names = versions.astype("category").cat.categories
+    start_ns = starts.array.asi8  # nanoseconds since the epoch; NaT: the minimum int64
     out = []
-    for (version, start, end), index in keys.groupby(
-        ["version", "start", "end"], sort=False, dropna=False
-    ).indices.items():
-        rows = scored.iloc[np.sort(index)]
-        if pd.isna(start):  # rows without timestamps: after the timed windows of their version
-            out.append(((str(version), 1, ""), (str(version), *whole, rows)))
-        else:
-            out.append(
-                ((str(version), 0, _iso(start)), (str(version), _iso(start), _iso(end), rows))
-            )
+    for code, version in enumerate(names):
+        positions = np.flatnonzero(codes == code)
+        if not len(positions):
+            continue
+        # hashed, not sorted: np.unique would sort every row (several copies of the column)
+        inverse, first = pd.factorize(start_ns[positions], sort=True)
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=len(first)))])
+        del inverse
+        for i in range(len(first)):
+            rows = positions[order[bounds[i] : bounds[i + 1]]]
+            start = starts.iloc[rows[0]]
+            if pd.isna(start):  # rows without timestamps: after the timed windows
+                out.append(((str(version), 1, ""), (str(version), *whole, rows)))
+            else:
+                end = end_of(start)
+                out.append(
+                    ((str(version), 0, _iso(start)), (str(version), _iso(start), _iso(end), rows))
+                )
     return [window for _, window in sorted(out, key=lambda item: item[0])]
 
 

@@ -271,7 +271,7 @@ def test_reproduce_matches_and_reports_a_nondeterministic_release(
     runs = tmp_path / "evaluate-runs"
     stage = repo / "src" / "gitml" / "stages" / "evaluate.py"
     code = stage.read_text()
-    marker = "        result = evaluate_scores(test, score, params)\n"
+    marker = "        result = evaluate_scores(test, output, params)\n"
     assert marker in code
     noisy = f"""\
     import numpy as np
@@ -279,11 +279,11 @@ def test_reproduce_matches_and_reports_a_nondeterministic_release(
     runs = Path({str(runs)!r})
     k = int(runs.read_text()) + 1 if runs.exists() else 1
     runs.write_text(str(k))
-    order = np.argsort(score, kind="stable")
-    y, s = (test[data.target] == data.positive).to_numpy()[order], score[order]
+    order = np.argsort(output, kind="stable")
+    y, s = (test[data.target] == data.positive).to_numpy()[order], output[order]
     pairs = np.flatnonzero(~y[:-1] & y[1:] & (s[:-1] < s[1:]))[: 10 * k]
-    score = score.copy()
-    score[order[pairs]], score[order[pairs + 1]] = s[pairs + 1], s[pairs]
+    output = output.copy()
+    output[order[pairs]], output[order[pairs + 1]] = s[pairs + 1], s[pairs]
 """
     stage.write_text(code.replace(marker, textwrap.indent(noisy, "    ") + marker))
     with monkeypatch.context() as env:  # restores PYTHONPATH as it was, set or not

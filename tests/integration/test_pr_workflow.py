@@ -179,7 +179,7 @@ def test_comment_step_updates_one_watermarked_comment_from_same_repo_prs_only() 
     assert install["if"] == SAME_REPOSITORY
 
 
-def test_only_the_review_job_may_write_to_pull_requests() -> None:
+def test_only_the_review_and_retrain_jobs_may_write_to_pull_requests() -> None:
     workflow = _load(PR_WORKFLOW)
     assert workflow["permissions"] == {"contents": "read"}
     assert workflow["jobs"]["review"]["permissions"] == {
@@ -196,7 +196,11 @@ def test_only_the_review_job_may_write_to_pull_requests() -> None:
                 isinstance(permissions, dict) and permissions.get("pull-requests") == "write"
             ):
                 writers.append(f"{path.name}:{where}")
-    assert writers == ["pr.yml:review"]
+    # monitor.yml's retrain job opens the retraining pull request; it runs on a schedule or by
+    # hand only, never on a pull request's code
+    assert writers == ["monitor.yml:retrain", "pr.yml:review"]
+    monitor = _load(WORKFLOWS_DIR / "monitor.yml")
+    assert set(monitor.get(True, monitor.get("on", {}))) == {"schedule", "workflow_dispatch"}
 
 
 def test_pr_workflow_triggers_on_pull_request_only() -> None:

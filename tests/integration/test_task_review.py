@@ -141,7 +141,7 @@ def _stages(repo: Path) -> None:
         "--model", "models/model.skops", "--metadata", "models/metadata.json",
         "--test", "data/processed/test.parquet", "--metrics", "reports/metrics.json",
         "--slices", "reports/slices.json", "--predictions", "reports/predictions.csv",
-        "--plots", "reports/plots",
+        "--plots", "reports/plots", "--calibrator", "reports/calibrator.json",
     ]  # fmt: skip
     card = [
         "--metadata", "models/metadata.json", "--signature", "models/signature.json",

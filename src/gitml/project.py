@@ -25,6 +25,7 @@ OUTPUTS = {
     "model": f"models/{MODEL_FILE}",
     "lock": "dvc.lock",
     "params": PARAMS_FILE,
+    "train": "data/processed/train.parquet",
     "test": "data/processed/test.parquet",
     "roc": "reports/plots/roc.json",
     "precision_recall": "reports/plots/precision_recall.json",

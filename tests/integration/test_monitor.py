@@ -203,6 +203,23 @@ def test_a_prediction_log_window_is_compared_with_the_release_that_served_it(
     assert not (tmp_path / "d3").exists()
 
 
+def test_a_git_revision_is_a_reference_and_a_bad_one_is_refused(
+    released: Path, logs: Path, tmp_path: Path
+) -> None:
+    window = ("--current", str(logs), "--until", "2026-11-29")
+    run = _monitor(released, tmp_path / "rev", *window, "--reference", "HEAD")
+    assert run.returncode == 0, run.stdout + run.stderr
+    commit = git("rev-parse", "HEAD", cwd=released).stdout.strip()
+    (report,) = json.loads((tmp_path / "rev" / "monitor.json").read_text())["drift"]
+    assert report["reference"].startswith(f"revision HEAD ({commit[:12]}) model")
+    assert report["model_version"] == commit[:12]
+
+    bad = _monitor(released, tmp_path / "bad", *window, "--reference", "no-such-branch")
+    assert bad.returncode == 2
+    assert "--reference 'no-such-branch': not a file, a release" in bad.stderr
+    assert not (tmp_path / "bad").exists()
+
+
 def test_late_labels_of_a_degraded_segment_raise_a_performance_alarm(
     released: Path, logs: Path, tmp_path: Path
 ) -> None:
@@ -220,6 +237,8 @@ def test_late_labels_of_a_degraded_segment_raise_a_performance_alarm(
     assert not any(c["drifted"] for r in result["drift"] for c in r["columns"])
     (window_result,) = result["performance"]
     assert window_result["alarm"] and window_result["labelled"] == 600
+    # concept drift, shown by estimated-versus-realised: calibrated scores expected far better
+    assert "lies outside the estimated" in window_result["note"]
     assert "| roc_auc |" in (tmp_path / "bad" / "monitor.md").read_text()
 
 

@@ -35,9 +35,10 @@ def monitor(
         str | None,
         typer.Option(
             "--reference",
-            help="NAME#STAGE or NAME@vX.Y.Z (that release's training split and model), or a "
-            "CSV/Parquet file (with the working tree's model). Default: the release that "
-            "served the data; the working tree before any release.",
+            help="NAME#STAGE or NAME@vX.Y.Z (that release's training split and model), a Git "
+            "revision (its model and training split), or a CSV/Parquet file (with the working "
+            "tree's model). Default: the release that served the data; the working tree "
+            "before any release.",
         ),
     ] = None,
     labels: Annotated[

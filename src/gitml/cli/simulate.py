@@ -10,6 +10,7 @@ import typer
 
 from gitml.cli import ProjectOption, app
 from gitml.errors import DataError
+from gitml.project import OUTPUTS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -17,7 +18,6 @@ if TYPE_CHECKING:
     from gitml.monitor.simulate import Shift
 
 # the training split, as dvc.yaml's split stage writes it
-TRAIN_SPLIT = "data/processed/train.parquet"
 
 
 @app.command()
@@ -31,7 +31,7 @@ def simulate(
         Path | None,
         typer.Option(
             "--source",
-            help=f"CSV or Parquet with the target to draw from (default: {TRAIN_SPLIT}).",
+            help=f"CSV or Parquet with the target to draw from (default: {OUTPUTS['train']}).",
         ),
     ] = None,
     labels: Annotated[
@@ -97,7 +97,7 @@ def simulate(
     condition = _pair("--where", where) if where else None
     shifts = _shifts(scale, shift, mix, label_shift, concept, condition)
     if source is None:
-        frame = read_table(proj.root / TRAIN_SPLIT).reset_index(drop=True)
+        frame = read_table(proj.root / OUTPUTS["train"]).reset_index(drop=True)
     else:
         frame = read_source(source, text_columns=data.categorical).to_pandas()
     try:

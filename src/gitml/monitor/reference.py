@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
     from gitml.config.schema import Params
 
-TRAIN_SPLIT = "data/processed/train.parquet"
-CALIBRATOR = OUTPUTS.get("calibrator", "reports/calibrator.json")
+TRAIN_SPLIT = OUTPUTS["train"]
+CALIBRATOR = OUTPUTS["calibrator"]
 WORKSPACE = "workspace"  # the model_version of a reference taken from the working tree
 UNRELEASED = "unreleased"  # what a server of the working tree's model logs as its version
 
@@ -262,6 +262,66 @@ def released_reference(
         frame=scorer.score(frame),
         calibrator=_calibrator(show_file(root, fetched.commit, CALIBRATOR)),
         commit=fetched.commit,
+    )
+
+
+def revision_reference(
+    project: Project, rev: str, workdir: Path, params: Params, *, split: Path | None = None
+) -> Reference:
+    """A Git revision (a commit, branch or tag that is not a release): the model as of that
+    commit, verified against that commit's metadata.json, its signature and calibrator, and
+    its training split (or `split`), fetched from the DVC cache or remote into `workdir`."""
+    from gitml.errors import VcsError
+    from gitml.vcs import fetch_artifact, resolve_rev, show_file
+
+    root = project.root
+    try:
+        commit = resolve_rev(root, rev)
+    except VcsError as err:
+        raise RegistryError(
+            f"--reference {rev!r}: not a file, a release (NAME@vX.Y.Z, NAME#STAGE) or a Git "
+            "revision of this repository",
+            hint="`gitml models` lists releases; a revision is a commit, branch or tag",
+        ) from err
+    directory = workdir / f"rev-{commit[:12]}"
+    directory.mkdir(parents=True, exist_ok=True)
+    for key in ("signature", "metadata"):
+        text = show_file(root, commit, OUTPUTS[key])
+        if text is None:
+            raise RegistryError(
+                f"--reference {rev}: {OUTPUTS[key]} is not committed at {commit[:12]}",
+                hint="pick a revision where `dvc repro` ran and its outputs were committed",
+            )
+        (directory / Path(OUTPUTS[key]).name).write_text(text, encoding="utf-8")
+    try:
+        fetch_artifact(root, OUTPUTS["model"], commit, directory / MODEL_FILE)
+        if split is None:
+            data_path = directory / "train.parquet"
+            fetch_artifact(root, TRAIN_SPLIT, commit, data_path)
+    except VcsError as err:
+        raise RegistryError(
+            f"--reference {rev}: {err.message}",
+            hint="the model and the training split of that commit must be in the DVC cache or "
+            "remote (dvc push there), or pass --reference FILE for the data",
+        ) from err
+    scorer = _load_scorer(
+        directory / MODEL_FILE,
+        directory / "signature.json",
+        directory / "metadata.json",
+        threshold=params.serve_threshold,
+    )
+    if split is None:
+        shown = f"training split {TRAIN_SPLIT}"
+    else:
+        data_path, shown = split, f"file {split}"
+    frame = read_reference_data(data_path)
+    return Reference(
+        version=commit[:12],
+        description=f"revision {rev} ({commit[:12]}) model, {shown}",
+        scorer=scorer,
+        frame=scorer.score(frame),
+        calibrator=_calibrator(show_file(root, commit, CALIBRATOR)),
+        commit=commit,
     )
 
 

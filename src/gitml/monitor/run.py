@@ -21,6 +21,7 @@ from gitml.monitor.reference import (
     UNRELEASED,
     Reference,
     released_reference,
+    revision_reference,
     workspace_reference,
 )
 from gitml.monitor.report import column_reason, quality_reason, window_reason
@@ -224,9 +225,11 @@ def _references(
     """The reference of each version key: `_ALL` for one reference, else per model_version."""
     if reference is not None:
         as_file = Path(reference)
-        if as_file.is_file() or ("@" not in reference and "#" not in reference):
+        if as_file.is_file():
             return {_ALL: workspace_reference(project, params, split=as_file)}
-        return {_ALL: released_reference(project, reference, workdir, params)}
+        if "@" in reference or "#" in reference:
+            return {_ALL: released_reference(project, reference, workdir, params)}
+        return {_ALL: revision_reference(project, reference, workdir, params)}
     if not source.has_versions:
         return {_ALL: workspace_reference(project, params)}
     versions = source.versions()

@@ -26,7 +26,13 @@ REVIEW_SCRIPT = ROOT / ".ci" / "review"
 
 # What the workflow must hand over (the test then runs what the YAML says).
 REVIEW_RUN = '.ci/review "origin/$BASE_REF" report.md'
-GATE_RUN = 'gitml gate --base "origin/$BASE_REF"'
+GATE_RUN = """\
+if [ "$RECOMPUTE" = true ]; then
+  gitml gate --base "origin/$BASE_REF" --recompute
+else
+  gitml gate --base "origin/$BASE_REF"
+fi"""
+RECOMPUTE_ENV = "${{ steps.review.outputs.recompute }}"
 COMMENT_RUN = f'cml comment update --watermark-title="{WATERMARK}" report.md'
 SAME_REPOSITORY = "github.event.pull_request.head.repo.full_name == github.repository"
 BASE_REF_ENV = "${{ github.base_ref }}"
@@ -52,11 +58,16 @@ def _step(text: str) -> dict[str, Any]:
     return found[0]
 
 
-def _run_step(script: str, repo: Path, base_ref: str) -> subprocess.CompletedProcess[str]:
-    """Run a step's `run:` script the way GitHub's bash shell does, with the step's BASE_REF."""
+def _run_step(
+    script: str, repo: Path, base_ref: str, **extra_env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run a step's `run:` script the way GitHub's bash shell does, with the step's BASE_REF
+    (and `extra_env`: GITHUB_OUTPUT, or a step output handed over as env)."""
     script_file = repo.parent / "step.sh"
     script_file.write_text(script if script.endswith("\n") else script + "\n")
     env = {**os.environ, "BASE_REF": base_ref}
+    env.pop("GITHUB_OUTPUT", None)  # never the runner's own, should these tests run on GitHub
+    env.update(extra_env)
     return subprocess.run(
         ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script_file)],
         cwd=repo,
@@ -75,6 +86,8 @@ def test_review_and_gate_steps_hand_over_the_expected_commands() -> None:
     # ${{ }} never goes inside `run:` (template injection): the base branch comes via env.
     assert review["env"]["BASE_REF"] == BASE_REF_ENV
     assert gate["env"]["BASE_REF"] == BASE_REF_ENV
+    # the gate judges the pairing the review made (base scored on head's test rows, or not)
+    assert review["id"] == "review" and gate["env"]["RECOMPUTE"] == RECOMPUTE_ENV
     for step in _steps():
         assert "${{" not in str(step.get("run", "")), f"template expression in run: {step}"
     # The gate's exit code is the check status: it is the last step and runs only on success.
@@ -157,6 +170,34 @@ def test_review_names_the_head_commit_when_the_pipeline_reproduces_it(repo: Path
     assert "workspace" not in text
     # report.md is in .gitignore: writing the report leaves the tree clean (a release can follow)
     assert git("status", "--porcelain", cwd=repo).stdout == ""
+
+
+def test_a_pr_that_moves_the_test_rows_is_judged_on_head_s_test_rows(repo: Path) -> None:
+    """A retraining PR (new data, so a new split): the committed predictions cannot be paired,
+    so the review scores the base model on head's test rows and the gate judges the same."""
+    _pr_branch(repo)
+    conf = repo / "conf" / "config.yaml"
+    conf.write_text(conf.read_text().replace("seed: 42", "seed: 7"))  # the split's seed too
+    gitml("params", cwd=repo)
+    dvc("repro", cwd=repo)
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "another split, reproduced", cwd=repo)
+    outputs = repo.parent / "github-output"
+    outputs.write_text("")
+
+    review = _run_step(
+        _step(".ci/review")["run"], repo, base_ref="main", GITHUB_OUTPUT=str(outputs)
+    )
+    assert review.returncode == 0, review.stdout + review.stderr
+    assert "scoring the base model on head's test rows (--recompute)" in review.stdout
+    assert outputs.read_text() == "recompute=true\n"
+    text = (repo / "report.md").read_text(encoding="utf-8")
+    assert "not comparable" not in text.splitlines()[0] and "Base metrics recomputed" in text
+
+    gate = _run_step(_step("gitml gate")["run"], repo, base_ref="main", RECOMPUTE="true")
+    assert gate.returncode in (0, 1), gate.stdout + gate.stderr  # a verdict, not "not comparable"
+    unpaired = _run_step(_step("gitml gate")["run"], repo, base_ref="main", RECOMPUTE="")
+    assert unpaired.returncode == 2, unpaired.stdout + unpaired.stderr
 
 
 def test_gate_step_fails_the_check_when_the_base_branch_is_missing(repo: Path) -> None:

@@ -68,6 +68,20 @@ def test_a_batch_is_seeded_with_fresh_ids_spread_timestamps_and_separate_labels(
     assert not other[["tenure", "charges"]].equals(batch[["tenure", "charges"]])
 
 
+def test_float_columns_are_new_observations_not_copies_of_the_source() -> None:
+    # copies of training rows would be refused by validate's duplicate rule after a retrain
+    source = _source()
+    batch, _ = _simulate(rows=2000)
+    assert not batch["charges"].isin(source["charges"]).any()
+    assert batch["charges"].between(source["charges"].min(), source["charges"].max()).all()
+    assert batch["charges"].mean() == pytest.approx(source["charges"].mean(), rel=0.05)
+    assert batch["tenure"].isin(source["tenure"]).all()  # int columns are drawn as they are
+    copies, _ = simulate_batch(
+        source, rows=2000, seed=1, target="churn", task="binary", start=START, days=7, jitter=0
+    )
+    assert copies["charges"].isin(source["charges"]).all()
+
+
 def test_scale_shift_and_mix_move_what_they_say() -> None:
     base, _ = _simulate()
     scaled, _ = _simulate([Shift("scale", "charges", 1.3), Shift("shift", "tenure", 5)])

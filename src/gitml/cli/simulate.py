@@ -69,6 +69,14 @@ def simulate(
     days: Annotated[
         float, typer.Option("--days", help="Timestamps spread over this many days.")
     ] = 1.0,
+    jitter: Annotated[
+        float,
+        typer.Option(
+            "--jitter",
+            help="Noise on float columns, as a share of their std (new observations, not "
+            "copies of the source's rows); 0: exact copies.",
+        ),
+    ] = 0.01,
     end: Annotated[
         str | None,
         typer.Option("--end", help="Timestamp of the window's end, UTC (default: now)."),
@@ -115,6 +123,7 @@ def simulate(
         start=start,
         days=days,
         features=[c for c in data.features if c in frame.columns] or None,
+        jitter=jitter,
     )
     _write(out, batch)
     shown = ", ".join(s.describe() for s in shifts) or "no shift"

@@ -71,15 +71,23 @@ def simulate_batch(
     start: pd.Timestamp | str,
     days: float,
     features: Sequence[str] | None = None,
+    jitter: float = 0.01,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A batch (request_id, record, timestamp, then the features; no target) and its labels
-    (request_id, record, target); `features` defaults to every column but the target."""
+    (request_id, record, target); `features` defaults to every column but the target.
+
+    Float features get Gaussian noise of `jitter` times their standard deviation in the
+    source, clipped to the source's range (a smoothed bootstrap): the rows are new
+    observations of the same distribution, not copies of the source's rows, which the
+    pipeline's duplicate rule would refuse once `gitml retrain` appends them."""
     import pandas as pd
 
     if rows < 1:
         raise DataError(f"--rows {rows}: a batch needs at least 1 row")
     if days <= 0:
         raise DataError(f"--days {days:g}: must be positive")
+    if not 0 <= jitter <= 1:
+        raise DataError(f"--jitter {jitter:g}: must be between 0 and 1 (a share of the std)")
     if target not in source.columns:
         raise DataError(
             f"the source has no target column {target!r} (columns: {_names(source)})",
@@ -102,6 +110,8 @@ def simulate_batch(
     else:
         take = rng.integers(0, len(source), rows)
     frame = source.iloc[take][[*features, target]].reset_index(drop=True)
+    if jitter:
+        _jitter(frame, source, [c for c in features if c != target], jitter, seed)
     for shift in shifts:
         if shift.kind == "label":
             continue
@@ -123,6 +133,24 @@ def simulate_batch(
     batch = pd.concat([batch, frame[features]], axis=1)
     labels = pd.DataFrame({"request_id": ids, "record": 0, target: frame[target]})
     return batch, labels
+
+
+def _jitter(
+    frame: pd.DataFrame, source: pd.DataFrame, features: list[str], share: float, seed: int
+) -> None:
+    """Noise on the float features, from its own seeded stream (the draws and shifts stay as
+    they were without it)."""
+    rng = np.random.default_rng([seed, 1])
+    for name in features:
+        if frame[name].dtype.kind != "f":
+            continue
+        values = frame[name].to_numpy(dtype=float)
+        column = source[name].to_numpy(dtype=float)
+        spread = float(np.nanstd(column))
+        if not spread > 0:
+            continue
+        noisy = values + rng.normal(0.0, share * spread, len(values))
+        frame[name] = np.clip(noisy, np.nanmin(column), np.nanmax(column))  # NaN stays NaN
 
 
 def _label_rows(

@@ -14,7 +14,13 @@ import io
 import re
 from typing import TYPE_CHECKING, Any
 
-from gitml.monitor.report import format_number, format_p, headline_metrics, window_span
+from gitml.monitor.report import (
+    format_interval,
+    format_number,
+    format_p,
+    headline_metrics,
+    window_span,
+)
 from gitml.monitor.result import ColumnDrift, MonitorResult, PerformanceWindow
 
 if TYPE_CHECKING:
@@ -231,7 +237,7 @@ def _performance(result: MonitorResult) -> list[str]:
             rows.append(
                 f"<tr{cls}><td>{_e(w.model_version)}</td><td>{_e(_span(w))}</td>"
                 f'<td class="num">{w.rows:,}</td><td class="num">{w.labelled:,}</td>'
-                f"<td>{_e(name)}</td><td>{_interval(real)}</td><td>{_interval(est)}</td>"
+                f"<td>{_e(name)}</td><td>{format_interval(real)}</td><td>{format_interval(est)}</td>"
                 f"{_num(floor)}<td>{'yes' if below else 'no'}</td></tr>"
             )
     parts.append(f"<table>{head}{''.join(rows)}</table>")
@@ -307,16 +313,6 @@ def _performance_figure(version: str, metric: str, windows: list[PerformanceWind
 def _metric(window: PerformanceWindow, kind: str, metric: str) -> Any:
     values = window.realised if kind == "realised" else window.estimated
     return next((m for m in values if m.metric == metric), None)
-
-
-def _interval(metric: Any) -> str:
-    if metric is None or metric.value is None:
-        return "-"
-    if metric.low is None or metric.high is None:
-        return format_number(metric.value)
-    return (
-        f"{format_number(metric.value)} [{format_number(metric.low)}, {format_number(metric.high)}]"
-    )
 
 
 def _span(window: PerformanceWindow, *, short: bool = False) -> str:

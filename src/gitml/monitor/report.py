@@ -181,7 +181,7 @@ def _performance(result: MonitorResult) -> list[str]:
             below = real is not None and real.below_floor
             lines.append(
                 f"| {w.model_version} | {window_span(w)} | {w.rows:,} | {w.labelled:,} | {name} | "
-                f"{_interval(real)} | {_interval(est)} | {format_number(floor)} | "
+                f"{format_interval(real)} | {format_interval(est)} | {format_number(floor)} | "
                 f"{'**yes**' if below else 'no'} |"
             )
         if not names:
@@ -215,7 +215,8 @@ def headline_metrics(task: str, window: PerformanceWindow) -> list[str]:
     ]
 
 
-def _interval(metric: MetricValue | None) -> str:
+def format_interval(metric: MetricValue | None) -> str:
+    """`value [low, high]`, the value alone without an interval, `-` without a value."""
     if metric is None or metric.value is None:
         return "-"
     if metric.low is None or metric.high is None:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from gitml.data.chunks import reading, rechunk
 from gitml.errors import DataError, VcsError, first_line
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ class CurrentData:
 
         found: dict[str, None] = {}
         for path in self.files:
-            for column in _guard(path, self._version_columns(path)):
+            for column in reading(path, self._version_columns(path)):
                 found.update(dict.fromkeys(str(v) for v in pc.unique(column).to_pylist() if v))
         return list(found)
 
@@ -93,13 +94,13 @@ class CurrentData:
     def chunks(self) -> Iterator[pd.DataFrame]:
         """The rows, in chunks of at most `chunk_rows` (the window applied to log files)."""
         for path in self.files:
-            yield from _guard(path, self._file_chunks(path))
+            yield from reading(path, self._file_chunks(path))
 
     def _file_chunks(self, path: Path) -> Iterator[pd.DataFrame]:
         if _format(path) == "csv":
             from gitml.data.io import iter_csv_text
 
-            for batch in _rechunk(iter_csv_text(path, self.columns), self.chunk_rows):
+            for batch in rechunk(iter_csv_text(path, self.columns), self.chunk_rows):
                 yield _typed_meta(batch.to_pandas())
             return
         import pyarrow.parquet as pq
@@ -322,31 +323,3 @@ def _typed_meta(frame: pd.DataFrame) -> pd.DataFrame:
         if column in ("score", "value") or str(column).startswith("score:"):
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     return frame
-
-
-def _rechunk(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]:
-    import pyarrow as pa
-
-    pending: list[pa.RecordBatch] = []
-    rows = 0
-    for batch in batches:
-        pending.append(batch)
-        rows += batch.num_rows
-        while rows >= size:
-            table = pa.Table.from_batches(pending)
-            yield table.slice(0, size)
-            rest = table.slice(size)
-            pending = rest.to_batches() if rest.num_rows else []
-            rows -= size
-    if rows:
-        yield pa.Table.from_batches(pending)
-
-
-def _guard(path: Path, chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    """pyarrow's read errors (a ragged CSV line, a corrupt page) as DataError naming the file."""
-    import pyarrow as pa
-
-    try:
-        yield from chunks
-    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: cannot be read: {first_line(err)}") from err

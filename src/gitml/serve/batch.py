@@ -23,8 +23,9 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
+from gitml.data.chunks import reading, rechunk
 from gitml.data.io import ROW_COLUMN, check_delimiter, detect_format, iter_csv_text, read_csv_header
-from gitml.errors import DataError, InputError, first_line, os_reason
+from gitml.errors import DataError, InputError, os_reason
 from gitml.files import atomic_path
 from gitml.serve.bundle import ServedModel
 from gitml.serve.inputs import Policy, Violation
@@ -185,11 +186,11 @@ def _open_input(
             pa.Table.from_batches([b])
             for b in file.iter_batches(batch_size=chunk_size, columns=wanted)
         )
-        return names, _guard(path, batches), file.metadata.num_rows
+        return names, reading(path, batches), file.metadata.num_rows
     check_delimiter(path, served.features)
     names = read_csv_header(path)
     wanted = _wanted(path, names, served, keep)
-    return names, _guard(path, _rechunk(iter_csv_text(path, wanted), chunk_size)), None
+    return names, reading(path, rechunk(iter_csv_text(path, wanted), chunk_size)), None
 
 
 def _wanted(path: Path, names: list[str], served: ServedModel, keep: Sequence[str]) -> list[str]:
@@ -206,30 +207,6 @@ def _wanted(path: Path, names: list[str], served: ServedModel, keep: Sequence[st
     extra = ([ROW_COLUMN] if ROW_COLUMN in names else []) + list(keep)
     features = [c for c in served.features if c in names]
     return features + [c for c in extra if c not in served.features]
-
-
-def _rechunk(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]:
-    pending: list[pa.RecordBatch] = []
-    rows = 0
-    for batch in batches:
-        pending.append(batch)
-        rows += batch.num_rows
-        while rows >= size:
-            table = pa.Table.from_batches(pending)
-            yield table.slice(0, size)
-            rest = table.slice(size)
-            pending = rest.to_batches() if rest.num_rows else []
-            rows -= size
-    if rows:
-        yield pa.Table.from_batches(pending)
-
-
-def _guard(path: Path, chunks: Iterator[pa.Table]) -> Iterator[pa.Table]:
-    """Turn pyarrow's read errors (a ragged CSV line, a corrupt page) into DataError."""
-    try:
-        yield from chunks
-    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: cannot be read: {first_line(err)}") from err
 
 
 def _score_good(served: ServedModel, columns: Any, good: np.ndarray) -> np.ndarray | InputError:

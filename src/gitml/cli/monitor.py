@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -81,6 +83,11 @@ def monitor(
         raise typer.Exit(max(ERROR_EXIT, err.exit_code)) from err
     except (typer.Exit, typer.BadParameter, typer.Abort):
         raise
+    except BrokenPipeError:
+        # the reader closed the pipe (`gitml monitor | head`): not a failed run, and not an
+        # alert (1, click's code for it); stop quietly as a process killed by SIGPIPE would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(141) from None
     except Exception as err:  # a failure of the run itself is an error, never "alert" (1)
         if _state["verbose"]:
             raise

@@ -11,7 +11,7 @@ bench: venv ## benchmarks: init, pipeline, review, registry (vs gto), serving an
 	python bench/review.py
 	python bench/registry.py
 	python bench/serve.py
-	python bench/monitor.py --log-rows 10000000
+	python bench/monitor.py --log-rows 2000000 10000000
 
 lock: ## re-resolve requirements.lock from pyproject.toml in a scratch venv
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

@@ -207,10 +207,12 @@ def test_a_git_revision_is_a_reference_and_a_bad_one_is_refused(
     released: Path, logs: Path, tmp_path: Path
 ) -> None:
     window = ("--current", str(logs), "--until", "2026-11-29")
-    run = _monitor(released, tmp_path / "rev", *window, "--reference", "HEAD")
+    run = _monitor(released, tmp_path / "rev", *window, "--reference", "HEAD", "--no-estimate")
     assert run.returncode == 0, run.stdout + run.stderr
     commit = git("rev-parse", "HEAD", cwd=released).stdout.strip()
-    (report,) = json.loads((tmp_path / "rev" / "monitor.json").read_text())["drift"]
+    result = json.loads((tmp_path / "rev" / "monitor.json").read_text())
+    assert result["performance"] == []  # --no-estimate: drift and quality only
+    (report,) = result["drift"]
     assert report["reference"].startswith(f"revision HEAD ({commit[:12]}) model")
     assert report["model_version"] == commit[:12]
 

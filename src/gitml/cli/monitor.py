@@ -56,6 +56,14 @@ def monitor(
     no_history: Annotated[
         bool, typer.Option("--no-history", help="Do not append this run to monitor.history.")
     ] = False,
+    no_estimate: Annotated[
+        bool,
+        typer.Option(
+            "--no-estimate",
+            help="Skip estimated performance (CBPE) when no --labels are given: drift and "
+            "quality only, in memory that does not grow with the number of rows.",
+        ),
+    ] = False,
     history: Annotated[
         bool,
         typer.Option(
@@ -75,7 +83,9 @@ def monitor(
             return
         if current is None:
             raise typer.BadParameter("give --current PATH (or --history)")
-        code = _monitor(current, since, until, reference, labels, out, no_history, project)
+        code = _monitor(
+            current, since, until, reference, labels, out, no_history, project, no_estimate
+        )
     except GitmlError as err:
         if _state["verbose"]:
             raise
@@ -106,6 +116,7 @@ def _monitor(
     out: Path | None,
     no_history: bool,
     project: Path | None,
+    no_estimate: bool = False,
 ) -> int:
     import tempfile
 
@@ -132,6 +143,7 @@ def _monitor(
             reference=reference,
             labels=labels,
             workdir=Path(tmp),
+            estimate=not no_estimate,
         )
     result = outcome.result
     directory = out if out is not None else proj.root / params.monitor.out

@@ -57,8 +57,10 @@ def run_monitor(
     labels: Path | None = None,
     workdir: Path,
     now: datetime | None = None,
+    estimate: bool = True,
 ) -> Outcome:
-    """Monitor `current` against its references; see the module docstring."""
+    """Monitor `current` against its references; see the module docstring. `estimate` False:
+    no estimated performance without labels (drift and quality keep bounded memory)."""
     settings = params.monitor
     workspace_signature = _workspace_signature(project)
     outputs = _output_names(workspace_signature)
@@ -90,7 +92,7 @@ def run_monitor(
     needs_scoring = not source.has_outputs(scorer.outputs)
     # performance needs the slim rows (ids, time, version, outputs); drift only the counts
     keep_rows = labels is not None or (
-        scorer.task != "regression" and any(r.calibrator for r in refs.values())
+        estimate and scorer.task != "regression" and any(r.calibrator for r in refs.values())
     )
     counts: dict[str, Any] = {}
     slim: list[pd.DataFrame] = []

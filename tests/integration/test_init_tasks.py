@@ -86,6 +86,35 @@ def _review_release_and_serve(project: Path, name: str, target: str, primary: st
     return predictions[0]
 
 
+def _monitor(project: Path, column: str, task: str) -> None:
+    """`gitml monitor` in the generated project: an unshifted simulated batch (continuous
+    columns jittered, few-valued ones kept) is quiet, with realised performance from its
+    labels (and an estimate for a classifier); a scaled column alerts and is named."""
+    out = project.parent / "monitor"
+    batch, labels = out / "batch.csv", out / "labels.csv"
+    out.mkdir()
+    gitml("simulate", "-o", str(batch), "--labels", str(labels), "--rows", "600", cwd=project)
+    quiet = gitml(
+        "monitor", "--current", str(batch), "--labels", str(labels), "--out", str(out / "q"),
+        "--no-history", cwd=project, check=False,
+    )  # fmt: skip
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    result = json.loads((out / "q" / "monitor.json").read_text())
+    assert result["task"] == task and result["performance"]
+    window = result["performance"][0]
+    assert window["realised"] and bool(window["estimated"]) == (task != "regression")
+    gitml(
+        "simulate", "-o", str(out / "shifted.csv"), "--rows", "600", "--scale", f"{column}=1.3",
+        cwd=project,
+    )  # fmt: skip
+    shifted = gitml(
+        "monitor", "--current", str(out / "shifted.csv"), "--out", str(out / "s"),
+        "--no-history", cwd=project, check=False,
+    )  # fmt: skip
+    assert shifted.returncode == 1, shifted.stdout + shifted.stderr
+    assert f"  {column}: ks" in shifted.stdout
+
+
 @pytest.mark.slow
 def test_init_a_multiclass_project_from_wine(tmp_path: Path) -> None:
     _wine(tmp_path / "wine.csv")
@@ -118,6 +147,7 @@ def test_init_a_multiclass_project_from_wine(tmp_path: Path) -> None:
     classes = ["barbera", "barolo", "grignolino"]
     assert record["label"] in classes and sorted(record["scores"]) == classes
     assert abs(sum(record["scores"].values()) - 1) < 1e-9
+    _monitor(project, "alcohol", "multiclass")
 
 
 @pytest.mark.slow
@@ -150,6 +180,7 @@ def test_init_a_regression_project_from_diabetes(tmp_path: Path) -> None:
     assert "3 passed" in _project_tests(project)
     record = _review_release_and_serve(project, "diabetes-regressor", "progression", "rmse")
     assert set(record) == {"value"} and 0 < record["value"] < 400
+    _monitor(project, "bmi", "regression")
 
 
 @pytest.mark.slow

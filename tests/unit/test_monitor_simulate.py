@@ -80,6 +80,13 @@ def test_float_columns_are_new_observations_not_copies_of_the_source() -> None:
         source, rows=2000, seed=1, target="churn", task="binary", start=START, days=7, jitter=0
     )
     assert copies["charges"].isin(source["charges"]).all()
+    # a float column of few values (a code, a flag stored as float) stays on its values
+    coded = source.assign(level=np.random.default_rng(3).choice([1.0, 2.0, 3.5], len(source)))
+    batch, _ = simulate_batch(
+        coded, rows=2000, seed=1, target="churn", task="binary", start=START, days=7
+    )
+    assert set(batch["level"]) == {1.0, 2.0, 3.5}
+    assert not batch["charges"].isin(coded["charges"]).any()
 
 
 def test_scale_shift_and_mix_move_what_they_say() -> None:

@@ -76,10 +76,11 @@ def simulate_batch(
     """A batch (request_id, record, timestamp, then the features; no target) and its labels
     (request_id, record, target); `features` defaults to every column but the target.
 
-    Float features get Gaussian noise of `jitter` times their standard deviation in the
-    source, clipped to the source's range (a smoothed bootstrap): the rows are new
-    observations of the same distribution, not copies of the source's rows, which the
-    pipeline's duplicate rule would refuse once `gitml retrain` appends them."""
+    Continuous float features (no value holding more than 1 % of the rows) get Gaussian noise
+    of `jitter` times their standard deviation in the source, clipped to the source's range
+    (a smoothed bootstrap): the rows are new observations of the same distribution, not
+    copies of the source's rows, which the pipeline's duplicate rule would refuse once
+    `gitml retrain` appends them."""
     import pandas as pd
 
     if rows < 1:
@@ -135,6 +136,10 @@ def simulate_batch(
     return batch, labels
 
 
+# the most common value of a jittered column holds at most this share of its rows
+MAX_JITTERED_SHARE = 0.01
+
+
 def _jitter(
     frame: pd.DataFrame, source: pd.DataFrame, features: list[str], share: float, seed: int
 ) -> None:
@@ -144,11 +149,14 @@ def _jitter(
     for name in features:
         if frame[name].dtype.kind != "f":
             continue
-        values = frame[name].to_numpy(dtype=float)
         column = source[name].to_numpy(dtype=float)
         spread = float(np.nanstd(column))
-        if not spread > 0:
+        # a float column of few values (codes, a 0/1 flag as float) stays on its values: noise
+        # would smear each value's mass across its neighbours, a shift the monitor then sees
+        shares = source[name].value_counts(normalize=True)
+        if not spread > 0 or (len(shares) and shares.iloc[0] > MAX_JITTERED_SHARE):
             continue
+        values = frame[name].to_numpy(dtype=float)
         noisy = values + rng.normal(0.0, share * spread, len(values))
         frame[name] = np.clip(noisy, np.nanmin(column), np.nanmax(column))  # NaN stays NaN
 

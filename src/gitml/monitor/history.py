@@ -7,6 +7,7 @@ and estimated. `history.html` draws the effects and the metric over time.
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,7 @@ def render_history_html(rows: list[dict[str, Any]]) -> str:
     table = history_table(rows)
     head = "".join(f"<th>{cell}</th>" for cell in table[0])
     body = "".join(
-        "<tr>" + "".join(f"<td>{_escape(cell)}</td>" for cell in line) + "</tr>"
+        "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in line) + "</tr>"
         for line in table[1:]
     )
     parts.append(f"<h2>Runs</h2><table><tr>{head}</tr>{body}</table>")
@@ -200,9 +201,3 @@ def _label(row: dict[str, Any]) -> str:
 
 def _cell(value: Any) -> str:
     return "-" if value is None else f"{float(value):.4f}"
-
-
-def _escape(text: str) -> str:
-    import html
-
-    return html.escape(text)

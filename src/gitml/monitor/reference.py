@@ -151,7 +151,6 @@ class Reference:
     scorer: Scorer
     frame: pd.DataFrame  # the split's inputs, target and the model's outputs
     calibrator: dict[str, Any] | None
-    commit: str | None = None
 
 
 def model_frame(frame: pd.DataFrame, signature: dict[str, Any]) -> pd.DataFrame:
@@ -218,16 +217,14 @@ def workspace_reference(
     )
 
 
-def released_reference(
-    project: Project, ref: str, workdir: Path, params: Params, *, split: Path | None = None
-) -> Reference:
-    """A release (`NAME@vX.Y.Z`, `NAME#STAGE`): its verified model, and its training split
-    as of the release commit (or `split`), fetched into `workdir`."""
+def released_reference(project: Project, ref: str, workdir: Path, params: Params) -> Reference:
+    """A release (`NAME@vX.Y.Z`, `NAME#STAGE`): its verified model, signature and calibrator
+    (as `gitml fetch` ships them), and its training split as of the release commit, fetched
+    into `workdir`."""
     from gitml.errors import VcsError
     from gitml.registry.fetch import fetch_model
-    from gitml.vcs import fetch_artifact, show_file
+    from gitml.vcs import fetch_artifact
 
-    root = project.root
     safe = ref.replace("/", "_").replace("#", "_").replace("@", "_")
     fetched = fetch_model(project, ref, workdir / safe)
     directory = Path(fetched.directory)
@@ -241,38 +238,31 @@ def released_reference(
         directory / "metadata.json",
         threshold=threshold,
     )
-    if split is None:
-        data_path = workdir / f"{safe}-train.parquet"
-        try:
-            fetch_artifact(root, TRAIN_SPLIT, fetched.commit, data_path)
-        except VcsError as err:
-            raise RegistryError(
-                f"cannot read the training split of {fetched.tag}: {err.message}",
-                hint="the split must be in the DVC cache or remote (`dvc push` at the release "
-                "commit), or pass --reference FILE",
-            ) from err
-        shown = f"training split {TRAIN_SPLIT} at {fetched.commit[:12]}"
-    else:
-        data_path, shown = split, f"file {split}"
-    frame = read_reference_data(data_path)
+    data_path = workdir / f"{safe}-train.parquet"
+    try:
+        fetch_artifact(project.root, TRAIN_SPLIT, fetched.commit, data_path)
+    except VcsError as err:
+        raise RegistryError(
+            f"cannot read the training split of {fetched.tag}: {err.message}",
+            hint="the split must be in the DVC cache or remote (`dvc push` at the release "
+            "commit), or pass --reference FILE",
+        ) from err
+    stored = directory / "calibrator.json"  # absent in releases made before monitoring
     return Reference(
         version=fetched.version,
-        description=f"{fetched.tag} {shown}",
+        description=f"{fetched.tag} training split {TRAIN_SPLIT} at {fetched.commit[:12]}",
         scorer=scorer,
-        frame=scorer.score(frame),
-        calibrator=_calibrator(show_file(root, fetched.commit, CALIBRATOR)),
-        commit=fetched.commit,
+        frame=scorer.score(read_reference_data(data_path)),
+        calibrator=_calibrator(stored.read_text() if stored.is_file() else None),
     )
 
 
-def revision_reference(
-    project: Project, rev: str, workdir: Path, params: Params, *, split: Path | None = None
-) -> Reference:
+def revision_reference(project: Project, rev: str, workdir: Path, params: Params) -> Reference:
     """A Git revision (a commit, branch or tag that is not a release): the model as of that
-    commit, verified against that commit's metadata.json, its signature and calibrator, and
-    its training split (or `split`), fetched from the DVC cache or remote into `workdir`."""
+    commit, verified against that commit's metadata.json, its signature and calibrator (one
+    bulk read), and its training split, fetched from the DVC cache or remote into `workdir`."""
     from gitml.errors import VcsError
-    from gitml.vcs import fetch_artifact, resolve_rev, show_file
+    from gitml.vcs import fetch_artifact, read_blobs, resolve_rev
 
     root = project.root
     try:
@@ -285,19 +275,19 @@ def revision_reference(
         ) from err
     directory = workdir / f"rev-{commit[:12]}"
     directory.mkdir(parents=True, exist_ok=True)
-    for key in ("signature", "metadata"):
-        text = show_file(root, commit, OUTPUTS[key])
+    paths = [OUTPUTS["signature"], OUTPUTS["metadata"], CALIBRATOR]
+    signature, metadata, calibrator = read_blobs(root, [f"{commit}:{p}" for p in paths])
+    for path, text in zip(paths[:2], (signature, metadata), strict=True):
         if text is None:
             raise RegistryError(
-                f"--reference {rev}: {OUTPUTS[key]} is not committed at {commit[:12]}",
+                f"--reference {rev}: {path} is not committed at {commit[:12]}",
                 hint="pick a revision where `dvc repro` ran and its outputs were committed",
             )
-        (directory / Path(OUTPUTS[key]).name).write_text(text, encoding="utf-8")
+        (directory / Path(path).name).write_text(text, encoding="utf-8")
+    data_path = directory / "train.parquet"
     try:
         fetch_artifact(root, OUTPUTS["model"], commit, directory / MODEL_FILE)
-        if split is None:
-            data_path = directory / "train.parquet"
-            fetch_artifact(root, TRAIN_SPLIT, commit, data_path)
+        fetch_artifact(root, TRAIN_SPLIT, commit, data_path)
     except VcsError as err:
         raise RegistryError(
             f"--reference {rev}: {err.message}",
@@ -310,18 +300,12 @@ def revision_reference(
         directory / "metadata.json",
         threshold=params.serve_threshold,
     )
-    if split is None:
-        shown = f"training split {TRAIN_SPLIT}"
-    else:
-        data_path, shown = split, f"file {split}"
-    frame = read_reference_data(data_path)
     return Reference(
         version=commit[:12],
-        description=f"revision {rev} ({commit[:12]}) model, {shown}",
+        description=f"revision {rev} ({commit[:12]}) model, training split {TRAIN_SPLIT}",
         scorer=scorer,
-        frame=scorer.score(frame),
-        calibrator=_calibrator(show_file(root, commit, CALIBRATOR)),
-        commit=commit,
+        frame=scorer.score(read_reference_data(data_path)),
+        calibrator=_calibrator(calibrator),
     )
 
 

@@ -127,5 +127,15 @@ class MonitorResult:
     version: int = RESULT_VERSION
 
     def to_json(self) -> dict[str, Any]:
-        """The machine-readable form written to monitor.json."""
-        return asdict(self)
+        """The machine-readable form written to monitor.json: NaN and infinities as None."""
+        return _finite(asdict(self))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

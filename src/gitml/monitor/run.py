@@ -98,10 +98,10 @@ def run_monitor(
     slim: list[pd.DataFrame] = []
     rows = 0
     for chunk in source.chunks():
-        if needs_scoring:
-            chunk = scorer.score(chunk)
         rows += len(chunk)
         for key, part in _split(chunk, refs):
+            if needs_scoring:  # each version's rows by that version's model
+                part = refs[key].scorer.score(part)
             counted = count_batch(part, profiles[key])
             counts[key] = counted if key not in counts else counts[key].merge(counted)
             if keep_rows:
@@ -174,7 +174,7 @@ def write_outputs(result: MonitorResult, out: Path) -> list[Path]:
     from gitml.monitor.report import render_markdown
 
     texts = {
-        MONITOR_JSON: json.dumps(_finite(result.to_json()), indent=2, allow_nan=False) + "\n",
+        MONITOR_JSON: json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n",
         MONITOR_MD: render_markdown(result),
         MONITOR_HTML: render_html(result),
     }
@@ -248,9 +248,10 @@ def _references(
 
 
 def _split(chunk: pd.DataFrame, refs: dict[str, Reference]) -> list[tuple[str, pd.DataFrame]]:
-    if _ALL in refs or "model_version" not in chunk.columns:
-        key = _ALL if _ALL in refs else next(iter(refs))
-        return [(key, chunk)] if len(chunk) else []
+    """The chunk's rows by reference key: all of them, or by `model_version` (per-version
+    references exist only for data that has the column)."""
+    if _ALL in refs:
+        return [(_ALL, chunk)] if len(chunk) else []
     return [
         (str(version), part)
         for version, part in chunk.groupby("model_version", sort=False, observed=True)
@@ -284,6 +285,20 @@ def _slim(part: pd.DataFrame, ref: Reference, outputs: list[str], *, ids: bool) 
     return slim.reset_index(drop=True)
 
 
+def _unify_categories(frames: list[pd.DataFrame]) -> None:
+    """Give each category column one set of categories across `frames`, so that the concat
+    keeps it a category (different categories would make it one Python string per row)."""
+    import pandas as pd
+    from pandas.api.types import union_categoricals
+
+    for name in frames[0].columns:
+        if not all(isinstance(f[name].dtype, pd.CategoricalDtype) for f in frames):
+            continue
+        union = union_categoricals([f[name] for f in frames], ignore_order=True).categories
+        for frame in frames:
+            frame[name] = frame[name].cat.set_categories(union)
+
+
 def _check_rows(source: CurrentData, rows: int, minimum: int) -> None:
     where = f" between {source.window.describe()}" if source.kind == "log" else ""
     if rows == 0:
@@ -311,6 +326,7 @@ def _performance(
 
     from gitml.monitor.performance import performance_windows
 
+    _unify_categories(slim)
     scored = pd.concat(slim, ignore_index=True)
     slim.clear()  # the chunks' copies go: one copy of the slim rows from here on
     if labels is not None:
@@ -351,14 +367,3 @@ def _assumptions(task: str, performance: list[PerformanceWindow]) -> list[str]:
     from gitml.monitor.estimate import ASSUMPTIONS
 
     return list(ASSUMPTIONS)
-
-
-def _finite(value: Any) -> Any:
-    """NaN and infinities as None: monitor.json is strict JSON."""
-    if isinstance(value, float):
-        return value if value == value and value not in (float("inf"), float("-inf")) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value

@@ -132,8 +132,7 @@ def open_current(
     inputs: Sequence[str],
     outputs: Sequence[str],
     model_name: str,
-    window: Window | None = None,
-    chunk_rows: int = CHUNK_ROWS,
+    window: Window,
 ) -> CurrentData:
     """Check `path` (pulling it from DVC when it is tracked but absent) and say how to read it.
 
@@ -141,10 +140,9 @@ def open_current(
     on `timestamp`; every file must have been written for `model_name`. A file is a batch
     (CSV or Parquet). Raises DataError naming the path and what was found.
     """
-    window = window or Window()
     path = _materialise(path, root)
     if path.is_dir():
-        return _open_log(path, inputs, outputs, model_name, window, chunk_rows)
+        return _open_log(path, inputs, outputs, model_name, window)
     if window.since is not None or window.until is not None:
         raise DataError(
             f"{path}: --since/--until select prediction-log rows by time; a batch file is "
@@ -158,7 +156,7 @@ def open_current(
             f"{path}: none of the model's input columns found (columns: {names[:12]})",
             hint=f"the model reads {list(inputs)}",
         )
-    return CurrentData(path, "file", [path], wanted, window, chunk_rows)
+    return CurrentData(path, "file", [path], wanted, window)
 
 
 def _materialise(path: Path, root: Path) -> Path:
@@ -211,7 +209,6 @@ def _open_log(
     outputs: Sequence[str],
     model_name: str,
     window: Window,
-    chunk_rows: int,
 ) -> CurrentData:
     import pyarrow.parquet as pq
 
@@ -247,7 +244,7 @@ def _open_log(
             )
         names += [n for n in schema.names if n not in names]
     wanted = [c for c in [*inputs, *outputs, *META] if c in names]
-    return CurrentData(directory, "log", files, wanted, window, chunk_rows)
+    return CurrentData(directory, "log", files, wanted, window)
 
 
 def _model_names(file: object) -> set[str]:

@@ -163,6 +163,18 @@ def test_cells_are_read_with_the_one_coercion() -> None:
     assert (counts["senior"].invalid, counts["senior"].null) == (1, 1)  # True is not a number
 
 
+def test_a_chunk_without_a_column_merges_with_chunks_that_have_it() -> None:
+    # log files written before a column existed: that chunk counts the column as missing
+    reference = _reference()
+    batch = _reference(1000, seed=5)
+    profile = profile_reference(reference, monitored_columns(SIGNATURE), PARAMS)
+    merged = count_batch(batch, profile).merge(count_batch(batch.drop(columns="charges"), profile))
+    assert merged.rows == 2000
+    charges = merged.columns["charges"]
+    assert charges.bins.sum() + charges.null == 1000
+    assert charges.missing == 1000
+
+
 def test_counts_of_chunks_merge_into_the_counts_of_the_whole() -> None:
     reference = _reference()
     batch = _reference(3001, seed=4).astype({"tenure": object})

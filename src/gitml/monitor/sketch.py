@@ -80,9 +80,7 @@ class ColumnCounts:
         unseen = dict(self.unseen)
         for key, count in other.unseen.items():
             unseen[key] = unseen.get(key, 0) + count
-        if len(unseen) > MAX_UNSEEN_KEPT:
-            kept = sorted(unseen.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_UNSEEN_KEPT]
-            unseen = dict(kept)
+        unseen = _top(unseen)
         examples = {k: tuple(v) for k, v in self.examples.items()}
         for rule, values in other.examples.items():
             have = examples.get(rule, ())
@@ -137,12 +135,6 @@ class ReferenceProfile:
     @property
     def rows(self) -> int:
         return self.counts.rows
-
-    def column(self, name: str) -> MonitoredColumn:
-        for column in self.columns:
-            if column.name == name:
-                return column
-        raise KeyError(name)
 
 
 # -- the columns -----------------------------------------------------------------------------
@@ -231,8 +223,11 @@ def count_batch(frame: pd.DataFrame, profile: ReferenceProfile) -> BatchCounts:
     for column in profile.columns:
         if column.name not in frame.columns:
             numeric = column.kind == "numeric"
+            # the cells `_bin_counts` gives the column's edges, so chunks with and without it merge
             size = (
-                len(profile.edges.get(column.name, ())) + 1 if numeric else len(column.categories)
+                2 * len(profile.edges.get(column.name, ())) + 1
+                if numeric
+                else len(column.categories)
             )
             out[column.name] = ColumnCounts(missing=rows, bins=np.zeros(size, dtype=np.int64))
         elif column.kind == "numeric":

@@ -12,9 +12,9 @@ from sklearn.isotonic import IsotonicRegression
 
 from gitml.config.schema import MonitorParams
 from gitml.errors import ConfigError, ModelError
-from gitml.evaluate.calibrator import calibrate, check_calibrator
+from gitml.evaluate.calibrator import calibrate, check_calibrator, fit_calibrator
 from gitml.evaluate.metrics import TaskOutputs, compute_metrics, compute_task_metrics
-from gitml.monitor.estimate import ASSUMPTIONS, estimate_metrics, fit_calibrator
+from gitml.monitor.estimate import ASSUMPTIONS, estimate_metrics
 from gitml.monitor.performance import performance_windows
 from gitml.review.bootstrap import label_weight_metrics
 

@@ -20,13 +20,13 @@ import pandas as pd
 
 from gitml.config.schema import MonitorParams
 from gitml.errors import DataError
-from gitml.evaluate.calibrator import calibrate, check_calibrator, fit_calibrator
+from gitml.evaluate.calibrator import calibrate, check_calibrator
 from gitml.evaluate.metrics import TaskOutputs, task_metric_arrays
 from gitml.monitor.result import MetricValue
-from gitml.review.bootstrap import label_weight_metrics
+from gitml.review.bootstrap import label_weight_metrics, percentile_intervals, point_value
 from gitml.tasks import Task, score_column
 
-__all__ = ["ASSUMPTIONS", "ESTIMATED", "estimate_metrics", "fit_calibrator"]
+__all__ = ["ASSUMPTIONS", "ESTIMATED", "estimate_metrics"]
 
 # Stated in every monitoring report (monitor.json "assumptions") and in
 # docs/monitoring-performance.md.
@@ -94,15 +94,11 @@ def estimate_metrics(
     if not size:
         return []
     draws = _simulated(estimate, size, perf.resamples, perf.seed)
-    tail = (1 - perf.confidence) / 2 * 100
-    out = []
-    for name, (point, simulated) in draws.items():
-        finite = simulated[np.isfinite(simulated)]
-        low = high = None
-        if len(finite):
-            low, high = (_round(v) for v in np.percentile(finite, [tail, 100 - tail]))
-        out.append(MetricValue(name, None if np.isnan(point) else _round(point), low, high))
-    return out
+    intervals = percentile_intervals({n: v for n, (_, v) in draws.items()}, perf.confidence)
+    return [
+        MetricValue(name, point_value(point), *intervals[name])
+        for name, (point, _) in draws.items()
+    ]
 
 
 def output_column(frame: pd.DataFrame, name: str) -> np.ndarray:
@@ -222,7 +218,3 @@ def _uniforms(
     for start in range(0, resamples, chunk):
         part = children[start : start + chunk]
         yield start, np.stack([np.random.default_rng(c).random(rows) for c in part])
-
-
-def _round(value: float) -> float:
-    return round(float(value), 6) + 0.0

@@ -74,7 +74,7 @@ def paired_bootstrap(
     # (tested) without importing scikit-learn, which would double the report's run time
     ones = np.ones((1, len(y)))
     base_point, head_point = (
-        {k: _point(v[0]) for k, v in _weighted_metrics(y, s, ones, cut, names).items()}
+        {k: point_value(v[0]) for k, v in _weighted_metrics(y, s, ones, cut, names).items()}
         for s, cut in zip((base, head), cuts, strict=True)
     )
     return {
@@ -108,7 +108,7 @@ def bootstrap_intervals(
         drawn = _group_metrics(model, *_drawn_weights(model, draws), names)
         for name in names:
             values[name][start : start + len(draws)] = drawn[name]
-    return _percentile_intervals(values, confidence)
+    return percentile_intervals(values, confidence)
 
 
 def label_weight_metrics(
@@ -138,7 +138,7 @@ def label_weight_metrics(
     return _group_metrics(model, neg, pos, names)
 
 
-def _point(value: float) -> float | None:
+def point_value(value: float) -> float | None:
     """A point estimate as compute_metrics reports it: rounded, None where undefined."""
     return None if np.isnan(value) else _round(float(value))
 
@@ -245,15 +245,13 @@ def _weighted_metrics(
     """Each metric under each row of `weights` (shape (k, rows)); NaN where undefined.
 
     With integer weights these equal the metrics of `compute_metrics` on the rows repeated
-    that many times, unrounded.
+    that many times, unrounded: a row weighs as a positive when y is 1, else as a negative.
     """
-    model = _prepare(np.asarray(y, dtype=int), np.asarray(score, dtype=float), threshold)
     weights = np.asarray(weights, dtype=float)
-    k, width = len(weights), 2 * model.groups
-    keys = model.key + np.arange(k)[:, None] * width
-    sums = np.bincount(keys.ravel(), weights.ravel(), minlength=k * width)
-    sums = sums.reshape(k, 2, model.groups)
-    return _group_metrics(model, sums[:, 0], sums[:, 1], names)
+    y = np.asarray(y, dtype=float)
+    return label_weight_metrics(
+        score, weights * y, weights * (1 - y), threshold=threshold, names=names
+    )
 
 
 def _group_metrics(
@@ -358,7 +356,7 @@ def paired_bootstrap_outputs(
     points = {}
     for side in (base, head):
         values = task_metric_arrays(side, np.ones((1, n)), names)
-        points[id(side)] = {name: _point(values[name][0]) for name in names}
+        points[id(side)] = {name: point_value(values[name][0]) for name in names}
     diffs = {name: np.empty(resamples) for name in names}
     for start, weights in _weight_chunks(head, resamples, seed, chunk_size):
         base_values = task_metric_arrays(base, weights, names)
@@ -386,7 +384,7 @@ def bootstrap_output_intervals(
         drawn = task_metric_arrays(outputs, weights, names)
         for name in names:
             values[name][start : start + len(weights)] = drawn[name]
-    return _percentile_intervals(values, confidence)
+    return percentile_intervals(values, confidence)
 
 
 def _check_outputs(
@@ -426,7 +424,7 @@ def _weight_chunks(
         yield start, counts.reshape(len(draws), n).astype(float)
 
 
-def _percentile_intervals(
+def percentile_intervals(
     values: dict[str, np.ndarray], confidence: float
 ) -> dict[str, tuple[float | None, float | None]]:
     """Each metric's percentile interval over its finite resampled values (None, None when a

@@ -17,8 +17,6 @@ if TYPE_CHECKING:
 
     from gitml.monitor.simulate import Shift
 
-# the training split, as dvc.yaml's split stage writes it
-
 
 @app.command()
 def simulate(

@@ -144,8 +144,8 @@ def _windows(scored: pd.DataFrame, window: str) -> list[tuple[str, str, str, np.
     del stamps
     # grouped by numpy on (version code, window start as int64): a few arrays of row size,
     # where pandas' groupby over a log of millions of rows held several times that
-    codes = versions.astype("category").cat.codes.to_numpy()
-    names = versions.astype("category").cat.categories
+    categories = versions.astype("category").cat
+    codes, names = categories.codes.to_numpy(), categories.categories
     start_ns = starts.array.asi8  # nanoseconds since the epoch; NaT: the minimum int64
     out = []
     for code, version in enumerate(names):
@@ -327,13 +327,7 @@ def _realised(
     for name in names:
         low, high = intervals[name]
         floor = floors.get(name)
-        below = False
-        if floor is not None:
-            lower, upper = bounds[name]
-            if higher_is_better(name):
-                below = upper is not None and bool(upper < floor)
-            else:
-                below = lower is not None and bool(lower > floor)
+        below = floor is not None and _beyond(name, *bounds[name], floor)
         out.append(MetricValue(name, points[name], low, high, floor, below))
     return out, bounds
 
@@ -383,11 +377,16 @@ def _with_floor(metric: MetricValue, floors: dict[str, float]) -> MetricValue:
     floor = floors.get(metric.metric)
     if floor is None:
         return metric
-    if higher_is_better(metric.metric):
-        below = metric.high is not None and metric.high < floor
-    else:
-        below = metric.low is not None and metric.low > floor
+    below = _beyond(metric.metric, metric.low, metric.high, floor)
     return replace(metric, floor=floor, below_floor=below)
+
+
+def _beyond(metric: str, low: float | None, high: float | None, floor: float) -> bool:
+    """The whole interval on the wrong side of the floor: below it for a metric where higher
+    is better, above it (a ceiling) where lower is."""
+    if higher_is_better(metric):
+        return high is not None and bool(high < floor)
+    return low is not None and bool(low > floor)
 
 
 def _floor_notes(

@@ -35,7 +35,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{target.name}.", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get normal modes
+    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files; outputs get normal modes
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
@@ -72,7 +72,7 @@ def atomic_paths(*targets: str | os.PathLike[str]) -> Iterator[list[Path]]:
             os.chmod(staging, stat.S_IMODE(directory.stat().st_mode))
             _link_entries(directory, staging, skip=names)
         else:
-            os.chmod(staging, 0o777 & ~_umask())
+            os.chmod(staging, 0o777 & ~current_umask())
         yield [staging / p.name for p in paths]
         missing = sorted(n for n in names if not (staging / n).is_file())
         if missing:
@@ -181,7 +181,8 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask (reading it means setting it: set back at once)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -531,11 +531,10 @@ def init(
         f"created {result.root}: project {spec.project_name}, model {spec.model_name} "
         f"({spec.task}), data schema conf/data/{spec.data_name}.yaml"
     )
-    if floor is not None:
-        typer.echo(
-            f"first run: {floor['metric']} {floor['first_run']}; quality floor {floor['floor']} "
-            f"({FLOOR_FILE})"
-        )
+    typer.echo(
+        f"first run: {floor['metric']} {floor['first_run']}; quality floor {floor['floor']} "
+        f"({FLOOR_FILE})"
+    )
     enter = "" if directory.resolve() == Path.cwd() else f"cd {directory} && "
     typer.echo(f"next: {enter}make repro && make test (review conf/data/ first)")
 

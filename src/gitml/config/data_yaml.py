@@ -170,10 +170,10 @@ def point_source(text: str, source: str, *, where: str, note: str = "") -> str:
     comment = f"  # {note}" if note else ""
     text = pattern.sub(lambda m: f"source: {_scalar(source)}{comment}", text)
     declared = check_data_yaml(text, source=where)
-    if declared.format != "auto":
+    if declared.format != "auto":  # only a rewritten `format:` line needs a second check
         fmt = re.compile(_TOP_KEY.format(key="format"), re.MULTILINE)
         text = fmt.sub("format: auto", text, count=1)
-    declared = check_data_yaml(text, source=where)
+        declared = check_data_yaml(text, source=where)
     if declared.source != source or declared.format != "auto":
         raise ConfigError(f"{where}: could not point `source:` at {source}")
     return text

@@ -24,12 +24,12 @@ from typing import Any, cast
 import yaml
 
 from gitml import __version__
-from gitml.config.compose import load_params, write_params
+from gitml.config.compose import write_params
 from gitml.config.data_yaml import SchemaDraft, render_data_yaml
 from gitml.data.inference import infer_schema
 from gitml.data.inference import schema_name as data_schema_name
 from gitml.errors import ConfigError, DataError, ProjectError, VcsError
-from gitml.files import write_json, write_text
+from gitml.files import current_umask, write_json, write_text
 from gitml.project import Project
 from gitml.registry.catalog import check_model_name
 from gitml.scaffold.render import ProjectSpec, model_name_for, render_files
@@ -55,7 +55,6 @@ class ProjectPlan:
     spec: ProjectSpec
     draft: SchemaDraft
     data_file: str  # the data's path in the project: data/external/<file name>
-    task_note: str  # the task as inferred or given, with the evidence
 
     @cached_property
     def files(self) -> dict[str, str]:
@@ -74,8 +73,7 @@ class ProjectPlan:
 class InitResult:
     root: Path
     plan: ProjectPlan
-    floor: dict[str, Any] | None
-    created: list[str]  # the paths gitml added, relative to root (top-level entries)
+    floor: dict[str, Any]
 
 
 def plan_project(
@@ -112,7 +110,7 @@ def plan_project(
         target=target,
         positive_class=draft.positive_class or None,
     )
-    plan = ProjectPlan(spec, draft, data_file, draft.task)
+    plan = ProjectPlan(spec, draft, data_file)
     _check_rows(plan)
     return plan
 
@@ -143,7 +141,7 @@ def init_project(
     plan = plan_project(
         data, target=target, task=task, name=name or directory.name, positive_class=positive_class
     )
-    say(f"task: {plan.task_note}")
+    say(f"task: {plan.draft.task}")  # as inferred or given, with the evidence
     _refuse_conflicts(directory, [*plan.files, plan.data_file, ".dvc"])
     made = [p for p in directory.parents if not p.exists()]  # created here, removed on failure
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -163,13 +161,13 @@ def init_project(
         if not in_repo:
             git(directory, "init", "-q", "-b", "main")
     else:
-        build.chmod(0o777 & ~_umask())  # mkdtemp made it private to this user
+        build.chmod(0o777 & ~current_umask())  # mkdtemp made it private to this user
         build.rename(directory)
         created = sorted(p.name for p in directory.iterdir() if p.name != ".git")
     tracked = _not_ignored(directory, created)
     git(directory, "add", "--", *tracked)
     git(directory, "commit", "-q", "-m", _commit_message(plan, floor), "--", *tracked)
-    return InitResult(directory, plan, floor, created)
+    return InitResult(directory, plan, floor)
 
 
 def project_slug(name: str) -> str:
@@ -278,12 +276,6 @@ def _not_ignored(directory: Path, paths: list[str]) -> list[str]:
     return [p for p in paths if p not in ignored]
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _all_files(root: Path) -> list[str]:
     return [
         p.relative_to(root).as_posix()
@@ -348,8 +340,7 @@ def _build(build: Path, plan: ProjectPlan, data: Path, say: Progress) -> dict[st
     # the gate's floor is the same (promotion.minimums): no stage reads it, nothing re-runs
     policy = build / POLICY_FILE
     write_text(policy, set_minimum(policy.read_text(encoding="utf-8"), floor))
-    write_params(project)
-    load_params(build / "params.yaml")  # what the tests read must load
+    write_params(project)  # parses what it writes: what the tests read loads
     return floor
 
 
@@ -436,9 +427,7 @@ def set_minimum(policy: str, floor: dict[str, Any]) -> str:
     return "".join(lines)
 
 
-def _commit_message(plan: ProjectPlan, floor: dict[str, Any] | None) -> str:
+def _commit_message(plan: ProjectPlan, floor: dict[str, Any]) -> str:
     spec = plan.spec
     first = f"gitml init: {spec.project_name} ({spec.task}, {spec.target} from {plan.data_file})"
-    if floor is None:
-        return first
     return f"{first}\n\nFirst run: {floor['metric']} {floor['first_run']} (floor {floor['floor']})."

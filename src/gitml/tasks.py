@@ -8,6 +8,7 @@ its own list.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 Task = Literal["binary", "multiclass", "regression"]
@@ -91,3 +92,13 @@ def score_column(label: str) -> str:
     """The column of a per-class probability in reports/predictions.csv and batch output
     (multiclass): `score:<class>`."""
     return f"score:{label}"
+
+
+def output_names(task: Task, classes: Sequence[str]) -> list[str]:
+    """What a model answers, as the prediction log, batch scoring and monitoring name it:
+    score and label (binary); label and score:<class> per class (multiclass); value."""
+    if task == "regression":
+        return ["value"]
+    if task == "multiclass":
+        return ["label", *(score_column(str(c)) for c in classes)]
+    return ["score", "label"]

@@ -444,9 +444,7 @@ def serve(
     settings = params.serve
     log_dir = proj.root / settings.prediction_log.dir if settings.prediction_log.enabled else None
     with _model_for(proj, model, ref) as (served, recorded):
-        threshold = params.serve_threshold
-        if settings.threshold is None and recorded is not None:
-            threshold = recorded  # a release keeps the threshold it was evaluated at
+        threshold = params.threshold_for(recorded)  # a release keeps its evaluated threshold
         _serve(served, settings, threshold, host, port, workers, access_log, log_dir)
 
 
@@ -652,9 +650,7 @@ def predict(
     proj = find_project(project)
     params = load_params(proj.params_path)
     with _model_for(proj, model, ref) as (served, recorded):
-        threshold = params.serve_threshold
-        if params.serve.threshold is None and recorded is not None:
-            threshold = recorded
+        threshold = params.threshold_for(recorded)
         _predict(served, params, threshold, input_path, output, chunk_size, on_error, keep)
 
 

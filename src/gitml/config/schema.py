@@ -485,6 +485,13 @@ class Params(_Strict):
         """The decision threshold for served labels: `serve.threshold`, else evaluate's."""
         return self.serve.threshold if self.serve.threshold is not None else self.evaluate.threshold
 
+    def threshold_for(self, recorded: float | None) -> float:
+        """The threshold a model is served at: `serve.threshold`, else the one its release
+        was evaluated at (`recorded`, from its metrics.json), else evaluate's."""
+        if self.serve.threshold is None and recorded is not None:
+            return recorded
+        return self.serve_threshold
+
 
 _MODEL_TAGS = {
     "logistic_regression": LogisticRegressionModel,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from gitml.errors import DataError, InputError, ModelError, RegistryError
 from gitml.project import MODEL_FILE, OUTPUTS, Project
-from gitml.tasks import Task, score_column
+from gitml.tasks import Task, output_names, score_column
 
 if TYPE_CHECKING:
     import numpy as np
@@ -71,11 +71,7 @@ class Scorer:
     @cached_property
     def outputs(self) -> list[str]:
         """The output columns of the prediction log and batch scoring, by task."""
-        if self.task == "regression":
-            return ["value"]
-        if self.task == "multiclass":
-            return ["label", *(score_column(c) for c in self.classes)]
-        return ["score", "label"]
+        return output_names(self.task, self.classes)
 
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         """`frame` with the output columns added: what the model says about each row.
@@ -229,14 +225,13 @@ def released_reference(project: Project, ref: str, workdir: Path, params: Params
     fetched = fetch_model(project, ref, workdir / safe)
     directory = Path(fetched.directory)
     recorded = _json(directory / "metrics.json").get("threshold")
-    threshold = params.serve.threshold
-    if threshold is None:
-        threshold = float(recorded) if isinstance(recorded, int | float) else params.serve_threshold
     scorer = _load_scorer(
         directory / MODEL_FILE,
         directory / "signature.json",
         directory / "metadata.json",
-        threshold=threshold,
+        threshold=params.threshold_for(
+            float(recorded) if isinstance(recorded, int | float) else None
+        ),
     )
     data_path = workdir / f"{safe}-train.parquet"
     try:

@@ -206,15 +206,10 @@ def _workspace_signature(project: Project) -> dict[str, Any]:
 
 
 def _output_names(signature: dict[str, Any]) -> list[str]:
-    from gitml.tasks import score_column
+    from gitml.tasks import output_names
 
     output = signature.get("output", {})
-    task = output.get("task", "binary")
-    if task == "regression":
-        return ["value"]
-    if task == "multiclass":
-        return ["label", *(score_column(str(c)) for c in output.get("classes") or [])]
-    return ["score", "label"]
+    return output_names(output.get("task", "binary"), output.get("classes") or [])
 
 
 def _references(

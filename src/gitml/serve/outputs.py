@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from gitml.errors import InputError
-from gitml.tasks import Task, score_column
+from gitml.tasks import Task, output_names, score_column
 
 
 class Served(Protocol):
@@ -66,11 +66,8 @@ def response_records(served: Served, outputs: np.ndarray, threshold: float) -> l
 
 def output_fields(served: Served) -> list[tuple[str, pa.DataType]]:
     """The output columns of batch scoring and of the prediction log, in order."""
-    if served.task == "regression":
-        return [("value", pa.float64())]
-    if served.task == "multiclass":
-        return [("label", pa.string())] + [(score_column(c), pa.float64()) for c in served.classes]
-    return [("score", pa.float64()), ("label", pa.string())]
+    names = output_names(served.task, served.classes)
+    return [(name, pa.string() if name == "label" else pa.float64()) for name in names]
 
 
 def output_columns(served: Served, outputs: np.ndarray, threshold: float) -> dict[str, np.ndarray]:

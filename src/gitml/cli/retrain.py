@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
 from gitml.cli import ProjectOption, app
+
+if TYPE_CHECKING:
+    from gitml.monitor.retrain import Policy
 
 
 @app.command()
@@ -67,7 +70,7 @@ def retrain(
         find_project(project),
         batch=batch.resolve() if batch is not None else None,
         labels=labels.resolve(),
-        policy="window" if policy == "window" else ("append" if policy else None),
+        policy=cast("Policy | None", policy),
         window_rows=window_rows,
         branch=branch,
         push=push,

@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from gitml.config.compose import check_params, parse_params, write_params
 from gitml.config.data_yaml import point_source
@@ -31,7 +31,7 @@ from gitml.files import sha256_file, write_text
 from gitml.monitor.labelled import KEYS, join_labels, read_labels
 from gitml.project import CONF_DIR, Project
 from gitml.registry.catalog import gto_stages, load_registry
-from gitml.vcs import dirty_paths, dvc, git, share_dvc_cache, share_dvc_remotes
+from gitml.vcs import dirty_paths, dvc, git, resolve_rev, share_dvc_cache, share_dvc_remotes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -105,7 +105,7 @@ def retrain(
     )
     name = branch or f"{settings.retrain.branch_prefix}{(now or datetime.now(UTC)):%Y-%m-%d-%H%M%S}"
     _check_branch(root, name)
-    base = git(root, "rev-parse", "--verify", "HEAD").strip()
+    base = resolve_rev(root, "HEAD")
     base_branch = git(root, "rev-parse", "--abbrev-ref", "HEAD").strip()
     temp = Path(tempfile.mkdtemp(prefix="gitml-retrain-"))
     work = temp / "worktree"
@@ -308,9 +308,7 @@ def _policy(
             "policy window needs a window size",
             hint="pass --window-rows N or set monitor.retrain.window_rows in conf/monitor/",
         )
-    if rows is not None and rows < 1:
-        raise ConfigError(f"--window-rows must be at least 1, got {rows}")
-    return ("window" if chosen == "window" else "append"), rows
+    return cast(Policy, chosen), rows
 
 
 def _batch_path(root: Path, batch: Path | None, current: str | None) -> Path:

@@ -19,6 +19,7 @@ from gitml.monitor.report import (
     format_number,
     format_p,
     headline_metrics,
+    metric_rows,
     window_span,
 )
 from gitml.monitor.result import ColumnDrift, MonitorResult, PerformanceWindow
@@ -226,12 +227,7 @@ def _performance(result: MonitorResult) -> list[str]:
     )
     rows = []
     for w in result.performance:
-        realised = {m.metric: m for m in w.realised}
-        estimated = {m.metric: m for m in w.estimated}
-        for name in dict.fromkeys([*realised, *estimated]):
-            real, est = realised.get(name), estimated.get(name)
-            floor = real.floor if real is not None else est.floor if est is not None else None
-            below = real is not None and real.below_floor
+        for name, real, est, floor, below in metric_rows(w):
             cls = ' class="flag"' if below else ""
             rows.append(
                 f"<tr{cls}><td>{_e(w.model_version)}</td><td>{_e(_span(w))}</td>"

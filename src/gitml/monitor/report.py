@@ -172,13 +172,8 @@ def _performance(result: MonitorResult) -> list[str]:
         "| --- | --- | ---: | ---: | --- | --- | --- | ---: | --- |",
     ]
     for w in result.performance:
-        realised = {m.metric: m for m in w.realised}
-        estimated = {m.metric: m for m in w.estimated}
         names = headline_metrics(result.task, w)
-        for name in names:
-            real, est = realised.get(name), estimated.get(name)
-            floor = real.floor if real is not None else est.floor if est is not None else None
-            below = real is not None and real.below_floor
+        for name, real, est, floor, below in metric_rows(w, names):
             lines.append(
                 f"| {w.model_version} | {window_span(w)} | {w.rows:,} | {w.labelled:,} | {name} | "
                 f"{format_interval(real)} | {format_interval(est)} | {format_number(floor)} | "
@@ -197,6 +192,21 @@ def _performance(result: MonitorResult) -> list[str]:
     return lines
 
 
+def metric_rows(
+    window: PerformanceWindow, names: list[str] | None = None
+) -> list[tuple[str, MetricValue | None, MetricValue | None, float | None, bool]]:
+    """(metric, realised, estimated, floor, below the floor) of each of `names` (default: every
+    metric of the window), for the performance tables."""
+    realised = {m.metric: m for m in window.realised}
+    estimated = {m.metric: m for m in window.estimated}
+    rows = []
+    for name in names if names is not None else dict.fromkeys([*realised, *estimated]):
+        real, est = realised.get(name), estimated.get(name)
+        floor = real.floor if real is not None else est.floor if est is not None else None
+        rows.append((name, real, est, floor, real is not None and real.below_floor))
+    return rows
+
+
 def headline_metrics(task: str, window: PerformanceWindow) -> list[str]:
     """The metrics of a window that matter in a summary: the task's primary metric, those
     with a floor, and those both realised and estimated (to set side by side). monitor.json
@@ -204,14 +214,11 @@ def headline_metrics(task: str, window: PerformanceWindow) -> list[str]:
     realised = {m.metric: m for m in window.realised}
     estimated = {m.metric: m for m in window.estimated}
     primary = PRIMARY_METRIC.get(task)  # type: ignore[call-overload]
+    floored = {m.metric for m in (*window.realised, *window.estimated) if m.floor is not None}
     return [
         name
         for name in dict.fromkeys([*realised, *estimated])
-        if name == primary
-        or any(
-            m.metric == name and m.floor is not None for m in (*window.realised, *window.estimated)
-        )
-        or (name in realised and name in estimated)
+        if name == primary or name in floored or (name in realised and name in estimated)
     ]
 
 

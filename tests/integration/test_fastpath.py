@@ -217,9 +217,10 @@ def test_features_the_model_cannot_score_get_a_422_on_both_paths(
         caplog.set_level(logging.INFO, logger="gitml.serve")
         app = create_app(served, ServeParams(fast_path_max_rows=fast_rows), threshold=0.5)
         assert [r.getMessage() for r in caplog.records if r.name.startswith("gitml.serve")] == [
-            "fast path on: matches the pipeline to 0.0e+00 on 66 probe rows; used up to 64 rows"
+            "m@unreleased: fast path on: matches the pipeline to 0.0e+00 on 66 probe rows; "
+            "used up to 64 rows"
             if fast_rows
-            else "fast path off: serve.fast_path_max_rows is 0"
+            else "m@unreleased: fast path off: serve.fast_path_max_rows is 0"
         ]
         with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as http:
             model = http.get("/v1/model").json()

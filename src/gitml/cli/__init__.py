@@ -421,37 +421,83 @@ def serve(
             "default: the project's models/model.skops.",
         ),
     ] = None,
-    ref: RefOption = None,
+    refs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ref",
+            help="A release instead of the working tree: NAME@vX.Y.Z or NAME#STAGE "
+            "(fetched from the DVC cache or remote, SHA-256 verified). Repeat it to serve "
+            "several versions; a bare model name routes to the first one given.",
+        ),
+    ] = None,
+    shadow: Annotated[
+        str | None,
+        typer.Option(
+            "--shadow",
+            help="A release (NAME@vX.Y.Z or NAME#STAGE) that scores every request too, "
+            "after the answer; both predictions go to the prediction log.",
+        ),
+    ] = None,
     host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to bind.")] = 8000,
     workers: Annotated[
-        int, typer.Option("--workers", min=1, help="Worker processes (each loads the model).")
+        int, typer.Option("--workers", min=1, help="Worker processes (each loads the models).")
     ] = 1,
     access_log: Annotated[
         bool, typer.Option("--access-log", help="Log every request (slower).")
     ] = False,
     project: ProjectOption = None,
 ) -> None:
-    """Serve the model over HTTP (FastAPI on uvicorn): POST /v1/predict, GET /v1/model,
-    /healthz, /readyz, /metrics. Settings: params `serve`. Stops on SIGINT or SIGTERM after
-    answering the requests in flight and flushing the prediction log, within
-    serve.shutdown_timeout_s."""
+    """Serve models over HTTP (FastAPI on uvicorn): gitml's /v1/predict, the Open Inference
+    Protocol V2 (/v2/...), MLflow's /invocations, and /healthz, /readyz, /metrics. Settings:
+    params `serve`. Stops on SIGINT or SIGTERM after answering the requests in flight and
+    flushing the prediction log, within serve.shutdown_timeout_s."""
     from gitml.config.compose import load_params
     from gitml.project import find_project
+    from gitml.serve.app import configure_logging
 
     proj = find_project(project)
     params = load_params(proj.params_path)
     settings = params.serve
     log_dir = proj.root / settings.prediction_log.dir if settings.prediction_log.enabled else None
-    with _model_for(proj, model, ref) as (served, recorded):
-        threshold = params.threshold_for(recorded)  # a release keeps its evaluated threshold
-        _serve(served, settings, threshold, host, port, workers, access_log, log_dir)
+    configure_logging()
+    with _deployment_for(proj, params, model, refs or [], shadow) as deployment:
+        _serve(deployment, settings, host, port, workers, access_log, log_dir)
+
+
+@contextlib.contextmanager
+def _deployment_for(
+    proj: Any, params: Any, model: Path | None, refs: list[str], shadow: str | None
+) -> Iterator[Any]:
+    """The models to serve (each --ref fetched into a temporary directory that lives as long
+    as the server), loaded and verified before the port is bound."""
+    from gitml.serve.deployment import Deployment
+    from gitml.serve.runtime import ModelRuntime
+
+    settings = params.serve
+    with contextlib.ExitStack() as stack:
+        runtimes = []
+        given: list[str | None] = list(refs) or [None]
+        for ref in given:
+            served, recorded = stack.enter_context(_model_for(proj, model, ref))
+            threshold = params.threshold_for(recorded)  # a release keeps its evaluated one
+            runtimes.append(ModelRuntime(served, settings, threshold=threshold, ref=ref))
+        candidate = None
+        if shadow is not None:
+            served, recorded = stack.enter_context(_model_for(proj, None, shadow))
+            candidate = ModelRuntime(
+                served,
+                settings,
+                threshold=params.threshold_for(recorded),
+                ref=shadow,
+                role="shadow",
+            )
+        yield Deployment(runtimes, shadow=candidate)
 
 
 def _serve(
-    served: Any,
+    deployment: Any,
     settings: Any,
-    threshold: float,
     host: str,
     port: int,
     workers: int,
@@ -467,15 +513,20 @@ def _serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stopped.append(signum))
     _ignore_file_size_signal()
+    for runtime in deployment.all():
+        served = runtime.served
+        typer.echo(
+            f"serving {served.name} {served.version} ({served.path})"
+            + (" as a shadow" if runtime.role == "shadow" else ""),
+            err=True,
+        )
     typer.echo(
-        f"serving {served.name} {served.version} ({served.path}) at http://{host}:{port} "
-        f"with {workers} worker(s); prediction log: {log_dir or 'off'}",
+        f"at http://{host}:{port} with {workers} worker(s); prediction log: {log_dir or 'off'}",
         err=True,
     )
     run_server(
-        served,
+        deployment,
         settings,
-        threshold=threshold,
         host=host,
         port=port,
         workers=workers,

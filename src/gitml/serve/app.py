@@ -22,159 +22,66 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import h11
-import numpy as np
 import orjson
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from gitml.config.schema import ServeParams
-from gitml.errors import InputError
-from gitml.serve.batcher import Job, MicroBatcher
 from gitml.serve.bundle import ServedModel
-from gitml.serve.errors import (
-    Refusal,
-    error_body,
-    error_response,
-    install_error_handlers,
-    problem,
-    request_id_of,
-)
-from gitml.serve.fastpath import FastPathCheck, prepare_fast_path
-from gitml.serve.inputs import Columns
-from gitml.serve.openapi import PREDICT_OPENAPI, install_docs, install_openapi
-from gitml.serve.outputs import (
-    describe_output,
-    output_columns,
-    output_fields,
-    record_schema,
-    response_records,
-)
-from gitml.serve.predlog import LogEntry, PredictionLog
-from gitml.serve.request_body import check_media_type, parse_records, read_body
+from gitml.serve.context import ServeContext
+from gitml.serve.deployment import Deployment
+from gitml.serve.errors import error_body, install_error_handlers, problem
+from gitml.serve.openapi import install_docs, install_openapi
+from gitml.serve.outputs import record_schema
+from gitml.serve.routes_v1 import PATHS as V1_PATHS
+from gitml.serve.routes_v1 import install_v1
+from gitml.serve.runtime import ModelRuntime
 from gitml.serve.telemetry import CONTENT_TYPE, ServeMetrics
 
 _log = logging.getLogger(__name__)
-_PATHS = {"/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"}
-
-
-@dataclass
-class _State:
-    served: ServedModel
-    settings: ServeParams
-    threshold: float
-    metrics: ServeMetrics
-    batcher: MicroBatcher
-    log: PredictionLog | None
-    ready: bool = False
+_PATHS = {*V1_PATHS, "/metrics", "/docs", "/openapi.json"}
 
 
 def create_app(
-    served: ServedModel,
+    deployment: Deployment | ServedModel,
     settings: ServeParams,
     *,
-    threshold: float,
+    threshold: float | None = None,
     log_dir: Path | None = None,
 ) -> FastAPI:
-    """Build the app for `served`. `log_dir` enables the prediction log (None: off)."""
-    schema = served.schema
-    task = served.task
-    metrics = ServeMetrics(
-        name=served.name, version=served.version, commit=served.commit, task=task
-    )
-    log_cfg = settings.prediction_log
-    log: PredictionLog | None = None
-
-    def pipeline_score(columns: Columns) -> np.ndarray:
-        return served.predict(schema.to_frame(columns))
-
-    if settings.fast_path_max_rows > 0:
-        check = prepare_fast_path(
-            served.pipeline,
-            schema,
-            served.positive_class if task == "binary" else None,
-            pipeline_score,
-            task=task,
-            target=served.target,
-        )
-    else:
-        check = FastPathCheck(None, "off: serve.fast_path_max_rows is 0")
-    fast = check.score
-    fast_limit = settings.fast_path_max_rows if fast is not None else 0
-    _log.info(
-        "fast path %s",
-        check.reason if fast is None else f"{check.reason}; used up to {fast_limit} rows",
-    )
-
-    def score(columns: Columns) -> np.ndarray:
-        metrics.batch_rows.observe(columns.n)  # every call into the model, failed ones too
-        if fast is not None and columns.n <= fast_limit:
-            return fast(columns)
-        return pipeline_score(columns)
-
-    def after(jobs: list[Job], scores: np.ndarray) -> None:
-        metrics.rows.inc(len(scores))
-        if metrics.scores is not None:  # binary: the positive class's probability
-            for value in scores.tolist():
-                metrics.scores.observe(value)
-        if log is not None:
-            start = 0
-            for job in jobs:
-                part = scores[start : start + job.columns.n]
-                start += job.columns.n
-                log.append(
-                    LogEntry(
-                        job.request_id,
-                        job.columns,
-                        output_columns(served, part, threshold),
-                        job.received,
-                    )
-                )  # never blocks: a full buffer drops the rows and counts them
-
-    batcher = MicroBatcher(
-        score,
-        max_rows=settings.batch_max_rows,
-        wait_ms=settings.batch_wait_ms,
-        after=after,
-        on_split=metrics.batch_splits.inc,
-    )
+    """Build the app for `deployment` (or one model, served with `threshold`). `log_dir`
+    enables the prediction log (None: off)."""
+    if isinstance(deployment, ServedModel):
+        if threshold is None:
+            raise TypeError("create_app(served, ...) needs the threshold")
+        deployment = Deployment([ModelRuntime(deployment, settings, threshold=threshold)])
+    metrics = ServeMetrics(binary=any(r.served.task == "binary" for r in deployment.all()))
+    for runtime in deployment.all():
+        runtime.metrics = metrics
+        metrics.add_model(runtime.served.name, runtime.served.version, runtime.served.commit)
+    ctx = ServeContext(deployment, settings, metrics, log_dir)
     if log_dir is not None:
-        metrics.watch_log(lambda: state.log.stats() if state.log is not None else None)
+        metrics.watch_log(lambda: [r.log.stats() for r in deployment.all() if r.log is not None])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        nonlocal log
-        if log_dir is not None:
-            log = PredictionLog(
-                log_dir,
-                schema,
-                model_name=served.name,
-                model_version=served.version,
-                outputs=output_fields(served),
-                flush_rows=log_cfg.flush_rows,
-                flush_seconds=log_cfg.flush_seconds,
-                max_buffer_rows=log_cfg.max_buffer_rows,
-                rotate_rows=log_cfg.rotate_rows,
-                rotate_bytes=log_cfg.rotate_bytes,
-                stall_seconds=log_cfg.stall_seconds,
-            )
-            state.log = log
         stopping = _ShutdownClock()
-        batcher.start()
-        state.ready = True
+        for runtime in deployment.all():
+            runtime.start(log_dir)
         try:
             yield
         finally:
-            state.ready = False
-            batcher.stop()  # scores what was accepted, then the log takes the last rows
-            if log is not None:  # whatever time the shutdown bound leaves, and no more
-                log.close(timeout=stopping.remaining(settings.shutdown_timeout_s))
+            for runtime in deployment.all():  # scores what was accepted
+                runtime.stop_scoring()
+            for runtime in deployment.all():  # whatever time the shutdown bound leaves
+                runtime.close_log(stopping.remaining(settings.shutdown_timeout_s))
             stopping.restore()
 
+    served = deployment.default.served
     app = FastAPI(
         title=f"gitml: {served.name}",
         version=served.version,
@@ -183,109 +90,10 @@ def create_app(
         docs_url=None,  # install_docs: Swagger UI from the package, no CDN
         redoc_url=None,
     )
-    state = _State(served, settings, threshold, metrics, batcher, log)
-    app.state.gitml = state
+    app.state.gitml = ctx
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
     install_error_handlers(app)
-    model_info = served.describe() | {
-        "output": describe_output(served, threshold),
-        "threshold": threshold if task == "binary" else None,
-        "fast_path_max_rows": fast_limit,
-        "fast_path": check.reason,
-    }
-    model_body = orjson.dumps(model_info, option=orjson.OPT_SERIALIZE_NUMPY)
-    identity = {"name": served.name, "version": served.version}
-
-    declared = {
-        *schema.names,
-        served.target,  # a regression value that is not finite (`outputs.check_values`)
-        "body",
-        "records",
-        "content-type",
-        "content-encoding",
-    }
-
-    def field_label(field: Any) -> str:
-        """A metric label for a problem's field: only names the server declares, so no client
-        can grow `/metrics` by sending new field names."""
-        return field if field in declared else "(undeclared)"
-
-    def refuse(
-        status: int,
-        message: str,
-        problems: list[dict[str, Any]],
-        request_id: str,
-        headers: dict[str, str] | None = None,
-    ) -> Response:
-        """A refusal of the client's input, counted in /metrics by field and rule."""
-        for found in problems:
-            metrics.rejected_records.labels(field_label(found["field"]), found["rule"]).inc()
-        return error_response(status, message, problems, request_id, headers=headers)
-
-    @app.post(
-        "/v1/predict",
-        summary="Score records",
-        openapi_extra=PREDICT_OPENAPI,
-    )
-    async def predict(request: Request) -> Response:
-        request_id = request_id_of(request)
-        try:
-            check_media_type(request.headers.get("content-type"))
-            body = await read_body(request, settings.max_body_bytes)
-            records = parse_records(body, settings.max_records)
-            columns = schema.check_records(
-                records,
-                unknown_category=settings.unknown_category,
-                extra_fields=settings.extra_fields,
-            )
-        except Refusal as refusal:
-            return refuse(
-                refusal.status, str(refusal), [refusal.problem], request_id, refusal.headers
-            )
-        except InputError as err:
-            return refuse(422, err.message, err.problems, request_id)
-        for name, count in columns.unknown.items():
-            metrics.unknown_categories.labels(name).inc(count)
-        if columns.extra_fields:
-            metrics.extra_fields.inc(columns.extra_fields)
-        try:  # a failure while scoring is this request's own: the batcher re-scores the others
-            scores = await batcher.submit(columns, request_id)
-        except InputError as err:
-            return refuse(422, err.message, err.problems, request_id)
-        except Exception as err:  # the model failed on this request; the server lives on
-            _log.error("request %s: scoring failed", request_id, exc_info=err)
-            reason = "the model could not score these records; the server log has the details"
-            return error_response(
-                500, reason, [problem("server", "scoring_failed", reason)], request_id
-            )
-        payload = {
-            "model": identity,
-            "request_id": request_id,
-            "predictions": response_records(served, scores, threshold),
-        }
-        return Response(
-            orjson.dumps(payload),
-            media_type="application/json",
-            headers={"x-request-id": request_id},
-        )
-
-    @app.get("/v1/model", summary="The served model: identity, signature, headline metrics")
-    async def model() -> Response:
-        return Response(model_body, media_type="application/json")
-
-    @app.get("/healthz", summary="The process is up")
-    async def healthz() -> Response:
-        return Response(b'{"status":"ok"}', media_type="application/json")
-
-    @app.get("/readyz", summary="The model is loaded and scoring")
-    async def readyz() -> Response:
-        reason = None if state.ready and batcher.running else "starting or stopping"
-        if reason is None and state.log is not None and log_cfg.on_error == "unready":
-            trouble = state.log.failing()
-            reason = None if trouble is None else f"prediction log: {trouble}"
-        body = {"status": "ready"} if reason is None else {"status": "not ready", "reason": reason}
-        status = 200 if reason is None else 503
-        return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+    install_v1(app, ctx)
 
     @app.get("/metrics", summary="Prometheus metrics of this process")
     async def prometheus() -> Response:
@@ -293,9 +101,11 @@ def create_app(
 
     install_openapi(
         app,
-        schema,
+        served.schema,
         settings,
-        model_example=orjson.loads(model_body),
+        model_example=orjson.loads(
+            orjson.dumps(deployment.default.describe(), option=orjson.OPT_SERIALIZE_NUMPY)
+        ),
         prediction_schema=record_schema(served),
     )
     install_docs(app)
@@ -383,10 +193,9 @@ _SPEC_ENV = "GITML_SERVE_SPEC"
 
 
 def run_server(
-    served: ServedModel,
+    deployment: Deployment,
     settings: ServeParams,
     *,
-    threshold: float,
     host: str = "127.0.0.1",
     port: int = 8000,
     workers: int = 1,
@@ -396,7 +205,7 @@ def run_server(
     """Serve until SIGINT or SIGTERM; then finish requests in flight and flush the log.
 
     With `workers` > 1, uvicorn starts that many processes; each loads and verifies the
-    model again (from the same path) and keeps its own metrics and log files.
+    models again (from the same paths) and keeps its own metrics and log files.
     """
     import uvicorn
 
@@ -410,19 +219,13 @@ def run_server(
         "log_config": _log_config(),
     }
     if workers <= 1:
-        # before create_app, which logs the fast path's verdict; uvicorn applies it again
-        logging.config.dictConfig(common["log_config"])
-        app = create_app(served, settings, threshold=threshold, log_dir=log_dir)
+        app = create_app(deployment, settings, log_dir=log_dir)
         uvicorn.run(app, http=NoDelayH11Protocol, **common)
         return
     spec = {
-        "model": str(served.path),
-        "name": served.name,
-        "version": served.version,
-        "commit": served.commit,
-        "metrics": served.metrics,
+        "models": [_runtime_spec(r) for r in deployment.runtimes],
+        "shadow": _runtime_spec(deployment.shadow) if deployment.shadow is not None else None,
         "settings": settings.model_dump(mode="json"),
-        "threshold": threshold,
         "log_dir": str(log_dir) if log_dir else None,
     }
     os.environ[_SPEC_ENV] = json.dumps(spec)
@@ -433,6 +236,26 @@ def run_server(
         http="gitml.serve.app:NoDelayH11Protocol",
         **common,
     )
+
+
+def _runtime_spec(runtime: ModelRuntime) -> dict[str, Any]:
+    served = runtime.served
+    return {
+        "model": str(served.path),
+        "name": served.name,
+        "version": served.version,
+        "commit": served.commit,
+        "metrics": served.metrics,
+        "threshold": runtime.threshold,
+        "ref": runtime.ref,
+        "role": runtime.role,
+    }
+
+
+def configure_logging() -> None:
+    """gitml's log lines printed the way uvicorn prints its own (call before building
+    runtimes, which log the fast path's verdict; uvicorn applies it again)."""
+    logging.config.dictConfig(_log_config())
 
 
 def _log_config() -> dict[str, Any]:
@@ -483,16 +306,25 @@ def app_from_environment() -> FastAPI:
     from gitml.serve.bundle import load_served_model
 
     spec = json.loads(os.environ[_SPEC_ENV])
-    served = load_served_model(
-        spec["model"],
-        name=spec["name"],
-        version=spec["version"],
-        commit=spec["commit"],
-        metrics=spec["metrics"],
+    settings = ServeParams.model_validate(spec["settings"])
+
+    def runtime(item: dict[str, Any]) -> ModelRuntime:
+        served = load_served_model(
+            item["model"],
+            name=item["name"],
+            version=item["version"],
+            commit=item["commit"],
+            metrics=item["metrics"],
+        )
+        return ModelRuntime(
+            served, settings, threshold=item["threshold"], ref=item["ref"], role=item["role"]
+        )
+
+    shadow = spec["shadow"]
+    deployment = Deployment(
+        [runtime(item) for item in spec["models"]],
+        shadow=runtime(shadow) if shadow is not None else None,
     )
     return create_app(
-        served,
-        ServeParams.model_validate(spec["settings"]),
-        threshold=spec["threshold"],
-        log_dir=Path(spec["log_dir"]) if spec["log_dir"] else None,
+        deployment, settings, log_dir=Path(spec["log_dir"]) if spec["log_dir"] else None
     )

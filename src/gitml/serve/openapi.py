@@ -152,7 +152,8 @@ def install_openapi(
             )
             for path, operations in doc["paths"].items():
                 for method, operation in operations.items():
-                    operation["responses"] = copy.deepcopy(_RESPONSES[(path, method)])
+                    if (path, method) in _RESPONSES:  # other protocols document their own
+                        operation["responses"] = copy.deepcopy(_RESPONSES[(path, method)])
             model = doc["paths"]["/v1/model"]["get"]["responses"]["200"]
             model["content"]["application/json"]["example"] = model_example
             components = doc.setdefault("components", {}).setdefault("schemas", {})

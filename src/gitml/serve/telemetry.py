@@ -7,15 +7,16 @@ says which). Aggregate across workers in Prometheus with `sum without (pid)`.
 
 from __future__ import annotations
 
+import collections
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from gitml.serve.predlog import DROP_REASONS, ERROR_KINDS, LogStats
-from gitml.tasks import Task
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
@@ -29,9 +30,7 @@ CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 class ServeMetrics:
     """The counters and histograms `GET /metrics` exposes."""
 
-    def __init__(
-        self, *, name: str, version: str, commit: str | None, task: Task = "binary"
-    ) -> None:
+    def __init__(self, *, binary: bool = True) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
         self.requests = Counter(
@@ -52,7 +51,7 @@ class ServeMetrics:
         # project's own and multiclass has one probability per class (the prediction log
         # keeps every output of every task)
         self.scores: Histogram | None = None
-        if task == "binary":
+        if binary:
             self.scores = Histogram(
                 "gitml_prediction_score",
                 "Predicted probability of the positive class.",
@@ -87,16 +86,19 @@ class ServeMetrics:
             "Micro-batches whose scoring failed and were re-scored request by request.",
             registry=reg,
         )
-        info = Gauge(
+        self._info = Gauge(
             "gitml_model_info",
-            "The served model (always 1).",
+            "The served models (always 1 each).",
             ["name", "version", "commit", "pid"],
             registry=reg,
         )
-        info.labels(name, version, commit or "", str(os.getpid())).set(1)
 
-    def watch_log(self, stats: Callable[[], LogStats | None]) -> None:
-        """Expose the prediction log's counters, read from `stats()` at each scrape."""
+    def add_model(self, name: str, version: str, commit: str | None) -> None:
+        """Show a served model version in `gitml_model_info`."""
+        self._info.labels(name, version, commit or "", str(os.getpid())).set(1)
+
+    def watch_log(self, stats: Callable[[], list[LogStats]]) -> None:
+        """Expose the prediction logs' counters (summed), read from `stats()` at each scrape."""
         self.registry.register(_LogCollector(stats))
 
     def render(self) -> bytes:
@@ -108,16 +110,17 @@ class _LogCollector:
     """The prediction log's counters; every label value is always present (0 until it counts),
     so alerts can be written before the first failure."""
 
-    def __init__(self, stats: Callable[[], LogStats | None]) -> None:
+    def __init__(self, stats: Callable[[], list[LogStats]]) -> None:
         self._stats = stats
 
     def describe(self) -> list[Metric]:
         return []  # names come from collect(); nothing to check at registration
 
     def collect(self) -> Iterator[Metric]:
-        stats = self._stats()
-        if stats is None:  # the log starts with the app's lifespan
+        logs = self._stats()
+        if not logs:  # the logs start with the app's lifespan
             return
+        stats = sum_stats(logs)
         written = CounterMetricFamily(
             "gitml_prediction_log_rows", "Predictions in complete prediction log files."
         )
@@ -146,3 +149,27 @@ class _LogCollector:
         )
         failing.add_metric([], 0 if stats.failing is None else 1)
         yield from (written, dropped, errors, buffered, failing)
+
+
+def sum_stats(logs: list[LogStats]) -> LogStats:
+    """The counters of several prediction logs (one per served version), added up."""
+    if len(logs) == 1:
+        return logs[0]
+    first = logs[0]
+    return replace(
+        first,
+        written_rows=sum(s.written_rows for s in logs),
+        buffered_rows=sum(s.buffered_rows for s in logs),
+        dropped_rows=dict(
+            sum((collections.Counter(s.dropped_rows) for s in logs), collections.Counter())
+        ),
+        errors=dict(sum((collections.Counter(s.errors) for s in logs), collections.Counter())),
+        failing=next((s.failing for s in logs if s.failing is not None), None),
+    )
+
+
+def _add(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: collections.Counter[str] = collections.Counter()
+    for count in counts:
+        total.update(count)
+    return dict(total)

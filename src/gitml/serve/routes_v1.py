@@ -1,0 +1,97 @@
+"""gitml's own protocol: `POST /v1/predict`, `GET /v1/model`, `GET /healthz`, `GET /readyz`.
+
+`/v1/predict` takes `{"records": [...]}` and scores with the deployment's default model (the
+first one given). Bad input is answered with 400, 413, 415 or 422 and a body that names the
+record, the field and the reason (`gitml.serve.errors`), never with a 5xx.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Response
+
+from gitml.errors import InputError
+from gitml.serve.context import ScoringFailed, ServeContext, scoring_failed_problem
+from gitml.serve.errors import Refusal, error_response, request_id_of
+from gitml.serve.openapi import PREDICT_OPENAPI
+from gitml.serve.outputs import response_records
+from gitml.serve.request_body import check_media_type, parse_records, read_body
+
+PATHS = ("/v1/predict", "/v1/model", "/healthz", "/readyz")
+
+
+def install_v1(app: FastAPI, ctx: ServeContext) -> None:
+    settings = ctx.settings
+    deployment = ctx.deployment
+
+    def refuse(
+        status: int,
+        message: str,
+        problems: list[dict[str, Any]],
+        request_id: str,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        ctx.count_refusal(problems)
+        return error_response(status, message, problems, request_id, headers=headers)
+
+    @app.post("/v1/predict", summary="Score records", openapi_extra=PREDICT_OPENAPI)
+    async def predict(request: Request) -> Response:
+        request_id = request_id_of(request)
+        runtime = deployment.default
+        try:
+            check_media_type(request.headers.get("content-type"))
+            body = await read_body(request, settings.max_body_bytes)
+            records = parse_records(body, settings.max_records)
+            columns = ctx.check(runtime, records)
+            scores = await ctx.infer(runtime, columns, request_id)
+        except Refusal as refusal:
+            return refuse(
+                refusal.status, str(refusal), [refusal.problem], request_id, refusal.headers
+            )
+        except InputError as err:
+            return refuse(422, err.message, err.problems, request_id)
+        except ScoringFailed as err:
+            return error_response(500, str(err), [scoring_failed_problem()], request_id)
+        served = runtime.served
+        payload = {
+            "model": {"name": served.name, "version": served.version},
+            "request_id": request_id,
+            "predictions": response_records(served, scores, runtime.threshold),
+        }
+        return Response(
+            orjson.dumps(payload),
+            media_type="application/json",
+            headers={"x-request-id": request_id},
+        )
+
+    model_body = orjson.dumps(deployment.default.describe(), option=orjson.OPT_SERIALIZE_NUMPY)
+
+    @app.get("/v1/model", summary="The served model: identity, signature, headline metrics")
+    async def model() -> Response:
+        return Response(model_body, media_type="application/json")
+
+    @app.get("/healthz", summary="The process is up")
+    async def healthz() -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    @app.get("/readyz", summary="The model is loaded and scoring")
+    async def readyz() -> Response:
+        reason = readiness_problem(ctx)
+        body = {"status": "ready"} if reason is None else {"status": "not ready", "reason": reason}
+        status = 200 if reason is None else 503
+        return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def readiness_problem(ctx: ServeContext) -> str | None:
+    """Why the server is not ready (None: ready): a primary model not scoring, or, with
+    `prediction_log.on_error: unready`, a primary's prediction log in trouble."""
+    if not ctx.deployment.ready:
+        return "starting or stopping"
+    if ctx.settings.prediction_log.on_error == "unready":
+        for runtime in ctx.deployment.runtimes:
+            trouble = runtime.log.failing() if runtime.log is not None else None
+            if trouble is not None:
+                return f"prediction log: {trouble}"
+    return None

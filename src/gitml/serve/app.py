@@ -1,4 +1,4 @@
-"""The HTTP API: a FastAPI app around one verified model, and the uvicorn runner.
+"""The HTTP API: a FastAPI app around verified models (`gitml.serve.server` runs it).
 
 Endpoints: `POST /v1/predict`, `GET /v1/model`, `GET /healthz`, `GET /readyz`,
 `GET /metrics`. The request body is read as bytes (counted against `max_body_bytes` while it
@@ -10,11 +10,7 @@ streams in, and the limit applies to the decoded bytes.
 
 from __future__ import annotations
 
-import copy
-import json
 import logging
-import logging.config
-import os
 import signal
 import socket
 import threading
@@ -187,85 +183,7 @@ class _MetricsMiddleware:
             self.metrics.latency.labels(path).observe(time.perf_counter() - started)
 
 
-# -- running ---------------------------------------------------------------------------------
-
-_SPEC_ENV = "GITML_SERVE_SPEC"
-
-
-def run_server(
-    deployment: Deployment,
-    settings: ServeParams,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    workers: int = 1,
-    log_dir: Path | None = None,
-    access_log: bool = False,
-) -> None:
-    """Serve until SIGINT or SIGTERM; then finish requests in flight and flush the log.
-
-    With `workers` > 1, uvicorn starts that many processes; each loads and verifies the
-    models again (from the same paths) and keeps its own metrics and log files.
-    """
-    import uvicorn
-
-    common: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "log_level": "info",
-        "access_log": access_log,
-        "timeout_graceful_shutdown": settings.shutdown_timeout_s,
-        "server_header": False,
-        "log_config": _log_config(),
-    }
-    if workers <= 1:
-        app = create_app(deployment, settings, log_dir=log_dir)
-        uvicorn.run(app, http=NoDelayH11Protocol, **common)
-        return
-    spec = {
-        "models": [_runtime_spec(r) for r in deployment.runtimes],
-        "shadow": _runtime_spec(deployment.shadow) if deployment.shadow is not None else None,
-        "settings": settings.model_dump(mode="json"),
-        "log_dir": str(log_dir) if log_dir else None,
-    }
-    os.environ[_SPEC_ENV] = json.dumps(spec)
-    uvicorn.run(
-        "gitml.serve.app:app_from_environment",
-        factory=True,
-        workers=workers,
-        http="gitml.serve.app:NoDelayH11Protocol",
-        **common,
-    )
-
-
-def _runtime_spec(runtime: ModelRuntime) -> dict[str, Any]:
-    served = runtime.served
-    return {
-        "model": str(served.path),
-        "name": served.name,
-        "version": served.version,
-        "commit": served.commit,
-        "metrics": served.metrics,
-        "threshold": runtime.threshold,
-        "ref": runtime.ref,
-        "role": runtime.role,
-    }
-
-
-def configure_logging() -> None:
-    """gitml's log lines printed the way uvicorn prints its own (call before building
-    runtimes, which log the fast path's verdict; uvicorn applies it again)."""
-    logging.config.dictConfig(_log_config())
-
-
-def _log_config() -> dict[str, Any]:
-    """uvicorn's logging, with gitml's own messages (the prediction log's, failed scoring)
-    printed the same way."""
-    from uvicorn.config import LOGGING_CONFIG
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["loggers"]["gitml"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-    return config
+# -- the HTTP protocol -----------------------------------------------------------------------
 
 
 class NoDelayH11Protocol(H11Protocol):
@@ -299,32 +217,3 @@ class NoDelayH11Protocol(H11Protocol):
         ):
             self.transport.write(self.conn.send(event))
         self.transport.close()
-
-
-def app_from_environment() -> FastAPI:
-    """The app of one worker process of `run_server(workers > 1)` (uvicorn's factory)."""
-    from gitml.serve.bundle import load_served_model
-
-    spec = json.loads(os.environ[_SPEC_ENV])
-    settings = ServeParams.model_validate(spec["settings"])
-
-    def runtime(item: dict[str, Any]) -> ModelRuntime:
-        served = load_served_model(
-            item["model"],
-            name=item["name"],
-            version=item["version"],
-            commit=item["commit"],
-            metrics=item["metrics"],
-        )
-        return ModelRuntime(
-            served, settings, threshold=item["threshold"], ref=item["ref"], role=item["role"]
-        )
-
-    shadow = spec["shadow"]
-    deployment = Deployment(
-        [runtime(item) for item in spec["models"]],
-        shadow=runtime(shadow) if shadow is not None else None,
-    )
-    return create_app(
-        deployment, settings, log_dir=Path(spec["log_dir"]) if spec["log_dir"] else None
-    )

@@ -457,8 +457,10 @@ def serve(
     Protocol V2 (/v2/...), MLflow's /invocations, and /healthz, /readyz, /metrics. Settings:
     params `serve`. Stops on SIGINT or SIGTERM after answering the requests in flight and
     flushing the prediction log, within serve.shutdown_timeout_s."""
+    import gc
     import os
 
+    gc.disable()  # until the models are loaded (gitml.serve.server.freeze_heap turns it on)
     from gitml.config.compose import load_params
     from gitml.project import find_project
     from gitml.serve.server import MULTIPROCESS_ENV, configure_logging

@@ -250,8 +250,10 @@ def _check_declared(path: Path, signature: dict[str, Any], metadata: dict[str, A
     recorded = metadata.get("features")
     if recorded is not None and list(recorded) != features:
         raise ModelError(
-            f"{path.parent / METADATA_FILE}: features {list(recorded)} differ from "
-            f"{SIGNATURE_FILE} {features}"
+            f"{path}: the model was trained on inputs {list(recorded)} ({METADATA_FILE}), "
+            f"but {SIGNATURE_FILE} declares {features}",
+            hint="the model and its signature come from different runs: `dvc checkout` or "
+            "`dvc repro` restores a matching pair",
         )
 
 

@@ -458,9 +458,26 @@ def serve(
     params `serve`. Stops on SIGINT or SIGTERM after answering the requests in flight and
     flushing the prediction log, within serve.shutdown_timeout_s."""
     import gc
-    import os
 
     gc.disable()  # until the models are loaded (gitml.serve.server.freeze_heap turns it on)
+    try:
+        _serve_models(project, model, refs or [], shadow, host, port, workers, access_log)
+    finally:
+        gc.enable()
+
+
+def _serve_models(
+    project: Path | None,
+    model: Path | None,
+    refs: list[str],
+    shadow: str | None,
+    host: str,
+    port: int,
+    workers: int,
+    access_log: bool,
+) -> None:
+    import os
+
     from gitml.config.compose import load_params
     from gitml.project import find_project
     from gitml.serve.server import MULTIPROCESS_ENV, configure_logging
@@ -480,11 +497,11 @@ def serve(
         "access_log": access_log,
     }
     if workers == 1:
-        with _deployment_for(proj, params, model, refs or [], shadow) as deployment:
+        with _deployment_for(proj, params, model, refs, shadow) as deployment:
             _serve(deployment, settings, workers=1, **options)
         return
     # the supervisor checks the models without loading them; each worker loads them
-    with _worker_models_for(proj, params, model, refs or [], shadow) as (primaries, candidate):
+    with _worker_models_for(proj, params, model, refs, shadow) as (primaries, candidate):
         _serve((primaries, candidate), settings, workers=workers, **options)
 
 

@@ -165,7 +165,7 @@ def multiprocess_dir() -> Path | None:
     from prometheus_client import values
 
     directory = os.environ.get(MULTIPROCESS_ENV)
-    if not directory or values.ValueClass.__name__ != "MmapedValue":
+    if not directory or not getattr(values.ValueClass, "_multiprocess", False):
         return None
     return Path(directory)
 

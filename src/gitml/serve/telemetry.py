@@ -32,7 +32,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from gitml.serve.predlog import DROP_REASONS, ERROR_KINDS, LogStats
-from gitml.serve.server import MULTIPROCESS_ENV
 
 _LOG_STATS_GLOB = "predlog-*.json"
 _PUBLISH_SECONDS = 1.0
@@ -164,7 +163,8 @@ def multiprocess_dir() -> Path | None:
     it was set by then (the supervisor sets it before it starts the workers)."""
     from prometheus_client import values
 
-    directory = os.environ.get(MULTIPROCESS_ENV)
+    # prometheus-client's own variable, which `gitml.serve.server.run_workers` sets
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not directory or not getattr(values.ValueClass, "_multiprocess", False):
         return None
     return Path(directory)

@@ -60,6 +60,11 @@ def _samples(text: str) -> dict[str, float]:
     }
 
 
+def _writers(log_dir: Path) -> set[str]:
+    """The pids of the workers with a complete prediction log file."""
+    return {path.name.split("-")[2] for path in log_dir.glob("predictions-*.parquet")}
+
+
 def _logged_rows(log_dir: Path) -> dict[int, int]:
     """Rows in complete prediction log files, by the pid of the worker that wrote them."""
     rows: dict[int, int] = {}
@@ -91,24 +96,27 @@ def test_two_workers_answer_and_one_scrape_counts_them_all(
     server = ServerProcess(project, "--workers", "2")
     log_dir = project / "logs/predictions"
     try:
-        server.wait_ready()
-        supervisor = server.proc.pid
-        assert not _maps_sklearn(supervisor), "the supervisor must not load the models"
-        assert sum(_maps_sklearn(pid) for pid in _children(supervisor)) == 2
+        server.wait_ready()  # the first worker is ready; the second may still be loading
+        sent = 0
+        fresh = httpx.Limits(max_keepalive_connections=0)  # a new connection per request
+        with (
+            httpx.Client(base_url=server.url, timeout=30, limits=fresh) as http,
+            ThreadPoolExecutor(4) as pool,
+        ):
 
-        def post(_: int) -> None:
-            with httpx.Client(base_url=server.url, timeout=30) as http:  # a new connection
+            def post(_: int) -> None:
                 answer = http.post("/v1/predict", json={"records": [GOOD, GOOD]})
                 assert answer.status_code == 200, answer.text
 
-        sent = 0
-        with ThreadPoolExecutor(6) as pool:
-            # until both workers have answered (their log files carry their pids)
-            while len([n for n in _logged_rows(log_dir).values() if n]) < 2:
-                assert sent < 600, f"one worker answered all {sent} requests"
-                list(pool.map(post, range(24)))
-                sent += 24
-                time.sleep(0.3)
+            deadline = time.monotonic() + 60
+            while len(_writers(log_dir)) < 2:  # until both workers have answered
+                assert time.monotonic() < deadline, f"one worker answered all {sent} requests"
+                list(pool.map(post, range(8)))
+                sent += 8
+                time.sleep(0.1)
+        supervisor = server.proc.pid
+        assert not _maps_sklearn(supervisor), "the supervisor must not load the models"
+        assert sum(_maps_sklearn(pid) for pid in _children(supervisor)) == 2
 
         deadline = time.monotonic() + 10
         while True:  # other workers publish their log counters once a second

@@ -30,7 +30,6 @@ import json
 import logging
 import logging.config
 import os
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,7 +177,10 @@ def app_from_environment() -> FastAPI:
         app = _worker_app(spec)
     except Exception as err:
         _record_failure(Path(spec["failure"]), err)
-        sys.exit(STARTUP_FAILURE)
+        logging.shutdown()  # the reason is on stderr before the process goes
+        # at once: while an interpreter winds down, uvicorn's supervisor waits out its
+        # health check (5 s) on a pipe still open before it sees the worker gone
+        os._exit(STARTUP_FAILURE)
     freeze_heap()
     return app
 

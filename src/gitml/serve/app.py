@@ -10,6 +10,7 @@ streams in, and the limit applies to the decoded bytes.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import logging
@@ -37,6 +38,7 @@ from gitml.serve.deployment import Deployment
 from gitml.serve.errors import error_body, install_error_handlers, problem
 from gitml.serve.openapi import install_docs, install_openapi
 from gitml.serve.outputs import record_schema
+from gitml.serve.reload import Reloader
 from gitml.serve.routes_v1 import PATHS as V1_PATHS
 from gitml.serve.routes_v1 import install_v1
 from gitml.serve.runtime import ModelRuntime
@@ -52,9 +54,10 @@ def create_app(
     *,
     threshold: float | None = None,
     log_dir: Path | None = None,
+    reloader: Reloader | None = None,
 ) -> FastAPI:
     """Build the app for `deployment` (or one model, served with `threshold`). `log_dir`
-    enables the prediction log (None: off)."""
+    enables the prediction log (None: off); `reloader` rebuilds the deployment on SIGHUP."""
     if isinstance(deployment, ServedModel):
         if threshold is None:
             raise TypeError("create_app(served, ...) needs the threshold")
@@ -65,17 +68,33 @@ def create_app(
         metrics.add_model(runtime.served.name, runtime.served.version, runtime.served.commit)
     ctx = ServeContext(deployment, settings, metrics, log_dir)
     if log_dir is not None:
-        metrics.watch_log(lambda: [r.log.stats() for r in deployment.all() if r.log is not None])
+        metrics.watch_log(
+            lambda: [
+                *(r.log.stats() for r in deployment.all() if r.log is not None),
+                *deployment.retired_logs,
+            ]
+        )
+    if deployment.shadow is not None:
+        for outcome in ("ok", "failed", "timeout", "skipped"):
+            metrics.shadow_requests.labels(outcome)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stopping = _ShutdownClock()
         for runtime in deployment.all():
             runtime.start(log_dir)
+        hangup = _HangUp(ctx, reloader)
         try:
             yield
         finally:
-            for runtime in deployment.all():  # scores what was accepted
+            hangup.restore()
+            for runtime in deployment.runtimes:  # scores what was accepted
+                runtime.stop_scoring()
+            if deployment.shadow is not None:  # its last requests, within the bounds
+                bound = stopping.remaining(settings.shutdown_timeout_s)
+                await deployment.wait_shadow(min(settings.shadow_timeout_s, bound))
+            deployment.close()
+            for runtime in deployment.all():
                 runtime.stop_scoring()
             for runtime in deployment.all():  # whatever time the shutdown bound leaves
                 runtime.close_log(stopping.remaining(settings.shutdown_timeout_s))
@@ -91,7 +110,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.gitml = ctx
-    app.add_middleware(_MetricsMiddleware, metrics=metrics)
+    app.add_middleware(_MetricsMiddleware, metrics=metrics, deployment=deployment)
     install_error_handlers(app)
     install_v1(app, ctx)
 
@@ -159,12 +178,40 @@ class _ShutdownClock:
             signal.signal(sig, handler)
 
 
-class _MetricsMiddleware:
-    """Counts every response by path and status and times it (pure ASGI: cheap)."""
+class _HangUp:
+    """SIGHUP while the app runs: a reload with a `Reloader` (`gitml serve`, one process),
+    else ignored (its default would kill the server: with `--workers N`, SIGHUP goes to
+    uvicorn's supervisor, which replaces the workers one by one). Signals reach only the main
+    thread: an app served from a thread (tests) installs nothing."""
 
-    def __init__(self, app: Any, metrics: ServeMetrics) -> None:
+    def __init__(self, ctx: ServeContext, reloader: Reloader | None) -> None:
+        self._reloader = reloader
+        self._loop: asyncio.AbstractEventLoop | None = None
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if reloader is None:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            return
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_signal_handler(signal.SIGHUP, reloader.request, ctx)
+
+    def restore(self) -> None:
+        if self._reloader is not None:
+            self._reloader.cancel()
+        if self._loop is not None:
+            self._loop.remove_signal_handler(signal.SIGHUP)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the last steps of the shutdown
+
+
+class _MetricsMiddleware:
+    """Counts every response by path and status and times it (pure ASGI: cheap); runs each
+    request inside `Deployment.serving` (in flight for a reload; the shadow after the
+    response)."""
+
+    def __init__(self, app: Any, metrics: ServeMetrics, deployment: Deployment) -> None:
         self.app = app
         self.metrics = metrics
+        self.deployment = deployment
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -180,11 +227,12 @@ class _MetricsMiddleware:
                 status = message["status"]
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            self.metrics.requests.labels(path, str(status)).inc()
-            self.metrics.latency.labels(path).observe(time.perf_counter() - started)
+        with self.deployment.serving():
+            try:
+                await self.app(scope, receive, send_status)
+            finally:
+                self.metrics.requests.labels(path, str(status)).inc()
+                self.metrics.latency.labels(path).observe(time.perf_counter() - started)
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -201,11 +249,14 @@ def run_server(
     workers: int = 1,
     log_dir: Path | None = None,
     access_log: bool = False,
+    reloader: Reloader | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM; then finish requests in flight and flush the log.
 
-    With `workers` > 1, uvicorn starts that many processes; each loads and verifies the
-    models again (from the same paths) and keeps its own metrics and log files.
+    With one worker, SIGHUP runs `reloader` (if given). With `workers` > 1, uvicorn starts
+    that many processes; each loads and verifies the models again (from the same paths) and
+    keeps its own metrics and log files; SIGHUP makes uvicorn's supervisor replace them one
+    by one, with the same models.
     """
     import uvicorn
 
@@ -219,7 +270,7 @@ def run_server(
         "log_config": _log_config(),
     }
     if workers <= 1:
-        app = create_app(deployment, settings, log_dir=log_dir)
+        app = create_app(deployment, settings, log_dir=log_dir, reloader=reloader)
         uvicorn.run(app, http=NoDelayH11Protocol, **common)
         return
     spec = {

@@ -1,0 +1,270 @@
+"""The models `gitml serve` names, built at start and built again on SIGHUP.
+
+`gitml serve --ref NAME#prod --ref NAME#staging --shadow NAME#candidate` names models by
+references that move: a stage tag (`gitml promote`, `gitml rollback`) or `@latest`.
+`DeploymentBuilder.build` resolves each reference through the registry (the repository's
+tags), fetches and verifies the release (`load_released_model`: the SHA-256 recorded at
+release) and builds its runtime; on a rebuild, a reference that still names the version
+being served keeps its running runtime. References that resolve to the same version share
+one runtime.
+
+`Reloader` runs on SIGHUP (single-process `gitml serve`): it builds in a thread, so the event
+loop keeps answering; starts the new runtimes; swaps them in at once; lets requests that
+started before the swap finish on the runtimes they found; then closes the old runtimes'
+prediction logs. A failed build (a tag that names an unknown version, a model that fails
+verification) changes nothing: the old versions go on serving and the server log says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gitml.errors import ConfigError, GitmlError
+from gitml.serve.deployment import Deployment
+from gitml.serve.runtime import ModelRuntime, Role
+
+if TYPE_CHECKING:
+    from gitml.config.schema import Params
+    from gitml.project import Project
+    from gitml.serve.context import ServeContext
+
+_log = logging.getLogger(__name__)
+
+_DRAIN_SECONDS = 30.0  # requests that started before a swap get this long to finish
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to serve after a build: the primaries in order, the shadow, and which of them are
+    new (not started yet)."""
+
+    runtimes: list[ModelRuntime]
+    shadow: ModelRuntime | None
+    fresh: list[ModelRuntime]
+
+    def deployment(self) -> Deployment:
+        return Deployment(self.runtimes, shadow=self.shadow)
+
+
+class DeploymentBuilder:
+    """Builds the runtimes of `--model` / `--ref ...` / `--shadow`, and owns the temporary
+    directories their releases were fetched into (`discard`, `close`)."""
+
+    def __init__(
+        self,
+        project: Project,
+        params: Params,
+        *,
+        model: Path | None = None,
+        refs: Sequence[str] = (),
+        shadow: str | None = None,
+    ) -> None:
+        if model is not None and refs:
+            raise ConfigError("give --model or --ref, not both")
+        self.project = project
+        self.params = params
+        self.model = model
+        self.refs: list[str | None] = list(refs) or [None]
+        self.shadow = shadow
+        self._dirs: dict[int, tempfile.TemporaryDirectory[str]] = {}
+
+    @property
+    def moving(self) -> bool:
+        """Whether any reference can name another version later (a stage, `@latest`)."""
+        return any(_moves(ref) for ref in [*self.refs, self.shadow] if ref is not None)
+
+    def build(self, current: Deployment | None = None) -> Plan:
+        """Resolve, fetch, verify and build every model (blocking: run it off the event loop).
+        With `current`, runtimes still naming the version their reference resolves to are
+        kept. Raises GitmlError and leaves nothing behind when any model fails."""
+        fresh: list[ModelRuntime] = []
+        try:
+            primaries: list[ModelRuntime] = []
+            for ref in self.refs:
+                runtime = self._runtime(ref, "primary", current, fresh)
+                twin = next((r for r in primaries if r.key == runtime.key), None)
+                if twin is not None:
+                    _log.info("%s names %s, as %s does: served once", ref, runtime.key, twin.ref)
+                    continue
+                primaries.append(runtime)
+            shadow = None
+            if self.shadow is not None:
+                shadow = self._runtime(self.shadow, "shadow", current, fresh)
+        except BaseException:
+            self.discard(fresh)
+            raise
+        kept = [r for r in fresh if r in primaries or r is shadow]
+        self.discard([r for r in fresh if r not in kept])  # a second reference to one version
+        return Plan(primaries, shadow, kept)
+
+    def discard(self, runtimes: Sequence[ModelRuntime]) -> None:
+        """Remove the fetched releases of runtimes no longer served."""
+        for runtime in runtimes:
+            directory = self._dirs.pop(id(runtime), None)
+            if directory is not None:
+                directory.cleanup()
+
+    def close(self) -> None:
+        """Remove every fetched release (the server has stopped)."""
+        for directory in self._dirs.values():
+            directory.cleanup()
+        self._dirs.clear()
+
+    def _runtime(
+        self,
+        ref: str | None,
+        role: Role,
+        current: Deployment | None,
+        fresh: list[ModelRuntime],
+    ) -> ModelRuntime:
+        if current is not None:
+            running = self._still_current(ref, role, current)
+            if running is not None:
+                return running
+        from gitml.serve.bundle import load_project_model, load_released_model
+
+        settings = self.params.serve
+        if ref is None:
+            served = load_project_model(self.project.root, self.model)  # refuses a bad model
+            runtime = ModelRuntime(
+                served, settings, threshold=self.params.threshold_for(None), role=role
+            )
+            fresh.append(runtime)
+            return runtime
+        directory = tempfile.TemporaryDirectory(prefix="gitml-release-")
+        try:
+            served, recorded = load_released_model(
+                self.project, ref, Path(directory.name) / "model"
+            )
+            # a release keeps the threshold it was evaluated with
+            runtime = ModelRuntime(
+                served, settings, threshold=self.params.threshold_for(recorded), ref=ref, role=role
+            )
+        except BaseException:
+            directory.cleanup()
+            raise
+        self._dirs[id(runtime)] = directory
+        fresh.append(runtime)
+        return runtime
+
+    def _still_current(
+        self, ref: str | None, role: Role, current: Deployment
+    ) -> ModelRuntime | None:
+        """The running runtime of `ref` when `ref` still names its version."""
+        candidates = current.runtimes if role == "primary" else [current.shadow]
+        running = next((r for r in candidates if r is not None and r.ref == ref), None)
+        if running is None or ref is None or not _moves(ref):
+            return running  # a model file, or a fixed version, is reloaded by a restart
+        from gitml.registry.catalog import load_registry
+        from gitml.registry.tags import parse_ref
+
+        wanted = parse_ref(ref)
+        history = load_registry(self.project.root).get(wanted.name)
+        if history is None:
+            return None  # the fetch names what is missing
+        return running if history.resolve(wanted).version == running.key.version else None
+
+
+def _moves(ref: str) -> bool:
+    """A stage (`NAME#prod`), `NAME@latest` or a bare `NAME`: not one fixed version."""
+    return "#" in ref or "@" not in ref or ref.endswith("@latest")
+
+
+class Reloader:
+    """Rebuilds a running server's deployment on SIGHUP (see the module docstring)."""
+
+    def __init__(self, builder: DeploymentBuilder) -> None:
+        self.builder = builder
+        self._task: asyncio.Task[None] | None = None
+        self._again = False
+
+    def request(self, ctx: ServeContext) -> None:
+        """Reload soon (the SIGHUP handler): one reload at a time; a signal during a reload
+        makes one more follow it."""
+        if self._task is not None and not self._task.done():
+            _log.info("SIGHUP during a reload: another reload follows this one")
+            self._again = True
+            return
+        self._task = asyncio.get_running_loop().create_task(self._run(ctx))
+
+    async def _run(self, ctx: ServeContext) -> None:
+        while True:
+            self._again = False
+            await self.reload(ctx)
+            if not self._again:
+                return
+
+    def cancel(self) -> None:
+        """Stop a reload in progress (the server is stopping)."""
+        if self._task is not None:
+            self._task.cancel()
+
+    async def reload(self, ctx: ServeContext) -> bool:
+        """Build, start, swap, drain, close; False (and the old versions still serving) if the
+        build failed."""
+        deployment = ctx.deployment
+        before = _served(deployment)
+        _log.info("SIGHUP: resolving %s again", ", ".join(_refs(self.builder)))
+        loop = asyncio.get_running_loop()
+        try:
+            plan = await loop.run_in_executor(None, self.builder.build, deployment)
+        except Exception as err:
+            ctx.metrics.reloads.labels("failed").inc()
+            reason = err.message if isinstance(err, GitmlError) else repr(err)
+            hint = f" (hint: {err.hint})" if isinstance(err, GitmlError) and err.hint else ""
+            _log.error("reload failed; still serving %s: %s%s", before, reason, hint)
+            return False
+        for runtime in plan.fresh:
+            runtime.metrics = ctx.metrics
+            served = runtime.served
+            ctx.metrics.add_model(served.name, served.version, served.commit)
+            runtime.start(ctx.log_dir)
+        gone = deployment.swap(plan.runtimes, plan.shadow)
+        ctx.declare_fields()
+        ctx.metrics.reloads.labels("ok").inc()
+        after = _served(deployment)
+        _log.info(
+            "reloaded: serving %s" + (" (was %s)" if after != before else " (unchanged)"),
+            after,
+            *([before] if after != before else []),
+        )
+        if not gone:
+            return True
+        drained = await deployment.drained(_DRAIN_SECONDS)
+        if any(r.role == "shadow" for r in gone):
+            await deployment.wait_shadow(ctx.settings.shadow_timeout_s)
+        for runtime in gone:
+            if drained:  # a request still holding one must not be refused
+                runtime.stop_scoring()
+        timeout = ctx.settings.shutdown_timeout_s
+        await loop.run_in_executor(None, _close_logs, gone, timeout)
+        for runtime in gone:
+            served = runtime.served
+            ctx.metrics.remove_model(served.name, served.version, served.commit)
+            if runtime.log is not None:
+                deployment.retired_logs.append(replace(runtime.log.stats(), failing=None))
+        self.builder.discard(gone)
+        return True
+
+
+def _close_logs(runtimes: list[ModelRuntime], timeout: float) -> None:
+    for runtime in runtimes:
+        runtime.close_log(timeout)
+
+
+def _served(deployment: Deployment) -> str:
+    text = ", ".join(str(r.key) for r in deployment.runtimes)
+    if deployment.shadow is not None:
+        text += f" (shadow {deployment.shadow.key})"
+    return text
+
+
+def _refs(builder: DeploymentBuilder) -> list[str]:
+    refs = [ref or "the project's model" for ref in builder.refs]
+    return refs + ([f"{builder.shadow} (shadow)"] if builder.shadow else [])

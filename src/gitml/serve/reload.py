@@ -4,9 +4,9 @@
 references that move: a stage tag (`gitml promote`, `gitml rollback`) or `@latest`.
 `DeploymentBuilder.build` resolves each reference through the registry (the repository's
 tags), fetches and verifies the release (`load_released_model`: the SHA-256 recorded at
-release) and builds its runtime; on a rebuild, a reference that still names the version
-being served keeps its running runtime. References that resolve to the same version share
-one runtime.
+release) and builds its runtime; on a rebuild, a reference that names a version already
+being served (in the same role) takes its running runtime. References that resolve to the
+same version share one runtime.
 
 `Reloader` runs on SIGHUP (single-process `gitml serve`): it builds in a thread, so the event
 loop keeps answering; starts the new runtimes; swaps them in at once; lets requests that
@@ -156,11 +156,12 @@ class DeploymentBuilder:
     def _still_current(
         self, ref: str | None, role: Role, current: Deployment
     ) -> ModelRuntime | None:
-        """The running runtime of `ref` when `ref` still names its version."""
-        candidates = current.runtimes if role == "primary" else [current.shadow]
-        running = next((r for r in candidates if r is not None and r.ref == ref), None)
-        if running is None or ref is None or not _moves(ref):
-            return running  # a model file, or a fixed version, is reloaded by a restart
+        """A running runtime (of `role`) that `ref` still names: its own, for a model file or
+        a fixed version; for a moving reference, whichever serves the version it names now."""
+        candidates = [r for r in (current.runtimes if role == "primary" else [current.shadow]) if r]
+        own = next((r for r in candidates if r.ref == ref), None)
+        if ref is None or not _moves(ref):
+            return own  # a model file, or a fixed version, is reloaded by a restart
         from gitml.registry.catalog import load_registry
         from gitml.registry.tags import parse_ref
 
@@ -168,7 +169,11 @@ class DeploymentBuilder:
         history = load_registry(self.project.root).get(wanted.name)
         if history is None:
             return None  # the fetch names what is missing
-        return running if history.resolve(wanted).version == running.key.version else None
+        version = history.resolve(wanted).version
+        return next(
+            (r for r in candidates if r.key.name == wanted.name and r.key.version == version),
+            None,
+        )
 
 
 def _moves(ref: str) -> bool:

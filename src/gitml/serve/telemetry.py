@@ -181,10 +181,9 @@ def sum_stats(logs: list[LogStats]) -> LogStats:
         first,
         written_rows=sum(s.written_rows for s in logs),
         buffered_rows=sum(s.buffered_rows for s in logs),
-        dropped_rows=dict(
-            sum((collections.Counter(s.dropped_rows) for s in logs), collections.Counter())
-        ),
-        errors=dict(sum((collections.Counter(s.errors) for s in logs), collections.Counter())),
+        # Counter.update keeps the zeros (`sum` of Counters drops them): every reason is shown
+        dropped_rows=_add(s.dropped_rows for s in logs),
+        errors=_add(s.errors for s in logs),
         failing=next((s.failing for s in logs if s.failing is not None), None),
     )
 

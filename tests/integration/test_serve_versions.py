@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import os
 import signal
-import statistics
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +154,7 @@ def test_sighup_reloads_promoted_versions_without_dropping_a_request(released: P
         assert http.get("/v1/model").json()["version"] == "v1.0.0"  # the first --ref
         shown = http.get("/metrics").text
         for version in ("v1.0.0", "v1.2.0"):
-            assert f'gitml_model_info{{commit="' in shown and f'version="{version}"' in shown
+            assert 'gitml_model_info{commit="' in shown and f'version="{version}"' in shown
 
         traffic = _Traffic(server.url)
         traffic.wait_for(30)
@@ -202,3 +201,66 @@ def test_sighup_reloads_promoted_versions_without_dropping_a_request(released: P
     paired = shadow.merge(primary, on=["request_id", "record"], suffixes=("_shadow", ""))
     assert len(paired) == len(shadow)
     np.testing.assert_allclose(paired["score_shadow"], paired["score"], rtol=0, atol=1e-12)
+
+
+# -- the shadow's faults stay its own ----------------------------------------------------------
+
+
+class _FaultyShadow(ModelRuntime):
+    """A shadow (test-only) whose scoring works, raises, or hangs far past
+    `serve.shadow_timeout_s`, as `fault` says; the real model otherwise."""
+
+    fault = "none"
+
+    def score_now(self, columns: Columns, request_id: str, received: float) -> np.ndarray:
+        if self.fault == "raise":
+            raise RuntimeError("the candidate's scoring is broken")
+        if self.fault == "hang":
+            time.sleep(3)
+        return super().score_now(columns, request_id, received)
+
+
+def _outcomes(http: httpx.Client) -> dict[str, float]:
+    shown = http.get("/metrics").text
+    return {
+        outcome: _metric(shown, "gitml_shadow_requests_total", outcome=outcome)
+        for outcome in ("ok", "failed", "timeout", "skipped")
+    }
+
+
+def test_a_failing_or_hanging_shadow_changes_nothing_for_the_primary(built_repo: Path) -> None:
+    params = load_params(built_repo / "params.yaml")
+    settings = params.serve.model_copy(update={"shadow_timeout_s": 0.2, "shadow_max_pending": 2})
+    served = load_project_model(built_repo)
+    threshold = params.threshold_for(None)
+    primary = ModelRuntime(served, settings, threshold=threshold)
+    candidate = replace(served, version="candidate")
+    shadow = _FaultyShadow(candidate, settings, threshold=threshold, role="shadow")
+    app = create_app(Deployment([primary], shadow=shadow), settings)
+    records = _records(20)
+
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+
+        def answers() -> tuple[list[Any], list[float]]:
+            found, took = [], []
+            for record in records:
+                started = time.perf_counter()
+                answer = http.post("/v1/predict", json={"records": [record]})
+                took.append(time.perf_counter() - started)
+                assert answer.status_code == 200, answer.text
+                found.append(answer.json()["predictions"])
+            return found, took
+
+        healthy, _ = answers()
+        _until(lambda: _outcomes(http)["ok"] == len(records))
+        shadow.fault = "raise"
+        broken, _ = answers()
+        _until(lambda: _outcomes(http)["failed"] == len(records))
+        shadow.fault = "hang"
+        hung, took = answers()
+        assert broken == healthy and hung == healthy
+        assert max(took) < 1.5  # each hang lasts 3 s: no answer waited for one
+        assert http.get("/readyz").status_code == 200  # a shadow never makes the server unready
+        # two wait for the hung thread (and time out); the others are not even queued
+        _until(lambda: _outcomes(http)["timeout"] == 2)
+        assert _outcomes(http) == {"ok": 20, "failed": 20, "timeout": 2, "skipped": 18}

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,23 +83,28 @@ class DeploymentBuilder:
     def build(self, current: Deployment | None = None) -> Plan:
         """Resolve, fetch, verify and build every model (blocking: run it off the event loop).
         With `current`, runtimes still naming the version their reference resolves to are
-        kept. Raises GitmlError and leaves nothing behind when any model fails."""
+        kept. Raises GitmlError and leaves nothing behind when any model fails.
+
+        The references are built side by side (a fetch is mostly waiting for `dvc get`)."""
         fresh: list[ModelRuntime] = []
-        try:
-            primaries: list[ModelRuntime] = []
-            for ref in self.refs:
-                runtime = self._runtime(ref, "primary", current, fresh)
-                twin = next((r for r in primaries if r.key == runtime.key), None)
-                if twin is not None:
-                    _log.info("%s names %s, as %s does: served once", ref, runtime.key, twin.ref)
-                    continue
-                primaries.append(runtime)
-            shadow = None
-            if self.shadow is not None:
-                shadow = self._runtime(self.shadow, "shadow", current, fresh)
-        except BaseException:
+        wanted: list[tuple[str | None, Role]] = [(ref, "primary") for ref in self.refs]
+        if self.shadow is not None:
+            wanted.append((self.shadow, "shadow"))
+        with ThreadPoolExecutor(len(wanted), thread_name_prefix="gitml-build") as pool:
+            jobs = [pool.submit(self._runtime, ref, role, current, fresh) for ref, role in wanted]
+        failed = next((job.exception() for job in jobs if job.exception() is not None), None)
+        if failed is not None:
             self.discard(fresh)
-            raise
+            raise failed
+        built = [job.result() for job in jobs]
+        shadow = built.pop() if self.shadow is not None else None
+        primaries: list[ModelRuntime] = []
+        for ref, runtime in zip(self.refs, built, strict=True):
+            twin = next((r for r in primaries if r.key == runtime.key), None)
+            if twin is None:
+                primaries.append(runtime)
+            elif twin is not runtime:
+                _log.info("%s names %s, as %s does: served once", ref, runtime.key, twin.ref)
         kept = [r for r in fresh if r in primaries or r is shadow]
         self.discard([r for r in fresh if r not in kept])  # a second reference to one version
         return Plan(primaries, shadow, kept)

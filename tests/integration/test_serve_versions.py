@@ -1,10 +1,10 @@
 """Several versions in one `gitml serve`, a shadow, and SIGHUP reloads after `gitml promote`.
 
-Real releases (git tags through GTO, models in a private DVC remote, SHA-256 verified on
-fetch), a real `gitml serve` process, real signals. Releases are slow to make (the gate), so
-the module makes one with `gitml`'s release code and registers two more versions of the same
-model at later commits with GTO, carrying the first one's tag message (the model's SHA-256):
-what a release records, without running the gate three times.
+Real registry tags (GTO), a real DVC cache, SHA-256 verified on fetch, a real `gitml serve`
+process, real signals. `gitml release` runs the promotion gate, which is slow; what serving
+needs from a release is its tag, with the model's SHA-256 in the message, on a commit whose
+model is in the DVC cache: the module registers three versions of the built model so, with
+GTO (test_registry.py makes real releases).
 
 The shadow's fault isolation is shown in-process: a test-only runtime whose scoring raises,
 or hangs, served as the shadow of the real model under a real uvicorn.
@@ -12,6 +12,7 @@ or hangs, served as the shadow of the real model under a real uvicorn.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -29,8 +30,8 @@ import yaml
 
 from gitml.config.compose import load_params
 from gitml.project import find_project
+from gitml.registry.catalog import MODEL_SHA_KEY
 from gitml.registry.promotion import promote
-from gitml.registry.release import release
 from gitml.serve.app import create_app
 from gitml.serve.bundle import load_project_model
 from gitml.serve.deployment import Deployment
@@ -62,20 +63,20 @@ def _records(n: int) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def released(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the built project with releases v1.0.0 (in dev), v1.1.0 and v1.2.0, a private
-    DVC remote, and the prediction log on (small, quick row groups)."""
+    """A copy of the built project with versions v1.0.0 (in dev), v1.1.0 and v1.2.0 of its
+    model registered, a private DVC remote, and the prediction log on (quick row groups)."""
     base = tmp_path_factory.mktemp("versions")
     repo = base / "project"
     copy_repo(built_repo, repo)
     dvc("remote", "modify", "local", "url", str(base / "dvc-remote"), cwd=repo)
     git("commit", "-qam", "private DVC remote", cwd=repo)
-    project = find_project(repo)
-    first = release(project)
-    message = git("tag", "-l", "--format=%(contents)", first.tag, cwd=repo).stdout.strip()
+    metadata = json.loads((repo / "models" / "metadata.json").read_text())
+    message = f"{MODEL_SHA_KEY}: {metadata['model_file']['sha256']}"  # what fetch verifies
     gto = Path(sys.executable).parent / "gto"
-    for version in ("v1.1.0", "v1.2.0"):
+    for version in ("v1.0.0", "v1.1.0", "v1.2.0"):
         git("commit", "-q", "--allow-empty", "-m", f"towards {version}", cwd=repo)
         run(gto, "register", NAME, "HEAD", "--version", version, "--message", message, cwd=repo)
+    project = find_project(repo)
     promote(project, NAME, "v1.0.0", "dev")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["serve"]["prediction_log"].update(enabled=True, flush_rows=20, flush_seconds=0.2)
@@ -117,13 +118,12 @@ class _Traffic:
         self._thread.join(30)
 
 
-def _model_objects(repo: Path) -> list[Path]:
-    """The model's file in the project's DVC cache and in its remote (every release here has
-    the same model)."""
+def _cached_model(repo: Path) -> Path:
+    """The model's file in the project's DVC cache (every version here has the same model; the
+    project's own DVC remote is empty)."""
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     md5 = next(o["md5"] for o in lock["stages"]["train"]["outs"] if o["path"].endswith(".skops"))
-    relative = Path("files", "md5", md5[:2], md5[2:])
-    return [repo / ".dvc" / "cache" / relative, repo.parent / "dvc-remote" / relative]
+    return repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
 
 
 def _tamper(path: Path) -> None:
@@ -164,8 +164,7 @@ def test_sighup_reloads_promoted_versions_without_dropping_a_request(released: P
         traffic.wait_for(30)
 
         # dev rolled back to v1.0.0, whose model now fails verification: v1.1.0 stays
-        for path in _model_objects(released):
-            _tamper(path)
+        _tamper(_cached_model(released))
         gitml("rollback", NAME, "--stage", "dev", cwd=released)
         server.proc.send_signal(signal.SIGHUP)
         _until(lambda: _metric(http.get("/metrics").text, "gitml_reloads_total", outcome="failed"))

@@ -211,12 +211,14 @@ class _FaultyShadow(ModelRuntime):
 
     fault = "none"
 
-    def score_now(self, columns: Columns, request_id: str, received: float) -> np.ndarray:
+    def score_batch(
+        self, requests: list[tuple[str, Columns, float]]
+    ) -> list[np.ndarray | Exception]:
         if self.fault == "raise":
             raise RuntimeError("the candidate's scoring is broken")
         if self.fault == "hang":
             time.sleep(3)
-        return super().score_now(columns, request_id, received)
+        return super().score_batch(requests)
 
 
 def _outcomes(http: httpx.Client) -> dict[str, float]:

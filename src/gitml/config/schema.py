@@ -360,7 +360,7 @@ class ServeParams(_Strict):
     # a shadow's answer (`gitml serve --shadow`) is waited for at most this long, and at
     # most shadow_max_pending requests wait for it: beyond, they are skipped (and counted)
     shadow_timeout_s: Annotated[float, Field(gt=0, le=60)] = 1.0
-    shadow_max_pending: Annotated[int, Field(ge=1)] = 64
+    shadow_max_pending: Annotated[int, Field(ge=1)] = 256
     prediction_log: PredictionLogParams = PredictionLogParams()
 
 

@@ -7,9 +7,10 @@ the first one given.
 `--shadow REF` scores every request a primary scored with the candidate as well, and logs
 its outputs; the client only ever sees the primary's. The shadow's work is kept off the
 request's path: it starts once the response has been sent (`Deployment.serving`, entered by
-the app's middleware around each request), runs in a thread of its own (a slow model must
-not hold the event loop), is waited for at most `serve.shadow_timeout_s`, and is skipped
-when `serve.shadow_max_pending` requests already wait for it. Nothing it does (raise, hang,
+the app's middleware around each request), runs in a thread of its own, in batches
+(`gitml.serve.shadow`: a slow model must not hold the event loop), is waited for at most
+`serve.shadow_timeout_s`, and is skipped when `serve.shadow_max_pending` requests already
+wait for it. Nothing it does (raise, hang,
 refuse the input) changes the primary's answer; each outcome is counted in
 `gitml_shadow_requests_total{outcome}`.
 
@@ -24,21 +25,18 @@ import contextlib
 import contextvars
 import functools
 import logging
-import math
-import queue
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
 
-from gitml.errors import ConfigError, InputError
+from gitml.errors import ConfigError
 from gitml.serve.inputs import Columns, InputSchema
 from gitml.serve.predlog import LogStats
 from gitml.serve.runtime import ModelRuntime
+from gitml.serve.shadow import ShadowJob, ShadowSkipped, ShadowThread
 
 _log = logging.getLogger(__name__)
 
@@ -47,10 +45,6 @@ _AFTER_RESPONSE: contextvars.ContextVar[list[Callable[[], None]] | None] = conte
     "gitml_after_response", default=None
 )
 _FAILURES_LOGGED_EVERY = 1000  # a failing shadow logs its first failure, then one in this many
-
-
-class ShadowSkipped(Exception):
-    """The shadow cannot take this request (its own input checks refuse it)."""
 
 
 class Deployment:
@@ -62,7 +56,7 @@ class Deployment:
         self.shadow = shadow
         self._generation = 0
         self._active: Counter[int] = Counter()  # requests in flight, by generation
-        self._shadow_thread: _DaemonWorker | None = None
+        self._shadow_thread: ShadowThread | None = None
         self._shadow_pending = 0
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._shadow_failures = 0
@@ -147,14 +141,10 @@ class Deployment:
             return
         loop = asyncio.get_running_loop()
         if self._shadow_thread is None:
-            self._shadow_thread = _DaemonWorker("gitml-shadow")
+            self._shadow_thread = ShadowThread()
         self._shadow_pending += 1
-        work = asyncio.wrap_future(
-            self._shadow_thread.submit(
-                _score_shadow, shadow, schema, columns, request_id, received
-            ),
-            loop=loop,
-        )
+        job = ShadowJob(shadow, schema, columns, request_id, received)
+        work = asyncio.wrap_future(self._shadow_thread.submit(job), loop=loop)
         work.add_done_callback(self._shadow_done)  # the thread is free: not at the timeout
         task = loop.create_task(self._await_shadow(shadow, work, request_id))
         self._shadow_tasks.add(task)
@@ -164,7 +154,7 @@ class Deployment:
         self._shadow_pending -= 1
 
     async def _await_shadow(
-        self, shadow: ModelRuntime, work: asyncio.Future[np.ndarray], request_id: str
+        self, shadow: ModelRuntime, work: asyncio.Future[None], request_id: str
     ) -> None:
         counter = shadow.metrics.shadow_requests
         try:
@@ -234,72 +224,6 @@ def _check_runtimes(runtimes: Sequence[ModelRuntime]) -> None:
     twice = sorted({str(k) for k in keys if keys.count(k) > 1})
     if twice:
         raise ConfigError(f"the same model version is given twice: {twice}")
-
-
-def _score_shadow(
-    shadow: ModelRuntime,
-    schema: InputSchema,
-    columns: Columns,
-    request_id: str,
-    received: float,
-) -> np.ndarray:
-    """The shadow's scores for a request the primary scored (in the shadow's thread). A shadow
-    with other inputs than the primary checks the records against its own signature (fields
-    it does not declare are ignored); ShadowSkipped if they fail its checks."""
-    if shadow.schema != schema:
-        try:
-            columns = shadow.schema.check_records(
-                records_of(columns, schema),
-                unknown_category=shadow.settings.unknown_category,
-                extra_fields="accept",
-            )
-        except InputError as err:
-            raise ShadowSkipped(err.message) from err
-    return shadow.score_now(columns, request_id, received)
-
-
-def records_of(columns: Columns, schema: InputSchema) -> list[dict[str, Any]]:
-    """Checked columns back as JSON-like records: categories as received, numbers as floats,
-    nulls as None."""
-    records: list[dict[str, Any]] = [{} for _ in range(columns.n)]
-    for rule in schema.fields:
-        if rule.type == "category":
-            for record, value in zip(records, columns.raw[rule.name], strict=True):
-                record[rule.name] = value
-        else:
-            for record, number in zip(records, columns.values[rule.name].tolist(), strict=True):
-                record[rule.name] = None if math.isnan(number) else number
-    return records
-
-
-class _DaemonWorker:
-    """One daemon thread that runs the calls given to it in order. Not a ThreadPoolExecutor:
-    its threads are joined at exit, so a hung shadow would hold the server's process."""
-
-    def __init__(self, name: str) -> None:
-        self._queue: queue.SimpleQueue[
-            tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None
-        ] = queue.SimpleQueue()
-        threading.Thread(target=self._run, name=name, daemon=True).start()
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        future: Future[Any] = Future()
-        self._queue.put((future, fn, args))
-        return future
-
-    def stop(self) -> None:
-        """End the thread after the calls already given."""
-        self._queue.put(None)
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            future, fn, args = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(fn(*args))
-            except BaseException as err:  # handed to the awaiting side, as an executor does
-                future.set_exception(err)
 
 
 def _retrieve(work: asyncio.Future[Any]) -> None:

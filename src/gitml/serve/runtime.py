@@ -7,7 +7,7 @@ runtime is built before the server starts (`build_runtime`: the fast path is com
 checked there) and started inside the app's lifespan (`start`: the batcher binds to the
 event loop, the log opens).
 
-A shadow (`role="shadow"`) never scores on the event loop: `Deployment` calls `score_now`
+A shadow (`role="shadow"`) never scores on the event loop: `Deployment` calls `score_batch`
 from a thread of its own, after the primary's answer has been sent, and its rows go to the
 `shadow/` subdirectory of the prediction log (so `gitml monitor` reads primary traffic unless
 pointed there).
@@ -15,6 +15,7 @@ pointed there).
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from gitml.config.schema import ServeParams
-from gitml.serve.batcher import Job, MicroBatcher, finite_scores
+from gitml.serve.batcher import Job, MicroBatcher, finite_scores, merge_columns
 from gitml.serve.bundle import ServedModel
 from gitml.serve.fastpath import FastPathCheck, prepare_fast_path
 from gitml.serve.inputs import Columns, InputSchema
@@ -173,12 +174,24 @@ class ModelRuntime:
         micro-batch are scored alone and unaffected either way."""
         return await self.batcher.submit(columns, request_id)
 
-    def score_now(self, columns: Columns, request_id: str, received: float) -> np.ndarray:
-        """Score `columns` at once in the calling thread, and log them: how a shadow scores,
-        off the event loop (its batcher is never used). Raises as `score` does."""
-        scores = finite_scores(self._score(columns))
-        self._record([(request_id, columns, received)], scores)
-        return scores
+    def score_batch(
+        self, requests: list[tuple[str, Columns, float]]
+    ) -> list[np.ndarray | Exception]:
+        """Score several requests (request id, checked columns, time received) in one call, in
+        the calling thread, and log them: how a shadow scores, off the event loop, a batch of
+        whatever queued while it waited (its batcher is never used). When the batch fails,
+        each request is scored alone: a result is its scores or its own failure."""
+        try:
+            parts = [columns for _, columns, _ in requests]
+            merged = parts[0] if len(parts) == 1 else merge_columns(parts)
+            scores = finite_scores(self._score(merged))
+        except Exception as err:
+            if len(requests) == 1:
+                return [err]
+            return [self.score_batch([request])[0] for request in requests]
+        self._record(requests, scores)
+        bounds = np.cumsum([0, *(columns.n for _, columns, _ in requests)])
+        return [scores[start:stop] for start, stop in itertools.pairwise(bounds)]
 
     def _after(self, jobs: list[Job], scores: np.ndarray) -> None:
         self._record([(job.request_id, job.columns, job.received) for job in jobs], scores)

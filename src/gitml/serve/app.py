@@ -238,6 +238,7 @@ class _MetricsMiddleware:
 # -- running ---------------------------------------------------------------------------------
 
 _SPEC_ENV = "GITML_SERVE_SPEC"
+_WORKER_READY_S = 120
 
 
 def run_server(
@@ -255,8 +256,10 @@ def run_server(
 
     With one worker, SIGHUP runs `reloader` (if given). With `workers` > 1, uvicorn starts
     that many processes; each loads and verifies the models again (from the same paths) and
-    keeps its own metrics and log files; SIGHUP makes uvicorn's supervisor replace them one
-    by one, with the same models.
+    keeps its own metrics and log files. SIGHUP makes uvicorn's supervisor replace them one
+    by one, each new worker ready before the old one stops: with `reloader`, a new worker
+    resolves the references again (the versions their tags name now), and one that fails to
+    start stops the replacement, leaving the old workers serving.
     """
     import uvicorn
 
@@ -278,12 +281,17 @@ def run_server(
         "shadow": _runtime_spec(deployment.shadow) if deployment.shadow is not None else None,
         "settings": settings.model_dump(mode="json"),
         "log_dir": str(log_dir) if log_dir else None,
+        # what the references were: a worker started by a SIGHUP resolves them again
+        "source": reloader.builder.describe() if reloader is not None else None,
     }
     os.environ[_SPEC_ENV] = json.dumps(spec)
     uvicorn.run(
         "gitml.serve.app:app_from_environment",
         factory=True,
         workers=workers,
+        # on SIGHUP a new worker must be ready within this long, or the old ones stay (the
+        # default 5 s is less than a worker takes to load, verify and check its models)
+        timeout_worker_healthcheck=_WORKER_READY_S,
         http="gitml.serve.app:NoDelayH11Protocol",
         **common,
     )
@@ -376,6 +384,15 @@ def app_from_environment() -> FastAPI:
         [runtime(item) for item in spec["models"]],
         shadow=runtime(shadow) if shadow is not None else None,
     )
-    return create_app(
+    builder = None
+    if spec.get("source") is not None:
+        from gitml.serve.reload import DeploymentBuilder
+
+        builder = DeploymentBuilder.from_description(spec["source"])
+        if builder.moving:  # the versions the references name now (after a SIGHUP)
+            deployment = builder.build(deployment).deployment()
+    app = create_app(
         deployment, settings, log_dir=Path(spec["log_dir"]) if spec["log_dir"] else None
     )
+    app.state.gitml_builder = builder  # its fetched releases live as long as the worker
+    return app

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gitml.errors import ConfigError, GitmlError
 from gitml.serve.deployment import Deployment
@@ -74,6 +74,29 @@ class DeploymentBuilder:
         self.refs: list[str | None] = list(refs) or [None]
         self.shadow = shadow
         self._dirs: dict[int, tempfile.TemporaryDirectory[str]] = {}
+
+    def describe(self) -> dict[str, Any]:
+        """What `from_description` rebuilds this builder from (JSON: a worker process's)."""
+        return {
+            "project": str(self.project.root),
+            "params": self.params.model_dump(mode="json"),
+            "model": str(self.model) if self.model is not None else None,
+            "refs": [ref for ref in self.refs if ref is not None],
+            "shadow": self.shadow,
+        }
+
+    @classmethod
+    def from_description(cls, described: dict[str, Any]) -> DeploymentBuilder:
+        from gitml.config.schema import Params
+        from gitml.project import Project
+
+        return cls(
+            Project(Path(described["project"])),
+            Params.model_validate(described["params"]),
+            model=Path(described["model"]) if described["model"] else None,
+            refs=described["refs"],
+            shadow=described["shadow"],
+        )
 
     @property
     def moving(self) -> bool:

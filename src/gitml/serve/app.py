@@ -88,6 +88,8 @@ def create_app(
             yield
         finally:
             hangup.restore()
+            if reloader is not None:
+                await reloader.stop(stopping.remaining(settings.shutdown_timeout_s))
             for runtime in deployment.runtimes:  # scores what was accepted
                 runtime.stop_scoring()
             if deployment.shadow is not None:  # its last requests, within the bounds
@@ -185,7 +187,6 @@ class _HangUp:
     thread: an app served from a thread (tests) installs nothing."""
 
     def __init__(self, ctx: ServeContext, reloader: Reloader | None) -> None:
-        self._reloader = reloader
         self._loop: asyncio.AbstractEventLoop | None = None
         if threading.current_thread() is not threading.main_thread():
             return
@@ -196,8 +197,6 @@ class _HangUp:
         self._loop.add_signal_handler(signal.SIGHUP, reloader.request, ctx)
 
     def restore(self) -> None:
-        if self._reloader is not None:
-            self._reloader.cancel()
         if self._loop is not None:
             self._loop.remove_signal_handler(signal.SIGHUP)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the last steps of the shutdown

@@ -18,6 +18,7 @@ verification) changes nothing: the old versions go on serving and the server log
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import tempfile
 from collections.abc import Sequence
@@ -217,6 +218,7 @@ class Reloader:
         self.builder = builder
         self._task: asyncio.Task[None] | None = None
         self._again = False
+        self._swapped = False  # the running reload has swapped (its old versions to close)
 
     def request(self, ctx: ServeContext) -> None:
         """Reload soon (the SIGHUP handler): one reload at a time; a signal during a reload
@@ -234,16 +236,25 @@ class Reloader:
             if not self._again:
                 return
 
-    def cancel(self) -> None:
-        """Stop a reload in progress (the server is stopping)."""
-        if self._task is not None:
-            self._task.cancel()
+    async def stop(self, timeout: float) -> None:
+        """The server is stopping: a reload still building is abandoned; one that has swapped
+        is given `timeout` to close the old versions' logs."""
+        task = self._task
+        if task is None or task.done():
+            return
+        self._again = False
+        if not self._swapped:
+            task.cancel()
+            return
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(task), timeout)
 
     async def reload(self, ctx: ServeContext) -> bool:
         """Build, start, swap, drain, close; False (and the old versions still serving) if the
         build failed."""
         deployment = ctx.deployment
         before = _served(deployment)
+        self._swapped = False
         _log.info("SIGHUP: resolving %s again", ", ".join(_refs(self.builder)))
         loop = asyncio.get_running_loop()
         try:
@@ -260,6 +271,7 @@ class Reloader:
             ctx.metrics.add_model(served.name, served.version, served.commit)
             runtime.start(ctx.log_dir)
         gone = deployment.swap(plan.runtimes, plan.shadow)
+        self._swapped = True
         ctx.declare_fields()
         ctx.metrics.reloads.labels("ok").inc()
         after = _served(deployment)

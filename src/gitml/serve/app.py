@@ -37,13 +37,15 @@ from gitml.serve.deployment import Deployment
 from gitml.serve.errors import error_body, install_error_handlers, problem
 from gitml.serve.openapi import install_docs, install_openapi
 from gitml.serve.outputs import record_schema
+from gitml.serve.routes_mlflow import PATHS as MLFLOW_PATHS
+from gitml.serve.routes_mlflow import install_mlflow
 from gitml.serve.routes_v1 import PATHS as V1_PATHS
 from gitml.serve.routes_v1 import install_v1
 from gitml.serve.runtime import ModelRuntime
 from gitml.serve.telemetry import CONTENT_TYPE, ServeMetrics
 
 _log = logging.getLogger(__name__)
-_PATHS = {*V1_PATHS, "/metrics", "/docs", "/openapi.json"}
+_PATHS = {*V1_PATHS, *MLFLOW_PATHS, "/metrics", "/docs", "/openapi.json"}
 
 
 def create_app(
@@ -94,6 +96,7 @@ def create_app(
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
     install_error_handlers(app)
     install_v1(app, ctx)
+    install_mlflow(app, ctx)
 
     @app.get("/metrics", summary="Prometheus metrics of this process")
     async def prometheus() -> Response:

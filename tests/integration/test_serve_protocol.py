@@ -238,6 +238,11 @@ EXPECTED_RESPONSES = {
     ("/healthz", "get"): {"200"},
     ("/readyz", "get"): {"200", "503"},
     ("/metrics", "get"): {"200"},
+    # MLflow's scoring protocol (routes_mlflow.py)
+    ("/invocations", "post"): {"200", "400", "413", "415", "500"},
+    ("/ping", "get"): {"200", "503"},
+    ("/health", "get"): {"200", "503"},
+    ("/version", "get"): {"200"},
 }
 
 
@@ -294,9 +299,10 @@ def test_openapi_document_matches_every_route(
         _check_documented(doc, "/v1/predict", "post", resp)
 
     with _unready_server(project) as url:  # /readyz's 503, from a server that never started
-        resp = httpx.get(f"{url}/readyz", timeout=30)
-        assert resp.status_code == 503
-        _check_documented(doc, "/readyz", "get", resp)
+        for path in ("/readyz", "/ping", "/health"):
+            resp = httpx.get(f"{url}{path}", timeout=30)
+            assert resp.status_code == 503, path
+            _check_documented(doc, path, "get", resp)
         # a fault of the server's own (nothing scores yet) still answers with the error body
         resp = httpx.post(f"{url}/v1/predict", content=BODY, timeout=30)
         assert resp.status_code >= 500
@@ -376,8 +382,10 @@ def test_schemathesis_finds_no_failures(server: ServerProcess) -> None:
                 failures.append(f"{operation.label} ({mode.value}): {err}")
             runs.append((operation.label, mode.value))
     elapsed = time.monotonic() - started
-    assert len(runs) == 6, runs  # 5 operations, and negative bodies for predict
+    operations = [m for path in schema.raw_schema["paths"].values() for m in path]
+    assert len(runs) == len(operations) + operations.count("post"), runs  # and negative bodies
     assert calls["POST /v1/predict"] >= 80, calls  # the examples were really sent
+    assert calls["POST /invocations"] >= 80, calls
     assert not failures, "\n\n".join(failures)
     assert elapsed < 120, elapsed
 

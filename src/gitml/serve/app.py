@@ -95,8 +95,8 @@ def create_app(
     app.state.gitml = ctx
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
     install_error_handlers(app)
-    install_v1(app, ctx)
     install_mlflow(app, ctx)
+    install_v1(app, ctx)
 
     @app.get("/metrics", summary="Prometheus metrics of this process")
     async def prometheus() -> Response:

@@ -115,8 +115,8 @@ class _Gunzip:
 
 
 def parse_json(body: bytes) -> Any:
-    """A request body's JSON document; NaN and Infinity are read as floats, so that the
-    records holding them are named by the input rules rather than refused whole."""
+    """A request body's JSON value, or a 400 `Refusal` (empty, malformed, invalid Unicode);
+    NaN and Infinity are read as numbers, for the input rules to name."""
     if not body:
         raise Refusal(400, "body", "json", "empty body; expected a JSON object")
     try:

@@ -95,13 +95,13 @@ def create_app(
     app.state.gitml = ctx
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
     install_error_handlers(app)
-    install_mlflow(app, ctx)
     install_v1(app, ctx)
 
     @app.get("/metrics", summary="Prometheus metrics of this process")
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
+    install_mlflow(app, ctx)
     install_openapi(
         app,
         served.schema,

@@ -31,21 +31,20 @@ from fastapi import FastAPI, Response
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from gitml.config.schema import ServeParams
+from gitml.serve import routes_mlflow
 from gitml.serve.bundle import ServedModel
 from gitml.serve.context import ServeContext
 from gitml.serve.deployment import Deployment
 from gitml.serve.errors import error_body, install_error_handlers, problem
 from gitml.serve.openapi import install_docs, install_openapi
 from gitml.serve.outputs import record_schema
-from gitml.serve.routes_mlflow import PATHS as MLFLOW_PATHS
-from gitml.serve.routes_mlflow import install_mlflow
 from gitml.serve.routes_v1 import PATHS as V1_PATHS
 from gitml.serve.routes_v1 import install_v1
 from gitml.serve.runtime import ModelRuntime
 from gitml.serve.telemetry import CONTENT_TYPE, ServeMetrics
 
 _log = logging.getLogger(__name__)
-_PATHS = {*V1_PATHS, *MLFLOW_PATHS, "/metrics", "/docs", "/openapi.json"}
+_PATHS = {*V1_PATHS, *routes_mlflow.PATHS, "/metrics", "/docs", "/openapi.json"}
 
 
 def create_app(
@@ -101,7 +100,7 @@ def create_app(
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    install_mlflow(app, ctx)
+    routes_mlflow.install_mlflow(app, ctx)
     install_openapi(
         app,
         served.schema,

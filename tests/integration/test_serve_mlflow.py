@@ -230,7 +230,16 @@ def test_bad_bodies_get_mlflows_errors_with_the_reason(
     assert answer["problems"][0]["reason"] in answer["message"]
 
 
-def test_health_version_and_metrics(client: httpx.Client, doc: dict[str, Any]) -> None:
+def test_documented_examples_health_version_and_metrics(
+    client: httpx.Client, doc: dict[str, Any]
+) -> None:
+    examples = doc["paths"]["/invocations"]["post"]["requestBody"]["content"]
+    for media_type, documented in examples.items():
+        example = documented["example"]
+        content = example.encode() if isinstance(example, str) else json.dumps(example).encode()
+        resp = client.post("/invocations", content=content, headers={"content-type": media_type})
+        assert resp.status_code == 200, (media_type, resp.text)
+        _check_documented(doc, "/invocations", "post", resp)
     for path in ("/ping", "/health", "/version"):
         resp = client.get(path)
         assert resp.status_code == 200, path

@@ -34,7 +34,6 @@ from gitml.serve.errors import MAX_PROBLEMS_SHOWN, PROBLEM_SCHEMA, Refusal, requ
 from gitml.serve.inputs import InputSchema
 from gitml.serve.mlflow_inputs import (
     CSV_MEDIA_TYPE,
-    FORMATS,
     JSON_MEDIA_TYPE,
     media_type_of,
     parse_invocation,
@@ -56,8 +55,7 @@ INTERNAL_ERROR = "INTERNAL_ERROR"
 def install_mlflow(app: FastAPI, ctx: ServeContext) -> None:
     settings = ctx.settings
     deployment = ctx.deployment
-    runtime = deployment.default
-    docs = _openapi(runtime, settings)
+    docs = _openapi(deployment.default, settings)
 
     def refuse(
         status: int,
@@ -79,6 +77,7 @@ def install_mlflow(app: FastAPI, ctx: ServeContext) -> None:
     )
     async def invocations(request: Request) -> Response:
         request_id = request_id_of(request)
+        runtime = deployment.default  # per request: a reload may replace it
         try:
             media_type = media_type_of(request.headers.get("content-type"))
             body = await read_body(request, settings.max_body_bytes)
@@ -120,21 +119,17 @@ def install_mlflow(app: FastAPI, ctx: ServeContext) -> None:
             responses=docs["ping"],
         )(ping)
 
-    served = runtime.served
-    version_body = orjson.dumps(
-        {
-            "gitml": __version__,
-            "model": {"name": served.name, "version": served.version, "commit": served.commit},
-        }
-    )
-
     @app.get(
         "/version",
         summary="gitml's version and the model /invocations scores with",
         responses=docs["version"],
     )
     async def version() -> Response:
-        return Response(version_body, media_type=JSON_MEDIA_TYPE)
+        served = deployment.default.served
+        model = {"name": served.name, "version": served.version, "commit": served.commit}
+        return Response(
+            orjson.dumps({"gitml": __version__, "model": model}), media_type=JSON_MEDIA_TYPE
+        )
 
 
 def error_response(
@@ -233,7 +228,6 @@ def _openapi(runtime: ModelRuntime, settings: ServeParams) -> dict[str, Any]:
             for name, form in forms.items()
         ]
     }
-    assert list(forms) == list(FORMATS)
     row = _example_row(schema)
     example = {"dataframe_split": {"columns": schema.names, "data": [row]}}
     header = ",".join(schema.names)

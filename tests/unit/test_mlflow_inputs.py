@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gitml.errors import InputError
 from gitml.serve.errors import Refusal
@@ -271,3 +273,70 @@ def test_other_media_types_get_415(content_type: str | None, words: str) -> None
     assert caught.value.status == 415 and caught.value.problem["field"] == "content-type"
     assert words in str(caught.value)
     assert caught.value.headers == {"accept": "application/json, text/csv"}
+
+
+_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=8)
+    | st.sampled_from(["", " 58 ", "29.85", "Yes", "One year"]),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+_NAMES = st.sampled_from([*NAMES[:4], "x", ""])
+_BODIES = st.one_of(
+    _VALUES,
+    st.fixed_dictionaries(
+        {
+            "dataframe_split": st.fixed_dictionaries(
+                {
+                    "columns": st.lists(_NAMES, max_size=4),
+                    "data": st.lists(st.lists(_VALUES, max_size=4), max_size=4),
+                },
+                optional={"index": _VALUES},
+            )
+        },
+        optional={"params": _VALUES},
+    ),
+    st.dictionaries(
+        st.sampled_from(["dataframe_records", "instances", "inputs", "params", "other"]),
+        st.one_of(
+            st.lists(st.dictionaries(_NAMES, _VALUES, max_size=4), max_size=4),
+            st.dictionaries(_NAMES, _VALUES, max_size=4),
+            _VALUES,
+        ),
+        max_size=3,
+    ),
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=_BODIES)
+def test_any_json_body_gives_records_or_a_refusal(body: Any) -> None:
+    """Whatever the JSON, the parser refuses it (`Refusal`) or gives records that the input
+    rules accept or refuse (`InputError`): nothing else escapes, so nothing becomes a 5xx."""
+    try:
+        records = _parse(_json(body))
+    except Refusal as refusal:
+        assert refusal.status in (400, 413) and refusal.problem["reason"]
+        return
+    assert isinstance(records, list)
+    try:
+        SCHEMA.check_records(records)
+    except InputError as err:
+        assert err.problems
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(list('ab,"\n\r \ufeff1.')), max_size=40))
+def test_any_csv_body_gives_text_records_or_a_refusal(text: str) -> None:
+    try:
+        records = _parse(text.encode(), "text/csv")
+    except Refusal as refusal:
+        assert refusal.status in (400, 413) and refusal.problem["reason"]
+        return
+    assert all(isinstance(v, str) for r in records for v in r.values())

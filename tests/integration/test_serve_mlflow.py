@@ -7,6 +7,7 @@ One server runs for the module; MLflow's client runs once, in its own environmen
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -230,7 +231,7 @@ def test_bad_bodies_get_mlflows_errors_with_the_reason(
     assert answer["problems"][0]["reason"] in answer["message"]
 
 
-def test_documented_examples_health_version_and_metrics(
+def test_documented_examples_gzip_health_version_and_metrics(
     client: httpx.Client, doc: dict[str, Any]
 ) -> None:
     examples = doc["paths"]["/invocations"]["post"]["requestBody"]["content"]
@@ -240,6 +241,12 @@ def test_documented_examples_health_version_and_metrics(
         resp = client.post("/invocations", content=content, headers={"content-type": media_type})
         assert resp.status_code == 200, (media_type, resp.text)
         _check_documented(doc, "/invocations", "post", resp)
+        packed = client.post(
+            "/invocations",
+            content=gzip.compress(content),
+            headers={"content-type": media_type, "content-encoding": "gzip"},
+        )
+        assert packed.json() == resp.json()
     for path in ("/ping", "/health", "/version"):
         resp = client.get(path)
         assert resp.status_code == 200, path

@@ -1,7 +1,9 @@
 """MLflow's scoring protocol on a real `gitml serve`: MLflow's own code builds the requests
-and reads the answers, and scores the whole test set as `/v1/predict` does.
+and reads the answers, and scores the whole test set as `/v1/predict` does; bad input gets
+`/v1`'s refusals in MLflow's error shape.
 
-One server runs for the module; MLflow's client runs once, in its own environment
+One server runs for the module, and its two tests (few, so that pytest-xdist rarely splits
+them over two workers and two servers); MLflow's client runs once, in its own environment
 (`.venv-clients`, see `clients.py`).
 """
 
@@ -118,7 +120,7 @@ def _check_documented(doc: dict[str, Any], path: str, method: str, resp: httpx.R
         validator.validate(content["example"])
 
 
-def test_mlflow_client_scores_the_test_set_as_v1_does(
+def test_mlflow_clients_score_as_v1_does(
     client: httpx.Client, server: ServerProcess, project: Path, doc: dict[str, Any], tmp_path: Path
 ) -> None:
     features = load_params(project / "params.yaml").data.features
@@ -158,84 +160,8 @@ def test_mlflow_client_scores_the_test_set_as_v1_does(
     assert answer.headers["x-request-id"] == "mlflow-1"
     _check_documented(doc, "/invocations", "post", answer)
 
-
-def _split(records: list[dict[str, Any]]) -> dict[str, Any]:
-    names = list(dict.fromkeys(k for r in records for k in r))
-    return {"dataframe_split": {"columns": names, "data": [[r[n] for n in names] for r in records]}}
-
-
-BAD_RECORDS = {
-    "missing column": [{k: v for k, v in GOOD.items() if k != "contract"}],
-    "wrong type": [GOOD, GOOD | {"tenure": "two years"}],
-    "unknown category": [GOOD | {"contract": "Weekly"}],
-    "below the minimum": [GOOD | {"tenure": -4, "monthly_charges": "29.85"}],
-}
-
-
-@pytest.mark.parametrize("records", BAD_RECORDS.values(), ids=BAD_RECORDS.keys())
-def test_bad_records_get_v1s_refusals(
-    client: httpx.Client, doc: dict[str, Any], records: list[dict[str, Any]]
-) -> None:
-    refused = client.post("/v1/predict", json={"records": records})
-    assert refused.status_code == 422
-    problems = refused.json()["problems"]
-    for body in (_split(records), {"dataframe_records": records}, {"instances": records}):
-        resp = client.post("/invocations", json=body)
-        assert resp.status_code == 400, resp.text
-        _check_documented(doc, "/invocations", "post", resp)
-        answer = resp.json()
-        assert answer["error_code"] == "INVALID_PARAMETER_VALUE"
-        assert answer["problems"] == problems
-        assert answer["message"] == refused.json()["error"]  # names the record and field
-
-
-@pytest.mark.parametrize(
-    ("content", "headers", "status", "code", "field", "rule"),
-    [
-        (b'{"inputs": [{"contract": "\\ud800"}]}', {}, 400, "BAD_REQUEST", "body", "unicode"),
-        (b"contract\n\xff\n", {"content-type": "text/csv"}, 400, "BAD_REQUEST", "body", "unicode"),
-        (b'{"records": []}', {}, 400, "BAD_REQUEST", "records", "unknown_field"),
-        (b"x" * (2**20 + 1), {}, 413, "REQUEST_LIMIT_EXCEEDED", "body", "max_bytes"),
-        (
-            json.dumps({"dataframe_records": [GOOD] * (MAX_RECORDS + 1)}).encode(),
-            {},
-            413,
-            "REQUEST_LIMIT_EXCEEDED",
-            "records",
-            "max_items",
-        ),
-        (b"{}", {"content-type": "text/plain"}, 415, "BAD_REQUEST", "content-type", "media_type"),
-    ],
-    ids=["lone surrogate", "invalid UTF-8", "a /v1 body", "oversized", "too many", "text/plain"],
-)
-def test_bad_bodies_get_mlflows_errors_with_the_reason(
-    client: httpx.Client,
-    doc: dict[str, Any],
-    content: bytes,
-    headers: dict[str, str],
-    status: int,
-    code: str,
-    field: str,
-    rule: str,
-) -> None:
-    resp = client.post(
-        "/invocations",
-        content=content,
-        headers={"content-type": "application/json", "x-request-id": f"bad-{rule}"} | headers,
-    )
-    assert resp.status_code == status, resp.text
-    _check_documented(doc, "/invocations", "post", resp)
-    answer = resp.json()
-    assert answer["error_code"] == code and answer["request_id"] == f"bad-{rule}"
-    assert (answer["problems"][0]["field"], answer["problems"][0]["rule"]) == (field, rule)
-    assert answer["problems"][0]["reason"] in answer["message"]
-
-
-def test_documented_examples_gzip_health_version_and_metrics(
-    client: httpx.Client, doc: dict[str, Any]
-) -> None:
     examples = doc["paths"]["/invocations"]["post"]["requestBody"]["content"]
-    for media_type, documented in examples.items():
+    for media_type, documented in examples.items():  # the documented examples, plain and gzip
         example = documented["example"]
         content = example.encode() if isinstance(example, str) else json.dumps(example).encode()
         resp = client.post("/invocations", content=content, headers={"content-type": media_type})
@@ -254,3 +180,93 @@ def test_documented_examples_gzip_health_version_and_metrics(
     assert client.get("/ping").json() == {"status": "ready"}
     metrics = client.get("/metrics").text
     assert 'path="/invocations"' in metrics and 'path="/ping"' in metrics
+
+
+def _split(records: list[dict[str, Any]]) -> dict[str, Any]:
+    names = list(dict.fromkeys(k for r in records for k in r))
+    return {"dataframe_split": {"columns": names, "data": [[r[n] for n in names] for r in records]}}
+
+
+BAD_RECORDS = {
+    "missing column": [{k: v for k, v in GOOD.items() if k != "contract"}],
+    "wrong type": [GOOD, GOOD | {"tenure": "two years"}],
+    "unknown category": [GOOD | {"contract": "Weekly"}],
+    "below the minimum": [GOOD | {"tenure": -4, "monthly_charges": "29.85"}],
+}
+CSV = {"content-type": "text/csv"}
+BAD_BODIES = {  # content, headers, status, error_code, field, rule
+    "lone surrogate": (
+        b'{"inputs": [{"contract": "\\ud800"}]}',
+        {},
+        400,
+        "BAD_REQUEST",
+        "body",
+        "unicode",
+    ),
+    "invalid UTF-8": (b"contract\n\xff\n", CSV, 400, "BAD_REQUEST", "body", "unicode"),
+    "a /v1 body": (b'{"records": []}', {}, 400, "BAD_REQUEST", "records", "unknown_field"),
+    "oversized": (b"x" * (2**20 + 1), {}, 413, "REQUEST_LIMIT_EXCEEDED", "body", "max_bytes"),
+    "too many": (
+        json.dumps({"dataframe_records": [GOOD] * (MAX_RECORDS + 1)}).encode(),
+        {},
+        413,
+        "REQUEST_LIMIT_EXCEEDED",
+        "records",
+        "max_items",
+    ),
+    "text/plain": (
+        b"{}",
+        {"content-type": "text/plain"},
+        415,
+        "BAD_REQUEST",
+        "content-type",
+        "media_type",
+    ),
+}
+
+
+def test_bad_input_gets_v1s_refusals_in_mlflows_error_shape(
+    client: httpx.Client, doc: dict[str, Any]
+) -> None:
+    for case, records in BAD_RECORDS.items():
+        refused = client.post("/v1/predict", json={"records": records})
+        assert refused.status_code == 422, case
+        csv_body = "\n".join(
+            [",".join(records[0]), *(",".join(str(v) for v in r.values()) for r in records)]
+        )
+        for form, body in (
+            ("dataframe_split", _split(records)),
+            ("dataframe_records", {"dataframe_records": records}),
+            ("instances", {"instances": records}),
+            ("csv", csv_body),
+        ):
+            resp = client.post(
+                "/invocations",
+                content=body.encode() if isinstance(body, str) else json.dumps(body).encode(),
+                headers=CSV if isinstance(body, str) else {"content-type": "application/json"},
+            )
+            assert resp.status_code == 400, (case, form, resp.text)
+            _check_documented(doc, "/invocations", "post", resp)
+            answer = resp.json()
+            assert answer["error_code"] == "INVALID_PARAMETER_VALUE", (case, form)
+            # the same problems (CSV sends every value as text), and the message names them
+            expected = refused.json()["problems"]
+            shown = answer["problems"]
+            if form == "csv":
+                shown = [p | {"value": None} for p in shown]
+                expected = [p | {"value": None} for p in expected]
+            assert shown == expected, (case, form)
+            assert answer["message"] == refused.json()["error"], (case, form)
+
+    for case, (content, headers, status, code, field, rule) in BAD_BODIES.items():
+        resp = client.post(
+            "/invocations",
+            content=content,
+            headers={"content-type": "application/json", "x-request-id": f"bad-{rule}"} | headers,
+        )
+        assert resp.status_code == status, (case, resp.text)
+        _check_documented(doc, "/invocations", "post", resp)
+        answer = resp.json()
+        assert answer["error_code"] == code and answer["request_id"] == f"bad-{rule}", case
+        assert (answer["problems"][0]["field"], answer["problems"][0]["rule"]) == (field, rule)
+        assert answer["problems"][0]["reason"] in answer["message"], case

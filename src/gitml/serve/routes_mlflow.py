@@ -1,7 +1,7 @@
 """MLflow's scoring protocol: `POST /invocations`, `GET /ping`, `/health` and `/version`.
 
-MLflow's own clients (`ScoringServerClient`, `mlflow models predict`-style requests, SageMaker
-and Databricks health checks) work unmodified. `/invocations` scores with the deployment's
+MLflow's own clients (`ScoringServerClient`, `mlflow models predict`-style requests) and
+`/ping`-style health checks work unmodified. `/invocations` scores with the deployment's
 default model (the first one given), through the same checks and micro-batcher as
 `/v1/predict` (`mlflow_inputs` turns the body into records).
 

@@ -10,9 +10,8 @@ request's path: it starts once the response has been sent (`Deployment.serving`,
 the app's middleware around each request), runs in a thread of its own, in batches
 (`gitml.serve.shadow`: a slow model must not hold the event loop), is waited for at most
 `serve.shadow_timeout_s`, and is skipped when `serve.shadow_max_pending` requests already
-wait for it. Nothing it does (raise, hang,
-refuse the input) changes the primary's answer; each outcome is counted in
-`gitml_shadow_requests_total{outcome}`.
+wait for it. Nothing it does (raise, hang, refuse the input) changes the primary's answer;
+each outcome is counted in `gitml_shadow_requests_total{outcome}`.
 
 `swap` replaces the runtimes at once (a SIGHUP reload, `gitml.serve.reload`); requests that
 started before it finish on the runtimes they found (`drained`).

@@ -3,8 +3,8 @@
 Real registry tags (GTO), a real DVC cache, SHA-256 verified on fetch, a real `gitml serve`
 process, real signals. `gitml release` runs the promotion gate, which is slow; what serving
 needs from a release is its tag, with the model's SHA-256 in the message, on a commit whose
-model is in the DVC cache: the module registers three versions of the built model so, with
-GTO (test_registry.py makes real releases).
+model is in the DVC cache: the module tags three versions of the built model so, as
+`gto register` does (test_registry.py makes real releases).
 
 The shadow's fault isolation is shown in-process: a test-only runtime whose scoring raises,
 or hangs, served as the shadow of the real model under a real uvicorn.
@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import threading
 import time
 from dataclasses import replace
@@ -38,7 +37,7 @@ from gitml.serve.deployment import Deployment
 from gitml.serve.inputs import Columns
 from gitml.serve.runtime import ModelRuntime
 from tests.integration.serving import ServerProcess, serve_in_thread
-from tests.support import copy_repo, dvc, git, gitml, run
+from tests.support import copy_repo, dvc, git, gitml
 from tests.unit.test_serve_inputs import GOOD
 
 NAME = "churn-classifier"
@@ -72,10 +71,10 @@ def released(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     git("commit", "-qam", "private DVC remote", cwd=repo)
     metadata = json.loads((repo / "models" / "metadata.json").read_text())
     message = f"{MODEL_SHA_KEY}: {metadata['model_file']['sha256']}"  # what fetch verifies
-    gto = Path(sys.executable).parent / "gto"
     for version in ("v1.0.0", "v1.1.0", "v1.2.0"):
         git("commit", "-q", "--allow-empty", "-m", f"towards {version}", cwd=repo)
-        run(gto, "register", NAME, "HEAD", "--version", version, "--message", message, cwd=repo)
+        # the annotated tag `gto register NAME HEAD --version V --message M` writes
+        git("tag", "-a", f"{NAME}@{version}", "-m", message, cwd=repo)
     project = find_project(repo)
     promote(project, NAME, "v1.0.0", "dev")
     params = yaml.safe_load((repo / "params.yaml").read_text())

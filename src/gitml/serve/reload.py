@@ -290,9 +290,11 @@ class Reloader:
                 runtime.stop_scoring()
         timeout = ctx.settings.shutdown_timeout_s
         await loop.run_in_executor(None, _close_logs, gone, timeout)
+        serving = {r.key for r in deployment.all()}
         for runtime in gone:
             served = runtime.served
-            ctx.metrics.remove_model(served.name, served.version, served.commit)
+            if runtime.key not in serving:  # a shadow and a primary may share a version
+                ctx.metrics.remove_model(served.name, served.version, served.commit)
             if runtime.log is not None:
                 deployment.retired_logs.append(replace(runtime.log.stats(), failing=None))
         self.builder.discard(gone)

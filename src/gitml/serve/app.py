@@ -39,6 +39,7 @@ from gitml.serve.openapi import install_docs, install_openapi
 from gitml.serve.outputs import record_schema
 from gitml.serve.routes_v1 import PATHS as V1_PATHS
 from gitml.serve.routes_v1 import install_v1
+from gitml.serve.routes_v2 import install_v2
 from gitml.serve.runtime import ModelRuntime
 from gitml.serve.telemetry import CONTENT_TYPE, ServeMetrics
 
@@ -94,6 +95,7 @@ def create_app(
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
     install_error_handlers(app)
     install_v1(app, ctx)
+    install_v2(app, ctx)
 
     @app.get("/metrics", summary="Prometheus metrics of this process")
     async def prometheus() -> Response:
@@ -183,6 +185,9 @@ class _MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
+            route = scope.get("route")  # a matched route's template (/v2/models/{name}/infer)
+            if path == "other" and route is not None:
+                path = getattr(route, "path", path)
             self.metrics.requests.labels(path, str(status)).inc()
             self.metrics.latency.labels(path).observe(time.perf_counter() - started)
 

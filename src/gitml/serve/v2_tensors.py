@@ -1,0 +1,635 @@
+"""The Open Inference Protocol V2's tensors: an infer request into records, outputs into a
+response, and the model metadata, all from a model's signature. Pure: bytes in, values out.
+
+A V2 request carries one input tensor per signature column, named as the column, of shape
+`[n]` or `[n, 1]`, with its data in JSON (flat or nested, row-major) or, with Triton's binary
+tensor data extension, as raw little-endian bytes after a JSON header of
+`Inference-Header-Content-Length` bytes (BYTES elements: a 4-byte little-endian length, then
+the UTF-8 text). This module checks the tensors themselves (names, datatypes, shapes, binary
+framing) and turns them into JSON-like records; the values are then checked by the one input
+contract (`ServeContext.check`), so every value problem is reported exactly as over `/v1`.
+
+Two choices of the wire format, documented in docs/serving-protocols.md:
+- NaN in a numeric tensor is a missing value (JSON `null` too): a tensor has no other way to
+  say "missing", and numpy and pandas clients send missing numbers as NaN. A nullable column
+  takes it; any other column refuses it as `null`. Infinity stays a number (`finite`).
+- BOOL is accepted for an integer column whose allowed values are 0 and 1 (a flag): a
+  client's boolean column is such a flag, and true/false cannot mean anything else there.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from gitml.serve.errors import Refusal
+from gitml.serve.inputs import FieldRule, InputSchema, Policy
+from gitml.serve.outputs import Served, labels_of
+from gitml.serve.request_body import parse_json
+from gitml.tasks import score_column
+
+HEADER_LENGTH = "inference-header-content-length"
+PLATFORM = "gitml-sklearn"
+EXTENSIONS = ("binary_tensor_data",)
+
+INTEGER_TYPES = ("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64")
+FLOAT_TYPES = ("FP16", "FP32", "FP64")
+_NUMPY = {
+    "BOOL": np.dtype("?"),
+    "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "UINT8": np.dtype("<u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+}
+_LENGTH = struct.Struct("<I")
+_SHOWN = 60  # characters of a client's name echoed in a message
+
+
+@dataclass(frozen=True)
+class RequestedOutput:
+    """An output the request asks for, and whether its data comes back as binary."""
+
+    name: str
+    binary: bool
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    """A V2 infer request, its tensors turned into records (not yet checked)."""
+
+    id: str | None
+    records: list[dict[str, Any]]
+    outputs: tuple[RequestedOutput, ...]  # empty: every output
+    binary_output: bool  # `parameters.binary_data_output`: the default of every output
+    extra_values: int = 0  # values of undeclared inputs taken by `serve.extra_fields: accept`
+
+
+# -- datatypes --------------------------------------------------------------------------------
+
+
+def is_flag(rule: FieldRule) -> bool:
+    """An integer column that only takes 0 and 1, which a BOOL tensor can fill."""
+    return rule.type == "int" and rule.allowed is not None and set(rule.allowed) <= {0.0, 1.0}
+
+
+def declared_datatype(rule: FieldRule) -> str:
+    """The datatype the metadata declares for `rule`'s input."""
+    return {"category": "BYTES", "int": "INT64", "float": "FP64"}[rule.type]
+
+
+def accepted_datatypes(rule: FieldRule) -> tuple[str, ...]:
+    """Every datatype an input of `rule`'s column may arrive as: BYTES for a category; any
+    integer or floating-point type for a number (the values are then checked as numbers:
+    2.5 in an int column is refused as not whole); BOOL too for a flag (`is_flag`)."""
+    if rule.type == "category":
+        return ("BYTES",)
+    numbers = (*INTEGER_TYPES, *FLOAT_TYPES)
+    return ("BOOL", *numbers) if is_flag(rule) else numbers
+
+
+# -- requests -------------------------------------------------------------------------------
+
+
+def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """The JSON header and the binary data of a request (`header_length`: the
+    Inference-Header-Content-Length header, None: all JSON)."""
+    if header_length is None:
+        return body, b""
+    text = header_length.strip()
+    if not text.isdigit() or not text.isascii():
+        raise Refusal(
+            400,
+            "inference-header-content-length",
+            "binary",
+            f"Inference-Header-Content-Length {_shown(header_length)} is not a number of bytes",
+        )
+    size = int(text)
+    if size > len(body):
+        raise Refusal(
+            400,
+            "inference-header-content-length",
+            "binary",
+            f"Inference-Header-Content-Length is {size} bytes, but the body has only {len(body)}",
+        )
+    return body[:size], body[size:]
+
+
+def parse_infer_request(
+    body: bytes,
+    header_length: str | None,
+    schema: InputSchema,
+    *,
+    output_names: Sequence[str],
+    max_records: int,
+    extra_fields: Policy = "reject",
+) -> InferRequest:
+    """A V2 infer request's records and requested outputs, or a `Refusal` naming the input
+    (400; 413 for more than `max_records` rows)."""
+    header, binary = split_body(body, header_length)
+    payload = parse_json(header)
+    if type(payload) is not dict:
+        raise Refusal(400, "body", "type", 'expected a JSON object {"inputs": [...]}')
+    request_id = payload.get("id")
+    if request_id is not None and type(request_id) is not str:
+        raise Refusal(400, "id", "type", "the request's id must be a string")
+    parameters = _parameters(payload.get("parameters"), "parameters")
+    binary_output = _flag(parameters, "binary_data_output", "parameters")
+    outputs = _requested_outputs(payload.get("outputs"), output_names, binary_output)
+    tensors = payload.get("inputs")
+    if type(tensors) is not list:
+        raise Refusal(
+            400,
+            "inputs",
+            "missing" if tensors is None else "type",
+            'expected "inputs": a list of tensors, one per input of the model: '
+            + ", ".join(schema.names),
+        )
+    if not tensors:
+        raise Refusal(
+            400,
+            "inputs",
+            "min_items",
+            "no inputs: the model takes one input per column: " + ", ".join(schema.names),
+        )
+
+    rules = {r.name: r for r in schema.fields}
+    found = [_tensor(item, k) for k, item in enumerate(tensors)]
+    seen: set[str] = set()
+    for tensor in found:
+        if tensor.name in seen:
+            raise Refusal(
+                400, tensor.name, "duplicate", f"input {_shown(tensor.name)} is given twice"
+            )
+        seen.add(tensor.name)
+        if tensor.name not in rules and extra_fields == "reject":
+            raise Refusal(
+                400,
+                tensor.name,
+                "unknown_field",
+                f"input {_shown(tensor.name)} is not an input of the model; its inputs: "
+                + ", ".join(schema.names),
+            )
+    rows = {t.name: t.shape[0] for t in found}
+    n = found[0].shape[0]
+    if any(count != n for count in rows.values()):
+        counts = ", ".join(f"{name!r}: {count}" for name, count in list(rows.items())[:5])
+        raise Refusal(
+            400,
+            next(name for name, count in rows.items() if count != n),
+            "shape",
+            f"the inputs hold different numbers of rows ({counts}); every input is one column "
+            "of the same n rows",
+        )
+    if n > max_records:
+        raise Refusal(
+            413, "records", "max_items", f"at most {max_records} records per request (got {n})"
+        )
+
+    columns: dict[str, list[Any]] = {}
+    offset = 0
+    extra = 0
+    for tensor in found:
+        raw: bytes | None = None
+        if tensor.binary_size is not None:
+            end = offset + tensor.binary_size
+            if end > len(binary):
+                raise Refusal(
+                    400,
+                    tensor.name,
+                    "binary",
+                    f"input {_shown(tensor.name)}: binary_data_size {tensor.binary_size} "
+                    f"runs past the end of the binary data ({len(binary)} bytes after the "
+                    f"JSON header, {offset} taken by the inputs before it)",
+                )
+            raw = binary[offset:end]
+            offset = end
+        rule = rules.get(tensor.name)
+        if rule is None:  # accepted by policy, then ignored
+            extra += n
+            continue
+        _check_datatype(tensor, rule)
+        count = n  # shape [n] or [n, 1]
+        if raw is not None:
+            columns[rule.name] = _binary_values(raw, tensor, count)
+        else:
+            columns[rule.name] = _json_values(tensor, count)
+    if offset != len(binary):
+        raise Refusal(
+            400,
+            "body",
+            "binary",
+            f"{len(binary)} bytes of binary data follow the JSON header, but the inputs' "
+            f"binary_data_size add up to {offset}",
+        )
+    names = list(columns)
+    records = [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+    if not names:  # only undeclared inputs: n records without fields, for the contract to name
+        records = [{} for _ in range(n)]
+    return InferRequest(request_id, records, outputs, binary_output, extra)
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    data: Any
+    binary_size: int | None
+
+
+def _tensor(item: Any, position: int) -> _Tensor:
+    if type(item) is not dict:
+        raise Refusal(400, "inputs", "type", f"inputs[{position}] must be a JSON object")
+    name = item.get("name")
+    if type(name) is not str:
+        raise Refusal(400, "inputs", "missing", f"inputs[{position}] has no name (a string)")
+    shown = _shown(name)
+    datatype = item.get("datatype")
+    if type(datatype) is not str:
+        raise Refusal(400, name, "datatype", f"input {shown} has no datatype (e.g. FP64, BYTES)")
+    shape = item.get("shape")
+    if (
+        type(shape) is not list
+        or not 1 <= len(shape) <= 2
+        or any(type(d) is not int or d < 0 for d in shape)
+        or (len(shape) == 2 and shape[1] != 1)
+    ):
+        raise Refusal(
+            400,
+            name,
+            "shape",
+            f"input {shown}: shape {_shown(shape)} is not [n] or [n, 1]: each input is one "
+            "column of n rows",
+        )
+    parameters = _parameters(item.get("parameters"), f"input {shown}: parameters")
+    size = parameters.get("binary_data_size")
+    data = item.get("data")
+    if size is not None:
+        if type(size) is not int or size < 0:
+            raise Refusal(
+                400, name, "binary", f"input {shown}: binary_data_size must be a number of bytes"
+            )
+        if "data" in item:
+            raise Refusal(400, name, "binary", f"input {shown} has both data and binary_data_size")
+    elif type(data) is not list:
+        raise Refusal(
+            400,
+            name,
+            "missing" if data is None else "type",
+            f"input {shown} has no data (a JSON list, or binary_data_size with the binary "
+            "tensor data extension)",
+        )
+    return _Tensor(name, datatype.upper(), tuple(shape), data, size)
+
+
+def _check_datatype(tensor: _Tensor, rule: FieldRule) -> None:
+    accepted = accepted_datatypes(rule)
+    if tensor.datatype in accepted:
+        return
+    what = {"category": "a category (text)", "int": "an integer", "float": "a number"}[rule.type]
+    known = "" if tensor.datatype in _NUMPY or tensor.datatype == "BYTES" else "unknown "
+    others = [d for d in accepted if d != declared_datatype(rule)]
+    also = f" (or {', '.join(others)})" if others else ""
+    raise Refusal(
+        400,
+        rule.name,
+        "datatype",
+        f"input {rule.name!r} has {known}datatype {_shown(tensor.datatype)}, but the model's "
+        f"column {rule.name!r} is {what}: send {declared_datatype(rule)}{also}",
+    )
+
+
+def _json_values(tensor: _Tensor, count: int) -> list[Any]:
+    data = tensor.data
+    if len(data) == count and not any(type(v) is list for v in data):
+        flat = data
+    elif (
+        len(tensor.shape) == 2
+        and len(data) == count
+        and all(type(v) is list and len(v) == 1 and type(v[0]) is not list for v in data)
+    ):
+        flat = [v[0] for v in data]  # nested, row-major: [[a], [b], ...]
+    else:
+        raise Refusal(
+            400,
+            tensor.name,
+            "shape",
+            f"input {tensor.name!r}: shape {list(tensor.shape)} needs {count} elements "
+            f"(flat, or nested row-major), but data has {len(data)} "
+            f"{'nested ' if any(type(v) is list for v in data) else ''}items",
+        )
+    if tensor.datatype == "BOOL":  # a flag: true/false are 1/0 (anything else: the contract's)
+        return [int(v) if type(v) is bool else v for v in flat]
+    if tensor.datatype != "BYTES":  # NaN is missing (the module docstring says why)
+        return [None if type(v) is float and math.isnan(v) else v for v in flat]
+    return flat
+
+
+def _binary_values(raw: bytes, tensor: _Tensor, count: int) -> list[Any]:
+    name = tensor.name
+    if tensor.datatype == "BYTES":
+        return _bytes_elements(raw, name, count)
+    dtype = _NUMPY[tensor.datatype]
+    if len(raw) != count * dtype.itemsize:
+        raise Refusal(
+            400,
+            name,
+            "binary",
+            f"input {name!r}: {count} {tensor.datatype} elements take {count * dtype.itemsize} "
+            f"bytes, but binary_data_size is {len(raw)}",
+        )
+    values = np.frombuffer(raw, dtype=dtype)
+    if tensor.datatype == "BOOL":
+        return values.astype(np.int64).tolist()
+    if dtype.kind == "f":
+        return [None if v != v else v for v in values.astype(np.float64).tolist()]
+    return values.tolist()
+
+
+def _bytes_elements(raw: bytes, name: str, count: int) -> list[str]:
+    """BYTES elements: a 4-byte little-endian length, then that many bytes of UTF-8."""
+    elements: list[str] = []
+    position, end = 0, len(raw)
+    for k in range(count):
+        if position + 4 > end:
+            raise Refusal(
+                400,
+                name,
+                "binary",
+                f"input {name!r}: binary data ends before element {k} of {count} "
+                f"(its {end} bytes hold {k} elements)",
+            )
+        (length,) = _LENGTH.unpack_from(raw, position)
+        position += 4
+        if position + length > end:
+            raise Refusal(
+                400,
+                name,
+                "binary",
+                f"input {name!r}: element {k} declares {length} bytes, past the end of the "
+                f"input's {end} bytes of binary data",
+            )
+        try:
+            elements.append(raw[position : position + length].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise Refusal(
+                400,
+                name,
+                "unicode",
+                f"input {name!r}: element {k} is not valid UTF-8 text",
+            ) from None
+        position += length
+    if position != end:
+        raise Refusal(
+            400,
+            name,
+            "binary",
+            f"input {name!r}: {end - position} bytes are left after its {count} elements",
+        )
+    return elements
+
+
+def _parameters(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if type(value) is not dict:
+        raise Refusal(400, "parameters", "type", f"{where} must be a JSON object")
+    return value
+
+
+def _flag(parameters: dict[str, Any], key: str, where: str) -> bool:
+    value = parameters.get(key, False)
+    if type(value) is not bool:
+        raise Refusal(400, "parameters", "type", f"{where}: {key} must be true or false")
+    return value
+
+
+def _requested_outputs(
+    value: Any, names: Sequence[str], binary_output: bool
+) -> tuple[RequestedOutput, ...]:
+    if value is None:
+        return ()
+    if type(value) is not list:
+        raise Refusal(400, "outputs", "type", "outputs must be a list of {name, parameters}")
+    requested: list[RequestedOutput] = []
+    for position, item in enumerate(value):
+        name = item.get("name") if type(item) is dict else None
+        if type(name) is not str:
+            raise Refusal(400, "outputs", "type", f"outputs[{position}] has no name (a string)")
+        if name not in names:
+            raise Refusal(
+                400,
+                "outputs",
+                "unknown_output",
+                f"output {_shown(name)} is not an output of the model; its outputs: "
+                + ", ".join(names),
+            )
+        if any(r.name == name for r in requested):
+            raise Refusal(400, "outputs", "duplicate", f"output {name!r} is requested twice")
+        parameters = _parameters(item.get("parameters"), f"output {name!r}: parameters")
+        if parameters.get("classification"):
+            raise Refusal(
+                400,
+                "outputs",
+                "unsupported",
+                f"output {name!r}: the classification extension is not supported; "
+                "ask for 'label' and the class probabilities instead",
+            )
+        binary = _flag(parameters, "binary_data", f"output {name!r}: parameters")
+        requested.append(
+            RequestedOutput(name, binary if "binary_data" in parameters else binary_output)
+        )
+    return tuple(requested)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+
+
+# -- outputs --------------------------------------------------------------------------------
+
+
+def output_tensors(served: Served) -> list[tuple[str, str]]:
+    """The model's outputs by task, as (name, datatype): binary `score` and `label`;
+    multiclass `label`, `probabilities` (n x classes) and `score:<class>` for each class;
+    regression `value`."""
+    if served.task == "regression":
+        return [("value", "FP64")]
+    if served.task == "multiclass":
+        per_class = [(score_column(c), "FP64") for c in served.classes]
+        return [("label", "BYTES"), ("probabilities", "FP64"), *per_class]
+    return [("score", "FP64"), ("label", "BYTES")]
+
+
+def _output_arrays(
+    served: Served, outputs: np.ndarray, threshold: float, names: Sequence[str]
+) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    for name in names:
+        if name == "label":
+            arrays[name] = labels_of(served, outputs, threshold)
+        elif name in ("score", "value", "probabilities"):
+            arrays[name] = outputs
+        else:  # score:<class>
+            arrays[name] = outputs[:, served.classes.index(name.partition(":")[2])]
+    return arrays
+
+
+def encode_response(
+    served: Served,
+    outputs: np.ndarray,
+    threshold: float,
+    request: InferRequest,
+    *,
+    model_name: str,
+    model_version: str,
+    response_id: str,
+) -> tuple[bytes, int | None]:
+    """The response body, and the length of its JSON header when binary data follows it
+    (None: the body is all JSON)."""
+    datatypes = dict(output_tensors(served))
+    wanted = request.outputs or tuple(
+        RequestedOutput(name, request.binary_output) for name in datatypes
+    )
+    arrays = _output_arrays(served, outputs, threshold, [w.name for w in wanted])
+    described: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for want in wanted:
+        array = arrays[want.name]
+        datatype = datatypes[want.name]
+        tensor: dict[str, Any] = {
+            "name": want.name,
+            "datatype": datatype,
+            "shape": list(array.shape),
+        }
+        if want.binary:
+            raw = encode_bytes(array.tolist()) if datatype == "BYTES" else _le_bytes(array)
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+            blobs.append(raw)
+        else:
+            tensor["data"] = array.ravel().tolist()
+        described.append(tensor)
+    header = orjson.dumps(
+        {
+            "model_name": model_name,
+            "model_version": model_version,
+            "id": response_id,
+            "outputs": described,
+        }
+    )
+    if not blobs:
+        return header, None
+    return header + b"".join(blobs), len(header)
+
+
+def encode_bytes(texts: Sequence[str]) -> bytes:
+    """A BYTES tensor's binary data: each element's UTF-8 length (4 bytes, little-endian),
+    then the element."""
+    parts: list[bytes] = []
+    for text in texts:
+        data = text.encode("utf-8")
+        parts.append(_LENGTH.pack(len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def _le_bytes(array: np.ndarray) -> bytes:
+    return np.ascontiguousarray(array, dtype="<f8").tobytes()
+
+
+# -- metadata -------------------------------------------------------------------------------
+
+
+def server_metadata(version: str) -> dict[str, Any]:
+    """`GET /v2`."""
+    return {"name": "gitml", "version": version, "extensions": list(EXTENSIONS)}
+
+
+def model_metadata(
+    served: Served,
+    schema: InputSchema,
+    *,
+    name: str,
+    versions: Sequence[str],
+    threshold: float,
+) -> dict[str, Any]:
+    """`GET /v2/models/{name}[/versions/{version}]`: the inputs and outputs, from the signature.
+
+    Each input's `parameters` say what its values must be (the signature's rules) and which
+    datatypes it takes besides the declared one."""
+    return {
+        "name": name,
+        "versions": list(versions),
+        "platform": PLATFORM,
+        "inputs": [_input_metadata(rule) for rule in schema.fields],
+        "outputs": _outputs_metadata(served, threshold),
+    }
+
+
+def _input_metadata(rule: FieldRule) -> dict[str, Any]:
+    parameters: dict[str, Any] = {"type": rule.type, "nullable": rule.nullable}
+    if rule.categories is not None:
+        parameters["categories"] = list(rule.categories)
+    if rule.allowed is not None:
+        parameters["allowed"] = [_plain(v) for v in rule.allowed]
+    if rule.min is not None:
+        parameters["min"] = _plain(rule.min)
+    if rule.max is not None:
+        parameters["max"] = _plain(rule.max)
+    parameters["datatypes"] = list(accepted_datatypes(rule))
+    return {
+        "name": rule.name,
+        "datatype": declared_datatype(rule),
+        "shape": [-1],
+        "parameters": parameters,
+    }
+
+
+def _outputs_metadata(served: Served, threshold: float) -> list[dict[str, Any]]:
+    target = str(served.signature["output"].get("target", "the target"))
+    described: list[dict[str, Any]] = []
+    for name, datatype in output_tensors(served):
+        shape = [-1, len(served.classes)] if name == "probabilities" else [-1]
+        parameters: dict[str, Any]
+        if name == "label" and served.task == "binary":
+            parameters = {
+                "description": f"{served.positive_class!r} at score >= {threshold:g}, "
+                f"else {served.negative_class!r}",
+                "classes": served.classes,
+                "threshold": threshold,
+            }
+        elif name == "label":
+            parameters = {"description": f"the most probable class of {target}"}
+        elif name == "score":
+            parameters = {"description": f"probability of {target} == {served.positive_class!r}"}
+        elif name == "probabilities":
+            parameters = {
+                "description": f"probability of each class of {target}, in `classes` order",
+                "classes": served.classes,
+            }
+        elif name == "value":
+            parameters = {"description": f"predicted {target}"}
+        else:
+            parameters = {"description": f"probability of {target} == {name.partition(':')[2]!r}"}
+        described.append(
+            {"name": name, "datatype": datatype, "shape": shape, "parameters": parameters}
+        )
+    return described
+
+
+def _plain(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else float(value)

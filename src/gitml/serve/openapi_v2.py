@@ -15,13 +15,9 @@ from fastapi import FastAPI
 from gitml.serve.errors import problem
 from gitml.serve.inputs import FieldRule
 from gitml.serve.openapi import add_openapi_components
-from gitml.serve.v2_tensors import (
-    EXTENSIONS,
-    PLATFORM,
-    accepted_datatypes,
-    declared_datatype,
-    output_tensors,
-)
+from gitml.serve.v2_metadata import EXTENSIONS, PLATFORM
+from gitml.serve.v2_responses import output_tensors
+from gitml.serve.v2_tensors import accepted_datatypes, declared_datatype
 
 if TYPE_CHECKING:
     from gitml.serve.context import ServeContext
@@ -264,9 +260,34 @@ def install_v2_openapi(app: FastAPI, ctx: ServeContext) -> None:
             "V2ModelMetadata": _MODEL_SCHEMA,
             "V2ModelReady": _MODEL_READY_SCHEMA,
             "V2InferenceRequest": request,
-            "V2InferenceResponse": _RESPONSE_SCHEMA,
+            "V2InferenceResponse": _RESPONSE_SCHEMA | {"example": _response_example(runtimes[0])},
         },
     )
+
+
+def _response_example(runtime: ModelRuntime) -> dict[str, Any]:
+    """What the request example's answer looks like (the numbers are made up)."""
+    served = runtime.served
+    outputs = []
+    for name, datatype in output_tensors(served):
+        data: list[Any]
+        shape = [1]
+        if name == "label":
+            data = [served.classes[0]]
+        elif name == "probabilities":
+            data = [round(1 / len(served.classes), 3)] * len(served.classes)
+            shape = [1, len(served.classes)]
+        elif name == "value":
+            data = [1.0]
+        else:
+            data = [0.25]
+        outputs.append({"name": name, "datatype": datatype, "shape": shape, "data": data})
+    return {
+        "model_name": runtime.key.name,
+        "model_version": runtime.key.version,
+        "id": "example-1",
+        "outputs": outputs,
+    }
 
 
 def _output_names(runtimes: list[ModelRuntime]) -> list[str]:

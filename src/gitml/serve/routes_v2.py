@@ -2,9 +2,9 @@
 
 `GET /v2`, `GET /v2/health/live|ready`, `GET /v2/models/{name}[/versions/{version}]` and its
 `/ready`, `POST /v2/models/{name}[/versions/{version}]/infer`. A model is found by name (the
-first version given) or by name and version; its tensors become records
-(`gitml.serve.v2_tensors`), which are checked and scored like every protocol's
-(`ServeContext`). Errors are `{"error": ...}`, as the protocol asks, with gitml's `problems`
+first version given) or by name and version; its tensors become records (`v2_tensors`), which
+are checked and scored like every protocol's (`ServeContext`), and the outputs become the
+answer (`v2_responses`). Errors are `{"error": ...}`, as the protocol asks, with gitml's `problems`
 and `request_id` beside it: 400 for any bad input (the protocol's status for a failed
 inference), 413 for too large a request, 415 for a media type or encoding not taken, 404 for
 a model or version not served; never a 5xx for a client's input.
@@ -25,14 +25,9 @@ from gitml.serve.openapi_v2 import install_v2_openapi, operation
 from gitml.serve.request_body import read_body
 from gitml.serve.routes_v1 import readiness_problem
 from gitml.serve.runtime import ModelRuntime
-from gitml.serve.v2_tensors import (
-    HEADER_LENGTH,
-    encode_response,
-    model_metadata,
-    output_tensors,
-    parse_infer_request,
-    server_metadata,
-)
+from gitml.serve.v2_metadata import model_metadata, server_metadata
+from gitml.serve.v2_responses import encode_response, output_tensors
+from gitml.serve.v2_tensors import HEADER_LENGTH, parse_infer_request
 
 _JSON = "application/json"
 _BINARY = "application/octet-stream"

@@ -1,5 +1,6 @@
-"""The Open Inference Protocol V2's tensors: an infer request into records, outputs into a
-response, and the model metadata, all from a model's signature. Pure: bytes in, values out.
+"""The Open Inference Protocol V2's tensors: an infer request into records, checked against
+a model's signature. Pure: bytes in, values out (`v2_responses` encodes the answer,
+`v2_metadata` describes the model).
 
 A V2 request carries one input tensor per signature column, named as the column, of shape
 `[n]` or `[n, 1]`, with its data in JSON (flat or nested, row-major) or, with Triton's binary
@@ -26,17 +27,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
 
 from gitml.serve.errors import Refusal
 from gitml.serve.inputs import FieldRule, InputSchema, Policy
-from gitml.serve.outputs import Served, labels_of
 from gitml.serve.request_body import parse_json
-from gitml.tasks import score_column
 
 HEADER_LENGTH = "inference-header-content-length"
-PLATFORM = "gitml-sklearn"
-EXTENSIONS = ("binary_tensor_data",)
 
 INTEGER_TYPES = ("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64")
 FLOAT_TYPES = ("FP16", "FP32", "FP64")
@@ -54,6 +50,8 @@ _NUMPY = {
     "FP32": np.dtype("<f4"),
     "FP64": np.dtype("<f8"),
 }
+_NUMBERS = (*INTEGER_TYPES, *FLOAT_TYPES)
+_NUMBER_SET = frozenset(_NUMBERS)
 _LENGTH = struct.Struct("<I")
 _SHOWN = 60  # characters of a client's name echoed in a message
 
@@ -96,8 +94,14 @@ def accepted_datatypes(rule: FieldRule) -> tuple[str, ...]:
     2.5 in an int column is refused as not whole); BOOL too for a flag (`is_flag`)."""
     if rule.type == "category":
         return ("BYTES",)
-    numbers = (*INTEGER_TYPES, *FLOAT_TYPES)
-    return ("BOOL", *numbers) if is_flag(rule) else numbers
+    return ("BOOL", *_NUMBERS) if is_flag(rule) else _NUMBERS
+
+
+def _takes(rule: FieldRule, datatype: str) -> bool:
+    """`datatype in accepted_datatypes(rule)`, without building the tuple (per input)."""
+    if rule.type == "category":
+        return datatype == "BYTES"
+    return datatype in _NUMBER_SET or (datatype == "BOOL" and is_flag(rule))
 
 
 # -- requests -------------------------------------------------------------------------------
@@ -241,11 +245,11 @@ def parse_infer_request(
     return InferRequest(request_id, records, outputs, binary_output, extra)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Tensor:
     name: str
     datatype: str
-    shape: tuple[int, ...]
+    shape: list[int]
     data: Any
     binary_size: int | None
 
@@ -256,11 +260,43 @@ def _tensor(item: Any, position: int) -> _Tensor:
     name = item.get("name")
     if type(name) is not str:
         raise Refusal(400, "inputs", "missing", f"inputs[{position}] has no name (a string)")
-    shown = _shown(name)
     datatype = item.get("datatype")
     if type(datatype) is not str:
-        raise Refusal(400, name, "datatype", f"input {shown} has no datatype (e.g. FP64, BYTES)")
+        raise Refusal(
+            400, name, "datatype", f"input {_shown(name)} has no datatype (e.g. FP64, BYTES)"
+        )
     shape = item.get("shape")
+    if not (type(shape) is list and len(shape) == 1 and type(shape[0]) is int and shape[0] >= 0):
+        shape = _checked_shape(name, shape)  # the common case, [n], is checked inline
+    parameters = item.get("parameters")
+    size = None
+    if parameters is not None:
+        size = _parameters(parameters, f"input {_shown(name)}: parameters").get("binary_data_size")
+    data = item.get("data")
+    if size is not None:
+        if type(size) is not int or size < 0:
+            raise Refusal(
+                400,
+                name,
+                "binary",
+                f"input {_shown(name)}: binary_data_size must be a number of bytes",
+            )
+        if "data" in item:
+            raise Refusal(
+                400, name, "binary", f"input {_shown(name)} has both data and binary_data_size"
+            )
+    elif type(data) is not list:
+        raise Refusal(
+            400,
+            name,
+            "missing" if data is None else "type",
+            f"input {_shown(name)} has no data (a JSON list, or binary_data_size with the "
+            "binary tensor data extension)",
+        )
+    return _Tensor(name, datatype if datatype.isupper() else datatype.upper(), shape, data, size)
+
+
+def _checked_shape(name: str, shape: Any) -> list[int]:
     if (
         type(shape) is not list
         or not 1 <= len(shape) <= 2
@@ -271,34 +307,16 @@ def _tensor(item: Any, position: int) -> _Tensor:
             400,
             name,
             "shape",
-            f"input {shown}: shape {_shown(shape)} is not [n] or [n, 1]: each input is one "
-            "column of n rows",
+            f"input {_shown(name)}: shape {_shown(shape)} is not [n] or [n, 1]: each input is "
+            "one column of n rows",
         )
-    parameters = _parameters(item.get("parameters"), f"input {shown}: parameters")
-    size = parameters.get("binary_data_size")
-    data = item.get("data")
-    if size is not None:
-        if type(size) is not int or size < 0:
-            raise Refusal(
-                400, name, "binary", f"input {shown}: binary_data_size must be a number of bytes"
-            )
-        if "data" in item:
-            raise Refusal(400, name, "binary", f"input {shown} has both data and binary_data_size")
-    elif type(data) is not list:
-        raise Refusal(
-            400,
-            name,
-            "missing" if data is None else "type",
-            f"input {shown} has no data (a JSON list, or binary_data_size with the binary "
-            "tensor data extension)",
-        )
-    return _Tensor(name, datatype.upper(), tuple(shape), data, size)
+    return shape
 
 
 def _check_datatype(tensor: _Tensor, rule: FieldRule) -> None:
-    accepted = accepted_datatypes(rule)
-    if tensor.datatype in accepted:
+    if _takes(rule, tensor.datatype):
         return
+    accepted = accepted_datatypes(rule)
     what = {"category": "a category (text)", "int": "an integer", "float": "a number"}[rule.type]
     known = "" if tensor.datatype in _NUMPY or tensor.datatype == "BYTES" else "unknown "
     others = [d for d in accepted if d != declared_datatype(rule)]
@@ -460,82 +478,6 @@ def _shown(value: Any) -> str:
     return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
 
 
-# -- outputs --------------------------------------------------------------------------------
-
-
-def output_tensors(served: Served) -> list[tuple[str, str]]:
-    """The model's outputs by task, as (name, datatype): binary `score` and `label`;
-    multiclass `label`, `probabilities` (n x classes) and `score:<class>` for each class;
-    regression `value`."""
-    if served.task == "regression":
-        return [("value", "FP64")]
-    if served.task == "multiclass":
-        per_class = [(score_column(c), "FP64") for c in served.classes]
-        return [("label", "BYTES"), ("probabilities", "FP64"), *per_class]
-    return [("score", "FP64"), ("label", "BYTES")]
-
-
-def _output_arrays(
-    served: Served, outputs: np.ndarray, threshold: float, names: Sequence[str]
-) -> dict[str, np.ndarray]:
-    arrays: dict[str, np.ndarray] = {}
-    for name in names:
-        if name == "label":
-            arrays[name] = labels_of(served, outputs, threshold)
-        elif name in ("score", "value", "probabilities"):
-            arrays[name] = outputs
-        else:  # score:<class>
-            arrays[name] = outputs[:, served.classes.index(name.partition(":")[2])]
-    return arrays
-
-
-def encode_response(
-    served: Served,
-    outputs: np.ndarray,
-    threshold: float,
-    request: InferRequest,
-    *,
-    model_name: str,
-    model_version: str,
-    response_id: str,
-) -> tuple[bytes, int | None]:
-    """The response body, and the length of its JSON header when binary data follows it
-    (None: the body is all JSON)."""
-    datatypes = dict(output_tensors(served))
-    wanted = request.outputs or tuple(
-        RequestedOutput(name, request.binary_output) for name in datatypes
-    )
-    arrays = _output_arrays(served, outputs, threshold, [w.name for w in wanted])
-    described: list[dict[str, Any]] = []
-    blobs: list[bytes] = []
-    for want in wanted:
-        array = arrays[want.name]
-        datatype = datatypes[want.name]
-        tensor: dict[str, Any] = {
-            "name": want.name,
-            "datatype": datatype,
-            "shape": list(array.shape),
-        }
-        if want.binary:
-            raw = encode_bytes(array.tolist()) if datatype == "BYTES" else _le_bytes(array)
-            tensor["parameters"] = {"binary_data_size": len(raw)}
-            blobs.append(raw)
-        else:
-            tensor["data"] = array.ravel().tolist()
-        described.append(tensor)
-    header = orjson.dumps(
-        {
-            "model_name": model_name,
-            "model_version": model_version,
-            "id": response_id,
-            "outputs": described,
-        }
-    )
-    if not blobs:
-        return header, None
-    return header + b"".join(blobs), len(header)
-
-
 def encode_bytes(texts: Sequence[str]) -> bytes:
     """A BYTES tensor's binary data: each element's UTF-8 length (4 bytes, little-endian),
     then the element."""
@@ -545,91 +487,3 @@ def encode_bytes(texts: Sequence[str]) -> bytes:
         parts.append(_LENGTH.pack(len(data)))
         parts.append(data)
     return b"".join(parts)
-
-
-def _le_bytes(array: np.ndarray) -> bytes:
-    return np.ascontiguousarray(array, dtype="<f8").tobytes()
-
-
-# -- metadata -------------------------------------------------------------------------------
-
-
-def server_metadata(version: str) -> dict[str, Any]:
-    """`GET /v2`."""
-    return {"name": "gitml", "version": version, "extensions": list(EXTENSIONS)}
-
-
-def model_metadata(
-    served: Served,
-    schema: InputSchema,
-    *,
-    name: str,
-    versions: Sequence[str],
-    threshold: float,
-) -> dict[str, Any]:
-    """`GET /v2/models/{name}[/versions/{version}]`: the inputs and outputs, from the signature.
-
-    Each input's `parameters` say what its values must be (the signature's rules) and which
-    datatypes it takes besides the declared one."""
-    return {
-        "name": name,
-        "versions": list(versions),
-        "platform": PLATFORM,
-        "inputs": [_input_metadata(rule) for rule in schema.fields],
-        "outputs": _outputs_metadata(served, threshold),
-    }
-
-
-def _input_metadata(rule: FieldRule) -> dict[str, Any]:
-    parameters: dict[str, Any] = {"type": rule.type, "nullable": rule.nullable}
-    if rule.categories is not None:
-        parameters["categories"] = list(rule.categories)
-    if rule.allowed is not None:
-        parameters["allowed"] = [_plain(v) for v in rule.allowed]
-    if rule.min is not None:
-        parameters["min"] = _plain(rule.min)
-    if rule.max is not None:
-        parameters["max"] = _plain(rule.max)
-    parameters["datatypes"] = list(accepted_datatypes(rule))
-    return {
-        "name": rule.name,
-        "datatype": declared_datatype(rule),
-        "shape": [-1],
-        "parameters": parameters,
-    }
-
-
-def _outputs_metadata(served: Served, threshold: float) -> list[dict[str, Any]]:
-    target = str(served.signature["output"].get("target", "the target"))
-    described: list[dict[str, Any]] = []
-    for name, datatype in output_tensors(served):
-        shape = [-1, len(served.classes)] if name == "probabilities" else [-1]
-        parameters: dict[str, Any]
-        if name == "label" and served.task == "binary":
-            parameters = {
-                "description": f"{served.positive_class!r} at score >= {threshold:g}, "
-                f"else {served.negative_class!r}",
-                "classes": served.classes,
-                "threshold": threshold,
-            }
-        elif name == "label":
-            parameters = {"description": f"the most probable class of {target}"}
-        elif name == "score":
-            parameters = {"description": f"probability of {target} == {served.positive_class!r}"}
-        elif name == "probabilities":
-            parameters = {
-                "description": f"probability of each class of {target}, in `classes` order",
-                "classes": served.classes,
-            }
-        elif name == "value":
-            parameters = {"description": f"predicted {target}"}
-        else:
-            parameters = {"description": f"probability of {target} == {name.partition(':')[2]!r}"}
-        described.append(
-            {"name": name, "datatype": datatype, "shape": shape, "parameters": parameters}
-        )
-    return described
-
-
-def _plain(value: float) -> int | float:
-    return int(value) if float(value).is_integer() else float(value)

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.integration.clients import run_client
-from tests.integration.serving import ServerProcess
+from tests.integration.serving import ServerProcess, serve_in_thread
 from tests.support import copy_repo
 from tests.unit.test_serve_inputs import GOOD, SIGNATURE
 
@@ -366,3 +366,44 @@ def test_gzip_nested_data_and_the_request_id(client: httpx.Client) -> None:
     assert unnamed.json()["id"] == "trace-1" == unnamed.headers["x-request-id"]
     metrics = client.get("/metrics").text
     assert 'path="/v2/models/{name}/infer"' in metrics
+
+
+def test_each_version_answers_at_its_own_path(project: Path) -> None:
+    """Two versions of one model in one app (thresholds 0.5 and 0.1): a bare name routes to
+    the first given, a version to its own runtime, metadata and readiness."""
+    from gitml.config.compose import load_params
+    from gitml.serve.app import create_app
+    from gitml.serve.bundle import load_served_model
+    from gitml.serve.deployment import Deployment
+    from gitml.serve.runtime import ModelRuntime
+
+    settings = load_params(project / "params.yaml").serve
+    runtimes = [
+        ModelRuntime(
+            load_served_model(project / "models/model.skops", name=NAME, version=version),
+            settings,
+            threshold=threshold,
+        )
+        for version, threshold in (("v1.0.0", 0.5), ("v2.0.0", 0.1))
+    ]
+    request = v2_request([GOOD])  # scores 0.17: "No" at 0.5, "Yes" at 0.1
+    with (
+        serve_in_thread(create_app(Deployment(runtimes), settings)) as url,
+        httpx.Client(base_url=url, timeout=30) as http,
+    ):
+        labels = {}
+        for path in ("", "/versions/v1.0.0", "/versions/v2.0.0"):
+            answer = _infer(http, request, f"/v2/models/{NAME}{path}/infer").json()
+            labels[path] = (answer["model_version"], answer["outputs"][1]["data"])
+            meta = http.get(f"/v2/models/{NAME}{path}").json()
+            assert meta["versions"] == ["v1.0.0", "v2.0.0"]
+            assert http.get(f"/v2/models/{NAME}{path}/ready").json()["ready"] is True
+        assert labels == {
+            "": ("v1.0.0", ["No"]),
+            "/versions/v1.0.0": ("v1.0.0", ["No"]),
+            "/versions/v2.0.0": ("v2.0.0", ["Yes"]),
+        }
+        assert "score >= 0.1" in http.get(f"/v2/models/{NAME}/versions/v2.0.0").text
+        missing = http.get(f"/v2/models/{NAME}/versions/v3.0.0/ready")
+        assert missing.status_code == 404
+        assert "versions: ['v1.0.0', 'v2.0.0']" in missing.json()["error"]

@@ -226,6 +226,24 @@ def _without(key: str, name: str = "tenure") -> dict[str, Any]:
             "unsupported",
             "classification",
         ),
+        (
+            _with_input(
+                "tenure", parameters={"shared_memory_region": "r", "shared_memory_byte_size": 16}
+            ),
+            400,
+            "tenure",
+            "unsupported",
+            "shared-memory extensions are not supported",
+        ),
+        (
+            json_request(
+                ROWS, outputs=[{"name": "score", "parameters": {"shared_memory_region": "r"}}]
+            ),
+            400,
+            "outputs",
+            "unsupported",
+            "shared-memory",
+        ),
         (json_request(ROWS, parameters=[]), 400, "parameters", "type", "JSON object"),
         (
             json_request(ROWS, parameters={"binary_data_output": "yes"}),

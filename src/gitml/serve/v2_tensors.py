@@ -271,7 +271,9 @@ def _tensor(item: Any, position: int) -> _Tensor:
     parameters = item.get("parameters")
     size = None
     if parameters is not None:
-        size = _parameters(parameters, f"input {_shown(name)}: parameters").get("binary_data_size")
+        parameters = _parameters(parameters, f"input {_shown(name)}: parameters")
+        _refuse_shared_memory(parameters, name, f"input {_shown(name)}")
+        size = parameters.get("binary_data_size")
     data = item.get("data")
     if size is not None:
         if type(size) is not int or size < 0:
@@ -428,6 +430,17 @@ def _parameters(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
+def _refuse_shared_memory(parameters: dict[str, Any], field: str, where: str) -> None:
+    if "shared_memory_region" in parameters:
+        raise Refusal(
+            400,
+            field,
+            "unsupported",
+            f"{where}: the shared-memory extensions are not supported; send the data in the "
+            "request (JSON, or binary tensor data)",
+        )
+
+
 def _flag(parameters: dict[str, Any], key: str, where: str) -> bool:
     value = parameters.get(key, False)
     if type(value) is not bool:
@@ -466,6 +479,7 @@ def _requested_outputs(
                 f"output {name!r}: the classification extension is not supported; "
                 "ask for 'label' and the class probabilities instead",
             )
+        _refuse_shared_memory(parameters, "outputs", f"output {name!r}")
         binary = _flag(parameters, "binary_data", f"output {name!r}: parameters")
         requested.append(
             RequestedOutput(name, binary if "binary_data" in parameters else binary_output)

@@ -20,6 +20,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.integration.clients import run_client
 from tests.integration.serving import ServerProcess, serve_in_thread
@@ -327,6 +329,99 @@ def test_bad_tensors_are_refused_naming_the_input(
     assert (body["problems"][0]["field"], body["problems"][0]["rule"]) == (field, rule), body
     assert words in body["error"], body["error"]
     assert client.get("/v2/health/ready").status_code == 200
+
+
+_ANY = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.lists(st.one_of(st.integers(), st.text(max_size=3)), max_size=3),
+)
+_DATATYPES = st.sampled_from(["BYTES", "BOOL", "INT8", "UINT64", "FP16", "FP64", "BF16", "", "x"])
+_CHANGE = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": st.one_of(st.sampled_from([n for n, _ in COLUMNS]), _ANY),
+        "datatype": st.one_of(_DATATYPES, _ANY),
+        "shape": st.one_of(st.lists(st.integers(-2, 3), max_size=3), _ANY),
+        "data": st.one_of(st.lists(_ANY, max_size=3), _ANY),
+        "parameters": st.one_of(
+            st.fixed_dictionaries({"binary_data_size": st.integers(-1, 40)}), _ANY
+        ),
+    },
+)
+
+
+def _mutated(changes: dict[int, dict[str, Any]], drop: list[int], extra: dict[str, Any]) -> Any:
+    request = v2_request([GOOD, GOOD | {"total_charges": None}])
+    for position, change in changes.items():
+        request["inputs"][position % len(COLUMNS)].update(change)
+    request["inputs"] = [t for k, t in enumerate(request["inputs"]) if k not in drop]
+    return request | extra
+
+
+_V2_BODY = st.one_of(
+    st.builds(
+        _mutated,
+        st.dictionaries(st.integers(0, 30), _CHANGE, max_size=3),
+        st.lists(st.integers(0, 20), max_size=2),
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "id": _ANY,
+                "outputs": st.one_of(
+                    st.lists(st.fixed_dictionaries({"name": st.sampled_from(["score", "x"])})),
+                    _ANY,
+                ),
+                "parameters": st.one_of(st.fixed_dictionaries({"binary_data_output": _ANY}), _ANY),
+            },
+        ),
+    ),
+    st.dictionaries(st.sampled_from(["inputs", "outputs", "id", "x"]), _ANY, max_size=2),
+    _ANY,
+)
+
+
+def _assert_refusal_or_answer(resp: httpx.Response) -> None:
+    assert resp.status_code < 500, resp.text
+    if resp.status_code >= 400:
+        body = resp.json()
+        assert body["error"] and body["problems"]
+        assert all(isinstance(p["field"], str) and p["reason"] for p in body["problems"])
+
+
+@settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(body=_V2_BODY)
+def test_fuzzed_tensors_never_get_a_5xx(client: httpx.Client, body: Any) -> None:
+    _assert_refusal_or_answer(_infer(client, body))
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    cut=st.integers(0, 400),
+    flips=st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 255)), max_size=3),
+    length_change=st.integers(-40, 40),
+)
+def test_fuzzed_binary_data_never_gets_a_5xx(
+    client: httpx.Client, cut: int, flips: list[tuple[int, int]], length_change: int
+) -> None:
+    content, length = _binary_body([GOOD, GOOD | {"contract": "Two year"}])
+    damaged = bytearray(content[: len(content) - cut])
+    for position, value in flips:
+        if damaged:
+            damaged[position % len(damaged)] = value
+    header = str(max(0, int(length) + length_change))
+    _assert_refusal_or_answer(_infer(client, bytes(damaged), **{HEADER: header}))
 
 
 def test_health_metadata_versions_and_unknown_models(client: httpx.Client) -> None:

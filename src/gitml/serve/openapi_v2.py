@@ -194,7 +194,7 @@ _OPERATIONS: dict[str, dict[str, Any]] = {
 }
 
 
-def operation(name: str, *, path: dict[str, list[str]] | None = None) -> dict[str, Any]:
+def describe_operation(name: str, *, path: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """The route options (`summary`, `tags`, the OpenAPI operation) of V2 operation `name`;
     `path`: the path parameters it takes, each with the values served (its `enum`)."""
     spec = dict(_OPERATIONS[name])

@@ -21,7 +21,7 @@ from gitml import __version__
 from gitml.errors import InputError
 from gitml.serve.context import ScoringFailed, ServeContext, scoring_failed_problem
 from gitml.serve.errors import Refusal, error_response, problem, request_id_of
-from gitml.serve.openapi_v2 import install_v2_openapi, operation
+from gitml.serve.openapi_v2 import describe_operation, install_v2_openapi
 from gitml.serve.request_body import read_body
 from gitml.serve.routes_v1 import readiness_problem
 from gitml.serve.runtime import ModelRuntime
@@ -73,15 +73,15 @@ def install_v2(app: FastAPI, ctx: ServeContext) -> None:
             found = problem("version", "not_found", reason)
         return error_response(404, reason, [found], request_id_of(request))
 
-    @app.get("/v2", **operation("server_metadata"))
+    @app.get("/v2", **describe_operation("server_metadata"))
     async def server() -> Response:
         return Response(server_body, media_type=_JSON)
 
-    @app.get("/v2/health/live", **operation("live"))
+    @app.get("/v2/health/live", **describe_operation("live"))
     async def live() -> Response:
         return Response(b'{"live":true}', media_type=_JSON)
 
-    @app.get("/v2/health/ready", **operation("ready"))
+    @app.get("/v2/health/ready", **describe_operation("ready"))
     async def ready() -> Response:
         if readiness_problem(ctx) is None:
             return Response(b'{"ready":true}', media_type=_JSON)
@@ -167,13 +167,13 @@ def install_v2(app: FastAPI, ctx: ServeContext) -> None:
             f"/v2/models/{{name}}{suffix}",
             endpoint,
             methods=[method],
-            **operation(name, path={"name": names}),
+            **describe_operation(name, path={"name": names}),
         )
         app.add_api_route(
             f"/v2/models/{{name}}/versions/{{version}}{suffix}",
             endpoint,
             methods=[method],
-            **operation(name, path={"name": names, "version": versions}),
+            **describe_operation(name, path={"name": names, "version": versions}),
         )
     install_v2_openapi(app, ctx)
 

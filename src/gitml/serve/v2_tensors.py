@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from gitml.serve.context import too_many_records
 from gitml.serve.errors import Refusal
 from gitml.serve.inputs import FieldRule, InputSchema, Policy
 from gitml.serve.request_body import parse_json
@@ -149,9 +150,9 @@ def parse_infer_request(
     request_id = payload.get("id")
     if request_id is not None and type(request_id) is not str:
         raise Refusal(400, "id", "type", "the request's id must be a string")
-    parameters = _parameters(payload.get("parameters"), "parameters")
+    parameters = _check_parameters(payload.get("parameters"), "parameters")
     binary_output = _flag(parameters, "binary_data_output", "parameters")
-    outputs = _requested_outputs(payload.get("outputs"), output_names, binary_output)
+    outputs = _read_requested_outputs(payload.get("outputs"), output_names, binary_output)
     tensors = payload.get("inputs")
     if type(tensors) is not list:
         raise Refusal(
@@ -170,7 +171,7 @@ def parse_infer_request(
         )
 
     rules = {r.name: r for r in schema.fields}
-    found = [_tensor(item, k) for k, item in enumerate(tensors)]
+    found = [_read_tensor(item, k) for k, item in enumerate(tensors)]
     seen: set[str] = set()
     for tensor in found:
         if tensor.name in seen:
@@ -198,9 +199,7 @@ def parse_infer_request(
             "of the same n rows",
         )
     if n > max_records:
-        raise Refusal(
-            413, "records", "max_items", f"at most {max_records} records per request (got {n})"
-        )
+        raise too_many_records(n, max_records)
 
     columns: dict[str, list[Any]] = {}
     offset = 0
@@ -227,9 +226,9 @@ def parse_infer_request(
         _check_datatype(tensor, rule)
         count = n  # shape [n] or [n, 1]
         if raw is not None:
-            columns[rule.name] = _binary_values(raw, tensor, count)
+            columns[rule.name] = _read_binary_values(raw, tensor, count)
         else:
-            columns[rule.name] = _json_values(tensor, count)
+            columns[rule.name] = _read_json_values(tensor, count)
     if offset != len(binary):
         raise Refusal(
             400,
@@ -254,7 +253,7 @@ class _Tensor:
     binary_size: int | None
 
 
-def _tensor(item: Any, position: int) -> _Tensor:
+def _read_tensor(item: Any, position: int) -> _Tensor:
     if type(item) is not dict:
         raise Refusal(400, "inputs", "type", f"inputs[{position}] must be a JSON object")
     name = item.get("name")
@@ -271,7 +270,7 @@ def _tensor(item: Any, position: int) -> _Tensor:
     parameters = item.get("parameters")
     size = None
     if parameters is not None:
-        parameters = _parameters(parameters, f"input {_shown(name)}: parameters")
+        parameters = _check_parameters(parameters, f"input {_shown(name)}: parameters")
         _refuse_shared_memory(parameters, name, f"input {_shown(name)}")
         size = parameters.get("binary_data_size")
     data = item.get("data")
@@ -332,7 +331,7 @@ def _check_datatype(tensor: _Tensor, rule: FieldRule) -> None:
     )
 
 
-def _json_values(tensor: _Tensor, count: int) -> list[Any]:
+def _read_json_values(tensor: _Tensor, count: int) -> list[Any]:
     data = tensor.data
     if len(data) == count and not any(type(v) is list for v in data):
         flat = data
@@ -358,10 +357,10 @@ def _json_values(tensor: _Tensor, count: int) -> list[Any]:
     return flat
 
 
-def _binary_values(raw: bytes, tensor: _Tensor, count: int) -> list[Any]:
+def _read_binary_values(raw: bytes, tensor: _Tensor, count: int) -> list[Any]:
     name = tensor.name
     if tensor.datatype == "BYTES":
-        return _bytes_elements(raw, name, count)
+        return _read_bytes_elements(raw, name, count)
     dtype = _NUMPY[tensor.datatype]
     if len(raw) != count * dtype.itemsize:
         raise Refusal(
@@ -379,7 +378,7 @@ def _binary_values(raw: bytes, tensor: _Tensor, count: int) -> list[Any]:
     return values.tolist()
 
 
-def _bytes_elements(raw: bytes, name: str, count: int) -> list[str]:
+def _read_bytes_elements(raw: bytes, name: str, count: int) -> list[str]:
     """BYTES elements: a 4-byte little-endian length, then that many bytes of UTF-8."""
     elements: list[str] = []
     position, end = 0, len(raw)
@@ -422,7 +421,7 @@ def _bytes_elements(raw: bytes, name: str, count: int) -> list[str]:
     return elements
 
 
-def _parameters(value: Any, where: str) -> dict[str, Any]:
+def _check_parameters(value: Any, where: str) -> dict[str, Any]:
     if value is None:
         return {}
     if type(value) is not dict:
@@ -448,7 +447,7 @@ def _flag(parameters: dict[str, Any], key: str, where: str) -> bool:
     return value
 
 
-def _requested_outputs(
+def _read_requested_outputs(
     value: Any, names: Sequence[str], binary_output: bool
 ) -> tuple[RequestedOutput, ...]:
     if value is None:
@@ -470,7 +469,7 @@ def _requested_outputs(
             )
         if any(r.name == name for r in requested):
             raise Refusal(400, "outputs", "duplicate", f"output {name!r} is requested twice")
-        parameters = _parameters(item.get("parameters"), f"output {name!r}: parameters")
+        parameters = _check_parameters(item.get("parameters"), f"output {name!r}: parameters")
         if parameters.get("classification"):
             raise Refusal(
                 400,

@@ -2,10 +2,11 @@
 
 Endpoints: `POST /v1/predict`, `GET /v1/model`, `GET /healthz`, `GET /readyz`,
 `GET /metrics`, and the Open Inference Protocol V2 under `/v2` (`routes_v2`). The request
-body is read as bytes (counted against `max_body_bytes` while it streams in), parsed with orjson and checked by `InputSchema.check_records`, the same rules
-`gitml predict` applies; bad input is answered with 400, 413, 415 or 422 and a body that
-names the record, the field and the reason, never with a 5xx. A gzip body is decoded as it
-streams in, and the limit applies to the decoded bytes.
+body is read as bytes (counted against `max_body_bytes` while it streams in), parsed with
+orjson and checked by `InputSchema.check_records`, the same rules `gitml predict` applies;
+bad input is answered with 400, 413, 415 or 422 and a body that names the record, the field
+and the reason, never with a 5xx. A gzip body is decoded as it streams in, and the limit
+applies to the decoded bytes.
 """
 
 from __future__ import annotations

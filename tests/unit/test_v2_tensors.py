@@ -1,5 +1,5 @@
 """Open Inference Protocol V2 tensors: requests into records, outputs into responses, metadata
-(`v2_tensors`, `v2_responses`, `v2_metadata`)."""
+(`v2_tensors`, `v2_binary`, `v2_responses`, `v2_metadata`)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ import pytest
 
 from gitml.errors import InputError
 from gitml.serve.errors import Refusal
+from gitml.serve.v2_binary import encode_bytes
 from gitml.serve.v2_metadata import model_metadata
 from gitml.serve.v2_responses import encode_response, output_tensors
 from gitml.serve.v2_tensors import (
     InferRequest,
     RequestedOutput,
     accepted_datatypes,
-    encode_bytes,
     parse_infer_request,
 )
 from tests.unit.test_serve_inputs import GOOD, SCHEMA, SIGNATURE

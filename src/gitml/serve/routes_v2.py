@@ -25,9 +25,10 @@ from gitml.serve.openapi_v2 import describe_operation, install_v2_openapi
 from gitml.serve.request_body import read_body
 from gitml.serve.routes_v1 import readiness_problem
 from gitml.serve.runtime import ModelRuntime
+from gitml.serve.v2_binary import HEADER_LENGTH
 from gitml.serve.v2_metadata import model_metadata, server_metadata
 from gitml.serve.v2_responses import encode_response, output_tensors
-from gitml.serve.v2_tensors import HEADER_LENGTH, parse_infer_request
+from gitml.serve.v2_tensors import parse_infer_request
 
 _JSON = "application/json"
 _BINARY = "application/octet-stream"

@@ -15,7 +15,8 @@ import numpy as np
 import orjson
 
 from gitml.serve.outputs import Served, labels_of
-from gitml.serve.v2_tensors import InferRequest, RequestedOutput, encode_bytes
+from gitml.serve.v2_binary import encode_bytes
+from gitml.serve.v2_tensors import InferRequest, RequestedOutput
 from gitml.tasks import score_column
 
 

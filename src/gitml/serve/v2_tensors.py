@@ -5,10 +5,10 @@ a model's signature. Pure: bytes in, values out (`v2_responses` encodes the answ
 A V2 request carries one input tensor per signature column, named as the column, of shape
 `[n]` or `[n, 1]`, with its data in JSON (flat or nested, row-major) or, with Triton's binary
 tensor data extension, as raw little-endian bytes after a JSON header of
-`Inference-Header-Content-Length` bytes (BYTES elements: a 4-byte little-endian length, then
-the UTF-8 text). This module checks the tensors themselves (names, datatypes, shapes, binary
-framing) and turns them into JSON-like records; the values are then checked by the one input
-contract (`ServeContext.check`), so every value problem is reported exactly as over `/v1`.
+`Inference-Header-Content-Length` bytes (`v2_binary` reads the framing). This module checks
+the tensors themselves (names, datatypes, shapes) and turns them into JSON-like records; the
+values are then checked by the one input contract (`ServeContext.check`), so every value
+problem is reported exactly as over `/v1`.
 
 Two choices of the wire format, documented in docs/serving-protocols.md:
 - NaN in a numeric tensor is a missing value (JSON `null` too): a tensor has no other way to
@@ -21,7 +21,6 @@ Two choices of the wire format, documented in docs/serving-protocols.md:
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,28 +31,12 @@ from gitml.serve.context import too_many_records
 from gitml.serve.errors import Refusal
 from gitml.serve.inputs import FieldRule, InputSchema, Policy
 from gitml.serve.request_body import parse_json
-
-HEADER_LENGTH = "inference-header-content-length"
+from gitml.serve.v2_binary import NUMPY_TYPES, read_bytes, read_numbers, split_body
 
 INTEGER_TYPES = ("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64")
 FLOAT_TYPES = ("FP16", "FP32", "FP64")
-_NUMPY = {
-    "BOOL": np.dtype("?"),
-    "INT8": np.dtype("<i1"),
-    "INT16": np.dtype("<i2"),
-    "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"),
-    "UINT8": np.dtype("<u1"),
-    "UINT16": np.dtype("<u2"),
-    "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"),
-    "FP16": np.dtype("<f2"),
-    "FP32": np.dtype("<f4"),
-    "FP64": np.dtype("<f8"),
-}
 _NUMBERS = (*INTEGER_TYPES, *FLOAT_TYPES)
 _NUMBER_SET = frozenset(_NUMBERS)
-_LENGTH = struct.Struct("<I")
 _SHOWN = 60  # characters of a client's name echoed in a message
 
 
@@ -106,30 +89,6 @@ def _takes(rule: FieldRule, datatype: str) -> bool:
 
 
 # -- requests -------------------------------------------------------------------------------
-
-
-def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
-    """The JSON header and the binary data of a request (`header_length`: the
-    Inference-Header-Content-Length header, None: all JSON)."""
-    if header_length is None:
-        return body, b""
-    text = header_length.strip()
-    if not text.isdigit() or not text.isascii():
-        raise Refusal(
-            400,
-            "inference-header-content-length",
-            "binary",
-            f"Inference-Header-Content-Length {_shown(header_length)} is not a number of bytes",
-        )
-    size = int(text)
-    if size > len(body):
-        raise Refusal(
-            400,
-            "inference-header-content-length",
-            "binary",
-            f"Inference-Header-Content-Length is {size} bytes, but the body has only {len(body)}",
-        )
-    return body[:size], body[size:]
 
 
 def parse_infer_request(
@@ -319,7 +278,7 @@ def _check_datatype(tensor: _Tensor, rule: FieldRule) -> None:
         return
     accepted = accepted_datatypes(rule)
     what = {"category": "a category (text)", "int": "an integer", "float": "a number"}[rule.type]
-    known = "" if tensor.datatype in _NUMPY or tensor.datatype == "BYTES" else "unknown "
+    known = "" if tensor.datatype in NUMPY_TYPES or tensor.datatype == "BYTES" else "unknown "
     others = [d for d in accepted if d != declared_datatype(rule)]
     also = f" (or {', '.join(others)})" if others else ""
     raise Refusal(
@@ -358,67 +317,14 @@ def _read_json_values(tensor: _Tensor, count: int) -> list[Any]:
 
 
 def _read_binary_values(raw: bytes, tensor: _Tensor, count: int) -> list[Any]:
-    name = tensor.name
     if tensor.datatype == "BYTES":
-        return _read_bytes_elements(raw, name, count)
-    dtype = _NUMPY[tensor.datatype]
-    if len(raw) != count * dtype.itemsize:
-        raise Refusal(
-            400,
-            name,
-            "binary",
-            f"input {name!r}: {count} {tensor.datatype} elements take {count * dtype.itemsize} "
-            f"bytes, but binary_data_size is {len(raw)}",
-        )
-    values = np.frombuffer(raw, dtype=dtype)
+        return read_bytes(raw, tensor.name, count)
+    values = read_numbers(raw, tensor.name, tensor.datatype, count)
     if tensor.datatype == "BOOL":
         return values.astype(np.int64).tolist()
-    if dtype.kind == "f":
+    if values.dtype.kind == "f":  # NaN is missing (the module docstring says why)
         return [None if v != v else v for v in values.astype(np.float64).tolist()]
     return values.tolist()
-
-
-def _read_bytes_elements(raw: bytes, name: str, count: int) -> list[str]:
-    """BYTES elements: a 4-byte little-endian length, then that many bytes of UTF-8."""
-    elements: list[str] = []
-    position, end = 0, len(raw)
-    for k in range(count):
-        if position + 4 > end:
-            raise Refusal(
-                400,
-                name,
-                "binary",
-                f"input {name!r}: binary data ends before element {k} of {count} "
-                f"(its {end} bytes hold {k} elements)",
-            )
-        (length,) = _LENGTH.unpack_from(raw, position)
-        position += 4
-        if position + length > end:
-            raise Refusal(
-                400,
-                name,
-                "binary",
-                f"input {name!r}: element {k} declares {length} bytes, past the end of the "
-                f"input's {end} bytes of binary data",
-            )
-        try:
-            elements.append(raw[position : position + length].decode("utf-8"))
-        except UnicodeDecodeError:
-            raise Refusal(
-                400,
-                name,
-                "unicode",
-                f"input {name!r}: element {k} is not valid UTF-8 text",
-            ) from None
-        position += length
-    if position != end:
-        raise Refusal(
-            400,
-            name,
-            "binary",
-            f"input {name!r}: {end - position} bytes are left after its {count} elements",
-        )
-    return elements
 
 
 def _check_parameters(value: Any, where: str) -> dict[str, Any]:
@@ -489,14 +395,3 @@ def _read_requested_outputs(
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
-
-
-def encode_bytes(texts: Sequence[str]) -> bytes:
-    """A BYTES tensor's binary data: each element's UTF-8 length (4 bytes, little-endian),
-    then the element."""
-    parts: list[bytes] = []
-    for text in texts:
-        data = text.encode("utf-8")
-        parts.append(_LENGTH.pack(len(data)))
-        parts.append(data)
-    return b"".join(parts)

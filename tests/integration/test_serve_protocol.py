@@ -437,7 +437,7 @@ def test_schemathesis_finds_no_failures(server: ServerProcess) -> None:
     operations = [method for path in schema.raw_schema["paths"].values() for method in path]
     assert len(runs) == len(operations) + operations.count("post"), runs  # and negative bodies
     assert calls["POST /v1/predict"] >= 80, calls  # the examples were really sent
-    assert calls["POST /v2/models/{name}/infer"] >= 30, calls
+    assert calls["POST /v2/models/{name}/infer"] >= 20, calls
     assert not failures, "\n\n".join(failures)
     assert calls["POST /invocations"] >= 10, calls  # MLflow's scoring protocol was covered
     assert elapsed < 120, elapsed
@@ -446,8 +446,8 @@ def test_schemathesis_finds_no_failures(server: ServerProcess) -> None:
 _EXAMPLES = {  # per operation and generation mode; GETs without parameters need few
     "POST /v1/predict": 50,
     "POST /invocations": 50,
-    "POST /v2/models/{name}/infer": 25,
-    "POST /v2/models/{name}/versions/{version}/infer": 10,
+    "POST /v2/models/{name}/infer": 15,
+    "POST /v2/models/{name}/versions/{version}/infer": 5,
 }
 
 

@@ -151,6 +151,10 @@ def test_sighup_reloads_promoted_versions_without_dropping_a_request(released: P
         server.wait_ready()
         http = httpx.Client(base_url=server.url, timeout=30)
         assert http.get("/v1/model").json()["version"] == "v1.0.0"  # the first --ref
+        v2 = f"/v2/models/{NAME}"
+        assert http.get(v2).json()["versions"] == ["v1.0.0", "v1.2.0"]
+        for version in ("v1.0.0", "v1.2.0"):
+            assert http.get(f"{v2}/versions/{version}/ready").json()["ready"] is True
         shown = http.get("/metrics").text
         for version in ("v1.0.0", "v1.2.0"):
             assert 'gitml_model_info{commit="' in shown and f'version="{version}"' in shown
@@ -176,6 +180,9 @@ def test_sighup_reloads_promoted_versions_without_dropping_a_request(released: P
         assert set(traffic.versions[switched:]) == {"v1.1.0"}  # never back, even on failure
         assert http.get("/v1/model").json()["version"] == "v1.1.0"
         assert http.get("/readyz").status_code == 200
+        assert http.get(v2).json()["versions"] == ["v1.1.0", "v1.2.0"]  # V2 metadata follows
+        assert http.get(f"{v2}/versions/v1.1.0/ready").status_code == 200
+        assert http.get(f"{v2}/versions/v1.0.0/ready").status_code == 404  # no longer served
         shown = http.get("/metrics").text
         assert _metric(shown, "gitml_reloads_total", outcome="ok") == 1
         assert 'version="v1.0.0"' not in shown  # no longer served

@@ -30,7 +30,7 @@ import yaml
 from gitml.config.compose import load_params
 from gitml.project import find_project
 from gitml.registry.catalog import MODEL_SHA_KEY
-from gitml.registry.promotion import promote
+from gitml.registry.promotion import promote, rollback
 from gitml.serve.app import create_app
 from gitml.serve.bundle import load_project_model
 from gitml.serve.deployment import Deployment
@@ -106,6 +106,7 @@ class _Traffic:
                 self.statuses.append(answer.status_code)
                 if answer.status_code == 200:
                     self.versions.append(answer.json()["model"]["version"])
+                time.sleep(0.005)  # steady traffic, leaving the reload its share of 2 cores
 
     def wait_for(self, more: int, timeout: float = 30) -> None:
         target, deadline = len(self.statuses) + more, time.monotonic() + timeout
@@ -168,7 +169,7 @@ def test_sighup_reloads_promoted_versions_without_dropping_a_request(released: P
 
         # dev rolled back to v1.0.0, whose model now fails verification: v1.1.0 stays
         _tamper(_cached_model(released))
-        gitml("rollback", NAME, "--stage", "dev", cwd=released)
+        rollback(find_project(released), NAME, "dev")  # `gitml rollback`, without its start-up
         server.proc.send_signal(signal.SIGHUP)
         _until(lambda: _metric(http.get("/metrics").text, "gitml_reloads_total", outcome="failed"))
         traffic.wait_for(30)

@@ -11,7 +11,6 @@ applies to the decoded bytes.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import logging
@@ -40,7 +39,7 @@ from gitml.serve.deployment import Deployment
 from gitml.serve.errors import error_body, install_error_handlers, problem
 from gitml.serve.openapi import install_docs, install_openapi
 from gitml.serve.outputs import record_schema
-from gitml.serve.reload import Reloader
+from gitml.serve.reload import HangUp, Reloader
 from gitml.serve.routes_v1 import PATHS as V1_PATHS
 from gitml.serve.routes_v1 import install_v1
 from gitml.serve.routes_v2 import install_v2
@@ -86,7 +85,7 @@ def create_app(
         stopping = _ShutdownClock()
         for runtime in deployment.all():
             runtime.start(log_dir)
-        hangup = _HangUp(ctx, reloader)
+        hangup = HangUp(ctx, reloader)
         try:
             yield
         finally:
@@ -183,28 +182,6 @@ class _ShutdownClock:
     def restore(self) -> None:
         for sig, handler in self._saved.items():
             signal.signal(sig, handler)
-
-
-class _HangUp:
-    """SIGHUP while the app runs: a reload with a `Reloader` (`gitml serve`, one process),
-    else ignored (its default would kill the server: with `--workers N`, SIGHUP goes to
-    uvicorn's supervisor, which replaces the workers one by one). Signals reach only the main
-    thread: an app served from a thread (tests) installs nothing."""
-
-    def __init__(self, ctx: ServeContext, reloader: Reloader | None) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        if threading.current_thread() is not threading.main_thread():
-            return
-        if reloader is None:
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)
-            return
-        self._loop = asyncio.get_running_loop()
-        self._loop.add_signal_handler(signal.SIGHUP, reloader.request, ctx)
-
-    def restore(self) -> None:
-        if self._loop is not None:
-            self._loop.remove_signal_handler(signal.SIGHUP)
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the last steps of the shutdown
 
 
 class _MetricsMiddleware:

@@ -13,6 +13,7 @@ loop keeps answering; starts the new runtimes; swaps them in at once; lets reque
 started before the swap finish on the runtimes they found; then closes the old runtimes'
 prediction logs. A failed build (a tag that names an unknown version, a model that fails
 verification) changes nothing: the old versions go on serving and the server log says why.
+`HangUp` ties SIGHUP to the `Reloader` for as long as the app runs.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import tempfile
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -316,3 +319,25 @@ def _served(deployment: Deployment) -> str:
 def _refs(builder: DeploymentBuilder) -> list[str]:
     refs = [ref or "the project's model" for ref in builder.refs]
     return refs + ([f"{builder.shadow} (shadow)"] if builder.shadow else [])
+
+
+class HangUp:
+    """SIGHUP while the app runs: a reload with a `Reloader` (`gitml serve`, one process),
+    else ignored (its default would kill the server: with `--workers N`, SIGHUP goes to
+    uvicorn's supervisor, which replaces the workers one by one). Signals reach only the main
+    thread: an app served from a thread (tests) installs nothing."""
+
+    def __init__(self, ctx: ServeContext, reloader: Reloader | None) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if reloader is None:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            return
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_signal_handler(signal.SIGHUP, reloader.request, ctx)
+
+    def restore(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_signal_handler(signal.SIGHUP)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the last steps of the shutdown

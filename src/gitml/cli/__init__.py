@@ -456,7 +456,9 @@ def serve(
     """Serve models over HTTP (FastAPI on uvicorn): gitml's /v1/predict, the Open Inference
     Protocol V2 (/v2/...), MLflow's /invocations, and /healthz, /readyz, /metrics. Settings:
     params `serve`. Stops on SIGINT or SIGTERM after answering the requests in flight and
-    flushing the prediction log, within serve.shutdown_timeout_s."""
+    flushing the prediction log, within serve.shutdown_timeout_s. On SIGHUP, resolves each
+    --ref and --shadow again (after `gitml promote`) and swaps the new versions in without
+    dropping a request; a failed reload keeps the old ones."""
     import gc
 
     gc.disable()  # until the models are loaded (gitml.serve.server.freeze_heap turns it on)
@@ -497,42 +499,32 @@ def _serve_models(
         "access_log": access_log,
     }
     if workers == 1:
-        with _deployment_for(proj, params, model, refs, shadow) as deployment:
-            _serve(deployment, settings, workers=1, **options)
+        with _deployment_for(proj, params, model, refs, shadow) as (deployment, reloader):
+            _serve(deployment, settings, workers=1, reloader=reloader, **options)
         return
-    # the supervisor checks the models without loading them; each worker loads them
+    # the supervisor checks the models without loading them; each worker loads them, and
+    # resolves the references again when a SIGHUP replaces it
+    from gitml.serve.reload import DeploymentBuilder
+
+    source = DeploymentBuilder(proj, params, model=model, refs=refs, shadow=shadow).describe()
     with _worker_models_for(proj, params, model, refs, shadow) as (primaries, candidate):
-        _serve((primaries, candidate), settings, workers=workers, **options)
+        _serve((primaries, candidate), settings, workers=workers, source=source, **options)
 
 
 @contextlib.contextmanager
 def _deployment_for(
     proj: Any, params: Any, model: Path | None, refs: list[str], shadow: str | None
-) -> Iterator[Any]:
-    """The models to serve (each --ref fetched into a temporary directory that lives as long
-    as the server), loaded and verified before the port is bound."""
-    from gitml.serve.deployment import Deployment
-    from gitml.serve.runtime import ModelRuntime
+) -> Iterator[tuple[Any, Any]]:
+    """The models to serve, loaded and verified before the port is bound, and what reloads
+    them on SIGHUP (each --ref is fetched into a temporary directory that lives as long as
+    the server, or until a reload replaces it)."""
+    from gitml.serve.reload import DeploymentBuilder, Reloader
 
-    settings = params.serve
-    with contextlib.ExitStack() as stack:
-        runtimes = []
-        given: list[str | None] = list(refs) or [None]
-        for ref in given:
-            served, recorded = stack.enter_context(_model_for(proj, model, ref))
-            threshold = params.threshold_for(recorded)  # a release keeps its evaluated one
-            runtimes.append(ModelRuntime(served, settings, threshold=threshold, ref=ref))
-        candidate = None
-        if shadow is not None:
-            served, recorded = stack.enter_context(_model_for(proj, None, shadow))
-            candidate = ModelRuntime(
-                served,
-                settings,
-                threshold=params.threshold_for(recorded),
-                ref=shadow,
-                role="shadow",
-            )
-        yield Deployment(runtimes, shadow=candidate)
+    builder = DeploymentBuilder(proj, params, model=model, refs=refs, shadow=shadow)
+    try:
+        yield builder.build().deployment(), Reloader(builder)
+    finally:
+        builder.close()
 
 
 @contextlib.contextmanager
@@ -573,9 +565,12 @@ def _serve(
     port: int,
     log_dir: Path | None,
     access_log: bool,
+    reloader: Any = None,
+    source: dict[str, Any] | None = None,
 ) -> None:
-    """Run the server: `deployment` is loaded (one worker) or, with several, the
-    (primaries, shadow) pair of WorkerModels the workers load."""
+    """Run the server: `deployment` is loaded (one worker; `reloader` reloads it on SIGHUP)
+    or, with several, the (primaries, shadow) pair of WorkerModels the workers load
+    (`source` describes the references for the workers that SIGHUP starts)."""
     import signal
 
     from gitml.serve.server import run_server, run_workers
@@ -609,10 +604,12 @@ def _serve(
         "access_log": access_log,
     }
     if workers == 1:
-        run_server(deployment, settings, **options)
+        run_server(deployment, settings, reloader=reloader, **options)
     else:
         primaries, candidate = deployment
-        run_workers(primaries, settings, shadow=candidate, workers=workers, **options)
+        run_workers(
+            primaries, settings, shadow=candidate, workers=workers, source=source, **options
+        )
     if stopped:
         typer.echo(f"stopped on {signal.Signals(stopped[0]).name}", err=True)
 

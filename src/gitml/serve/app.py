@@ -1,11 +1,12 @@
 """The HTTP API: a FastAPI app around verified models (`gitml.serve.server` runs it).
 
 Endpoints: `POST /v1/predict`, `GET /v1/model`, `GET /healthz`, `GET /readyz`,
-`GET /metrics`. The request body is read as bytes (counted against `max_body_bytes` while it
-streams in), parsed with orjson and checked by `InputSchema.check_records`, the same rules
-`gitml predict` applies; bad input is answered with 400, 413, 415 or 422 and a body that
-names the record, the field and the reason, never with a 5xx. A gzip body is decoded as it
-streams in, and the limit applies to the decoded bytes.
+`GET /metrics`, and the Open Inference Protocol V2 under `/v2` (`routes_v2`). The request
+body is read as bytes (counted against `max_body_bytes` while it streams in), parsed with
+orjson and checked by `InputSchema.check_records`, the same rules `gitml predict` applies;
+bad input is answered with 400, 413, 415 or 422 and a body that names the record, the field
+and the reason, never with a 5xx. A gzip body is decoded as it streams in, and the limit
+applies to the decoded bytes.
 """
 
 from __future__ import annotations
@@ -27,19 +28,22 @@ from fastapi import FastAPI, Response
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from gitml.config.schema import ServeParams
+from gitml.serve import routes_mlflow
 from gitml.serve.bundle import ServedModel
 from gitml.serve.context import ServeContext
 from gitml.serve.deployment import Deployment
 from gitml.serve.errors import error_body, install_error_handlers, problem
 from gitml.serve.openapi import install_docs, install_openapi
 from gitml.serve.outputs import record_schema
+from gitml.serve.reload import HangUp, Reloader
 from gitml.serve.routes_v1 import PATHS as V1_PATHS
 from gitml.serve.routes_v1 import install_v1
+from gitml.serve.routes_v2 import install_v2
 from gitml.serve.runtime import ModelRuntime
 from gitml.serve.telemetry import CONTENT_TYPE, ServeMetrics
 
 _log = logging.getLogger(__name__)
-_PATHS = {*V1_PATHS, "/metrics", "/docs", "/openapi.json"}
+_PATHS = {*V1_PATHS, *routes_mlflow.PATHS, "/metrics", "/docs", "/openapi.json"}
 
 
 def create_app(
@@ -48,9 +52,10 @@ def create_app(
     *,
     threshold: float | None = None,
     log_dir: Path | None = None,
+    reloader: Reloader | None = None,
 ) -> FastAPI:
     """Build the app for `deployment` (or one model, served with `threshold`). `log_dir`
-    enables the prediction log (None: off)."""
+    enables the prediction log (None: off); `reloader` rebuilds the deployment on SIGHUP."""
     if isinstance(deployment, ServedModel):
         if threshold is None:
             raise TypeError("create_app(served, ...) needs the threshold")
@@ -61,17 +66,35 @@ def create_app(
         metrics.add_model(runtime.served.name, runtime.served.version, runtime.served.commit)
     ctx = ServeContext(deployment, settings, metrics, log_dir)
     if log_dir is not None:
-        metrics.watch_log(lambda: [r.log.stats() for r in deployment.all() if r.log is not None])
+        metrics.watch_log(
+            lambda: [
+                *(r.log.stats() for r in deployment.all() if r.log is not None),
+                *deployment.retired_logs,
+            ]
+        )
+    if deployment.shadow is not None:
+        for outcome in ("ok", "failed", "timeout", "skipped"):
+            metrics.shadow_requests.labels(outcome)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stopping = _ShutdownClock()
         for runtime in deployment.all():
             runtime.start(log_dir)
+        hangup = HangUp(ctx, reloader)
         try:
             yield
         finally:
-            for runtime in deployment.all():  # scores what was accepted
+            hangup.restore()
+            if reloader is not None:
+                await reloader.stop(stopping.remaining(settings.shutdown_timeout_s))
+            for runtime in deployment.runtimes:  # scores what was accepted
+                runtime.stop_scoring()
+            if deployment.shadow is not None:  # its last requests, within the bounds
+                bound = stopping.remaining(settings.shutdown_timeout_s)
+                await deployment.wait_shadow(min(settings.shadow_timeout_s, bound))
+            deployment.close()
+            for runtime in deployment.all():
                 runtime.stop_scoring()
             for runtime in deployment.all():  # whatever time the shutdown bound leaves
                 runtime.close_log(stopping.remaining(settings.shutdown_timeout_s))
@@ -87,14 +110,16 @@ def create_app(
         redoc_url=None,
     )
     app.state.gitml = ctx
-    app.add_middleware(_MetricsMiddleware, metrics=metrics)
+    app.add_middleware(_MetricsMiddleware, metrics=metrics, deployment=deployment)
     install_error_handlers(app)
     install_v1(app, ctx)
+    install_v2(app, ctx)
 
     @app.get("/metrics", summary="Prometheus metrics of this process")
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
+    routes_mlflow.install_mlflow(app, ctx)
     install_openapi(
         app,
         served.schema,
@@ -156,11 +181,14 @@ class _ShutdownClock:
 
 
 class _MetricsMiddleware:
-    """Counts every response by path and status and times it (pure ASGI: cheap)."""
+    """Counts every response by path and status and times it (pure ASGI: cheap); runs each
+    request inside `Deployment.serving` (in flight for a reload; the shadow after the
+    response)."""
 
-    def __init__(self, app: Any, metrics: ServeMetrics) -> None:
+    def __init__(self, app: Any, metrics: ServeMetrics, deployment: Deployment) -> None:
         self.app = app
         self.metrics = metrics
+        self.deployment = deployment
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -176,11 +204,15 @@ class _MetricsMiddleware:
                 status = message["status"]
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            self.metrics.requests.labels(path, str(status)).inc()
-            self.metrics.latency.labels(path).observe(time.perf_counter() - started)
+        with self.deployment.serving():
+            try:
+                await self.app(scope, receive, send_status)
+            finally:
+                route = scope.get("route")  # a matched route's template (/v2/models/{name}/infer)
+                if path == "other" and route is not None:
+                    path = getattr(route, "path", path)
+                self.metrics.requests.labels(path, str(status)).inc()
+                self.metrics.latency.labels(path).observe(time.perf_counter() - started)
 
 
 # -- the HTTP protocol -----------------------------------------------------------------------

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from gitml.serve.deployment import Deployment
+    from gitml.serve.reload import Reloader
     from gitml.serve.runtime import ModelRuntime
 
 _log = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ _SPEC_ENV = "GITML_SERVE_SPEC"
 # prometheus-client's multiprocess mode (`gitml.serve.telemetry` reads it in the workers)
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _FAILURE_FILE = "worker-failure.json"
+# on SIGHUP a new worker must be ready within this long, or the old ones stay (uvicorn's
+# default 5 s is less than a worker takes to load, verify and check its models)
+_WORKER_READY_S = 120
 _GEN0_THRESHOLD = 10_000  # CPython 3.11's default is 700: fewer, still small, young passes
 
 
@@ -73,14 +77,15 @@ def run_server(
     port: int = 8000,
     log_dir: Path | None = None,
     access_log: bool = False,
+    reloader: Reloader | None = None,
 ) -> None:
     """Serve `deployment` in this process until SIGINT or SIGTERM; then finish requests in
-    flight and flush the log."""
+    flight and flush the log. SIGHUP runs `reloader` (if given)."""
     import uvicorn
 
     from gitml.serve.app import NoDelayH11Protocol, create_app
 
-    app = create_app(deployment, settings, log_dir=log_dir)
+    app = create_app(deployment, settings, log_dir=log_dir, reloader=reloader)
     freeze_heap()
     uvicorn.run(app, http=NoDelayH11Protocol, **_uvicorn_options(settings, host, port, access_log))
 
@@ -95,10 +100,16 @@ def run_workers(
     port: int = 8000,
     log_dir: Path | None = None,
     access_log: bool = False,
+    source: dict[str, Any] | None = None,
 ) -> None:
     """Supervise `workers` processes that each load `models` and serve them on one socket,
     until SIGINT or SIGTERM. Raises the first worker's reason (a GitmlError) if a worker
-    could not start; then no worker is left running."""
+    could not start; then no worker is left running.
+
+    SIGHUP makes uvicorn replace the workers one by one, each new one ready before the old one
+    stops. With `source` (`DeploymentBuilder.describe()`), a worker resolves the references
+    again when it starts (the versions their tags name now); one that fails to start stops the
+    replacement, and the old workers go on serving."""
     import uvicorn
 
     with tempfile.TemporaryDirectory(prefix="gitml-serve-") as private:
@@ -111,6 +122,7 @@ def run_workers(
             "settings": settings.model_dump(mode="json"),
             "log_dir": str(log_dir) if log_dir else None,
             "failure": str(failure),
+            "source": source,  # what the references were (None: nothing moves)
         }
         # the workers are spawned: they inherit the environment, and prometheus-client reads
         # the directory when a worker imports it
@@ -123,6 +135,7 @@ def run_workers(
                 "gitml.serve.server:app_from_environment",
                 factory=True,
                 workers=workers,
+                timeout_worker_healthcheck=_WORKER_READY_S,
                 http="gitml.serve.app:NoDelayH11Protocol",
                 **_uvicorn_options(settings, host, port, access_log),
             )
@@ -179,7 +192,7 @@ def app_from_environment() -> FastAPI:
         _record_failure(Path(spec["failure"]), err)
         logging.shutdown()  # the reason is on stderr before the process goes
         # at once: while an interpreter winds down, uvicorn's supervisor waits out its
-        # health check (5 s) on a pipe still open before it sees the worker gone
+        # health check (_WORKER_READY_S) on a pipe still open before it sees the worker gone
         os._exit(STARTUP_FAILURE)
     freeze_heap()
     return app
@@ -195,8 +208,17 @@ def _worker_app(spec: dict[str, Any]) -> FastAPI:
         [_runtime(item, settings) for item in spec["models"]],
         shadow=_runtime(shadow, settings) if shadow is not None else None,
     )
+    builder = None
+    if spec.get("source") is not None:
+        from gitml.serve.reload import DeploymentBuilder
+
+        builder = DeploymentBuilder.from_description(spec["source"])
+        if builder.moving:  # the versions the references name now (after a SIGHUP)
+            deployment = builder.build(deployment).deployment()
     log_dir = Path(spec["log_dir"]) if spec["log_dir"] else None
-    return create_app(deployment, settings, log_dir=log_dir)
+    app = create_app(deployment, settings, log_dir=log_dir)
+    app.state.gitml_builder = builder  # its fetched releases live as long as the worker
+    return app
 
 
 def _runtime(item: dict[str, Any], settings: ServeParams) -> ModelRuntime:

@@ -106,6 +106,21 @@ class ServeMetrics:
             "Micro-batches whose scoring failed and were re-scored request by request.",
             registry=reg,
         )
+        self.shadow_requests = Counter(
+            "gitml_shadow_requests",
+            "Requests the shadow model (--shadow) was given, by outcome: ok, failed (it "
+            "raised), timeout (over serve.shadow_timeout_s), skipped (its input checks failed, "
+            "or serve.shadow_max_pending requests were already waiting for it).",
+            ["outcome"],
+            registry=reg,
+        )
+        self.reloads = Counter(
+            "gitml_reloads",
+            "Reloads on SIGHUP, by outcome: ok (the new versions serve), failed (the old ones "
+            "still do; the server log says why).",
+            ["outcome"],
+            registry=reg,
+        )
         self._info = Gauge(
             "gitml_model_info",
             "The served models (always 1 each).",
@@ -302,7 +317,7 @@ def sum_stats(logs: list[LogStats]) -> LogStats:
         first,
         written_rows=sum(s.written_rows for s in logs),
         buffered_rows=sum(s.buffered_rows for s in logs),
-        # Counter's `+` drops zero counts, and every reason and kind must stay (at 0)
+        # Counter.update keeps the zeros (`sum` of Counters drops them): every reason is shown
         dropped_rows=_add(s.dropped_rows for s in logs),
         errors=_add(s.errors for s in logs),
         failing=next((s.failing for s in logs if s.failing is not None), None),

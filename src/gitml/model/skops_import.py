@@ -22,18 +22,28 @@ import json
 import os
 import re
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 _MODULE = "skops.io._trusted_types"
+_LOCK = threading.Lock()
 _CONSTANT = re.compile(r"[A-Z][A-Z0-9_]*_NAMES")
 
 
 def import_skops() -> ModuleType:
-    """`skops.io`, imported as the module docstring says."""
-    if "skops.io" in sys.modules:
-        return sys.modules["skops.io"]
+    """`skops.io`, imported as the module docstring says. Thread-safe: models load side by
+    side (`gitml serve --ref A --ref B`), and a thread must never see the module half made."""
+    with _LOCK:
+        if "skops.io" in sys.modules:
+            import skops.io  # through the import system: waits for a module still importing
+
+            return skops.io
+        return _import_skops()
+
+
+def _import_skops() -> ModuleType:
     cache = _cache_file()
     names = _read(cache)
     if names is not None:

@@ -66,7 +66,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/: measured, serving
 
 from measured import measure
 from serving import batch, inprocess, peers, report
@@ -79,12 +78,12 @@ from serving.gitml_servers import (
 )
 from serving.models import Model, ensure_init_project, load_model_under_test
 from serving.scenarios import Endpoint, measure_group
-from serving.servers import ServerSpec
+from serving.servers import Server, ServerSpec, http_request
 from serving.targets import check_targets, mlserver_best, pick
 from serving.wire import v1_body
 from serving.wrk import wrk_available
 
-SHADOW_COUNT = OUT_DIR / "shadow-scored.json"
+SHADOW_METRIC = "gitml_shadow_requests_total"
 
 
 def metadata(args: argparse.Namespace) -> dict[str, Any]:
@@ -202,24 +201,35 @@ def shadow_benchmark(
     args: argparse.Namespace, results: dict[str, Any], churn: Model
 ) -> dict[str, Any] | None:
     """/v1 p50 at concurrency 1 with the model as its own shadow and without, same runs."""
-    SHADOW_COUNT.unlink(missing_ok=True)
     specs = [shadow_spec(churn, shadow=False), shadow_spec(churn, shadow=True)]
-    group = measure_group(churn, specs, args, concurrency=[1])
+    group = measure_group(churn, specs, args, concurrency=[1], probe=_shadow_outcomes)
     alone, shadowed = group["http"]
-    scored = json.loads(SHADOW_COUNT.read_text()) if SHADOW_COUNT.is_file() else {}
-    if not scored.get("calls"):
+    outcomes = group["servers"][1]["probe"]
+    if not outcomes:
         results["notes"].append(
-            "the shadow scored no request: this gitml's Deployment.infer does not call its "
-            "shadow yet (the multi-version helper's work), so the shadow overhead is not measured"
+            f"the shadow server's /metrics has no {SHADOW_METRIC}: this gitml's Deployment "
+            "does not score with its shadow yet, so the shadow overhead is not measured"
         )
         return None
     return {
         "without": alone,
         "with": shadowed,
-        "shadow_calls": scored["calls"],
+        "shadow_outcomes": outcomes,
         "overhead": shadowed["p50_ms"] / alone["p50_ms"] - 1,
         "servers": group["servers"],
     }
+
+
+def _shadow_outcomes(server: Server) -> dict[str, float]:
+    """The shadow's requests by outcome (ok, failed, timeout, skipped), from /metrics."""
+    status, body = http_request(server.port, "GET", "/metrics")
+    outcomes: dict[str, float] = {}
+    for line in body.decode().splitlines() if status == 200 else []:
+        if line.startswith(SHADOW_METRIC + "{"):
+            labels, _, value = line.rpartition(" ")
+            outcome = labels.partition('outcome="')[2].partition('"')[0]
+            outcomes[outcome] = outcomes.get(outcome, 0.0) + float(value)
+    return outcomes
 
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -335,13 +345,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def _shadow_server(argv: list[str]) -> int:
-    """Child mode: serve MODEL with (or without) itself as the shadow; on exit, write how
-    often the shadow scored, so the report can say whether the shadow hook ran at all."""
+    """Child mode: serve MODEL with (or without) itself as its shadow."""
     model, project, port = Path(argv[0]), Path(argv[1]), int(argv[2])
-    calls = serve_deployment(model, project, port, with_shadow="--with-shadow" in argv)
-    if "--with-shadow" in argv:
-        SHADOW_COUNT.write_text(json.dumps({"calls": calls}))
-    return 0
+    return serve_deployment(model, project, port, with_shadow="--with-shadow" in argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
 
 from serving.env import ENTRY, HOST, OUT_DIR, bench_env
 from serving.models import Model
@@ -77,8 +76,7 @@ def shadow_spec(model: Model, *, shadow: bool) -> ServerSpec:
 
 def serve_deployment(model_path: Path, project: Path, port: int, *, with_shadow: bool) -> int:
     """Serve `model_path` as `gitml serve` does, with (or without) a second runtime of the
-    same file as its shadow: what `--shadow REF` builds, without making a release. Returns
-    how many times the shadow scored, once the server has stopped (0: the hook never ran)."""
+    same file as its shadow: what `--shadow REF` builds, without making a release."""
     from gitml.config.compose import load_params
     from gitml.project import find_project
     from gitml.serve.app import configure_logging, run_server
@@ -93,20 +91,12 @@ def serve_deployment(model_path: Path, project: Path, port: int, *, with_shadow:
     configure_logging()
     primary = ModelRuntime(load_served_model(model_path), settings, threshold=threshold)
     candidate = None
-    calls = [0]
     if with_shadow:
         served = load_served_model(model_path)
         candidate = ModelRuntime(served, settings, threshold=threshold, role="shadow")
-        score = candidate.score
-
-        async def counted(columns: Any, request_id: str) -> Any:
-            calls[0] += 1
-            return await score(columns, request_id)
-
-        candidate.score = counted  # type: ignore[method-assign]
     log_dir = None
     if settings.prediction_log.enabled:
         log_dir = OUT_DIR / f"shadow-log-{'on' if with_shadow else 'off'}"
     deployment = Deployment([primary], shadow=candidate)
     run_server(deployment, settings, host=HOST, port=port, log_dir=log_dir)
-    return calls[0]
+    return 0

@@ -98,10 +98,12 @@ def measure_group(
     *,
     concurrency: list[int],
     choose_wrk: WrkChooser | None = None,
+    probe: Callable[[Server], Any] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Start every server of `specs`, check and time each route, then run the load: per
     concurrency, `args.runs` runs, each endpoint once per run, in alternating order (A B C,
-    C B A, ...). Then wrk on the endpoints `choose_wrk` picks from the loads."""
+    C B A, ...). Then wrk on the endpoints `choose_wrk` picks from the loads; `probe`, if
+    given, reads each server once more before it stops (its answer kept as "probe")."""
     loads: list[dict[str, Any]] = []
     servers: list[dict[str, Any]] = []
     tails: list[dict[str, Any]] = []
@@ -171,4 +173,6 @@ def measure_group(
                 tails.append({**ep.row(model), **figures})
         for info, server in zip(servers, running, strict=True):
             info["rss_mib"] = server.rss_mib()  # after the load
+            if probe is not None:
+                info["probe"] = probe(server)
     return {"http": loads, "servers": servers, "wrk": tails}

@@ -111,12 +111,12 @@ def _rows(output: dict[str, Any]) -> list[list[float]]:
 
 
 def read_v2(model: Model, payload: Any) -> list[list[float]]:
-    """gitml's V2 answer: the outputs named as /v1 names them (score, value; per-class scores
-    as one `scores` tensor, or one `score:<class>` tensor each)."""
+    """gitml's V2 answer: `score` (binary), `value` (regression), per-class probabilities as
+    one `probabilities` tensor (rows x classes) or one `score:<class>` tensor each."""
     outputs = {o["name"]: o for o in payload["outputs"]}
     if model.task == "multiclass":
-        if "scores" in outputs:
-            return [[float(x) for x in row] for row in _rows(outputs["scores"])]
+        if "probabilities" in outputs:
+            return [[float(x) for x in row] for row in _rows(outputs["probabilities"])]
         names = [f"score:{c}" for c in model.classes]
         if all(n in outputs for n in names):
             return [

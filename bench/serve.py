@@ -66,7 +66,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 from measured import measure
 from serving import batch, inprocess, peers, report
 from serving.env import OUT_DIR, RESULT_MARK, ROOT, progress

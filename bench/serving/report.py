@@ -21,10 +21,11 @@ def ratio(a: float, b: float | None) -> str:
     return "-" if not b else f"{a / b:.2f}x"
 
 
-def table(title: str, columns: list[str], rows: list[list[str]]) -> str:
-    """A markdown table under a bold title; first column left-aligned, the rest right."""
+def table(title: str, columns: list[str], rows: list[list[str]], *, left: int = 1) -> str:
+    """A markdown table under a bold title; the first `left` columns left-aligned (text), the
+    rest right-aligned (figures)."""
     lines = [f"**{title}**", "", "| " + " | ".join(columns) + " |"]
-    lines.append("| " + " | ".join(["---", *["---:"] * (len(columns) - 1)]) + " |")
+    lines.append("| " + " | ".join(["---"] * left + ["---:"] * (len(columns) - left)) + " |")
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
@@ -241,7 +242,8 @@ def render_targets(checks: list[dict[str, Any]]) -> str:
     rows = [[c["target"], c["value"], c["status"]] for c in checks]
     checked = [c for c in checks if c["met"] is not None]
     met = sum(1 for c in checked if c["met"])
-    return table(f"Targets: {met} of {len(checked)} met", ["target", "measured", "verdict"], rows)
+    title = f"Targets: {met} of {len(checked)} met"
+    return table(title, ["target", "measured", "verdict"], rows, left=3)
 
 
 def render(results: dict[str, Any]) -> str:

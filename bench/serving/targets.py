@@ -51,6 +51,7 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     checks = Checks()
     http = results["http"]
     _against_mlserver(checks, http)
+    _other_tasks(checks, http)
     _protocols(checks, http)
     _start_and_memory(checks, results["servers"])
     _tails(checks, results["wrk"])
@@ -94,6 +95,21 @@ def _against_mlserver(checks: Checks, http: list[dict[str, Any]]) -> None:
             f"{run['p99_ms']:.1f} ms vs {lowest['p99_ms']:.1f} ms ({lowest['label']})",
             run["p99_ms"] < lowest["p99_ms"],
         )
+
+
+def _other_tasks(checks: Checks, http: list[dict[str, Any]]) -> None:
+    """The lead beyond one model: no target of its own, shown beside the reference's."""
+    for model in sorted({r["model"] for r in http} - {"churn"}):
+        for run in pick(http, model=model, kind="gitml", protocol="v2", workers=1):
+            best = mlserver_best(http, model, run["concurrency"])
+            if best is not None:
+                checks.add(
+                    f"{model}: V2, concurrency {run['concurrency']}, against MLServer's best",
+                    f"{run['rps'] / best['rps']:.2f}x ({run['rps']:.0f} vs {best['rps']:.0f}, "
+                    f"{best['label']}); p99 {run['p99_ms']:.1f} vs {best['p99_ms']:.1f} ms",
+                    None,
+                    "shown (no target)",
+                )
 
 
 def _protocols(checks: Checks, http: list[dict[str, Any]]) -> None:

@@ -33,6 +33,12 @@ from tests.unit.test_serve_inputs import GOOD
 MAX_RECORDS = 100
 MAX_BODY = 65536
 BODY = json.dumps({"records": [GOOD, GOOD | {"contract": "Month-to-month"}]}).encode()
+MLFLOW_RESPONSES = {  # MLflow's scoring protocol (routes_mlflow.py), beside EXPECTED_RESPONSES
+    ("/invocations", "post"): {"200", "400", "413", "415", "500"},
+    ("/ping", "get"): {"200", "503"},
+    ("/health", "get"): {"200", "503"},
+    ("/version", "get"): {"200"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -259,8 +265,8 @@ def test_openapi_document_matches_every_route(
     client: httpx.Client, doc: dict[str, Any], project: Path
 ) -> None:
     operations = {(p, m) for p, ops in doc["paths"].items() for m in ops}
-    assert operations == set(EXPECTED_RESPONSES)
-    for (path, method), statuses in EXPECTED_RESPONSES.items():
+    assert operations == set(EXPECTED_RESPONSES | MLFLOW_RESPONSES)
+    for (path, method), statuses in (EXPECTED_RESPONSES | MLFLOW_RESPONSES).items():
         assert set(doc["paths"][path][method]["responses"]) == statuses, path
 
     for path in ("/v1/model", "/healthz", "/readyz", "/metrics"):
@@ -294,6 +300,10 @@ def test_openapi_document_matches_every_route(
         _check_documented(doc, "/v1/predict", "post", resp)
 
     with _unready_server(project) as url:  # /readyz's 503, from a server that never started
+        for path in ("/ping", "/health"):  # MLflow's health checks say the same
+            resp = httpx.get(f"{url}{path}", timeout=30)
+            assert resp.status_code == 503, path
+            _check_documented(doc, path, "get", resp)
         resp = httpx.get(f"{url}/readyz", timeout=30)
         assert resp.status_code == 503
         _check_documented(doc, "/readyz", "get", resp)
@@ -376,9 +386,11 @@ def test_schemathesis_finds_no_failures(server: ServerProcess) -> None:
                 failures.append(f"{operation.label} ({mode.value}): {err}")
             runs.append((operation.label, mode.value))
     elapsed = time.monotonic() - started
-    assert len(runs) == 6, runs  # 5 operations, and negative bodies for predict
+    operations = [method for path in schema.raw_schema["paths"].values() for method in path]
+    assert len(runs) == len(operations) + operations.count("post"), runs  # and negative bodies
     assert calls["POST /v1/predict"] >= 80, calls  # the examples were really sent
     assert not failures, "\n\n".join(failures)
+    assert calls["POST /invocations"] >= 10, calls  # MLflow's scoring protocol was covered
     assert elapsed < 120, elapsed
 
 

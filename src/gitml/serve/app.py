@@ -31,6 +31,7 @@ from fastapi import FastAPI, Response
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from gitml.config.schema import ServeParams
+from gitml.serve import routes_mlflow
 from gitml.serve.bundle import ServedModel
 from gitml.serve.context import ServeContext
 from gitml.serve.deployment import Deployment
@@ -43,7 +44,7 @@ from gitml.serve.runtime import ModelRuntime
 from gitml.serve.telemetry import CONTENT_TYPE, ServeMetrics
 
 _log = logging.getLogger(__name__)
-_PATHS = {*V1_PATHS, "/metrics", "/docs", "/openapi.json"}
+_PATHS = {*V1_PATHS, *routes_mlflow.PATHS, "/metrics", "/docs", "/openapi.json"}
 
 
 def create_app(
@@ -99,6 +100,7 @@ def create_app(
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
+    routes_mlflow.install_mlflow(app, ctx)
     install_openapi(
         app,
         served.schema,

@@ -114,14 +114,20 @@ class _Gunzip:
         return bytes(self.data)
 
 
-def parse_records(body: bytes, max_records: int) -> Any:
-    """The `records` list of a request body."""
+def parse_json(body: bytes) -> Any:
+    """A request body's JSON value, or a 400 `Refusal` (empty, malformed, invalid Unicode);
+    NaN and Infinity are read as numbers, for the input rules to name."""
     if not body:
         raise Refusal(400, "body", "json", "empty body; expected a JSON object")
     try:
-        payload = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError as err:
-        payload = _lenient_json(body, err)
+        return _lenient_json(body, err)
+
+
+def parse_records(body: bytes, max_records: int) -> Any:
+    """The `records` list of a request body."""
+    payload = parse_json(body)
     if not isinstance(payload, dict):
         raise Refusal(422, "body", "type", 'expected a JSON object {"records": [...]}')
     if "records" not in payload:

@@ -30,12 +30,10 @@ from tests.unit.test_serve_inputs import GOOD
 
 MAX_RECORDS = 1000  # the default serve.max_records: the test set goes in two requests
 
-# MLflow builds each body with its own code where it has some: `convert_input_example_to_
-# serving_input` writes what `mlflow models predict` reads (a DataFrame as dataframe_split,
-# records or columns as `inputs`); dataframe_records and CSV as MLflow's docs build them.
-# `ScoringServerClient.invoke` itself needs scipy under mlflow-skinny 3.18
-# (`dump_input_data` calls `find_spec("scipy.sparse")`), which the clients' environment
-# does not hold: the requests go out as `invoke` sends them, with `requests`.
+# MLflow's own client, `ScoringServerClient.invoke` (a DataFrame, sent as dataframe_split),
+# and more bodies built by MLflow's own code where it has some: `convert_input_example_to_
+# serving_input` writes what `mlflow models predict` reads (records or columns as `inputs`);
+# dataframe_records and CSV as MLflow's docs build them, sent as `invoke` sends its own.
 MLFLOW_CLIENT = r"""
 import json
 import sys
@@ -67,6 +65,13 @@ bodies = {
     "csv": lambda part: (part.to_csv(index=False), CONTENT_TYPE_CSV),
 }
 out = {"version": client.get_version(), "scores": {}, "labels": {}}
+answers = [
+    client.invoke(frame.iloc[start : start + chunk]).get_predictions()
+    for start in range(0, len(frame), chunk)
+]
+predictions = pd.concat(answers, ignore_index=True)
+out["scores"]["invoke"] = predictions["score"].tolist()
+out["labels"]["invoke"] = predictions["label"].tolist()
 for name, body in bodies.items():
     answers = []
     for start in range(0, len(frame), chunk):
@@ -141,6 +146,7 @@ def test_mlflow_clients_score_as_v1_does(
     identity = {k: model[k] for k in ("name", "version", "commit")}
     assert json.loads(out["version"]) == {"gitml": __version__, "model": identity}
     assert set(out["scores"]) == {
+        "invoke",
         "dataframe_split",
         "dataframe_records",
         "inputs (records)",

@@ -244,7 +244,24 @@ EXPECTED_RESPONSES = {
     ("/healthz", "get"): {"200"},
     ("/readyz", "get"): {"200", "503"},
     ("/metrics", "get"): {"200"},
+    ("/v2", "get"): {"200"},
+    ("/v2/health/live", "get"): {"200"},
+    ("/v2/health/ready", "get"): {"200", "503"},
+    ("/v2/models/{name}", "get"): {"200", "404"},
+    ("/v2/models/{name}/versions/{version}", "get"): {"200", "404"},
+    ("/v2/models/{name}/ready", "get"): {"200", "404", "503"},
+    ("/v2/models/{name}/versions/{version}/ready", "get"): {"200", "404", "503"},
+    ("/v2/models/{name}/infer", "post"): {"200", "400", "404", "413", "415", "500"},
+    ("/v2/models/{name}/versions/{version}/infer", "post"): {
+        "200",
+        "400",
+        "404",
+        "413",
+        "415",
+        "500",
+    },
 }
+V2_MODEL = "/v2/models/churn-classifier"
 
 
 def _check_documented(doc: dict[str, Any], path: str, method: str, resp: httpx.Response) -> None:
@@ -273,6 +290,30 @@ def test_openapi_document_matches_every_route(
         resp = client.get(path)
         assert resp.status_code == 200
         _check_documented(doc, path, "get", resp)
+    version = client.get("/v1/model").json()["version"]
+    for path, template, status in (
+        ("/v2", "/v2", 200),
+        ("/v2/health/live", "/v2/health/live", 200),
+        ("/v2/health/ready", "/v2/health/ready", 200),
+        (V2_MODEL, "/v2/models/{name}", 200),
+        (f"{V2_MODEL}/versions/{version}", "/v2/models/{name}/versions/{version}", 200),
+        (f"{V2_MODEL}/ready", "/v2/models/{name}/ready", 200),
+        ("/v2/models/other/ready", "/v2/models/{name}/ready", 404),
+        (f"{V2_MODEL}/versions/v0/ready", "/v2/models/{name}/versions/{version}/ready", 404),
+    ):
+        resp = client.get(path)
+        assert resp.status_code == status, (path, resp.text)
+        _check_documented(doc, template, "get", resp)
+    v2_request = doc["components"]["schemas"]["V2InferenceRequest"]["example"]
+    for content, headers, status in (
+        (json.dumps(v2_request).encode(), {}, 200),
+        (b"{", {}, 400),
+        (b" " * (MAX_BODY + 1), {}, 413),
+        (b"{}", {"content-type": "text/plain"}, 415),
+    ):
+        resp = client.post(f"{V2_MODEL}/infer", content=content, headers=headers)
+        assert resp.status_code == status, resp.text
+        _check_documented(doc, "/v2/models/{name}/infer", "post", resp)
 
     model = doc["paths"]["/v1/model"]["get"]["responses"]["200"]["content"]["application/json"]
     assert model["example"] == client.get("/v1/model").json()  # the example is the real answer
@@ -307,6 +348,13 @@ def test_openapi_document_matches_every_route(
         resp = httpx.get(f"{url}/readyz", timeout=30)
         assert resp.status_code == 503
         _check_documented(doc, "/readyz", "get", resp)
+        for path, template in (
+            ("/v2/health/ready", "/v2/health/ready"),
+            (f"{V2_MODEL}/ready", "/v2/models/{name}/ready"),
+        ):
+            resp = httpx.get(f"{url}{path}", timeout=30)
+            assert resp.status_code == 503, resp.text
+            _check_documented(doc, template, "get", resp)
         # a fault of the server's own (nothing scores yet) still answers with the error body
         resp = httpx.post(f"{url}/v1/predict", content=BODY, timeout=30)
         assert resp.status_code >= 500
@@ -339,7 +387,7 @@ def test_docs_page_loads_everything_from_the_server(client: httpx.Client) -> Non
 
 def test_schemathesis_finds_no_failures(server: ServerProcess) -> None:
     """Stateless schemathesis against the live server: valid requests for every operation,
-    and schema-breaking bodies for `/v1/predict`, with the four conformance checks."""
+    and schema-breaking requests for every POST, with the four conformance checks."""
     import schemathesis
     from schemathesis import GenerationMode
     from schemathesis.checks import not_a_server_error
@@ -368,7 +416,7 @@ def test_schemathesis_finds_no_failures(server: ServerProcess) -> None:
         for mode in modes:
 
             @settings(
-                max_examples=50,
+                max_examples=_EXAMPLES.get(operation.label, 10),
                 deadline=None,
                 derandomize=True,
                 database=None,
@@ -389,9 +437,18 @@ def test_schemathesis_finds_no_failures(server: ServerProcess) -> None:
     operations = [method for path in schema.raw_schema["paths"].values() for method in path]
     assert len(runs) == len(operations) + operations.count("post"), runs  # and negative bodies
     assert calls["POST /v1/predict"] >= 80, calls  # the examples were really sent
+    assert calls["POST /v2/models/{name}/infer"] >= 20, calls
     assert not failures, "\n\n".join(failures)
     assert calls["POST /invocations"] >= 10, calls  # MLflow's scoring protocol was covered
     assert elapsed < 120, elapsed
+
+
+_EXAMPLES = {  # per operation and generation mode; GETs without parameters need few
+    "POST /v1/predict": 50,
+    "POST /invocations": 50,
+    "POST /v2/models/{name}/infer": 15,
+    "POST /v2/models/{name}/versions/{version}/infer": 5,
+}
 
 
 @contextmanager

@@ -1,11 +1,12 @@
 """The HTTP API: a FastAPI app around one verified model, and the uvicorn runner.
 
 Endpoints: `POST /v1/predict`, `GET /v1/model`, `GET /healthz`, `GET /readyz`,
-`GET /metrics`. The request body is read as bytes (counted against `max_body_bytes` while it
-streams in), parsed with orjson and checked by `InputSchema.check_records`, the same rules
-`gitml predict` applies; bad input is answered with 400, 413, 415 or 422 and a body that
-names the record, the field and the reason, never with a 5xx. A gzip body is decoded as it
-streams in, and the limit applies to the decoded bytes.
+`GET /metrics`, and the Open Inference Protocol V2 under `/v2` (`routes_v2`). The request
+body is read as bytes (counted against `max_body_bytes` while it streams in), parsed with
+orjson and checked by `InputSchema.check_records`, the same rules `gitml predict` applies;
+bad input is answered with 400, 413, 415 or 422 and a body that names the record, the field
+and the reason, never with a 5xx. A gzip body is decoded as it streams in, and the limit
+applies to the decoded bytes.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from gitml.serve.openapi import install_docs, install_openapi
 from gitml.serve.outputs import record_schema
 from gitml.serve.routes_v1 import PATHS as V1_PATHS
 from gitml.serve.routes_v1 import install_v1
+from gitml.serve.routes_v2 import install_v2
 from gitml.serve.runtime import ModelRuntime
 from gitml.serve.telemetry import CONTENT_TYPE, ServeMetrics
 
@@ -95,6 +97,7 @@ def create_app(
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
     install_error_handlers(app)
     install_v1(app, ctx)
+    install_v2(app, ctx)
 
     @app.get("/metrics", summary="Prometheus metrics of this process")
     async def prometheus() -> Response:
@@ -185,6 +188,9 @@ class _MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
+            route = scope.get("route")  # a matched route's template (/v2/models/{name}/infer)
+            if path == "other" and route is not None:
+                path = getattr(route, "path", path)
             self.metrics.requests.labels(path, str(status)).inc()
             self.metrics.latency.labels(path).observe(time.perf_counter() - started)
 

@@ -170,10 +170,19 @@ def install_openapi(
             components["ModelInfo"] = _MODEL_SCHEMA
             components["Health"] = _HEALTH_SCHEMA
             components["Readiness"] = _READINESS_SCHEMA
+            components.update(getattr(app.state, "openapi_components", {}))
             app.openapi_schema = doc
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def add_openapi_components(app: FastAPI, schemas: dict[str, Any]) -> None:
+    """Schemas that a protocol's routes refer to (`#/components/schemas/...`), added to the
+    document `install_openapi` builds."""
+    if not hasattr(app.state, "openapi_components"):
+        app.state.openapi_components = {}
+    app.state.openapi_components.update(schemas)
 
 
 _ASSETS = {  # Swagger UI 5, as the fastapi-offline package ships it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -13,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from gitml.errors import ConfigError
+from gitml.serve import predlog
 from gitml.serve.inputs import InputSchema
 from gitml.serve.predlog import LogEntry, PredictionLog
 from tests.unit.test_serve_inputs import GOOD
@@ -49,10 +51,14 @@ def test_rows_are_batched_rotated_and_all_flushed_on_close(tmp_path: Path) -> No
     assert tables[0].schema.field("timestamp").type.tz == "UTC"
 
 
-def test_a_full_buffer_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
+def test_a_full_buffer_drops_and_counts_instead_of_blocking(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A writer stuck in I/O (a FIFO nobody reads at the name of its first file): appends
     return at once, rows beyond the buffer are counted as dropped, close() gives up after its
     timeout, and the stuck file never gets a final name."""
+    # file numbers run across every log of the process: this log's first file is number 1
+    monkeypatch.setattr(predlog, "_FILE_NUMBERS", itertools.count(1))
     stuck = tmp_path / f".predictions-{os.getpid()}-00001.parquet.part"
     os.mkfifo(stuck)
     try:

@@ -451,7 +451,9 @@ def serve(
     """Serve models over HTTP (FastAPI on uvicorn): gitml's /v1/predict, the Open Inference
     Protocol V2 (/v2/...), MLflow's /invocations, and /healthz, /readyz, /metrics. Settings:
     params `serve`. Stops on SIGINT or SIGTERM after answering the requests in flight and
-    flushing the prediction log, within serve.shutdown_timeout_s."""
+    flushing the prediction log, within serve.shutdown_timeout_s. On SIGHUP, resolves each
+    --ref and --shadow again (after `gitml promote`) and swaps the new versions in without
+    dropping a request; a failed reload keeps the old ones."""
     from gitml.config.compose import load_params
     from gitml.project import find_project
     from gitml.serve.app import configure_logging
@@ -461,38 +463,24 @@ def serve(
     settings = params.serve
     log_dir = proj.root / settings.prediction_log.dir if settings.prediction_log.enabled else None
     configure_logging()
-    with _deployment_for(proj, params, model, refs or [], shadow) as deployment:
-        _serve(deployment, settings, host, port, workers, access_log, log_dir)
+    with _deployment_for(proj, params, model, refs or [], shadow) as (deployment, reloader):
+        _serve(deployment, settings, host, port, workers, access_log, log_dir, reloader)
 
 
 @contextlib.contextmanager
 def _deployment_for(
     proj: Any, params: Any, model: Path | None, refs: list[str], shadow: str | None
-) -> Iterator[Any]:
-    """The models to serve (each --ref fetched into a temporary directory that lives as long
-    as the server), loaded and verified before the port is bound."""
-    from gitml.serve.deployment import Deployment
-    from gitml.serve.runtime import ModelRuntime
+) -> Iterator[tuple[Any, Any]]:
+    """The models to serve, loaded and verified before the port is bound, and what reloads
+    them on SIGHUP (each --ref is fetched into a temporary directory that lives as long as
+    the server, or until a reload replaces it)."""
+    from gitml.serve.reload import DeploymentBuilder, Reloader
 
-    settings = params.serve
-    with contextlib.ExitStack() as stack:
-        runtimes = []
-        given: list[str | None] = list(refs) or [None]
-        for ref in given:
-            served, recorded = stack.enter_context(_model_for(proj, model, ref))
-            threshold = params.threshold_for(recorded)  # a release keeps its evaluated one
-            runtimes.append(ModelRuntime(served, settings, threshold=threshold, ref=ref))
-        candidate = None
-        if shadow is not None:
-            served, recorded = stack.enter_context(_model_for(proj, None, shadow))
-            candidate = ModelRuntime(
-                served,
-                settings,
-                threshold=params.threshold_for(recorded),
-                ref=shadow,
-                role="shadow",
-            )
-        yield Deployment(runtimes, shadow=candidate)
+    builder = DeploymentBuilder(proj, params, model=model, refs=refs, shadow=shadow)
+    try:
+        yield builder.build().deployment(), Reloader(builder)
+    finally:
+        builder.close()
 
 
 def _serve(
@@ -503,6 +491,7 @@ def _serve(
     workers: int,
     access_log: bool,
     log_dir: Path | None,
+    reloader: Any = None,
 ) -> None:
     import signal
 
@@ -532,6 +521,7 @@ def _serve(
         workers=workers,
         log_dir=log_dir,
         access_log=access_log,
+        reloader=reloader,
     )
     if stopped:
         typer.echo(f"stopped on {signal.Signals(stopped[0]).name}", err=True)

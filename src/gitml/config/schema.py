@@ -357,6 +357,10 @@ class ServeParams(_Strict):
     batch_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 0.0
     fast_path_max_rows: Annotated[int, Field(ge=0)] = 64
     shutdown_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    # a shadow's answer (`gitml serve --shadow`) is waited for at most this long, and at
+    # most shadow_max_pending requests wait for it: beyond, they are skipped (and counted)
+    shadow_timeout_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    shadow_max_pending: Annotated[int, Field(ge=1)] = 256
     prediction_log: PredictionLogParams = PredictionLogParams()
 
 

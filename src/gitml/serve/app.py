@@ -39,6 +39,7 @@ from gitml.serve.deployment import Deployment
 from gitml.serve.errors import error_body, install_error_handlers, problem
 from gitml.serve.openapi import install_docs, install_openapi
 from gitml.serve.outputs import record_schema
+from gitml.serve.reload import HangUp, Reloader
 from gitml.serve.routes_v1 import PATHS as V1_PATHS
 from gitml.serve.routes_v1 import install_v1
 from gitml.serve.routes_v2 import install_v2
@@ -55,9 +56,10 @@ def create_app(
     *,
     threshold: float | None = None,
     log_dir: Path | None = None,
+    reloader: Reloader | None = None,
 ) -> FastAPI:
     """Build the app for `deployment` (or one model, served with `threshold`). `log_dir`
-    enables the prediction log (None: off)."""
+    enables the prediction log (None: off); `reloader` rebuilds the deployment on SIGHUP."""
     if isinstance(deployment, ServedModel):
         if threshold is None:
             raise TypeError("create_app(served, ...) needs the threshold")
@@ -68,17 +70,35 @@ def create_app(
         metrics.add_model(runtime.served.name, runtime.served.version, runtime.served.commit)
     ctx = ServeContext(deployment, settings, metrics, log_dir)
     if log_dir is not None:
-        metrics.watch_log(lambda: [r.log.stats() for r in deployment.all() if r.log is not None])
+        metrics.watch_log(
+            lambda: [
+                *(r.log.stats() for r in deployment.all() if r.log is not None),
+                *deployment.retired_logs,
+            ]
+        )
+    if deployment.shadow is not None:
+        for outcome in ("ok", "failed", "timeout", "skipped"):
+            metrics.shadow_requests.labels(outcome)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stopping = _ShutdownClock()
         for runtime in deployment.all():
             runtime.start(log_dir)
+        hangup = HangUp(ctx, reloader)
         try:
             yield
         finally:
-            for runtime in deployment.all():  # scores what was accepted
+            hangup.restore()
+            if reloader is not None:
+                await reloader.stop(stopping.remaining(settings.shutdown_timeout_s))
+            for runtime in deployment.runtimes:  # scores what was accepted
+                runtime.stop_scoring()
+            if deployment.shadow is not None:  # its last requests, within the bounds
+                bound = stopping.remaining(settings.shutdown_timeout_s)
+                await deployment.wait_shadow(min(settings.shadow_timeout_s, bound))
+            deployment.close()
+            for runtime in deployment.all():
                 runtime.stop_scoring()
             for runtime in deployment.all():  # whatever time the shutdown bound leaves
                 runtime.close_log(stopping.remaining(settings.shutdown_timeout_s))
@@ -94,7 +114,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.gitml = ctx
-    app.add_middleware(_MetricsMiddleware, metrics=metrics)
+    app.add_middleware(_MetricsMiddleware, metrics=metrics, deployment=deployment)
     install_error_handlers(app)
     install_v1(app, ctx)
     install_v2(app, ctx)
@@ -165,11 +185,14 @@ class _ShutdownClock:
 
 
 class _MetricsMiddleware:
-    """Counts every response by path and status and times it (pure ASGI: cheap)."""
+    """Counts every response by path and status and times it (pure ASGI: cheap); runs each
+    request inside `Deployment.serving` (in flight for a reload; the shadow after the
+    response)."""
 
-    def __init__(self, app: Any, metrics: ServeMetrics) -> None:
+    def __init__(self, app: Any, metrics: ServeMetrics, deployment: Deployment) -> None:
         self.app = app
         self.metrics = metrics
+        self.deployment = deployment
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -185,19 +208,21 @@ class _MetricsMiddleware:
                 status = message["status"]
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            route = scope.get("route")  # a matched route's template (/v2/models/{name}/infer)
-            if path == "other" and route is not None:
-                path = getattr(route, "path", path)
-            self.metrics.requests.labels(path, str(status)).inc()
-            self.metrics.latency.labels(path).observe(time.perf_counter() - started)
+        with self.deployment.serving():
+            try:
+                await self.app(scope, receive, send_status)
+            finally:
+                route = scope.get("route")  # a matched route's template (/v2/models/{name}/infer)
+                if path == "other" and route is not None:
+                    path = getattr(route, "path", path)
+                self.metrics.requests.labels(path, str(status)).inc()
+                self.metrics.latency.labels(path).observe(time.perf_counter() - started)
 
 
 # -- running ---------------------------------------------------------------------------------
 
 _SPEC_ENV = "GITML_SERVE_SPEC"
+_WORKER_READY_S = 120
 
 
 def run_server(
@@ -209,11 +234,16 @@ def run_server(
     workers: int = 1,
     log_dir: Path | None = None,
     access_log: bool = False,
+    reloader: Reloader | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM; then finish requests in flight and flush the log.
 
-    With `workers` > 1, uvicorn starts that many processes; each loads and verifies the
-    models again (from the same paths) and keeps its own metrics and log files.
+    With one worker, SIGHUP runs `reloader` (if given). With `workers` > 1, uvicorn starts
+    that many processes; each loads and verifies the models again (from the same paths) and
+    keeps its own metrics and log files. SIGHUP makes uvicorn's supervisor replace them one
+    by one, each new worker ready before the old one stops: with `reloader`, a new worker
+    resolves the references again (the versions their tags name now), and one that fails to
+    start stops the replacement, leaving the old workers serving.
     """
     import uvicorn
 
@@ -227,7 +257,7 @@ def run_server(
         "log_config": _log_config(),
     }
     if workers <= 1:
-        app = create_app(deployment, settings, log_dir=log_dir)
+        app = create_app(deployment, settings, log_dir=log_dir, reloader=reloader)
         uvicorn.run(app, http=NoDelayH11Protocol, **common)
         return
     spec = {
@@ -235,12 +265,17 @@ def run_server(
         "shadow": _runtime_spec(deployment.shadow) if deployment.shadow is not None else None,
         "settings": settings.model_dump(mode="json"),
         "log_dir": str(log_dir) if log_dir else None,
+        # what the references were: a worker started by a SIGHUP resolves them again
+        "source": reloader.builder.describe() if reloader is not None else None,
     }
     os.environ[_SPEC_ENV] = json.dumps(spec)
     uvicorn.run(
         "gitml.serve.app:app_from_environment",
         factory=True,
         workers=workers,
+        # on SIGHUP a new worker must be ready within this long, or the old ones stay (the
+        # default 5 s is less than a worker takes to load, verify and check its models)
+        timeout_worker_healthcheck=_WORKER_READY_S,
         http="gitml.serve.app:NoDelayH11Protocol",
         **common,
     )
@@ -333,6 +368,15 @@ def app_from_environment() -> FastAPI:
         [runtime(item) for item in spec["models"]],
         shadow=runtime(shadow) if shadow is not None else None,
     )
-    return create_app(
+    builder = None
+    if spec.get("source") is not None:
+        from gitml.serve.reload import DeploymentBuilder
+
+        builder = DeploymentBuilder.from_description(spec["source"])
+        if builder.moving:  # the versions the references name now (after a SIGHUP)
+            deployment = builder.build(deployment).deployment()
+    app = create_app(
         deployment, settings, log_dir=Path(spec["log_dir"]) if spec["log_dir"] else None
     )
+    app.state.gitml_builder = builder  # its fetched releases live as long as the worker
+    return app

@@ -111,7 +111,7 @@ class MicroBatcher:
     def _process(self, jobs: list[Job]) -> None:
         try:
             merged = jobs[0].columns if len(jobs) == 1 else merge_columns([j.columns for j in jobs])
-            scores = _finite(self._score(merged))
+            scores = finite_scores(self._score(merged))
         except Exception as err:
             if len(jobs) == 1:
                 _fail(jobs[0], err)
@@ -123,7 +123,7 @@ class MicroBatcher:
             parts: list[np.ndarray] = []
             for job in jobs:
                 try:
-                    parts.append(_finite(self._score(job.columns)))
+                    parts.append(finite_scores(self._score(job.columns)))
                 except Exception as alone:  # this request's own failure, and only its own
                     _fail(job, alone)
                 else:
@@ -147,7 +147,7 @@ class MicroBatcher:
             start = stop
 
 
-def _finite(scores: np.ndarray) -> np.ndarray:
+def finite_scores(scores: np.ndarray) -> np.ndarray:
     """`scores` (one row per record: a score, a value, or a row of class probabilities), or
     ModelError naming the first record the model gave a non-finite score."""
     finite = np.isfinite(scores)

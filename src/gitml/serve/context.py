@@ -43,6 +43,11 @@ class ServeContext:
     declared: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        self.declare_fields()
+
+    def declare_fields(self) -> None:
+        """The field names `/metrics` may show: the protocols' own and every served model's
+        (again after a reload)."""
         self.declared = {
             "body",
             "records",

@@ -8,7 +8,8 @@ or too slow, and scoring matters more than its log).
 A file is written under a hidden temporary name (`.predictions-<pid>-<n>.parquet.part`) and
 gets its final name (`predictions-<UTC time>-<pid>-<n>.parquet`) only once it is complete:
 closed, fsynced, then renamed, at rotation or shutdown. Readers (and pyarrow datasets, which
-skip dot-files) only ever see whole files.
+skip dot-files) only ever see whole files. `n` counts the files of every log of the process,
+so the versions one server holds, each with its own log, never take each other's names.
 
 A write that fails (disk full, `RLIMIT_FSIZE`, permission denied, read-only file system) is
 counted by kind and logged once per episode, not once per row; the file it was writing is
@@ -28,6 +29,7 @@ value (regression).
 from __future__ import annotations
 
 import errno
+import itertools
 import logging
 import os
 import threading
@@ -69,6 +71,10 @@ _KINDS = {
 }
 
 logger = logging.getLogger(__name__)
+
+# one sequence for every log of the process: the versions one server holds log side by side
+# in one directory, and a name (pid and number) must never be taken twice
+_FILE_NUMBERS = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -162,7 +168,6 @@ class PredictionLog:
         self._final: Path | None = None
         self._file_rows = 0
         self._unwritten = 0  # rows of the batch being written that are in no file yet
-        self._sequence = 0
         self.rows_written = 0  # rows written as row groups (complete files or the open one)
         self._thread = threading.Thread(target=self._run, name="gitml-prediction-log", daemon=True)
         self._thread.start()
@@ -358,8 +363,7 @@ class PredictionLog:
 
     def _open_file(self) -> None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        self._sequence += 1
-        pid, seq = os.getpid(), f"{self._sequence:05d}"
+        pid, seq = os.getpid(), f"{next(_FILE_NUMBERS):05d}"
         self._final = self.directory / f"predictions-{stamp}-{pid}-{seq}.parquet"
         self._part = self.directory / f".predictions-{pid}-{seq}.parquet.part"
         self._file_rows = 0

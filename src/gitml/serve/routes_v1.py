@@ -66,11 +66,16 @@ def install_v1(app: FastAPI, ctx: ServeContext) -> None:
             headers={"x-request-id": request_id},
         )
 
-    model_body = orjson.dumps(deployment.default.describe(), option=orjson.OPT_SERIALIZE_NUMPY)
+    described: dict[Any, bytes] = {}  # by version: the default changes on a reload
 
     @app.get("/v1/model", summary="The served model: identity, signature, headline metrics")
     async def model() -> Response:
-        return Response(model_body, media_type="application/json")
+        runtime = deployment.default
+        body = described.get(runtime.key)
+        if body is None:
+            body = orjson.dumps(runtime.describe(), option=orjson.OPT_SERIALIZE_NUMPY)
+            described[runtime.key] = body
+        return Response(body, media_type="application/json")
 
     @app.get("/healthz", summary="The process is up")
     async def healthz() -> Response:

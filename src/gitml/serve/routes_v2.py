@@ -42,18 +42,24 @@ def install_v2(app: FastAPI, ctx: ServeContext) -> None:
     def versions_of(name: str) -> list[str]:
         return [r.key.version for r in deployment.runtimes if r.key.name == name]
 
-    metadata = {
-        runtime.key: orjson.dumps(
-            model_metadata(
-                runtime.served,
-                runtime.schema,
-                name=runtime.key.name,
-                versions=versions_of(runtime.key.name),
-                threshold=runtime.threshold,
+    metadata: dict[Any, bytes] = {}  # by version and versions served: a reload changes both
+
+    def metadata_of(runtime: ModelRuntime) -> bytes:
+        versions = versions_of(runtime.key.name)
+        key = (runtime.key, tuple(versions))
+        body = metadata.get(key)
+        if body is None:
+            body = metadata[key] = orjson.dumps(
+                model_metadata(
+                    runtime.served,
+                    runtime.schema,
+                    name=runtime.key.name,
+                    versions=versions,
+                    threshold=runtime.threshold,
+                )
             )
-        )
-        for runtime in deployment.runtimes
-    }
+        return body
+
     server_body = orjson.dumps(server_metadata(__version__))
 
     def find(request: Request) -> ModelRuntime | Response:
@@ -92,7 +98,7 @@ def install_v2(app: FastAPI, ctx: ServeContext) -> None:
         runtime = find(request)
         if isinstance(runtime, Response):
             return runtime
-        return Response(metadata[runtime.key], media_type=_JSON)
+        return Response(metadata_of(runtime), media_type=_JSON)
 
     async def model_ready(request: Request) -> Response:
         runtime = find(request)

@@ -6,10 +6,16 @@ Every protocol (`/v1`, Open Inference Protocol V2, MLflow's `/invocations`) scor
 runtime is built before the server starts (`build_runtime`: the fast path is compiled and
 checked there) and started inside the app's lifespan (`start`: the batcher binds to the
 event loop, the log opens).
+
+A shadow (`role="shadow"`) never scores on the event loop: `Deployment` calls `score_batch`
+from a thread of its own, after the primary's answer has been sent, and its rows go to the
+`shadow/` subdirectory of the prediction log (so `gitml monitor` reads primary traffic unless
+pointed there).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from gitml.config.schema import ServeParams
-from gitml.serve.batcher import Job, MicroBatcher
+from gitml.serve.batcher import Job, MicroBatcher, finite_scores, merge_columns
 from gitml.serve.bundle import ServedModel
 from gitml.serve.fastpath import FastPathCheck, prepare_fast_path
 from gitml.serve.inputs import Columns, InputSchema
@@ -27,6 +33,7 @@ from gitml.serve.predlog import LogEntry, PredictionLog
 from gitml.serve.telemetry import ServeMetrics
 
 Role = Literal["primary", "shadow"]
+SHADOW_LOG_DIR = "shadow"  # under serve.prediction_log.dir: the shadow's rows
 
 _log = logging.getLogger(__name__)
 
@@ -91,11 +98,13 @@ class ModelRuntime:
         limit = self.fast_limit
 
         def score(columns: Columns) -> np.ndarray:
-            self.metrics.batch_rows.observe(columns.n)  # every call, failed ones too
+            if self.role == "primary":  # every call, failed ones too
+                self.metrics.batch_rows.observe(columns.n)
             if fast is not None and columns.n <= limit:
                 return fast(columns)
             return pipeline_score(columns)
 
+        self._score = score
         self.batcher = MicroBatcher(
             score,
             max_rows=settings.batch_max_rows,
@@ -128,11 +137,12 @@ class ModelRuntime:
     # -- life -----------------------------------------------------------------------------
 
     def start(self, log_dir: Path | None) -> None:
-        """Bind the batcher to the running loop and open the prediction log (None: off)."""
+        """Bind the batcher to the running loop and open the prediction log (None: off); a
+        shadow logs to its own subdirectory."""
         if log_dir is not None and self.log is None:
             cfg = self.settings.prediction_log
             self.log = PredictionLog(
-                log_dir,
+                log_dir / SHADOW_LOG_DIR if self.role == "shadow" else log_dir,
                 self.schema,
                 model_name=self.served.name,
                 model_version=self.served.version,
@@ -164,7 +174,30 @@ class ModelRuntime:
         micro-batch are scored alone and unaffected either way."""
         return await self.batcher.submit(columns, request_id)
 
+    def score_batch(
+        self, requests: list[tuple[str, Columns, float]]
+    ) -> list[np.ndarray | Exception]:
+        """Score several requests (request id, checked columns, time received) in one call, in
+        the calling thread, and log them: how a shadow scores, off the event loop, a batch of
+        whatever queued while it waited (its batcher is never used). When the batch fails,
+        each request is scored alone: a result is its scores or its own failure."""
+        try:
+            parts = [columns for _, columns, _ in requests]
+            merged = parts[0] if len(parts) == 1 else merge_columns(parts)
+            scores = finite_scores(self._score(merged))
+        except Exception as err:
+            if len(requests) == 1:
+                return [err]
+            return [self.score_batch([request])[0] for request in requests]
+        self._record(requests, scores)
+        bounds = np.cumsum([0, *(columns.n for _, columns, _ in requests)])
+        return [scores[start:stop] for start, stop in itertools.pairwise(bounds)]
+
     def _after(self, jobs: list[Job], scores: np.ndarray) -> None:
+        self._record([(job.request_id, job.columns, job.received) for job in jobs], scores)
+
+    def _record(self, requests: list[tuple[str, Columns, float]], scores: np.ndarray) -> None:
+        """Count scored rows (a primary's) and log them, one entry per request."""
         metrics = self.metrics
         if self.role == "primary":
             metrics.rows.inc(len(scores))
@@ -174,14 +207,14 @@ class ModelRuntime:
         log = self.log
         if log is not None:
             start = 0
-            for job in jobs:
-                part = scores[start : start + job.columns.n]
-                start += job.columns.n
+            for request_id, columns, received in requests:
+                part = scores[start : start + columns.n]
+                start += columns.n
                 log.append(
                     LogEntry(
-                        job.request_id,
-                        job.columns,
+                        request_id,
+                        columns,
                         output_columns(self.served, part, self.threshold),
-                        job.received,
+                        received,
                     )
                 )  # never blocks: a full buffer drops the rows and counts them

@@ -8,6 +8,7 @@ says which). Aggregate across workers in Prometheus with `sum without (pid)`.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
@@ -86,6 +87,21 @@ class ServeMetrics:
             "Micro-batches whose scoring failed and were re-scored request by request.",
             registry=reg,
         )
+        self.shadow_requests = Counter(
+            "gitml_shadow_requests",
+            "Requests the shadow model (--shadow) was given, by outcome: ok, failed (it "
+            "raised), timeout (over serve.shadow_timeout_s), skipped (its input checks failed, "
+            "or serve.shadow_max_pending requests were already waiting for it).",
+            ["outcome"],
+            registry=reg,
+        )
+        self.reloads = Counter(
+            "gitml_reloads",
+            "Reloads on SIGHUP, by outcome: ok (the new versions serve), failed (the old ones "
+            "still do; the server log says why).",
+            ["outcome"],
+            registry=reg,
+        )
         self._info = Gauge(
             "gitml_model_info",
             "The served models (always 1 each).",
@@ -96,6 +112,11 @@ class ServeMetrics:
     def add_model(self, name: str, version: str, commit: str | None) -> None:
         """Show a served model version in `gitml_model_info`."""
         self._info.labels(name, version, commit or "", str(os.getpid())).set(1)
+
+    def remove_model(self, name: str, version: str, commit: str | None) -> None:
+        """Drop a version no longer served (after a reload) from `gitml_model_info`."""
+        with contextlib.suppress(KeyError):
+            self._info.remove(name, version, commit or "", str(os.getpid()))
 
     def watch_log(self, stats: Callable[[], list[LogStats]]) -> None:
         """Expose the prediction logs' counters (summed), read from `stats()` at each scrape."""
@@ -160,10 +181,9 @@ def sum_stats(logs: list[LogStats]) -> LogStats:
         first,
         written_rows=sum(s.written_rows for s in logs),
         buffered_rows=sum(s.buffered_rows for s in logs),
-        dropped_rows=dict(
-            sum((collections.Counter(s.dropped_rows) for s in logs), collections.Counter())
-        ),
-        errors=dict(sum((collections.Counter(s.errors) for s in logs), collections.Counter())),
+        # Counter.update keeps the zeros (`sum` of Counters drops them): every reason is shown
+        dropped_rows=_add(s.dropped_rows for s in logs),
+        errors=_add(s.errors for s in logs),
         failing=next((s.failing for s in logs if s.failing is not None), None),
     )
 

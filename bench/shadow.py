@@ -40,10 +40,10 @@ def _serve(project: Path, port: int, shadow: bool) -> None:
     from dataclasses import replace
 
     from gitml.config.compose import load_params
-    from gitml.serve.app import run_server
     from gitml.serve.bundle import load_project_model
     from gitml.serve.deployment import Deployment
     from gitml.serve.runtime import ModelRuntime
+    from gitml.serve.server import run_server
 
     params = load_params(project / "params.yaml")
     settings = params.serve

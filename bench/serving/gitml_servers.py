@@ -79,10 +79,10 @@ def serve_deployment(model_path: Path, project: Path, port: int, *, with_shadow:
     same file as its shadow: what `--shadow REF` builds, without making a release."""
     from gitml.config.compose import load_params
     from gitml.project import find_project
-    from gitml.serve.app import configure_logging, run_server
     from gitml.serve.bundle import load_served_model
     from gitml.serve.deployment import Deployment
     from gitml.serve.runtime import ModelRuntime
+    from gitml.serve.server import configure_logging, run_server
 
     proj = find_project(project)
     params = load_params(proj.params_path)

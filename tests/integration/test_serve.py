@@ -433,14 +433,3 @@ def test_sigterm_finishes_and_flushes_every_accepted_prediction(
     assert set(ids) <= set(log["request_id"])
     assert log["score"].between(0, 1).all() and not math.isnan(log["score"].sum())
     assert set(log["model_version"]) == {"unreleased"}
-
-
-def test_multiple_workers_serve_the_same_model(project: Path) -> None:
-    server = ServerProcess(project, "--workers", "2")
-    try:
-        server.wait_ready()
-        with httpx.Client(base_url=server.url, timeout=30) as http:
-            for _ in range(4):
-                assert http.post("/v1/predict", json={"records": [GOOD]}).status_code == 200
-    finally:
-        assert server.stop(signal.SIGINT) == 0, server.stderr

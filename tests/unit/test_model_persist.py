@@ -14,9 +14,15 @@ import skops.io as sio
 
 from gitml.config.compose import compose_params, parse_params
 from gitml.data.io import read_source
-from gitml.errors import UntrustedModelError
+from gitml.errors import ModelError, UntrustedModelError
 from gitml.model.build import build_pipeline
-from gitml.model.persist import TRUSTED_TYPES, canonical_archive, load_model, save_model
+from gitml.model.persist import (
+    TRUSTED_TYPES,
+    canonical_archive,
+    check_model_file,
+    load_model,
+    save_model,
+)
 from gitml.model.scoring import fix_summation_order
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,6 +51,7 @@ def test_round_trip_needs_only_trusted_types(
     path = tmp_path / "model.skops"
     payload = save_model(pipeline, path)
     assert set(sio.get_untrusted_types(data=payload)) <= set(TRUSTED_TYPES)
+    check_model_file(path, _hash(path))  # what a --workers supervisor checks: passes
     loaded = load_model(path)
     # a parallel forest sums its trees in any order: equal up to float rounding
     np.testing.assert_allclose(
@@ -137,3 +144,29 @@ def test_forest_scores_are_the_same_bits_on_every_run(sample: pd.DataFrame) -> N
     fixed = fix_summation_order(pipeline)
     runs = {fixed.predict_proba(sample[data.features]).tobytes() for _ in range(10)}
     assert len(runs) == 1
+
+
+def _hash(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_check_model_file_refuses_foreign_types_without_building_them(tmp_path: Path) -> None:
+    """The cheap check `gitml serve --workers N` runs before its workers load the model."""
+    marker = tmp_path / "constructed"
+    path = tmp_path / "model.skops"
+    sio.dump({"model": _Untrusted(str(marker))}, path)
+    with pytest.raises(UntrustedModelError) as info:
+        check_model_file(path, _hash(path))
+    assert "test_model_persist._Untrusted" in info.value.message
+    assert not marker.exists()
+
+
+def test_check_model_file_checks_the_hash_then_the_format(tmp_path: Path) -> None:
+    path = tmp_path / "model.skops"
+    path.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(ModelError, match=r"does not match metadata\.json"):
+        check_model_file(path, "0" * 64, recorded_in="metadata.json")
+    with pytest.raises(UntrustedModelError, match="a pickle file"):
+        check_model_file(path, _hash(path))

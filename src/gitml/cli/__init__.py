@@ -441,7 +441,12 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to bind.")] = 8000,
     workers: Annotated[
-        int, typer.Option("--workers", min=1, help="Worker processes (each loads the models).")
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Worker processes; each loads the models, and /metrics adds up all of them.",
+        ),
     ] = 1,
     access_log: Annotated[
         bool, typer.Option("--access-log", help="Log every request (slower).")
@@ -454,17 +459,56 @@ def serve(
     flushing the prediction log, within serve.shutdown_timeout_s. On SIGHUP, resolves each
     --ref and --shadow again (after `gitml promote`) and swaps the new versions in without
     dropping a request; a failed reload keeps the old ones."""
+    import gc
+
+    gc.disable()  # until the models are loaded (gitml.serve.server.freeze_heap turns it on)
+    try:
+        _serve_models(project, model, refs or [], shadow, host, port, workers, access_log)
+    finally:
+        gc.enable()
+
+
+def _serve_models(
+    project: Path | None,
+    model: Path | None,
+    refs: list[str],
+    shadow: str | None,
+    host: str,
+    port: int,
+    workers: int,
+    access_log: bool,
+) -> None:
+    import os
+
     from gitml.config.compose import load_params
     from gitml.project import find_project
-    from gitml.serve.app import configure_logging
+    from gitml.serve.server import MULTIPROCESS_ENV, configure_logging
 
+    # one process keeps its metrics in memory; run_workers sets a private directory itself
+    os.environ.pop(MULTIPROCESS_ENV, None)
+    os.environ.pop(MULTIPROCESS_ENV.lower(), None)
     proj = find_project(project)
     params = load_params(proj.params_path)
     settings = params.serve
     log_dir = proj.root / settings.prediction_log.dir if settings.prediction_log.enabled else None
     configure_logging()
-    with _deployment_for(proj, params, model, refs or [], shadow) as (deployment, reloader):
-        _serve(deployment, settings, host, port, workers, access_log, log_dir, reloader)
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_dir": log_dir,
+        "access_log": access_log,
+    }
+    if workers == 1:
+        with _deployment_for(proj, params, model, refs, shadow) as (deployment, reloader):
+            _serve(deployment, settings, workers=1, reloader=reloader, **options)
+        return
+    # the supervisor checks the models without loading them; each worker loads them, and
+    # resolves the references again when a SIGHUP replaces it
+    from gitml.serve.reload import DeploymentBuilder
+
+    source = DeploymentBuilder(proj, params, model=model, refs=refs, shadow=shadow).describe()
+    with _worker_models_for(proj, params, model, refs, shadow) as (primaries, candidate):
+        _serve((primaries, candidate), settings, workers=workers, source=source, **options)
 
 
 @contextlib.contextmanager
@@ -483,46 +527,89 @@ def _deployment_for(
         builder.close()
 
 
+@contextlib.contextmanager
+def _worker_models_for(
+    proj: Any, params: Any, model: Path | None, refs: list[str], shadow: str | None
+) -> Iterator[tuple[list[Any], Any]]:
+    """What `--workers N` hands its workers: the models `_deployment_for` would load, each
+    fetched (a --ref, into a temporary directory that lives as long as the server) and
+    checked without loading it (hash, signature, the archive's types)."""
+    from gitml.errors import ConfigError
+    from gitml.serve.bundle import check_project_model, fetch_released_model
+    from gitml.serve.server import WorkerModel
+
+    if model is not None and refs:
+        raise ConfigError("give --model or --ref, not both")
+    with contextlib.ExitStack() as stack:
+
+        def checked(ref: str | None, role: str = "primary") -> WorkerModel:
+            if ref is None:
+                files = check_project_model(proj.root, model)
+            else:
+                tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="gitml-release-"))
+                files = fetch_released_model(proj, ref, Path(tmp) / "model")
+            threshold = params.threshold_for(files.threshold)  # a release keeps its own
+            return WorkerModel(files, threshold, ref=ref, role=role)
+
+        given: list[str | None] = list(refs) or [None]
+        primaries = [checked(ref) for ref in given]
+        yield primaries, checked(shadow, "shadow") if shadow is not None else None
+
+
 def _serve(
     deployment: Any,
     settings: Any,
+    *,
+    workers: int,
     host: str,
     port: int,
-    workers: int,
-    access_log: bool,
     log_dir: Path | None,
+    access_log: bool,
     reloader: Any = None,
+    source: dict[str, Any] | None = None,
 ) -> None:
+    """Run the server: `deployment` is loaded (one worker; `reloader` reloads it on SIGHUP)
+    or, with several, the (primaries, shadow) pair of WorkerModels the workers load
+    (`source` describes the references for the workers that SIGHUP starts)."""
     import signal
 
-    from gitml.serve.app import run_server
+    from gitml.serve.server import run_server, run_workers
 
     stopped: list[int] = []
     # uvicorn re-raises the signal that stopped it once it is done; record it and exit 0
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stopped.append(signum))
     _ignore_file_size_signal()
-    for runtime in deployment.all():
-        served = runtime.served
+    if workers == 1:
+        shown = [(r.served.name, r.served.version, r.served.path, r.role) for r in deployment.all()]
+    else:
+        primaries, candidate = deployment
+        shown = [
+            (m.files.name, m.files.version, m.files.path, m.role)
+            for m in [*primaries, *([candidate] if candidate is not None else [])]
+        ]
+    for name, version, path, role in shown:
         typer.echo(
-            f"serving {served.name} {served.version} ({served.path})"
-            + (" as a shadow" if runtime.role == "shadow" else ""),
+            f"serving {name} {version} ({path})" + (" as a shadow" if role == "shadow" else ""),
             err=True,
         )
     typer.echo(
         f"at http://{host}:{port} with {workers} worker(s); prediction log: {log_dir or 'off'}",
         err=True,
     )
-    run_server(
-        deployment,
-        settings,
-        host=host,
-        port=port,
-        workers=workers,
-        log_dir=log_dir,
-        access_log=access_log,
-        reloader=reloader,
-    )
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_dir": log_dir,
+        "access_log": access_log,
+    }
+    if workers == 1:
+        run_server(deployment, settings, reloader=reloader, **options)
+    else:
+        primaries, candidate = deployment
+        run_workers(
+            primaries, settings, shadow=candidate, workers=workers, source=source, **options
+        )
     if stopped:
         typer.echo(f"stopped on {signal.Signals(stopped[0]).name}", err=True)
 

@@ -6,12 +6,14 @@ import io
 import json
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
-
-from sklearn.pipeline import Pipeline
+from typing import TYPE_CHECKING, Any, Literal
 
 from gitml.errors import ModelError, UntrustedModelError
 from gitml.files import sha256_file, write_bytes
+from gitml.model.skops_import import import_skops
+
+if TYPE_CHECKING:  # scikit-learn is imported where a model is built: check_model_file needs none
+    from sklearn.pipeline import Pipeline
 
 # Types outside skops' default-trusted set that gitml's own pipelines contain. Anything else
 # in a model file is refused before a single object is constructed.
@@ -29,6 +31,11 @@ TRUSTED_TYPES: tuple[str, ...] = (
 
 _PICKLE_MAGIC = (b"\x80", b"(", b"c")  # protocol 2+ opcode, protocol 0 MARK / GLOBAL
 
+# check_model_file's first look at an archive, without skops or scikit-learn: the packages
+# skops' default-trusted types come from. skops' own audit, when the model loads, remains the
+# authority on which of their types are trusted.
+_AUDITED_PACKAGES = frozenset({"builtins", "numpy", "scipy", "sklearn"})
+
 
 # Every entry of a canonical archive carries this time stamp (the earliest a zip can hold).
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -45,8 +52,7 @@ def save_model(pipeline: Pipeline, path: Path) -> bytes:
 def dump_model(pipeline: Pipeline) -> bytes:
     """The skops archive of `pipeline`, canonical: the same fitted pipeline gives the same
     bytes in any process, so a re-run leaves the model's hash in dvc.lock unchanged."""
-    import skops.io as sio
-
+    sio = import_skops()
     return canonical_archive(sio.dumps(pipeline))
 
 
@@ -157,21 +163,13 @@ def load_model(path: Path) -> Pipeline:
     skops audits the file's schema first: no object is built and no code runs before every
     type in it is known to be trusted.
     """
-    import skops.io as sio
+    sio = import_skops()
     from skops.io.exceptions import UntrustedTypesFoundException
 
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found", hint="run `dvc repro` or `dvc pull`")
-    with open(path, "rb") as fh:
-        head = fh.read(4)
-    if not zipfile.is_zipfile(path):
-        kind = "a pickle file" if head[:1] in _PICKLE_MAGIC else "not a skops file"
-        raise UntrustedModelError(
-            f"{path}: refusing to load: {kind}; gitml loads only skops model files",
-            hint="pickle and joblib files can run arbitrary code when loaded; re-export the "
-            "model with gitml (skops)",
-        )
+    _refuse_non_skops(path)
     try:
         # skops audits every type against the list before it constructs a single object
         model = sio.load(path, trusted=list(TRUSTED_TYPES))
@@ -184,9 +182,23 @@ def load_model(path: Path) -> Pipeline:
         ) from err
     except Exception as err:  # a zip that is not a skops archive, or a damaged one
         raise UntrustedModelError(f"{path}: not a valid skops model file ({err})") from err
+    from sklearn.pipeline import Pipeline
+
     if not isinstance(model, Pipeline):
         raise ModelError(f"{path}: expected a scikit-learn Pipeline, found {type(model).__name__}")
     return model
+
+
+def _refuse_non_skops(path: Path) -> None:
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not zipfile.is_zipfile(path):
+        kind = "a pickle file" if head[:1] in _PICKLE_MAGIC else "not a skops file"
+        raise UntrustedModelError(
+            f"{path}: refusing to load: {kind}; gitml loads only skops model files",
+            hint="pickle and joblib files can run arbitrary code when loaded; re-export the "
+            "model with gitml (skops)",
+        )
 
 
 def load_verified_model(
@@ -197,6 +209,18 @@ def load_verified_model(
     The hash is checked before skops reads a byte of the archive: a file that is not the
     one training recorded is never deserialised. `recorded_in` names where the hash comes
     from, for the message.
+    """
+    check_model_file(path, sha256, recorded_in=recorded_in)
+    return load_model(path)
+
+
+def check_model_file(path: Path, sha256: str | None, *, recorded_in: str = "the recorded") -> None:
+    """What can be checked of a model file without building it, and without importing skops
+    or scikit-learn: it exists, its SHA-256 is the recorded one, it is a skops archive (not a
+    pickle), and every type it names comes from scikit-learn, NumPy, SciPy, a few builtins or
+    gitml's trusted list. `gitml serve --workers N` checks this much before it binds the port
+    and leaves loading (and skops' full audit of trusted types) to the workers, so the
+    supervisor stays small.
     """
     path = Path(path)
     if not path.is_file():
@@ -213,4 +237,41 @@ def load_verified_model(
             "the file is not the model that training wrote",
             hint="restore it with `dvc checkout` (or `dvc pull`), or retrain with `dvc repro`",
         )
-    return load_model(path)
+    _refuse_non_skops(path)
+    refused = sorted(_foreign_types(path))
+    if refused:
+        raise UntrustedModelError(
+            f"{path}: refusing to load: it holds types outside gitml's trusted list: "
+            + ", ".join(refused[:10]),
+            hint="only models built by gitml's allow-listed estimators can be loaded",
+        )
+
+
+def _foreign_types(path: Path) -> set[str]:
+    """The types named in a skops archive's schema that come neither from the audited
+    packages nor from TRUSTED_TYPES (e.g. `os.system`, `__main__.Payload`)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            schema = json.loads(archive.read(_SCHEMA))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
+        raise UntrustedModelError(f"{path}: not a valid skops model file ({err})") from err
+    found: set[str] = set()
+    _collect_types(schema, found)
+    return {
+        name
+        for name in found
+        if name not in TRUSTED_TYPES and name.split(".", 1)[0] not in _AUDITED_PACKAGES
+    }
+
+
+def _collect_types(node: Any, found: set[str]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _collect_types(item, found)
+        return
+    if not isinstance(node, dict):
+        return
+    if "__loader__" in node:  # a skops node (object, type or function) names it so
+        found.add(f"{node.get('__module__')}.{node.get('__class__')}")
+    for value in node.values():
+        _collect_types(value, found)

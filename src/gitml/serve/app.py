@@ -1,4 +1,4 @@
-"""The HTTP API: a FastAPI app around one verified model, and the uvicorn runner.
+"""The HTTP API: a FastAPI app around verified models (`gitml.serve.server` runs it).
 
 Endpoints: `POST /v1/predict`, `GET /v1/model`, `GET /healthz`, `GET /readyz`,
 `GET /metrics`, and the Open Inference Protocol V2 under `/v2` (`routes_v2`). The request
@@ -11,11 +11,7 @@ applies to the decoded bytes.
 
 from __future__ import annotations
 
-import copy
-import json
 import logging
-import logging.config
-import os
 import signal
 import socket
 import threading
@@ -219,96 +215,7 @@ class _MetricsMiddleware:
                 self.metrics.latency.labels(path).observe(time.perf_counter() - started)
 
 
-# -- running ---------------------------------------------------------------------------------
-
-_SPEC_ENV = "GITML_SERVE_SPEC"
-_WORKER_READY_S = 120
-
-
-def run_server(
-    deployment: Deployment,
-    settings: ServeParams,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    workers: int = 1,
-    log_dir: Path | None = None,
-    access_log: bool = False,
-    reloader: Reloader | None = None,
-) -> None:
-    """Serve until SIGINT or SIGTERM; then finish requests in flight and flush the log.
-
-    With one worker, SIGHUP runs `reloader` (if given). With `workers` > 1, uvicorn starts
-    that many processes; each loads and verifies the models again (from the same paths) and
-    keeps its own metrics and log files. SIGHUP makes uvicorn's supervisor replace them one
-    by one, each new worker ready before the old one stops: with `reloader`, a new worker
-    resolves the references again (the versions their tags name now), and one that fails to
-    start stops the replacement, leaving the old workers serving.
-    """
-    import uvicorn
-
-    common: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "log_level": "info",
-        "access_log": access_log,
-        "timeout_graceful_shutdown": settings.shutdown_timeout_s,
-        "server_header": False,
-        "log_config": _log_config(),
-    }
-    if workers <= 1:
-        app = create_app(deployment, settings, log_dir=log_dir, reloader=reloader)
-        uvicorn.run(app, http=NoDelayH11Protocol, **common)
-        return
-    spec = {
-        "models": [_runtime_spec(r) for r in deployment.runtimes],
-        "shadow": _runtime_spec(deployment.shadow) if deployment.shadow is not None else None,
-        "settings": settings.model_dump(mode="json"),
-        "log_dir": str(log_dir) if log_dir else None,
-        # what the references were: a worker started by a SIGHUP resolves them again
-        "source": reloader.builder.describe() if reloader is not None else None,
-    }
-    os.environ[_SPEC_ENV] = json.dumps(spec)
-    uvicorn.run(
-        "gitml.serve.app:app_from_environment",
-        factory=True,
-        workers=workers,
-        # on SIGHUP a new worker must be ready within this long, or the old ones stay (the
-        # default 5 s is less than a worker takes to load, verify and check its models)
-        timeout_worker_healthcheck=_WORKER_READY_S,
-        http="gitml.serve.app:NoDelayH11Protocol",
-        **common,
-    )
-
-
-def _runtime_spec(runtime: ModelRuntime) -> dict[str, Any]:
-    served = runtime.served
-    return {
-        "model": str(served.path),
-        "name": served.name,
-        "version": served.version,
-        "commit": served.commit,
-        "metrics": served.metrics,
-        "threshold": runtime.threshold,
-        "ref": runtime.ref,
-        "role": runtime.role,
-    }
-
-
-def configure_logging() -> None:
-    """gitml's log lines printed the way uvicorn prints its own (call before building
-    runtimes, which log the fast path's verdict; uvicorn applies it again)."""
-    logging.config.dictConfig(_log_config())
-
-
-def _log_config() -> dict[str, Any]:
-    """uvicorn's logging, with gitml's own messages (the prediction log's, failed scoring)
-    printed the same way."""
-    from uvicorn.config import LOGGING_CONFIG
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["loggers"]["gitml"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-    return config
+# -- the HTTP protocol -----------------------------------------------------------------------
 
 
 class NoDelayH11Protocol(H11Protocol):
@@ -342,41 +249,3 @@ class NoDelayH11Protocol(H11Protocol):
         ):
             self.transport.write(self.conn.send(event))
         self.transport.close()
-
-
-def app_from_environment() -> FastAPI:
-    """The app of one worker process of `run_server(workers > 1)` (uvicorn's factory)."""
-    from gitml.serve.bundle import load_served_model
-
-    spec = json.loads(os.environ[_SPEC_ENV])
-    settings = ServeParams.model_validate(spec["settings"])
-
-    def runtime(item: dict[str, Any]) -> ModelRuntime:
-        served = load_served_model(
-            item["model"],
-            name=item["name"],
-            version=item["version"],
-            commit=item["commit"],
-            metrics=item["metrics"],
-        )
-        return ModelRuntime(
-            served, settings, threshold=item["threshold"], ref=item["ref"], role=item["role"]
-        )
-
-    shadow = spec["shadow"]
-    deployment = Deployment(
-        [runtime(item) for item in spec["models"]],
-        shadow=runtime(shadow) if shadow is not None else None,
-    )
-    builder = None
-    if spec.get("source") is not None:
-        from gitml.serve.reload import DeploymentBuilder
-
-        builder = DeploymentBuilder.from_description(spec["source"])
-        if builder.moving:  # the versions the references name now (after a SIGHUP)
-            deployment = builder.build(deployment).deployment()
-    app = create_app(
-        deployment, settings, log_dir=Path(spec["log_dir"]) if spec["log_dir"] else None
-    )
-    app.state.gitml_builder = builder  # its fetched releases live as long as the worker
-    return app

@@ -129,6 +129,62 @@ def signature_task(signature: dict[str, Any]) -> Task:
     return cast("Task", task)
 
 
+@dataclass(frozen=True)
+class ModelFiles:
+    """A model directory checked without loading it (`check_model_files`): what a
+    `gitml serve --workers N` supervisor hands its workers, each of which loads it."""
+
+    path: Path  # the model file
+    name: str
+    version: str
+    commit: str | None
+    signature: dict[str, Any]
+    metadata: dict[str, Any]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    threshold: float | None = None  # recorded with a release (None: the config's)
+
+    @property
+    def sha256(self) -> str:
+        """The model file's SHA-256 (checked against the file by `check_model_files`)."""
+        return str(self.metadata["model_file"]["sha256"])
+
+
+def check_model_files(
+    model_path: str | Path,
+    *,
+    name: str | None = None,
+    version: str = UNRELEASED,
+    commit: str | None = None,
+    metrics: dict[str, Any] | None = None,
+    threshold: float | None = None,
+) -> ModelFiles:
+    """Everything `load_served_model` checks that needs no pipeline, and no scikit-learn:
+    the files are there, the SHA-256 is the recorded one, the archive names no foreign type,
+    the signature is well formed and agrees with the metadata. Raises ModelError."""
+    from gitml.model.persist import check_model_file, load_model
+    from gitml.project import MODEL_FILE
+
+    path = Path(model_path)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    if not path.is_file():
+        load_model(path)  # raises the one "model file not found" error
+    signature = _read_json(path.parent / SIGNATURE_FILE)
+    metadata = _read_json(path.parent / METADATA_FILE)
+    check_model_file(path, metadata.get("model_file", {}).get("sha256"), recorded_in=METADATA_FILE)
+    _check_declared(path, signature, metadata)
+    return ModelFiles(
+        path=path,
+        name=name or str(signature.get("model_name") or metadata.get("model_name") or "model"),
+        version=version,
+        commit=commit,
+        signature=signature,
+        metadata=metadata,
+        metrics=metrics or {},
+        threshold=threshold,
+    )
+
+
 def load_served_model(
     model_path: str | Path,
     *,
@@ -143,34 +199,33 @@ def load_served_model(
     file that is not skops or holds an untrusted type, a file whose SHA-256 differs from
     `metadata.json`, and a pipeline whose inputs or classes differ from `signature.json`.
     """
-    from gitml.model.persist import load_model, load_verified_model
-    from gitml.project import MODEL_FILE
+    files = check_model_files(
+        model_path, name=name, version=version, commit=commit, metrics=metrics
+    )
+    return load_model_files(files)
 
-    path = Path(model_path)
-    if path.is_dir():
-        path = path / MODEL_FILE
-    if not path.is_file():
-        load_model(path)  # raises the one "model file not found" error
-    signature = _read_json(path.parent / SIGNATURE_FILE)
-    metadata = _read_json(path.parent / METADATA_FILE)
-    recorded = metadata.get("model_file", {}).get("sha256")
-    pipeline = load_verified_model(path, recorded, recorded_in=METADATA_FILE)
-    _check_signature(path, pipeline, signature, metadata)
+
+def load_model_files(files: ModelFiles) -> ServedModel:
+    """Build the pipeline of checked `files` (skops audits its types first) and check it
+    against the signature. Raises ModelError."""
+    from gitml.model.persist import load_model
+
+    pipeline = load_model(files.path)
+    _check_signature(files.path, pipeline, files.signature)
     return ServedModel(
-        name=name or str(signature.get("model_name") or metadata.get("model_name") or "model"),
-        version=version,
-        commit=commit,
+        name=files.name,
+        version=files.version,
+        commit=files.commit,
         pipeline=pipeline,
-        signature=signature,
-        metadata=metadata,
-        metrics=metrics or {},
-        path=path,
+        signature=files.signature,
+        metadata=files.metadata,
+        metrics=files.metrics,
+        path=files.path,
     )
 
 
-def _check_signature(
-    path: Path, pipeline: Pipeline, signature: dict[str, Any], metadata: dict[str, Any]
-) -> None:
+def _check_declared(path: Path, signature: dict[str, Any], metadata: dict[str, Any]) -> None:
+    """The signature is well formed and names the features the metadata records."""
     try:
         features = [item["name"] for item in signature["inputs"]]
         task = signature_task(signature)
@@ -181,6 +236,34 @@ def _check_signature(
             f"{path.parent / SIGNATURE_FILE}: malformed signature (missing {err})"
         ) from err
     InputSchema.from_signature(signature)  # every input has a known type
+    wrong = {
+        "binary": positive not in classes or len(classes) != 2,
+        "multiclass": len(classes) < 3,
+        "regression": False,
+    }[task]
+    if wrong:
+        shown = f", positive class {positive!r}" if task == "binary" else ""
+        raise ModelError(
+            f"{path.parent / SIGNATURE_FILE}: classes {classes}{shown} do not match task {task} "
+            "(binary: two classes, the positive one among them; multiclass: three or more)"
+        )
+    recorded = metadata.get("features")
+    if recorded is not None and list(recorded) != features:
+        raise ModelError(
+            f"{path}: the model was trained on inputs {list(recorded)} ({METADATA_FILE}), "
+            f"but {SIGNATURE_FILE} declares {features}",
+            hint="the model and its signature come from different runs: `dvc checkout` or "
+            "`dvc repro` restores a matching pair",
+        )
+
+
+def _check_signature(path: Path, pipeline: Pipeline, signature: dict[str, Any]) -> None:
+    """The pipeline takes the signature's inputs and predicts its classes (or values);
+    `_check_declared` has checked the signature itself."""
+    features = [item["name"] for item in signature["inputs"]]
+    task = signature_task(signature)
+    classes = [] if task == "regression" else [str(c) for c in signature["output"]["classes"]]
+    positive = str(signature["output"]["positive_class"]) if task == "binary" else None
     expected = [str(c) for c in getattr(pipeline, "feature_names_in_", [])]
     if expected != features:
         raise ModelError(
@@ -188,12 +271,6 @@ def _check_signature(
             f"{features}",
             hint="the model and its signature come from different runs: `dvc checkout` or "
             "`dvc repro` restores a matching pair",
-        )
-    recorded = metadata.get("features")
-    if recorded is not None and list(recorded) != features:
-        raise ModelError(
-            f"{path.parent / METADATA_FILE}: features {list(recorded)} differ from "
-            f"{SIGNATURE_FILE} {features}"
         )
     if task == "regression":
         from sklearn.base import is_regressor
@@ -205,8 +282,7 @@ def _check_signature(
             )
         return
     model_classes = [str(c) for c in getattr(pipeline, "classes_", [])]
-    wrong = positive not in classes or len(classes) != 2 if task == "binary" else len(classes) < 3
-    if model_classes != classes or wrong:
+    if model_classes != classes:
         shown = f", positive class {positive!r}" if task == "binary" else ""
         raise ModelError(
             f"{path}: the pipeline's classes {model_classes} do not match {SIGNATURE_FILE} "
@@ -231,7 +307,13 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def load_project_model(project_root: Path, model_path: str | Path | None = None) -> ServedModel:
-    """The working tree's model (default `models/model.skops`), as version "unreleased".
+    """The working tree's model (default `models/model.skops`), as version "unreleased"
+    (`check_project_model`, then loaded)."""
+    return load_model_files(check_project_model(project_root, model_path))
+
+
+def check_project_model(project_root: Path, model_path: str | Path | None = None) -> ModelFiles:
+    """The working tree's model (default `models/model.skops`), checked, not loaded.
 
     The commit is `git rev-parse HEAD` when the project is a git repository. Headline
     metrics come from `metrics.json` beside the model, else from the project's
@@ -260,7 +342,7 @@ def load_project_model(project_root: Path, model_path: str | Path | None = None)
             except (OSError, ValueError, AttributeError):
                 metrics = {}
             break
-    return load_served_model(path, version=UNRELEASED, commit=commit, metrics=metrics)
+    return check_model_files(path, version=UNRELEASED, commit=commit, metrics=metrics)
 
 
 def load_released_model(project: Project, ref: str, dest: Path) -> tuple[ServedModel, float | None]:
@@ -269,16 +351,23 @@ def load_released_model(project: Project, ref: str, dest: Path) -> tuple[ServedM
     Returns the model and the decision threshold recorded with the release (its
     `metrics.json`), which serving uses unless `serve.threshold` is set.
     """
+    files = fetch_released_model(project, ref, dest)
+    return load_model_files(files), files.threshold
+
+
+def fetch_released_model(project: Project, ref: str, dest: Path) -> ModelFiles:
+    """Fetch a release into `dest` (SHA-256 verified) and check it, without loading it; its
+    `threshold` is the one recorded with the release."""
     from gitml.registry.fetch import fetch_model
 
     fetched = fetch_model(project, ref, dest)
     recorded = _read_json(Path(fetched.directory) / "metrics.json")
-    served = load_served_model(
+    threshold = recorded.get("threshold")
+    return check_model_files(
         fetched.model_path,
         name=fetched.name,
         version=fetched.version,
         commit=fetched.commit,
         metrics=dict(recorded.get("metrics") or {}),
+        threshold=float(threshold) if isinstance(threshold, int | float) else None,
     )
-    threshold = recorded.get("threshold")
-    return served, float(threshold) if isinstance(threshold, int | float) else None

@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitml.errors import ConfigError, GitmlError
-from gitml.serve.deployment import Deployment
-from gitml.serve.runtime import ModelRuntime, Role
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # runtime and deployment: imported where built (a supervisor only describes)
     from gitml.config.schema import Params
     from gitml.project import Project
     from gitml.serve.context import ServeContext
+    from gitml.serve.deployment import Deployment
+    from gitml.serve.runtime import ModelRuntime, Role
 
 _log = logging.getLogger(__name__)
 
@@ -54,6 +54,8 @@ class Plan:
     fresh: list[ModelRuntime]
 
     def deployment(self) -> Deployment:
+        from gitml.serve.deployment import Deployment
+
         return Deployment(self.runtimes, shadow=self.shadow)
 
 
@@ -161,6 +163,7 @@ class DeploymentBuilder:
             if running is not None:
                 return running
         from gitml.serve.bundle import load_project_model, load_released_model
+        from gitml.serve.runtime import ModelRuntime
 
         settings = self.params.serve
         if ref is None:

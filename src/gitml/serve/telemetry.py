@@ -1,23 +1,40 @@
-"""Prometheus metrics of one server process (prometheus-client, one registry per app).
+"""Prometheus metrics of a server (prometheus-client): one process's, or all its workers'.
 
-With `--workers N` every worker process keeps its own counters: a scrape of `/metrics`
-reaches one worker and shows that worker's numbers (the `pid` label of `gitml_model_info`
-says which). Aggregate across workers in Prometheus with `sum without (pid)`.
+One process (`--workers 1`, and apps built in tests) keeps its metrics in its own registry;
+`gitml_model_info` carries the process's `pid`.
+
+With `--workers N` the supervisor points `PROMETHEUS_MULTIPROC_DIR` at a private directory
+before the workers start, so every counter and histogram is prometheus-client's
+multiprocess kind (one memory-mapped file per worker), and a scrape, whichever worker
+answers it, adds up every worker's files (`MultiProcessCollector`): totals, not one
+worker's share. `gitml_model_info` has no `pid` label there: one series per served version,
+1 while a live worker serves it (`livemax`; files of dead workers are dropped at the
+scrape). The prediction log's counters live in the log, not in prometheus-client, so each
+worker also writes them to `predlog-<pid>.json` in that directory (at most a second old,
+and at exit); a scrape adds up every worker's file, counting the gauges of live workers
+only.
 """
 
 from __future__ import annotations
 
+import atexit
 import collections
 import contextlib
+import json
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
+from dataclasses import asdict, replace
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from gitml.serve.predlog import DROP_REASONS, ERROR_KINDS, LogStats
+
+_LOG_STATS_GLOB = "predlog-*.json"
+_PUBLISH_SECONDS = 1.0
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
@@ -32,7 +49,9 @@ class ServeMetrics:
     """The counters and histograms `GET /metrics` exposes."""
 
     def __init__(self, *, binary: bool = True) -> None:
+        # the registry the metrics are created in; with workers, a scrape reads the files
         self.registry = CollectorRegistry(auto_describe=True)
+        self.shared_dir = multiprocess_dir()
         reg = self.registry
         self.requests = Counter(
             "gitml_http_requests",
@@ -105,43 +124,160 @@ class ServeMetrics:
         self._info = Gauge(
             "gitml_model_info",
             "The served models (always 1 each).",
-            ["name", "version", "commit", "pid"],
+            ["name", "version", "commit"] + ([] if self.shared_dir else ["pid"]),
             registry=reg,
+            multiprocess_mode="livemax",  # with workers: one series per version, not per pid
         )
+        self._log_stats: Callable[[], list[LogStats]] | None = None
+
+    def _info_labels(self, name: str, version: str, commit: str | None) -> list[str]:
+        labels = [name, version, commit or ""]
+        return labels if self.shared_dir else [*labels, str(os.getpid())]
 
     def add_model(self, name: str, version: str, commit: str | None) -> None:
         """Show a served model version in `gitml_model_info`."""
-        self._info.labels(name, version, commit or "", str(os.getpid())).set(1)
+        self._info.labels(*self._info_labels(name, version, commit)).set(1)
 
     def remove_model(self, name: str, version: str, commit: str | None) -> None:
         """Drop a version no longer served (after a reload) from `gitml_model_info`."""
+        labels = self._info_labels(name, version, commit)
+        if self.shared_dir:  # the worker's file keeps the value: 0 hides it from livemax
+            self._info.labels(*labels).set(0)
         with contextlib.suppress(KeyError):
-            self._info.remove(name, version, commit or "", str(os.getpid()))
+            self._info.remove(*labels)
 
     def watch_log(self, stats: Callable[[], list[LogStats]]) -> None:
-        """Expose the prediction logs' counters (summed), read from `stats()` at each scrape."""
-        self.registry.register(_LogCollector(stats))
+        """Expose the prediction logs' counters (summed), read from `stats()` at each scrape;
+        with workers, also published for the other workers' scrapes."""
+        self._log_stats = stats
+        if self.shared_dir is None:
+            self.registry.register(_LogCollector(lambda: sum_stats_or_none(stats())))
+            return
+        _LogPublisher(self.shared_dir, stats).start()
 
     def render(self) -> bytes:
-        """The Prometheus text exposition of every metric."""
-        return generate_latest(self.registry)
+        """The Prometheus text exposition of every metric (every worker's, with workers)."""
+        shared = self.shared_dir
+        if shared is None:
+            return generate_latest(self.registry)
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        _forget_dead_workers(shared)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(shared))
+        if self._log_stats is not None:
+            mine = self._log_stats()
+            registry.register(_LogCollector(lambda: _all_workers_stats(shared, mine)))
+        return generate_latest(registry)
+
+
+def multiprocess_dir() -> Path | None:
+    """The directory the workers of one server share their metrics in, or None (one process).
+
+    prometheus-client picks its value store once, when imported: the directory counts only if
+    it was set by then (the supervisor sets it before it starts the workers)."""
+    from prometheus_client import values
+
+    # prometheus-client's own variable, which `gitml.serve.server.run_workers` sets
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory or not getattr(values.ValueClass, "_multiprocess", False):
+        return None
+    return Path(directory)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process took the pid: not our worker
+        return False
+    return True
+
+
+def _forget_dead_workers(directory: Path) -> None:
+    """Drop the live-gauge files of workers that died (uvicorn restarts them under new pids)."""
+    from prometheus_client.multiprocess import mark_process_dead
+
+    dead = set()
+    for path in directory.glob("gauge_live*_*.db"):
+        number = path.stem.rsplit("_", 1)[-1]
+        if number.isdigit() and not _pid_alive(int(number)):
+            dead.add(int(number))
+    for pid in dead:
+        mark_process_dead(pid, str(directory))
+
+
+class _LogPublisher:
+    """Writes this worker's prediction-log counters to `predlog-<pid>.json` in the shared
+    directory, once a second when they changed and at exit, for the scrapes other workers
+    answer."""
+
+    def __init__(self, directory: Path, stats: Callable[[], list[LogStats]]) -> None:
+        self._path = directory / f"predlog-{os.getpid()}.json"
+        self._stats = stats
+        self._last: bytes | None = None
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="gitml-metrics", daemon=True).start()
+        atexit.register(self.publish)
+
+    def _run(self) -> None:
+        while not self._stop.wait(_PUBLISH_SECONDS):
+            self.publish()
+
+    def publish(self) -> None:
+        logs = self._stats()
+        if not logs:
+            return
+        payload = json.dumps(asdict(sum_stats(logs))).encode()
+        if payload == self._last:
+            return
+        temporary = self._path.with_suffix(".tmp")
+        with contextlib.suppress(OSError):  # metrics never fail the server
+            temporary.write_bytes(payload)
+            os.replace(temporary, self._path)
+            self._last = payload
+
+
+def _all_workers_stats(directory: Path, mine: list[LogStats]) -> LogStats | None:
+    """Every worker's prediction-log counters added up: this worker's as they are now, the
+    others' from their files (their gauges only while they live)."""
+    own = os.getpid()
+    logs = list(mine)
+    for path in directory.glob(_LOG_STATS_GLOB):
+        pid = path.stem.removeprefix("predlog-")
+        if not pid.isdigit() or int(pid) == own:
+            continue
+        try:
+            stats = LogStats(**json.loads(path.read_bytes()))
+        except (OSError, ValueError, TypeError):
+            continue  # a file being replaced: the next scrape reads it
+        if not _pid_alive(int(pid)):
+            stats = replace(stats, buffered_rows=0, failing=None)
+        logs.append(stats)
+    return sum_stats_or_none(logs)
+
+
+def sum_stats_or_none(logs: list[LogStats]) -> LogStats | None:
+    return sum_stats(logs) if logs else None
 
 
 class _LogCollector:
     """The prediction log's counters; every label value is always present (0 until it counts),
     so alerts can be written before the first failure."""
 
-    def __init__(self, stats: Callable[[], list[LogStats]]) -> None:
+    def __init__(self, stats: Callable[[], LogStats | None]) -> None:
         self._stats = stats
 
     def describe(self) -> list[Metric]:
         return []  # names come from collect(); nothing to check at registration
 
     def collect(self) -> Iterator[Metric]:
-        logs = self._stats()
-        if not logs:  # the logs start with the app's lifespan
+        stats = self._stats()
+        if stats is None:  # the logs start with the app's lifespan
             return
-        stats = sum_stats(logs)
         written = CounterMetricFamily(
             "gitml_prediction_log_rows", "Predictions in complete prediction log files."
         )

@@ -88,7 +88,7 @@ def test_two_workers_answer_and_one_scrape_counts_them_all(
     private.mkdir()
     monkeypatch.setenv("TMPDIR", str(private))  # where the supervisor keeps the metric files
     # skops' trusted-type lists, cached as an earlier start would have left them
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv(skops_import.CACHE_DIR_ENV, str(tmp_path / "cache"))
     skops_import.import_skops()
     trusted = vars(sys.modules["skops.io._trusted_types"])
     skops_import._write(skops_import._cache_file(), skops_import._constants(trusted))

@@ -64,3 +64,22 @@ def test_trusted_type_cache_round_trips_and_refuses_what_is_not_a_list_of_names(
     for bad in ('{"NUMPY_UFUNC_TYPE_NAMES": [1]}', '{"other": []}', "[]", "{"):
         path.write_text(bad)
         assert skops_import._read(path) is None
+    # a cache that would widen what skops trusts is not used: names outside the library a
+    # list is for, and builtin lists other than skops' own
+    widened = (
+        {"NUMPY_UFUNC_TYPE_NAMES": ["builtins.eval"]},
+        {"SKLEARN_ESTIMATOR_TYPE_NAMES": ["os.system"]},
+        {
+            "PRIMITIVE_TYPE_NAMES": [
+                "builtins.int",
+                "builtins.float",
+                "builtins.str",
+                "builtins.bool",
+                "builtins.eval",
+            ]
+        },
+        {"OTHER_TYPE_NAMES": ["numpy.add"]},
+    )
+    for bad_lists in widened:
+        path.write_text(json.dumps(bad_lists))
+        assert skops_import._read(path) is None, bad_lists

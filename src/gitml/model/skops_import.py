@@ -7,12 +7,18 @@ of every loaded module). That took 0.5 s of `gitml serve`'s 2 s start and 25 MiB
 worker, to compute the same lists for the same library versions every time.
 
 `import_skops` keeps those lists (the module's `*_NAMES` constants, lists of type names)
-in the user's cache directory, one file per skops, scikit-learn, SciPy and NumPy version, and
-on later imports gives skops a `_trusted_types` module holding the cached lists, so skops
-trusts exactly the types it would have. The first import, and any whose cache cannot be
-read or written, computes them as before. Whoever can write the cache directory can already
-change what Python runs as this user (user site-packages, `.pth` files), so the cache adds
-no way in.
+beside the code they describe, in the environment's own `share/gitml/` (`sys.prefix`), one
+file per skops, scikit-learn, SciPy and NumPy version, and on later imports gives skops a
+`_trusted_types` module holding the cached lists, so skops trusts exactly the types it would
+have. The first import, and any whose cache cannot be read or written, computes them as
+before.
+
+Why the cache cannot widen what skops trusts: it lives where skops and scikit-learn
+themselves are installed, so whoever can write it can already change the code that checks
+(not in the user's home, which a virtual environment otherwise never runs code from); and a
+cached list is used only if each name lies in the library its constant is named for
+(`SKLEARN_*` in `sklearn.`, `SCIPY_*` in `scipy.`, `NUMPY_*` in `numpy.`) and the
+builtin ones are exactly skops' own, fixed lists. Anything else and the lists are computed.
 """
 
 from __future__ import annotations
@@ -30,6 +36,13 @@ from typing import Any
 _MODULE = "skops.io._trusted_types"
 _LOCK = threading.Lock()
 _CONSTANT = re.compile(r"[A-Z][A-Z0-9_]*_NAMES")
+_ROOTS = {"SKLEARN": "sklearn.", "SCIPY": "scipy.", "NUMPY": "numpy."}
+# skops' literal lists (not computed): a cache must hold exactly these
+_BUILTINS = {
+    "PRIMITIVE_TYPE_NAMES": {"builtins.int", "builtins.float", "builtins.str", "builtins.bool"},
+    "CONTAINER_TYPE_NAMES": {"builtins.list", "builtins.set", "builtins.map", "builtins.tuple"},
+}
+CACHE_DIR_ENV = "GITML_SKOPS_CACHE_DIR"  # tests: a private directory
 
 
 def import_skops() -> ModuleType:
@@ -68,7 +81,7 @@ def _cache_file() -> Path:
     import sklearn
     from skops import __version__ as skops_version
 
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gitml"
+    base = Path(os.environ.get(CACHE_DIR_ENV) or Path(sys.prefix) / "share" / "gitml")
     versions = [
         f"skops-{skops_version}",
         f"sklearn-{sklearn.__version__}",
@@ -103,7 +116,17 @@ def _read(path: Path) -> dict[str, list[str]] | None:
     if not isinstance(data, dict) or not data:
         return None
     names = _constants(data)
-    return names if len(names) == len(data) else None
+    if len(names) != len(data) or not all(_plausible(k, v) for k, v in names.items()):
+        return None
+    return names
+
+
+def _plausible(constant: str, values: list[str]) -> bool:
+    """Whether a cached list could be skops' own (see the module docstring)."""
+    if constant in _BUILTINS:
+        return set(values) == _BUILTINS[constant]
+    root = _ROOTS.get(constant.split("_", 1)[0])
+    return root is not None and all(v.startswith(root) for v in values)
 
 
 def _write(path: Path, names: dict[str, list[str]]) -> None:

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fastapi import Response
 
 from gitml.config.schema import ServeParams
 from gitml.errors import InputError
 from gitml.serve.deployment import Deployment
-from gitml.serve.errors import Refusal, problem
+from gitml.serve.errors import Refusal, error_response, problem
 from gitml.serve.inputs import Columns
 from gitml.serve.runtime import ModelRuntime
 from gitml.serve.telemetry import ServeMetrics
@@ -74,6 +75,18 @@ class ServeContext:
             self.metrics.rejected_records.labels(
                 self.field_label(found["field"]), found["rule"]
             ).inc()
+
+    def refuse(
+        self,
+        status: int,
+        message: str,
+        problems: list[dict[str, Any]],
+        request_id: str,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        """A refusal of the client's input in gitml's error body (`/v1`, V2), counted."""
+        self.count_refusal(problems)
+        return error_response(status, message, problems, request_id, headers=headers)
 
     def check(self, runtime: ModelRuntime, records: Any) -> Columns:
         """`records` (a list of JSON objects) checked against `runtime`'s signature with the

@@ -61,6 +61,28 @@ class FieldRule:
     def numeric(self) -> bool:
         return self.type != "category"
 
+    def value_schema(self, unknown_category: Policy = "reject") -> dict[str, Any]:
+        """JSON Schema of one value of this input, in its canonical form (every protocol's
+        document describes values this way)."""
+        spec: dict[str, Any]
+        if self.type == "category":
+            spec = {"type": "string"}
+            if unknown_category == "reject":
+                spec["enum"] = list(self.categories or ())
+        else:
+            spec = {"type": "integer" if self.type == "int" else "number"}
+            if self.allowed is not None:
+                spec["enum"] = [_plain(v) for v in self.allowed]
+            if self.min is not None:
+                spec["minimum"] = _plain(self.min)
+            if self.max is not None:
+                spec["maximum"] = _plain(self.max)
+        if self.nullable:
+            spec["type"] = [spec["type"], "null"]
+            if "enum" in spec:
+                spec["enum"] = [*spec["enum"], None]
+        return spec
+
 
 @dataclass(frozen=True)
 class Violation:
@@ -318,25 +340,9 @@ class InputSchema:
         """JSON Schema of a predict request body (for the OpenAPI document), same rules."""
         properties: dict[str, Any] = {}
         for rule in self.fields:
-            spec: dict[str, Any]
-            if rule.type == "category":
-                spec = {"type": "string"}
-                if unknown_category == "reject":
-                    spec["enum"] = list(rule.categories or ())
-                else:
-                    spec["examples"] = list(rule.categories or ())
-            else:
-                spec = {"type": "integer" if rule.type == "int" else "number"}
-                if rule.allowed is not None:
-                    spec["enum"] = [_plain(v) for v in rule.allowed]
-                if rule.min is not None:
-                    spec["minimum"] = _plain(rule.min)
-                if rule.max is not None:
-                    spec["maximum"] = _plain(rule.max)
-            if rule.nullable:
-                spec["type"] = [spec["type"], "null"]
-                if "enum" in spec:
-                    spec["enum"] = [*spec["enum"], None]
+            spec = rule.value_schema(unknown_category)
+            if rule.type == "category" and unknown_category != "reject":
+                spec["examples"] = list(rule.categories or ())
             properties[rule.name] = spec
         record = {
             "type": "object",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 
 from gitml.serve.errors import problem
-from gitml.serve.inputs import FieldRule
+from gitml.serve.inputs import FieldRule, Policy
 from gitml.serve.openapi import add_openapi_components
 from gitml.serve.v2_metadata import EXTENSIONS, PLATFORM
 from gitml.serve.v2_responses import output_tensors
@@ -297,28 +297,7 @@ def _output_names(runtimes: list[ModelRuntime]) -> list[str]:
     return list(names)
 
 
-def _values_schema(rule: FieldRule, unknown_category: str) -> dict[str, Any]:
-    spec: dict[str, Any]
-    if rule.type == "category":
-        spec = {"type": "string"}
-        if unknown_category == "reject":
-            spec["enum"] = list(rule.categories or ())
-    else:
-        spec = {"type": "integer" if rule.type == "int" else "number"}
-        if rule.allowed is not None:
-            spec["enum"] = [_plain(v) for v in rule.allowed]
-        if rule.min is not None:
-            spec["minimum"] = _plain(rule.min)
-        if rule.max is not None:
-            spec["maximum"] = _plain(rule.max)
-    if rule.nullable:
-        spec["type"] = [spec["type"], "null"]
-        if "enum" in spec:
-            spec["enum"] = [*spec["enum"], None]
-    return spec
-
-
-def _tensor_schema(rule: FieldRule, max_records: int, unknown_category: str) -> dict[str, Any]:
+def _tensor_schema(rule: FieldRule, max_records: int, unknown_category: Policy) -> dict[str, Any]:
     return {
         "type": "object",
         "title": rule.name,
@@ -336,7 +315,7 @@ def _tensor_schema(rule: FieldRule, max_records: int, unknown_category: str) -> 
             "data": {
                 "type": "array",
                 "maxItems": max_records,
-                "items": _values_schema(rule, unknown_category),
+                "items": rule.value_schema(unknown_category),
             },
         },
     }

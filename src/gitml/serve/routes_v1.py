@@ -26,15 +26,7 @@ def install_v1(app: FastAPI, ctx: ServeContext) -> None:
     settings = ctx.settings
     deployment = ctx.deployment
 
-    def refuse(
-        status: int,
-        message: str,
-        problems: list[dict[str, Any]],
-        request_id: str,
-        headers: dict[str, str] | None = None,
-    ) -> Response:
-        ctx.count_refusal(problems)
-        return error_response(status, message, problems, request_id, headers=headers)
+    refuse = ctx.refuse
 
     @app.post("/v1/predict", summary="Score records", openapi_extra=PREDICT_OPENAPI)
     async def predict(request: Request) -> Response:

@@ -108,15 +108,7 @@ def install_v2(app: FastAPI, ctx: ServeContext) -> None:
         status = 200 if runtime.ready else 503
         return Response(orjson.dumps(body), status_code=status, media_type=_JSON)
 
-    def refuse(
-        status: int,
-        message: str,
-        problems: list[dict[str, Any]],
-        request_id: str,
-        headers: dict[str, str] | None = None,
-    ) -> Response:
-        ctx.count_refusal(problems)
-        return error_response(status, message, problems, request_id, headers=headers)
+    refuse = ctx.refuse
 
     async def infer(request: Request) -> Response:
         request_id = request_id_of(request)

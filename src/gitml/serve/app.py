@@ -37,6 +37,7 @@ from gitml.serve.openapi import install_docs, install_openapi
 from gitml.serve.outputs import record_schema
 from gitml.serve.reload import HangUp, Reloader
 from gitml.serve.routes_v1 import PATHS as V1_PATHS
+from gitml.serve.routes_v1 import TAG as V1_TAG
 from gitml.serve.routes_v1 import install_v1
 from gitml.serve.routes_v2 import install_v2
 from gitml.serve.runtime import ModelRuntime
@@ -115,7 +116,7 @@ def create_app(
     install_v1(app, ctx)
     install_v2(app, ctx)
 
-    @app.get("/metrics", summary="Prometheus metrics of this process")
+    @app.get("/metrics", summary="Prometheus metrics of this process", tags=[V1_TAG])
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 

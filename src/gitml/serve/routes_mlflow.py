@@ -52,6 +52,9 @@ REQUEST_LIMIT_EXCEEDED = "REQUEST_LIMIT_EXCEEDED"
 INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
+TAG = "MLflow scoring protocol"  # the group of these routes in /docs
+
+
 def install_mlflow(app: FastAPI, ctx: ServeContext) -> None:
     settings = ctx.settings
     deployment = ctx.deployment
@@ -72,6 +75,7 @@ def install_mlflow(app: FastAPI, ctx: ServeContext) -> None:
     @app.post(
         "/invocations",
         summary="Score a DataFrame (MLflow's scoring protocol)",
+        tags=[TAG],
         openapi_extra={"requestBody": docs["request"]},
         responses=docs["invocations"],
     )
@@ -116,12 +120,14 @@ def install_mlflow(app: FastAPI, ctx: ServeContext) -> None:
         app.get(
             path,
             summary="Ready: every model is loaded and scoring (MLflow's health check)",
+            tags=[TAG],
             responses=docs["ping"],
         )(ping)
 
     @app.get(
         "/version",
         summary="gitml's version and the model /invocations scores with",
+        tags=[TAG],
         responses=docs["version"],
     )
     async def version() -> Response:

@@ -19,6 +19,7 @@ from gitml.serve.openapi import PREDICT_OPENAPI
 from gitml.serve.outputs import response_records
 from gitml.serve.request_body import check_media_type, parse_records, read_body
 
+TAG = "gitml"  # the group of these routes (and /metrics) in /docs
 PATHS = ("/v1/predict", "/v1/model", "/healthz", "/readyz")
 
 
@@ -28,7 +29,7 @@ def install_v1(app: FastAPI, ctx: ServeContext) -> None:
 
     refuse = ctx.refuse
 
-    @app.post("/v1/predict", summary="Score records", openapi_extra=PREDICT_OPENAPI)
+    @app.post("/v1/predict", summary="Score records", openapi_extra=PREDICT_OPENAPI, tags=[TAG])
     async def predict(request: Request) -> Response:
         request_id = request_id_of(request)
         runtime = deployment.default
@@ -60,7 +61,9 @@ def install_v1(app: FastAPI, ctx: ServeContext) -> None:
 
     described: dict[Any, bytes] = {}  # by version: the default changes on a reload
 
-    @app.get("/v1/model", summary="The served model: identity, signature, headline metrics")
+    @app.get(
+        "/v1/model", summary="The served model: identity, signature, headline metrics", tags=[TAG]
+    )
     async def model() -> Response:
         runtime = deployment.default
         body = described.get(runtime.key)
@@ -69,11 +72,11 @@ def install_v1(app: FastAPI, ctx: ServeContext) -> None:
             described[runtime.key] = body
         return Response(body, media_type="application/json")
 
-    @app.get("/healthz", summary="The process is up")
+    @app.get("/healthz", summary="The process is up", tags=[TAG])
     async def healthz() -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
 
-    @app.get("/readyz", summary="The model is loaded and scoring")
+    @app.get("/readyz", summary="The model is loaded and scoring", tags=[TAG])
     async def readyz() -> Response:
         reason = readiness_problem(ctx)
         body = {"status": "ready"} if reason is None else {"status": "not ready", "reason": reason}

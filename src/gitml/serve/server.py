@@ -145,6 +145,7 @@ def run_workers(
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+            _reap_workers()
         if failure.is_file():
             raise _worker_failure(failure)
 
@@ -176,6 +177,18 @@ def _model_spec(model: WorkerModel) -> dict[str, Any]:
         "ref": model.ref,
         "role": model.role,
     }
+
+
+def _reap_workers() -> None:
+    """Kill any worker uvicorn's supervisor left behind (one still starting when another
+    failed, say): multiprocessing joins its live children when the interpreter exits, so one
+    stuck worker would hang the supervisor's exit, and with it `gitml serve`."""
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        _log.warning("worker %s still running after the supervisor stopped: killed", child.pid)
+        child.kill()
+        child.join(5)
 
 
 def app_from_environment() -> FastAPI:

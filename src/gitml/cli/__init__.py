@@ -9,9 +9,10 @@ end of this one: `monitor` (gitml monitor), `simulate` (gitml simulate), `retrai
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -482,7 +483,8 @@ def _serve_models(
 
     from gitml.config.compose import load_params
     from gitml.project import find_project
-    from gitml.serve.server import MULTIPROCESS_ENV, configure_logging
+    from gitml.serve.reload import DeploymentBuilder, Reloader
+    from gitml.serve.server import MULTIPROCESS_ENV, configure_logging, run_server, run_workers
 
     # one process keeps its metrics in memory; run_workers sets a private directory itself
     os.environ.pop(MULTIPROCESS_ENV, None)
@@ -498,118 +500,53 @@ def _serve_models(
         "log_dir": log_dir,
         "access_log": access_log,
     }
-    if workers == 1:
-        with _deployment_for(proj, params, model, refs, shadow) as (deployment, reloader):
-            _serve(deployment, settings, workers=1, reloader=reloader, **options)
-        return
-    # the supervisor checks the models without loading them; each worker loads them, and
-    # resolves the references again when a SIGHUP replaces it
-    from gitml.serve.reload import DeploymentBuilder
-
-    source = DeploymentBuilder(proj, params, model=model, refs=refs, shadow=shadow).describe()
-    with _worker_models_for(proj, params, model, refs, shadow) as (primaries, candidate):
-        _serve((primaries, candidate), settings, workers=workers, source=source, **options)
-
-
-@contextlib.contextmanager
-def _deployment_for(
-    proj: Any, params: Any, model: Path | None, refs: list[str], shadow: str | None
-) -> Iterator[tuple[Any, Any]]:
-    """The models to serve, loaded and verified before the port is bound, and what reloads
-    them on SIGHUP (each --ref is fetched into a temporary directory that lives as long as
-    the server, or until a reload replaces it)."""
-    from gitml.serve.reload import DeploymentBuilder, Reloader
-
+    # each --ref is fetched into a temporary directory the builder removes when we stop
     builder = DeploymentBuilder(proj, params, model=model, refs=refs, shadow=shadow)
+    shown: list[tuple[Any, str]]  # (a ServedModel or ModelFiles: name, version, path; role)
     try:
-        yield builder.build().deployment(), Reloader(builder)
+        if workers == 1:  # loaded and verified before the port is bound
+            deployment = builder.build().deployment()
+            shown = [(r.served, r.role) for r in deployment.all()]
+            run = functools.partial(
+                run_server, deployment, settings, reloader=Reloader(builder), **options
+            )
+        else:  # the supervisor checks the models; each worker loads them
+            primaries, candidate = builder.check()
+            shown = [(m.files, m.role) for m in [*primaries, *([candidate] if candidate else [])]]
+            run = functools.partial(
+                run_workers,
+                primaries,
+                settings,
+                shadow=candidate,
+                workers=workers,
+                source=builder.describe(),  # a worker SIGHUP starts resolves them again
+                **options,
+            )
+        _serve(shown, run, f"http://{host}:{port} with {workers} worker(s)", log_dir)
     finally:
         builder.close()
 
 
-@contextlib.contextmanager
-def _worker_models_for(
-    proj: Any, params: Any, model: Path | None, refs: list[str], shadow: str | None
-) -> Iterator[tuple[list[Any], Any]]:
-    """What `--workers N` hands its workers: the models `_deployment_for` would load, each
-    fetched (a --ref, into a temporary directory that lives as long as the server) and
-    checked without loading it (hash, signature, the archive's types)."""
-    from gitml.errors import ConfigError
-    from gitml.serve.bundle import check_project_model, fetch_released_model
-    from gitml.serve.server import WorkerModel
-
-    if model is not None and refs:
-        raise ConfigError("give --model or --ref, not both")
-    with contextlib.ExitStack() as stack:
-
-        def checked(ref: str | None, role: str = "primary") -> WorkerModel:
-            if ref is None:
-                files = check_project_model(proj.root, model)
-            else:
-                tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="gitml-release-"))
-                files = fetch_released_model(proj, ref, Path(tmp) / "model")
-            threshold = params.threshold_for(files.threshold)  # a release keeps its own
-            return WorkerModel(files, threshold, ref=ref, role=role)
-
-        given: list[str | None] = list(refs) or [None]
-        primaries = [checked(ref) for ref in given]
-        yield primaries, checked(shadow, "shadow") if shadow is not None else None
-
-
 def _serve(
-    deployment: Any,
-    settings: Any,
-    *,
-    workers: int,
-    host: str,
-    port: int,
-    log_dir: Path | None,
-    access_log: bool,
-    reloader: Any = None,
-    source: dict[str, Any] | None = None,
+    shown: list[tuple[Any, str]], run: Callable[[], None], where: str, log_dir: Path | None
 ) -> None:
-    """Run the server: `deployment` is loaded (one worker; `reloader` reloads it on SIGHUP)
-    or, with several, the (primaries, shadow) pair of WorkerModels the workers load
-    (`source` describes the references for the workers that SIGHUP starts)."""
+    """Say what is served (each model's name, version and path, and its role), then `run`
+    the server until SIGINT or SIGTERM."""
     import signal
-
-    from gitml.serve.server import run_server, run_workers
 
     stopped: list[int] = []
     # uvicorn re-raises the signal that stopped it once it is done; record it and exit 0
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stopped.append(signum))
     _ignore_file_size_signal()
-    if workers == 1:
-        shown = [(r.served.name, r.served.version, r.served.path, r.role) for r in deployment.all()]
-    else:
-        primaries, candidate = deployment
-        shown = [
-            (m.files.name, m.files.version, m.files.path, m.role)
-            for m in [*primaries, *([candidate] if candidate is not None else [])]
-        ]
-    for name, version, path, role in shown:
+    for model, role in shown:
         typer.echo(
-            f"serving {name} {version} ({path})" + (" as a shadow" if role == "shadow" else ""),
+            f"serving {model.name} {model.version} ({model.path})"
+            + (" as a shadow" if role == "shadow" else ""),
             err=True,
         )
-    typer.echo(
-        f"at http://{host}:{port} with {workers} worker(s); prediction log: {log_dir or 'off'}",
-        err=True,
-    )
-    options: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "log_dir": log_dir,
-        "access_log": access_log,
-    }
-    if workers == 1:
-        run_server(deployment, settings, reloader=reloader, **options)
-    else:
-        primaries, candidate = deployment
-        run_workers(
-            primaries, settings, shadow=candidate, workers=workers, source=source, **options
-        )
+    typer.echo(f"at {where}; prediction log: {log_dir or 'off'}", err=True)
+    run()
     if stopped:
         typer.echo(f"stopped on {signal.Signals(stopped[0]).name}", err=True)
 

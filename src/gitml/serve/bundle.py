@@ -149,6 +149,17 @@ class ModelFiles:
         return str(self.metadata["model_file"]["sha256"])
 
 
+@dataclass(frozen=True)
+class WorkerModel:
+    """A model the workers load: its checked files, the threshold it is served at, the --ref
+    it came from (None: a model file) and its role (primary or shadow)."""
+
+    files: ModelFiles
+    threshold: float
+    ref: str | None = None
+    role: str = "primary"
+
+
 def check_model_files(
     model_path: str | Path,
     *,

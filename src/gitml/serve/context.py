@@ -76,15 +76,18 @@ class ServeContext:
                 self.field_label(found["field"]), found["rule"]
             ).inc()
 
-    def refuse(
-        self,
-        status: int,
-        message: str,
-        problems: list[dict[str, Any]],
-        request_id: str,
-        headers: dict[str, str] | None = None,
+    def error_for(
+        self, err: Refusal | InputError | ScoringFailed, request_id: str, *, input_status: int
     ) -> Response:
-        """A refusal of the client's input in gitml's error body (`/v1`, V2), counted."""
+        """gitml's error body (`/v1`, V2) for what reading, checking or scoring a request
+        raised: a Refusal with its own status, an InputError with `input_status` (422 over
+        /v1, 400 over V2), both counted in /metrics; ScoringFailed with 500."""
+        if isinstance(err, ScoringFailed):
+            return error_response(500, str(err), [scoring_failed_problem()], request_id)
+        if isinstance(err, Refusal):
+            status, message, problems, headers = err.status, str(err), [err.problem], err.headers
+        else:
+            status, message, problems, headers = input_status, err.message, err.problems, None
         self.count_refusal(problems)
         return error_response(status, message, problems, request_id, headers=headers)
 
@@ -115,13 +118,6 @@ class ServeContext:
         except Exception as err:  # the model failed on this request; the server lives on
             _log.error("request %s: scoring failed", request_id, exc_info=err)
             raise ScoringFailed(SCORING_FAILED) from err
-
-
-def too_many_records(count: int, limit: int) -> Refusal:
-    """413 for a request of more than `serve.max_records` records, in any protocol."""
-    return Refusal(
-        413, "records", "max_items", f"at most {limit} records per request (got {count})"
-    )
 
 
 def scoring_failed_problem() -> dict[str, Any]:

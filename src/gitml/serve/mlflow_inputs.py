@@ -27,7 +27,7 @@ import math
 from typing import Any
 
 from gitml.serve.errors import Refusal
-from gitml.serve.request_body import parse_json
+from gitml.serve.request_body import parse_json, too_many_records
 
 JSON_MEDIA_TYPE = "application/json"
 CSV_MEDIA_TYPE = "text/csv"
@@ -140,7 +140,7 @@ def parse_csv(body: bytes, *, max_records: int) -> list[dict[str, str]]:
                 header = row
                 continue
             if len(rows) == max_records:
-                raise _too_many(max_records, f"more than {max_records}")
+                raise too_many_records(f"more than {max_records}", max_records)
             rows.append((reader.line_num, row))
     except csv.Error as err:
         raise _bad("body", "csv", f"malformed CSV at line {reader.line_num}: {err}") from None
@@ -234,7 +234,7 @@ def _column_records(key: str, columns: dict[str, Any], max_records: int) -> list
             "one value per record",
         )
     if n > max_records:
-        raise _too_many(max_records, str(n))
+        raise too_many_records(n, max_records)
     names = list(columns)
     lists = [columns[name] for name in names]
     return [dict(zip(names, values, strict=True)) for values in zip(*lists, strict=True)]
@@ -271,7 +271,7 @@ def _check_columns(columns: list[Any], *, field: str) -> None:
 
 def _bounded(rows: list[Any], max_records: int) -> list[Any]:
     if len(rows) > max_records:
-        raise _too_many(max_records, str(len(rows)))
+        raise too_many_records(len(rows), max_records)
     return rows
 
 
@@ -305,13 +305,6 @@ def _bad(field: str, rule: str, reason: str, *, record: int | None = None) -> Re
     refusal = Refusal(400, field, rule, reason)
     refusal.problem["record"] = record
     return refusal
-
-
-def _too_many(limit: int, count: str) -> Refusal:
-    """413, worded as `/v1/predict` words it (`context.too_many_records`)."""
-    return Refusal(
-        413, "records", "max_items", f"at most {limit} records per request (got {count})"
-    )
 
 
 def _unsupported(what: str) -> Refusal:

@@ -35,6 +35,7 @@ from gitml.errors import ConfigError, GitmlError
 if TYPE_CHECKING:  # runtime and deployment: imported where built (a supervisor only describes)
     from gitml.config.schema import Params
     from gitml.project import Project
+    from gitml.serve.bundle import WorkerModel
     from gitml.serve.context import ServeContext
     from gitml.serve.deployment import Deployment
     from gitml.serve.runtime import ModelRuntime, Role
@@ -137,6 +138,35 @@ class DeploymentBuilder:
         kept = [r for r in fresh if r in primaries or r is shadow]
         self.discard([r for r in fresh if r not in kept])  # a second reference to one version
         return Plan(primaries, shadow, kept)
+
+    def check(self) -> tuple[list[WorkerModel], WorkerModel | None]:
+        """The models as `gitml serve --workers N` hands them to its workers: each fetched
+        (into a directory this builder owns until `close`) and checked without loading it
+        (`bundle.check_model_files`), so the supervisor never builds a pipeline. Two
+        references to one version hand it over once, as `build` serves it once."""
+        from gitml.serve.bundle import WorkerModel, check_project_model, fetch_released_model
+
+        def checked(ref: str | None, role: Role) -> WorkerModel:
+            if ref is None:
+                files = check_project_model(self.project.root, self.model)
+            else:
+                directory = tempfile.TemporaryDirectory(prefix="gitml-release-")
+                self._dirs[id(directory)] = directory  # removed by `close`
+                files = fetch_released_model(self.project, ref, Path(directory.name) / "model")
+            # a release keeps the threshold it was evaluated with
+            threshold = self.params.threshold_for(files.threshold)
+            return WorkerModel(files, threshold, ref=ref, role=role)
+
+        primaries: list[WorkerModel] = []
+        for ref in self.refs:
+            model = checked(ref, "primary")
+            if all(
+                (m.files.name, m.files.version) != (model.files.name, model.files.version)
+                for m in primaries
+            ):
+                primaries.append(model)
+        shadow = checked(self.shadow, "shadow") if self.shadow is not None else None
+        return primaries, shadow
 
     def discard(self, runtimes: Sequence[ModelRuntime]) -> None:
         """Remove the fetched releases of runtimes no longer served."""

@@ -16,20 +16,26 @@ from fastapi import Request
 
 from gitml.serve.errors import Refusal
 
+JSON = "application/json"
 
-def check_media_type(content_type: str | None) -> None:
-    """Refuse a body declared as something other than JSON (no Content-Type: JSON)."""
+
+def check_media_type(
+    content_type: str | None, *, also: tuple[str, ...] = (), reason: str | None = None
+) -> None:
+    """Refuse a body declared as something other than JSON or one of `also` (no
+    Content-Type: JSON); `reason` replaces the refusal's default wording."""
     if content_type is None:
         return
     media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type != "application/json" and not media_type.endswith("+json"):
-        raise Refusal(
-            415,
-            "content-type",
-            "media_type",
-            f"Content-Type {content_type[:100]!r} is not JSON; send application/json",
-            headers={"accept": "application/json"},
-        )
+    if media_type == JSON or media_type.endswith("+json") or media_type in also:
+        return
+    raise Refusal(
+        415,
+        "content-type",
+        "media_type",
+        reason or f"Content-Type {content_type[:100]!r} is not JSON; send application/json",
+        headers={"accept": ", ".join((JSON, *also))},
+    )
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -137,13 +143,16 @@ def parse_records(body: bytes, max_records: int) -> Any:
         raise Refusal(422, str(unknown[0]), "unknown_field", "is not a field of the request")
     records = payload["records"]
     if isinstance(records, list) and len(records) > max_records:
-        raise Refusal(
-            413,
-            "records",
-            "max_items",
-            f"at most {max_records} records per request (got {len(records)})",
-        )
+        raise too_many_records(len(records), max_records)
     return records
+
+
+def too_many_records(count: int | str, limit: int) -> Refusal:
+    """413 for a request of more than `serve.max_records` records, in every protocol
+    (`count`: how many came, or words for it when reading stopped early)."""
+    return Refusal(
+        413, "records", "max_items", f"at most {limit} records per request (got {count})"
+    )
 
 
 def _lenient_json(body: bytes, err: Exception) -> Any:

@@ -13,8 +13,8 @@ import orjson
 from fastapi import FastAPI, Request, Response
 
 from gitml.errors import InputError
-from gitml.serve.context import ScoringFailed, ServeContext, scoring_failed_problem
-from gitml.serve.errors import Refusal, error_response, request_id_of
+from gitml.serve.context import ScoringFailed, ServeContext
+from gitml.serve.errors import Refusal, request_id_of
 from gitml.serve.openapi import PREDICT_OPENAPI
 from gitml.serve.outputs import response_records
 from gitml.serve.request_body import check_media_type, parse_records, read_body
@@ -27,8 +27,6 @@ def install_v1(app: FastAPI, ctx: ServeContext) -> None:
     settings = ctx.settings
     deployment = ctx.deployment
 
-    refuse = ctx.refuse
-
     @app.post("/v1/predict", summary="Score records", openapi_extra=PREDICT_OPENAPI, tags=[TAG])
     async def predict(request: Request) -> Response:
         request_id = request_id_of(request)
@@ -39,14 +37,8 @@ def install_v1(app: FastAPI, ctx: ServeContext) -> None:
             records = parse_records(body, settings.max_records)
             columns = ctx.check(runtime, records)
             scores = await ctx.infer(runtime, columns, request_id)
-        except Refusal as refusal:
-            return refuse(
-                refusal.status, str(refusal), [refusal.problem], request_id, refusal.headers
-            )
-        except InputError as err:
-            return refuse(422, err.message, err.problems, request_id)
-        except ScoringFailed as err:
-            return error_response(500, str(err), [scoring_failed_problem()], request_id)
+        except (Refusal, InputError, ScoringFailed) as err:
+            return ctx.error_for(err, request_id, input_status=422)
         served = runtime.served
         payload = {
             "model": {"name": served.name, "version": served.version},

@@ -19,7 +19,8 @@ from fastapi import FastAPI, Request, Response
 
 from gitml import __version__
 from gitml.errors import InputError
-from gitml.serve.context import ScoringFailed, ServeContext, scoring_failed_problem
+from gitml.serve import request_body
+from gitml.serve.context import ScoringFailed, ServeContext
 from gitml.serve.errors import Refusal, error_response, problem, request_id_of
 from gitml.serve.openapi_v2 import describe_operation, install_v2_openapi
 from gitml.serve.request_body import read_body
@@ -108,8 +109,6 @@ def install_v2(app: FastAPI, ctx: ServeContext) -> None:
         status = 200 if runtime.ready else 503
         return Response(orjson.dumps(body), status_code=status, media_type=_JSON)
 
-    refuse = ctx.refuse
-
     async def infer(request: Request) -> Response:
         request_id = request_id_of(request)
         runtime = find(request)
@@ -131,14 +130,8 @@ def install_v2(app: FastAPI, ctx: ServeContext) -> None:
                 ctx.metrics.extra_fields.inc(parsed.extra_values)
             columns = ctx.check(runtime, parsed.records)
             outputs = await ctx.infer(runtime, columns, request_id)
-        except Refusal as refusal:
-            return refuse(
-                refusal.status, str(refusal), [refusal.problem], request_id, refusal.headers
-            )
-        except InputError as err:
-            return refuse(400, err.message, err.problems, request_id)
-        except ScoringFailed as err:
-            return error_response(500, str(err), [scoring_failed_problem()], request_id)
+        except (Refusal, InputError, ScoringFailed) as err:
+            return ctx.error_for(err, request_id, input_status=400)
         content, header_length = encode_response(
             served,
             outputs,
@@ -179,18 +172,12 @@ def install_v2(app: FastAPI, ctx: ServeContext) -> None:
 
 def check_media_type(content_type: str | None) -> None:
     """Refuse a body declared as neither JSON nor binary tensor data (none: JSON)."""
-    if content_type is None:
-        return
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type in (_JSON, _BINARY) or media_type.endswith("+json"):
-        return
-    raise Refusal(
-        415,
-        "content-type",
-        "media_type",
-        f"Content-Type {content_type[:100]!r} is not taken; send application/json, or "
-        "application/octet-stream with Inference-Header-Content-Length (binary tensor data)",
-        headers={"accept": f"{_JSON}, {_BINARY}"},
+    request_body.check_media_type(
+        content_type,
+        also=(_BINARY,),
+        reason=f"Content-Type {(content_type or '')[:100]!r} is not taken; send "
+        "application/json, or application/octet-stream with Inference-Header-Content-Length "
+        "(binary tensor data)",
     )
 
 

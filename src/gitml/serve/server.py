@@ -31,13 +31,12 @@ import logging
 import logging.config
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitml.config.schema import ServeParams
 from gitml.errors import GitmlError, ModelError
-from gitml.serve.bundle import ModelFiles, check_model_files, load_model_files
+from gitml.serve.bundle import WorkerModel, check_model_files, load_model_files
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -56,17 +55,6 @@ _FAILURE_FILE = "worker-failure.json"
 # default 5 s is less than a worker takes to load, verify and check its models)
 _WORKER_READY_S = 120
 _GEN0_THRESHOLD = 10_000  # CPython 3.11's default is 700: fewer, still small, young passes
-
-
-@dataclass(frozen=True)
-class WorkerModel:
-    """A model the workers load: its checked files, the threshold it is served at, the --ref
-    it came from (None: a model file) and its role (primary or shadow)."""
-
-    files: ModelFiles
-    threshold: float
-    ref: str | None = None
-    role: str = "primary"
 
 
 def run_server(

@@ -27,10 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from gitml.serve.context import too_many_records
 from gitml.serve.errors import Refusal
 from gitml.serve.inputs import FieldRule, InputSchema, Policy
-from gitml.serve.request_body import parse_json
+from gitml.serve.request_body import parse_json, too_many_records
 from gitml.serve.v2_binary import NUMPY_TYPES, read_bytes, read_numbers, split_body
 
 INTEGER_TYPES = ("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64")

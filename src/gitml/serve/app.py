@@ -95,8 +95,8 @@ def create_app(
                 bound = stopping.remaining(settings.shutdown_timeout_s)
                 await deployment.wait_shadow(min(settings.shadow_timeout_s, bound))
             deployment.close()
-            for runtime in deployment.all():
-                runtime.stop_scoring()
+            if deployment.shadow is not None:
+                deployment.shadow.stop_scoring()
             for runtime in deployment.all():  # whatever time the shutdown bound leaves
                 runtime.close_log(stopping.remaining(settings.shutdown_timeout_s))
             stopping.restore()

@@ -20,6 +20,7 @@ scores as if they had been scored alone.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -109,29 +110,17 @@ class MicroBatcher:
             self._process(batch)
 
     def _process(self, jobs: list[Job]) -> None:
-        try:
-            merged = jobs[0].columns if len(jobs) == 1 else merge_columns([j.columns for j in jobs])
-            scores = finite_scores(self._score(merged))
-        except Exception as err:
-            if len(jobs) == 1:
-                _fail(jobs[0], err)
-                return
-            # one request's bad rows must not fail the others: score each one alone
-            if self._on_split is not None:
-                self._on_split()
-            done: list[Job] = []
-            parts: list[np.ndarray] = []
-            for job in jobs:
-                try:
-                    parts.append(finite_scores(self._score(job.columns)))
-                except Exception as alone:  # this request's own failure, and only its own
-                    _fail(job, alone)
-                else:
-                    done.append(job)
-            if done:
-                self._deliver(done, np.concatenate(parts))
-            return
-        self._deliver(jobs, scores)
+        results = score_together(self._score, [j.columns for j in jobs], self._on_split)
+        done: list[Job] = []
+        parts: list[np.ndarray] = []
+        for job, result in zip(jobs, results, strict=True):
+            if isinstance(result, Exception):  # this request's own failure, and only its own
+                _fail(job, result)
+            else:
+                done.append(job)
+                parts.append(result)
+        if done:
+            self._deliver(done, parts[0] if len(parts) == 1 else np.concatenate(parts))
 
     def _deliver(self, jobs: list[Job], scores: np.ndarray) -> None:
         if self._after is not None:
@@ -145,6 +134,27 @@ class MicroBatcher:
             if not job.future.done():  # done: the client went away
                 job.future.set_result(scores[start:stop])
             start = stop
+
+
+def score_together(
+    score: ScoreFn, parts: list[Columns], on_split: Callable[[], None] | None = None
+) -> list[np.ndarray | Exception]:
+    """Each part's scores, from one call on the parts merged. When that call raises, or gives
+    a non-finite score, each part is scored again alone (`on_split` is told), so a failure
+    is only its own part's: a result is the part's scores or its own exception."""
+    try:
+        merged = parts[0] if len(parts) == 1 else merge_columns(parts)
+        scores = finite_scores(score(merged))
+    except Exception as err:
+        if len(parts) == 1:
+            return [err]
+        if on_split is not None:
+            on_split()
+        return [score_together(score, [part])[0] for part in parts]
+    if len(parts) == 1:
+        return [scores]
+    bounds = np.cumsum([0, *(part.n for part in parts)])
+    return [scores[start:stop] for start, stop in itertools.pairwise(bounds)]
 
 
 def finite_scores(scores: np.ndarray) -> np.ndarray:

@@ -15,7 +15,6 @@ pointed there).
 
 from __future__ import annotations
 
-import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from gitml.config.schema import ServeParams
-from gitml.serve.batcher import Job, MicroBatcher, finite_scores, merge_columns
+from gitml.serve.batcher import Job, MicroBatcher, score_together
 from gitml.serve.bundle import ServedModel
 from gitml.serve.fastpath import FastPathCheck, prepare_fast_path
 from gitml.serve.inputs import Columns, InputSchema
@@ -181,17 +180,18 @@ class ModelRuntime:
         the calling thread, and log them: how a shadow scores, off the event loop, a batch of
         whatever queued while it waited (its batcher is never used). When the batch fails,
         each request is scored alone: a result is its scores or its own failure."""
-        try:
-            parts = [columns for _, columns, _ in requests]
-            merged = parts[0] if len(parts) == 1 else merge_columns(parts)
-            scores = finite_scores(self._score(merged))
-        except Exception as err:
-            if len(requests) == 1:
-                return [err]
-            return [self.score_batch([request])[0] for request in requests]
-        self._record(requests, scores)
-        bounds = np.cumsum([0, *(columns.n for _, columns, _ in requests)])
-        return [scores[start:stop] for start, stop in itertools.pairwise(bounds)]
+        results = score_together(self._score, [columns for _, columns, _ in requests])
+        scored = [
+            (r, res)
+            for r, res in zip(requests, results, strict=True)
+            if not isinstance(res, Exception)
+        ]
+        if scored:
+            parts = [res for _, res in scored]
+            self._record(
+                [r for r, _ in scored], parts[0] if len(parts) == 1 else np.concatenate(parts)
+            )
+        return results
 
     def _after(self, jobs: list[Job], scores: np.ndarray) -> None:
         self._record([(job.request_id, job.columns, job.received) for job in jobs], scores)

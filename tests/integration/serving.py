@@ -114,3 +114,30 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.wait_exit(10)
+
+
+def project_serving(built_repo: Path, destination: Path, **serve: Any) -> Path:
+    """A copy of the built project at `destination`, its `serve` params updated by `serve`."""
+    import yaml
+
+    from tests.support import copy_repo
+
+    repo = copy_repo(built_repo, destination)
+    if serve:
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        params["serve"].update(serve)
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return repo
+
+
+@contextlib.contextmanager
+def running(project: Path, *args: str) -> Iterator[tuple[ServerProcess, httpx.Client]]:
+    """`gitml serve --model models/model.skops` on `project`, ready, and a client of it; the
+    server is stopped after."""
+    server = ServerProcess(project, "--model", "models/model.skops", *args)
+    server.wait_ready()
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            yield server, client
+    finally:
+        server.stop()

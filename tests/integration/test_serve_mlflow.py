@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,7 @@ from jsonschema import Draft202012Validator
 from gitml import __version__
 from gitml.config.compose import load_params
 from tests.integration.clients import run_client
-from tests.integration.serving import ServerProcess
-from tests.support import copy_repo
+from tests.integration.serving import ServerProcess, project_serving
 from tests.unit.test_serve_inputs import GOOD
 
 MAX_RECORDS = 1000  # the default serve.max_records: the test set goes in two requests
@@ -91,21 +89,7 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def project(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return copy_repo(built_repo, tmp_path_factory.mktemp("mlflow") / "project")
-
-
-@pytest.fixture(scope="module")
-def server(project: Path) -> Iterator[ServerProcess]:
-    proc = ServerProcess(project, "--model", "models/model.skops")
-    proc.wait_ready()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as http:
-        yield http
+    return project_serving(built_repo, tmp_path_factory.mktemp("mlflow") / "project")
 
 
 @pytest.fixture(scope="module")

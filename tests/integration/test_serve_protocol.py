@@ -21,13 +21,11 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from jsonschema import Draft202012Validator
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.serving import ServerProcess, serve_in_thread
-from tests.support import copy_repo
+from tests.integration.serving import ServerProcess, project_serving, serve_in_thread
 from tests.unit.test_serve_inputs import GOOD
 
 MAX_RECORDS = 100
@@ -43,25 +41,12 @@ MLFLOW_RESPONSES = {  # MLflow's scoring protocol (routes_mlflow.py), beside EXP
 
 @pytest.fixture(scope="module")
 def project(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = copy_repo(built_repo, tmp_path_factory.mktemp("protocol") / "project")
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["serve"].update(max_records=MAX_RECORDS, max_body_bytes=MAX_BODY)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return repo
-
-
-@pytest.fixture(scope="module")
-def server(project: Path) -> Iterator[ServerProcess]:
-    proc = ServerProcess(project, "--model", "models/model.skops")
-    proc.wait_ready()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as http:
-        yield http
+    return project_serving(
+        built_repo,
+        tmp_path_factory.mktemp("protocol") / "project",
+        max_records=MAX_RECORDS,
+        max_body_bytes=MAX_BODY,
+    )
 
 
 @pytest.fixture(scope="module")

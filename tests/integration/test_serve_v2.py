@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import json
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,11 @@ import httpx
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.integration.clients import run_client
-from tests.integration.serving import ServerProcess, serve_in_thread
-from tests.support import copy_repo
+from tests.integration.serving import ServerProcess, project_serving, serve_in_thread
 from tests.unit.test_serve_inputs import GOOD, SIGNATURE
 
 MAX_RECORDS = 1500  # the whole test set (1,409 rows) in one request
@@ -38,25 +35,12 @@ COLUMNS = [(item["name"], DATATYPES[item["type"]]) for item in SIGNATURE["inputs
 
 @pytest.fixture(scope="module")
 def project(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = copy_repo(built_repo, tmp_path_factory.mktemp("v2") / "project")
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["serve"].update(max_records=MAX_RECORDS, max_body_bytes=MAX_BODY)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return repo
-
-
-@pytest.fixture(scope="module")
-def server(project: Path) -> Iterator[ServerProcess]:
-    proc = ServerProcess(project, "--model", "models/model.skops")
-    proc.wait_ready()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=60) as http:
-        yield http
+    return project_serving(
+        built_repo,
+        tmp_path_factory.mktemp("v2") / "project",
+        max_records=MAX_RECORDS,
+        max_body_bytes=MAX_BODY,
+    )
 
 
 @pytest.fixture(scope="module")

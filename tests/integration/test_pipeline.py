@@ -192,9 +192,17 @@ def test_bad_config_is_refused_and_params_yaml_is_left_as_the_readme_says(repo: 
 
 
 @pytest.mark.slow
-def test_queued_sweep_runs_each_model(repo: Path) -> None:
-    dvc("exp", "run", "-S", "model=logistic_regression,random_forest", "--queue", cwd=repo)
-    dvc("queue", "start", "--jobs", "1", cwd=repo)
+def test_a_queued_sweep_of_four_runs_on_two_queue_workers(repo: Path) -> None:
+    """`dvc queue start -j 2` on a 2 x 2 sweep (a model swap and a hyperparameter): DVC's
+    tracker reports queue jobs lost or left hanging at higher -j, so every experiment must
+    finish, each with its own configuration and results, and both workers must take jobs."""
+    dvc(
+        "exp", "run", "--queue",
+        "-S", "model=logistic_regression,hist_gradient_boosting",
+        "-S", "model.params.class_weight=null,balanced",
+        cwd=repo,
+    )  # fmt: skip
+    dvc("queue", "start", "--jobs", "2", cwd=repo)
     deadline = time.monotonic() + 420
     while time.monotonic() < deadline:
         status = dvc("queue", "status", cwd=repo).stdout
@@ -203,18 +211,29 @@ def test_queued_sweep_runs_each_model(repo: Path) -> None:
         time.sleep(2)
     else:
         dvc("queue", "kill", "--all", cwd=repo, check=False)
-        pytest.fail("the queued sweep did not finish in 7 minutes")
-    assert status.count("Success") == 2, status
+        pytest.fail(f"the queued sweep did not finish in 7 minutes:\n{status}")
+    assert status.count("Success") == 4, status
     shown = json.loads(dvc("exp", "show", "--json", cwd=repo).stdout)
-    estimators = set()
+    runs: dict[tuple[str, str], tuple[float, ...]] = {}
     for commit in shown:
         for exp in commit.get("experiments") or []:
             for rev in exp.get("revs", []):
                 data = rev.get("data") or {}
-                params = data.get("params", {}).get("params.yaml", {}).get("data", {})
-                if params.get("model"):
-                    estimators.add(params["model"]["name"])
-    assert estimators == {"logistic_regression", "random_forest"}
+                model = data.get("params", {}).get("params.yaml", {}).get("data", {})["model"]
+                metrics = data["metrics"]["reports/metrics.json"]["data"]["metrics"]
+                key = (model["name"], str(model["params"]["class_weight"]))
+                runs[key] = (metrics["roc_auc"], metrics["f1"], metrics["log_loss"])
+    assert set(runs) == {
+        (name, weight)
+        for name in ("logistic_regression", "hist_gradient_boosting")
+        for weight in ("None", "balanced")
+    }
+    assert len(set(runs.values())) == 4, runs  # four distinct results, none copied
+    # both queue workers ran experiments (their celery logs, one per `-j` worker)
+    logs = sorted((repo / ".dvc/tmp/exps/celery").glob("dvc-exp-worker-*.out"))
+    assert len(logs) == 2, logs
+    for log in logs:
+        assert "run_exp" in log.read_text() and "succeeded" in log.read_text(), log
 
 
 def test_push_pull_round_trip(repo: Path, tmp_path: Path) -> None:

@@ -21,16 +21,18 @@ rows, or it is not used (`prepare_fast_path` fails closed and says why).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from gitml.errors import InputError
-from gitml.model.scoring import check_features, feature_fields
 from gitml.serve.inputs import Columns, InputSchema
 from gitml.tasks import Task
+
+if TYPE_CHECKING:
+    from gitml.model.scoring import EstimatorTraits
 
 PARITY_TOLERANCE = 1e-12
 _REFUSAL_ROUNDS = 4
@@ -48,10 +50,29 @@ def compile_fast_path(
     """The served outputs for checked columns (`ServedModel.predict`: the positive class's
     probability, every class's probability, or the predicted value, by `task`), or None if
     the pipeline has a step this module cannot reproduce exactly."""
+    from gitml.model.scoring import traits_of
+
+    plans = plan_preprocessing(pipeline, schema, task=task)
+    if plans is None:
+        return None
+    estimator = pipeline.steps[1][1]
+    column: int | None = None
+    if task == "binary":
+        classes = [str(c) for c in estimator.classes_]
+        if positive_class not in classes:
+            return None
+        column = classes.index(positive_class)
+    method = estimator.predict if task == "regression" else estimator.predict_proba
+    return build_fast_path(
+        plans, method, traits_of(estimator), schema, task=task, column=column, target=target
+    )
+
+
+def plan_preprocessing(pipeline: Any, schema: InputSchema, *, task: Task) -> list[BlockPlan] | None:
+    """The fitted preprocessing as plain parameters, one plan per ColumnTransformer block in
+    its output order; None if a step is not one this module reproduces exactly."""
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
-
-    from gitml.serve.outputs import check_values
 
     if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 2:
         return None
@@ -62,58 +83,67 @@ def compile_fast_path(
     if _output_config(pre) != "default" or not hasattr(estimator, method):
         return None
     rules = {r.name: r for r in schema.fields}
-    blocks: list[Block] = []
+    plans: list[BlockPlan] = []
     for _, step, columns in pre.transformers_:
         if isinstance(step, str) and step == "drop":
             continue
         names = [str(c) for c in columns]
         if not names or any(n not in rules for n in names):
             return None
-        block = _block(step, names, rules)
-        if block is None:
+        plan = _plan(step, names, rules)
+        if plan is None:
             return None
-        blocks.append(block)
-    column: int | None = None
-    if task == "binary":
-        classes = [str(c) for c in estimator.classes_]
-        if positive_class not in classes:
-            return None
-        column = classes.index(positive_class)
-    fields = feature_fields(pipeline)
+        plans.append(plan)
+    return plans
+
+
+def build_fast_path(
+    plans: Sequence[BlockPlan],
+    method: Callable[[np.ndarray], np.ndarray],
+    traits: EstimatorTraits,
+    schema: InputSchema,
+    *,
+    task: Task,
+    column: int | None,
+    target: str,
+) -> Callable[[Columns], np.ndarray]:
+    """The served outputs computed from `plans` and the estimator's `method` (predict_proba,
+    or predict for regression): the one arithmetic both fast paths run."""
+    from gitml.model.scoring import check_matrix
+    from gitml.serve.outputs import check_values
+
+    rules = {r.name: r for r in schema.fields}
+    blocks = [run_block(plan) for plan in plans]
+    fields = fields_of(plans)
 
     def matrix_of(columns: Columns) -> np.ndarray:
-        matrix = np.hstack([block(columns) for block in blocks])
+        parts = [block(columns) for block in blocks]
+        matrix = parts[0] if len(parts) == 1 else np.hstack(parts)
         try:
-            check_features(estimator, matrix, fields)  # what predict_frame checks, alike
+            check_matrix(traits, matrix, fields)  # what predict_frame checks, alike
         except InputError as err:
             for problem in err.problems:
                 problem["value"] = _value(columns, rules, problem["record"], problem["field"])
             raise
         return matrix
 
-    if task == "regression":
+    if task == "binary":
+        assert column is not None
 
-        def value(columns: Columns) -> np.ndarray:
-            matrix = matrix_of(columns)
-            with np.errstate(over="ignore", invalid="ignore"):  # refused below, by record
-                values = np.asarray(estimator.predict(matrix), dtype=float)
-            return check_values(values, target=target)  # as ServedModel.predict refuses
+        def score(columns: Columns) -> np.ndarray:
+            return method(matrix_of(columns))[:, column]
 
-        return value
-    if column is None:  # multiclass: every class, in the estimator's (the signature's) order
+        return score
 
-        def probabilities(columns: Columns) -> np.ndarray:
-            matrix = matrix_of(columns)
-            with np.errstate(over="ignore", invalid="ignore"):  # refused below, by record
-                outputs = estimator.predict_proba(matrix)
-            return check_values(outputs, target=target)  # as ServedModel.predict refuses
+    def outputs(columns: Columns) -> np.ndarray:
+        matrix = matrix_of(columns)
+        with np.errstate(over="ignore", invalid="ignore"):  # refused below, by record
+            values = method(matrix)
+        if task == "regression":
+            values = np.asarray(values, dtype=float)
+        return check_values(values, target=target)  # as ServedModel.predict refuses
 
-        return probabilities
-
-    def score(columns: Columns) -> np.ndarray:
-        return estimator.predict_proba(matrix_of(columns))[:, column]
-
-    return score
+    return outputs
 
 
 @dataclass(frozen=True)
@@ -270,7 +300,93 @@ def _output_config(step: Any) -> str:
     return str(getattr(step, "_sklearn_output_config", {}).get("transform", "default"))
 
 
-def _block(step: Any, names: list[str], rules: dict[str, Any]) -> Block | None:
+@dataclass(frozen=True)
+class BlockPlan:
+    """One ColumnTransformer block as plain parameters: its kind, input names and, for
+    numbers, the fitted steps in order (`("standard", mean or None, scale or None)`,
+    `("impute", statistics, None)`); for one-hot, each input's number of categories."""
+
+    kind: Literal["onehot", "ordinal", "numeric"]
+    names: tuple[str, ...]
+    sizes: tuple[int, ...] = ()
+    steps: tuple[tuple[str, np.ndarray | None, np.ndarray | None], ...] = ()
+
+
+def fields_of(plans: Sequence[BlockPlan]) -> list[tuple[str, ...]]:
+    """For each column of the matrix the plans make, the input field it comes from."""
+    out: list[tuple[str, ...]] = []
+    for plan in plans:
+        if plan.kind == "onehot":
+            sizes = zip(plan.names, plan.sizes, strict=True)
+            out += [(n,) for n, size in sizes for _ in range(size)]
+        else:
+            out += [(n,) for n in plan.names]
+    return out
+
+
+def run_block(plan: BlockPlan) -> Block:
+    """The block's columns of the matrix, as scikit-learn's fitted step computes them."""
+    names = list(plan.names)
+    if plan.kind == "ordinal":
+
+        def ordinal(columns: Columns) -> np.ndarray:
+            out = np.column_stack([columns.codes[n] for n in names]).astype(np.float64)
+            out[out < 0] = np.nan
+            return out
+
+        return ordinal
+    if plan.kind == "onehot":
+        sizes = list(plan.sizes)
+
+        def onehot(columns: Columns) -> np.ndarray:
+            out = np.zeros((columns.n, sum(sizes)), dtype=np.float64)
+            start = 0
+            for name, size in zip(names, sizes, strict=True):
+                code = columns.codes[name]
+                rows = np.flatnonzero(code >= 0)
+                out[rows, start + code[rows]] = 1.0  # -1 (unknown or null): a row of zeros
+                start += size
+            return out
+
+        return onehot
+    transforms = [_transform(*step) for step in plan.steps]
+
+    def numbers(columns: Columns) -> np.ndarray:
+        matrix = np.column_stack([columns.values[n] for n in names])
+        for transform in transforms:
+            matrix = transform(matrix)
+        return matrix
+
+    return numbers
+
+
+def _transform(
+    kind: str, first: np.ndarray | None, second: np.ndarray | None
+) -> Callable[[np.ndarray], np.ndarray]:
+    if kind == "standard":
+        mean, scale = first, second
+
+        def standardise(x: np.ndarray) -> np.ndarray:
+            x = x.copy()
+            if mean is not None:
+                x -= mean
+            if scale is not None:
+                x /= scale
+            return x
+
+        return standardise
+    stats = first
+
+    def impute(x: np.ndarray) -> np.ndarray:
+        x = x.copy()
+        rows, cols = np.nonzero(np.isnan(x))
+        x[rows, cols] = stats[cols]  # type: ignore[index]
+        return x
+
+    return impute
+
+
+def _plan(step: Any, names: list[str], rules: dict[str, Any]) -> BlockPlan | None:
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
@@ -283,30 +399,19 @@ def _block(step: Any, names: list[str], rules: dict[str, Any]) -> Block | None:
         return None
     if _output_config(step) != "default":
         return None
-
-    def numbers(columns: Columns) -> np.ndarray:
-        return np.column_stack([columns.values[n] for n in names])
-
     if (isinstance(step, str) and step == "passthrough") or _is_identity(step):
-        return numbers
+        return BlockPlan("numeric", tuple(names))
     if isinstance(step, Pipeline):
         if any(isinstance(s, str) for _, s in step.steps):
             return None
-        transforms = [_numeric(s) for _, s in step.steps]
+        steps = [_numeric(s) for _, s in step.steps]
     elif isinstance(step, StandardScaler | SimpleImputer):
-        transforms = [_numeric(step)]
+        steps = [_numeric(step)]
     else:
         return None
-    if any(t is None for t in transforms):
+    if any(s is None for s in steps):
         return None
-
-    def apply(columns: Columns) -> np.ndarray:
-        matrix = numbers(columns)
-        for transform in transforms:
-            matrix = transform(matrix)  # type: ignore[misc]
-        return matrix
-
-    return apply
+    return BlockPlan("numeric", tuple(names), steps=tuple(s for s in steps if s is not None))
 
 
 def _is_identity(step: Any) -> bool:
@@ -321,67 +426,31 @@ def _is_identity(step: Any) -> bool:
     )
 
 
-def _numeric(step: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+def _numeric(step: Any) -> tuple[str, np.ndarray | None, np.ndarray | None] | None:
     from sklearn.impute import SimpleImputer
     from sklearn.preprocessing import StandardScaler
 
     if isinstance(step, StandardScaler):
         mean = step.mean_ if step.with_mean else None
         scale = step.scale_ if step.with_std else None
-
-        def standardise(x: np.ndarray) -> np.ndarray:
-            x = x.copy()
-            if mean is not None:
-                x -= mean
-            if scale is not None:
-                x /= scale
-            return x
-
-        return standardise
+        return ("standard", mean, scale)
     if isinstance(step, SimpleImputer):
         stats = np.asarray(step.statistics_, dtype=np.float64)
         missing = step.missing_values
         nan_marker = isinstance(missing, float) and np.isnan(missing)
         if not nan_marker or step.add_indicator or np.isnan(stats).any():
             return None
-
-        def impute(x: np.ndarray) -> np.ndarray:
-            x = x.copy()
-            rows, cols = np.nonzero(np.isnan(x))
-            x[rows, cols] = stats[cols]
-            return x
-
-        return impute
+        return ("impute", stats, None)
     return None
 
 
-def _encoder(step: Any, names: list[str], rules: dict[str, Any]) -> Block | None:
+def _encoder(step: Any, names: list[str], rules: dict[str, Any]) -> BlockPlan | None:
     categories = [list(c) for c in step.categories]
     if len(categories) != len(names):
         return None
     for name, cats in zip(names, categories, strict=True):
         if rules[name].type != "category" or list(rules[name].categories or ()) != cats:
             return None  # codes are positions in the signature's lists: they must agree
-    sizes = [len(c) for c in categories]
-    if step.output == "ordinal":
-
-        def ordinal(columns: Columns) -> np.ndarray:
-            out = np.column_stack([columns.codes[n] for n in names]).astype(np.float64)
-            out[out < 0] = np.nan
-            return out
-
-        return ordinal
-    if step.output != "onehot":
+    if step.output not in ("onehot", "ordinal"):
         return None
-
-    def onehot(columns: Columns) -> np.ndarray:
-        out = np.zeros((columns.n, sum(sizes)), dtype=np.float64)
-        start = 0
-        for name, size in zip(names, sizes, strict=True):
-            code = columns.codes[name]
-            rows = np.flatnonzero(code >= 0)
-            out[rows, start + code[rows]] = 1.0  # -1 (unknown or null): a row of zeros
-            start += size
-        return out
-
-    return onehot
+    return BlockPlan(step.output, tuple(names), sizes=tuple(len(c) for c in categories))

@@ -113,12 +113,17 @@ def build_fast_path(
     from gitml.serve.outputs import check_values
 
     rules = {r.name: r for r in schema.fields}
-    blocks = [run_block(plan) for plan in plans]
+    fills = []
+    width = 0
+    for plan in plans:
+        fills.append((fill_block(plan), width))
+        width += block_width(plan)
     fields = fields_of(plans)
 
     def matrix_of(columns: Columns) -> np.ndarray:
-        parts = [block(columns) for block in blocks]
-        matrix = parts[0] if len(parts) == 1 else np.hstack(parts)
+        matrix = np.zeros((columns.n, width), dtype=np.float64)
+        for fill, begin in fills:
+            fill(columns, matrix, begin)
         try:
             check_matrix(traits, matrix, fields)  # what predict_frame checks, alike
         except InputError as err:
@@ -133,7 +138,7 @@ def build_fast_path(
         def score(columns: Columns) -> np.ndarray:
             return method(matrix_of(columns))[:, column]
 
-        return score
+        return _in_blocks(score)
 
     def outputs(columns: Columns) -> np.ndarray:
         matrix = matrix_of(columns)
@@ -143,7 +148,35 @@ def build_fast_path(
             values = np.asarray(values, dtype=float)
         return check_values(values, target=target)  # as ServedModel.predict refuses
 
-    return outputs
+    return _in_blocks(outputs)
+
+
+BLOCK_ROWS = 8192  # a block's matrix (rows x features, float64) stays in the CPU's cache
+
+
+def _in_blocks(score: Callable[[Columns], np.ndarray]) -> Callable[[Columns], np.ndarray]:
+    """`score`, run on blocks of BLOCK_ROWS rows: a large chunk's matrix never leaves the
+    cache (row by row, the arithmetic is the same). A block with a refused row scores the
+    whole input again, so the InputError counts and names the records of every row."""
+
+    def blocks(columns: Columns) -> np.ndarray:
+        if columns.n <= BLOCK_ROWS:
+            return score(columns)
+        parts = []
+        try:
+            for begin in range(0, columns.n, BLOCK_ROWS):
+                end = min(begin + BLOCK_ROWS, columns.n)
+                part = Columns(
+                    n=end - begin,
+                    values={k: v[begin:end] for k, v in columns.values.items()},
+                    codes={k: c[begin:end] for k, c in columns.codes.items()},
+                )
+                parts.append(score(part))
+        except InputError:
+            return score(columns)
+        return np.concatenate(parts)
+
+    return blocks
 
 
 @dataclass(frozen=True)
@@ -326,62 +359,79 @@ def fields_of(plans: Sequence[BlockPlan]) -> list[tuple[str, ...]]:
 
 def run_block(plan: BlockPlan) -> Block:
     """The block's columns of the matrix, as scikit-learn's fitted step computes them."""
+    fill = fill_block(plan)
+
+    def block(columns: Columns) -> np.ndarray:
+        out = np.zeros((columns.n, block_width(plan)), dtype=np.float64)
+        fill(columns, out, 0)
+        return out
+
+    return block
+
+
+def block_width(plan: BlockPlan) -> int:
+    return sum(plan.sizes) if plan.kind == "onehot" else len(plan.names)
+
+
+def fill_block(plan: BlockPlan) -> Callable[[Columns, np.ndarray, int], None]:
+    """`run_block`, written into columns `begin`... of `matrix` (C-ordered, zeros where the
+    block goes): one allocation for the whole matrix, no copies to join."""
     names = list(plan.names)
+    width = block_width(plan)
     if plan.kind == "ordinal":
 
-        def ordinal(columns: Columns) -> np.ndarray:
-            out = np.column_stack([columns.codes[n] for n in names]).astype(np.float64)
+        def ordinal(columns: Columns, matrix: np.ndarray, begin: int) -> None:
+            out = matrix[:, begin : begin + width]
+            for k, name in enumerate(names):
+                out[:, k] = columns.codes[name]
             out[out < 0] = np.nan
-            return out
 
         return ordinal
     if plan.kind == "onehot":
         sizes = list(plan.sizes)
 
-        def onehot(columns: Columns) -> np.ndarray:
-            out = np.zeros((columns.n, sum(sizes)), dtype=np.float64)
+        def onehot(columns: Columns, matrix: np.ndarray, begin: int) -> None:
+            flat = matrix.reshape(-1)  # a view: the matrix is C-ordered
+            row_start = np.arange(columns.n, dtype=np.intp) * matrix.shape[1] + begin
             start = 0
             for name, size in zip(names, sizes, strict=True):
                 code = columns.codes[name]
-                rows = np.flatnonzero(code >= 0)
-                out[rows, start + code[rows]] = 1.0  # -1 (unknown or null): a row of zeros
+                known = code >= 0  # -1 (unknown or null): a row of zeros
+                flat[(row_start + start + code)[known]] = 1.0
                 start += size
-            return out
 
         return onehot
     transforms = [_transform(*step) for step in plan.steps]
 
-    def numbers(columns: Columns) -> np.ndarray:
-        matrix = np.column_stack([columns.values[n] for n in names])
+    def numbers(columns: Columns, matrix: np.ndarray, begin: int) -> None:
+        out = matrix[:, begin : begin + width]
+        for k, name in enumerate(names):
+            out[:, k] = columns.values[name]
         for transform in transforms:
-            matrix = transform(matrix)
-        return matrix
+            transform(out)
 
     return numbers
 
 
 def _transform(
     kind: str, first: np.ndarray | None, second: np.ndarray | None
-) -> Callable[[np.ndarray], np.ndarray]:
+) -> Callable[[np.ndarray], None]:
+    """A fitted step's arithmetic, in place (on the matrix's own block)."""
     if kind == "standard":
         mean, scale = first, second
 
-        def standardise(x: np.ndarray) -> np.ndarray:
-            x = x.copy()
+        def standardise(x: np.ndarray) -> None:
             if mean is not None:
                 x -= mean
             if scale is not None:
                 x /= scale
-            return x
 
         return standardise
     stats = first
 
-    def impute(x: np.ndarray) -> np.ndarray:
-        x = x.copy()
+    def impute(x: np.ndarray) -> None:
         rows, cols = np.nonzero(np.isnan(x))
         x[rows, cols] = stats[cols]  # type: ignore[index]
-        return x
 
     return impute
 

@@ -153,7 +153,8 @@ def score_file(
             result = pa.table(out)
             if writer is None:
                 out_schema = result.schema
-                writer = stack.enter_context(_writer(tmp, out_schema, out_format))
+                file_writer = stack.enter_context(_writer(tmp, out_schema, out_format))
+                writer = stack.enter_context(_WriteBehind(file_writer))
             writer.write_table(result if result.schema == out_schema else result.cast(out_schema))
             summary.rows += table.num_rows
             summary.scored += kept
@@ -165,7 +166,7 @@ def score_file(
                 [("row", pa.int64())] + [(c, pa.string()) for c in carried] + output_fields(served)
             )
             writer = stack.enter_context(_writer(tmp, empty, out_format))
-        writer.close()  # its last bytes (Parquet's footer) before anything is renamed
+        writer.close()  # every chunk and the last bytes (Parquet's footer), before any rename
         if summary.rejected:
             # renamed just before the output; if the output then fails, it is removed again
             writing.file = rejected
@@ -316,6 +317,56 @@ def _refused_by_model(err: InputError, good: np.ndarray) -> list[Violation]:
         Violation(field, rule, reason, np.asarray(sorted(set(rows)), dtype=np.int64))
         for (field, rule, reason), rows in by_rule.items()
     ]
+
+
+class _WriteBehind:
+    """A writer's `write_table` on a thread: encoding and compressing a chunk (which release
+    the GIL) overlap the checking and scoring of the next one. At most one chunk waits; a
+    failed write is raised in the caller's thread, at the next write or at `close`."""
+
+    def __init__(self, writer: Any) -> None:
+        import queue
+        import threading
+
+        self._writer = writer
+        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="gitml-batch-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (table := self._queue.get()) is not None:
+            if self._error is None:  # after a failure, drain without writing
+                try:
+                    self._writer.write_table(table)
+                except BaseException as err:
+                    self._error = err
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def write_table(self, table: pa.Table) -> None:
+        self._raise()
+        self._queue.put(table)
+
+    def close(self) -> None:
+        """Wait for every chunk, raise a failed write, then close the file."""
+        self._stop()
+        self._raise()
+        self._writer.close()
+
+    def _stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def __enter__(self) -> _WriteBehind:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop()  # on an error elsewhere: the thread ends before the file is closed
 
 
 def _writer(path: Path, schema: pa.Schema, fmt: str) -> Any:

@@ -1,4 +1,5 @@
-"""A faster path for small requests, derived from the fitted pipeline and checked against it.
+"""A faster path for small requests and batch scoring, derived from the fitted pipeline and
+checked against it.
 
 A one-row `predict_proba` on the pipeline costs a few milliseconds, nearly all of it pandas
 and scikit-learn input handling (ColumnTransformer's column selection, `check_array`,
@@ -9,6 +10,10 @@ scikit-learn applies it (`X -= mean_`, `X /= scale_`, NaN replaced by `statistic
 the pipeline's own fitted estimator scores the matrix: `predict_proba` for classification
 (the positive class's column for binary, every column for multiclass), `predict` for
 regression.
+
+`gitml predict` scores every chunk this way, in blocks of BLOCK_ROWS rows (`build_fast_path`),
+when the check passes. The preprocessing's plain parameters and their arithmetic live in
+`gitml.serve.fastpath_blocks`.
 
 Nothing here is configured separately: every number comes from the loaded pipeline object.
 Only step types whose transform is exactly this arithmetic are supported; any other
@@ -23,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,10 +38,10 @@ from gitml.tasks import Task
 
 if TYPE_CHECKING:
     from gitml.model.scoring import EstimatorTraits
+    from gitml.serve.fastpath_blocks import BlockPlan
 
 PARITY_TOLERANCE = 1e-12
 _REFUSAL_ROUNDS = 4
-Block = Callable[[Columns], np.ndarray]
 
 
 def compile_fast_path(
@@ -51,6 +56,7 @@ def compile_fast_path(
     probability, every class's probability, or the predicted value, by `task`), or None if
     the pipeline has a step this module cannot reproduce exactly."""
     from gitml.model.scoring import traits_of
+    from gitml.serve.fastpath_blocks import plan_preprocessing
 
     plans = plan_preprocessing(pipeline, schema, task=task)
     if plans is None:
@@ -68,35 +74,6 @@ def compile_fast_path(
     )
 
 
-def plan_preprocessing(pipeline: Any, schema: InputSchema, *, task: Task) -> list[BlockPlan] | None:
-    """The fitted preprocessing as plain parameters, one plan per ColumnTransformer block in
-    its output order; None if a step is not one this module reproduces exactly."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.pipeline import Pipeline
-
-    if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 2:
-        return None
-    pre, estimator = pipeline.steps[0][1], pipeline.steps[1][1]
-    if not isinstance(pre, ColumnTransformer) or getattr(pre, "sparse_output_", True):
-        return None
-    method = "predict" if task == "regression" else "predict_proba"
-    if _output_config(pre) != "default" or not hasattr(estimator, method):
-        return None
-    rules = {r.name: r for r in schema.fields}
-    plans: list[BlockPlan] = []
-    for _, step, columns in pre.transformers_:
-        if isinstance(step, str) and step == "drop":
-            continue
-        names = [str(c) for c in columns]
-        if not names or any(n not in rules for n in names):
-            return None
-        plan = _plan(step, names, rules)
-        if plan is None:
-            return None
-        plans.append(plan)
-    return plans
-
-
 def build_fast_path(
     plans: Sequence[BlockPlan],
     method: Callable[[np.ndarray], np.ndarray],
@@ -110,6 +87,7 @@ def build_fast_path(
     """The served outputs computed from `plans` and the estimator's `method` (predict_proba,
     or predict for regression): the one arithmetic both fast paths run."""
     from gitml.model.scoring import check_matrix
+    from gitml.serve.fastpath_blocks import block_width, fields_of, fill_block
     from gitml.serve.outputs import check_values
 
     rules = {r.name: r for r in schema.fields}
@@ -327,180 +305,3 @@ def probe_columns(schema: InputSchema, rows: int = PROBE_ROWS) -> Columns:
     for k, (name, value) in enumerate(extremes):
         values[name][rows + k] = value
     return Columns(n=rows + len(extremes), values=values, codes=codes)
-
-
-def _output_config(step: Any) -> str:
-    return str(getattr(step, "_sklearn_output_config", {}).get("transform", "default"))
-
-
-@dataclass(frozen=True)
-class BlockPlan:
-    """One ColumnTransformer block as plain parameters: its kind, input names and, for
-    numbers, the fitted steps in order (`("standard", mean or None, scale or None)`,
-    `("impute", statistics, None)`); for one-hot, each input's number of categories."""
-
-    kind: Literal["onehot", "ordinal", "numeric"]
-    names: tuple[str, ...]
-    sizes: tuple[int, ...] = ()
-    steps: tuple[tuple[str, np.ndarray | None, np.ndarray | None], ...] = ()
-
-
-def fields_of(plans: Sequence[BlockPlan]) -> list[tuple[str, ...]]:
-    """For each column of the matrix the plans make, the input field it comes from."""
-    out: list[tuple[str, ...]] = []
-    for plan in plans:
-        if plan.kind == "onehot":
-            sizes = zip(plan.names, plan.sizes, strict=True)
-            out += [(n,) for n, size in sizes for _ in range(size)]
-        else:
-            out += [(n,) for n in plan.names]
-    return out
-
-
-def run_block(plan: BlockPlan) -> Block:
-    """The block's columns of the matrix, as scikit-learn's fitted step computes them."""
-    fill = fill_block(plan)
-
-    def block(columns: Columns) -> np.ndarray:
-        out = np.zeros((columns.n, block_width(plan)), dtype=np.float64)
-        fill(columns, out, 0)
-        return out
-
-    return block
-
-
-def block_width(plan: BlockPlan) -> int:
-    return sum(plan.sizes) if plan.kind == "onehot" else len(plan.names)
-
-
-def fill_block(plan: BlockPlan) -> Callable[[Columns, np.ndarray, int], None]:
-    """`run_block`, written into columns `begin`... of `matrix` (C-ordered, zeros where the
-    block goes): one allocation for the whole matrix, no copies to join."""
-    names = list(plan.names)
-    width = block_width(plan)
-    if plan.kind == "ordinal":
-
-        def ordinal(columns: Columns, matrix: np.ndarray, begin: int) -> None:
-            out = matrix[:, begin : begin + width]
-            for k, name in enumerate(names):
-                out[:, k] = columns.codes[name]
-            out[out < 0] = np.nan
-
-        return ordinal
-    if plan.kind == "onehot":
-        sizes = list(plan.sizes)
-
-        def onehot(columns: Columns, matrix: np.ndarray, begin: int) -> None:
-            flat = matrix.reshape(-1)  # a view: the matrix is C-ordered
-            row_start = np.arange(columns.n, dtype=np.intp) * matrix.shape[1] + begin
-            start = 0
-            for name, size in zip(names, sizes, strict=True):
-                code = columns.codes[name]
-                known = code >= 0  # -1 (unknown or null): a row of zeros
-                flat[(row_start + start + code)[known]] = 1.0
-                start += size
-
-        return onehot
-    transforms = [_transform(*step) for step in plan.steps]
-
-    def numbers(columns: Columns, matrix: np.ndarray, begin: int) -> None:
-        out = matrix[:, begin : begin + width]
-        for k, name in enumerate(names):
-            out[:, k] = columns.values[name]
-        for transform in transforms:
-            transform(out)
-
-    return numbers
-
-
-def _transform(
-    kind: str, first: np.ndarray | None, second: np.ndarray | None
-) -> Callable[[np.ndarray], None]:
-    """A fitted step's arithmetic, in place (on the matrix's own block)."""
-    if kind == "standard":
-        mean, scale = first, second
-
-        def standardise(x: np.ndarray) -> None:
-            if mean is not None:
-                x -= mean
-            if scale is not None:
-                x /= scale
-
-        return standardise
-    stats = first
-
-    def impute(x: np.ndarray) -> None:
-        rows, cols = np.nonzero(np.isnan(x))
-        x[rows, cols] = stats[cols]  # type: ignore[index]
-
-    return impute
-
-
-def _plan(step: Any, names: list[str], rules: dict[str, Any]) -> BlockPlan | None:
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from gitml.model.encoding import CategoryEncoder
-
-    if isinstance(step, CategoryEncoder):
-        return _encoder(step, names, rules)
-    if any(rules[n].type == "category" for n in names):
-        return None
-    if _output_config(step) != "default":
-        return None
-    if (isinstance(step, str) and step == "passthrough") or _is_identity(step):
-        return BlockPlan("numeric", tuple(names))
-    if isinstance(step, Pipeline):
-        if any(isinstance(s, str) for _, s in step.steps):
-            return None
-        steps = [_numeric(s) for _, s in step.steps]
-    elif isinstance(step, StandardScaler | SimpleImputer):
-        steps = [_numeric(step)]
-    else:
-        return None
-    if any(s is None for s in steps):
-        return None
-    return BlockPlan("numeric", tuple(names), steps=tuple(s for s in steps if s is not None))
-
-
-def _is_identity(step: Any) -> bool:
-    """The FunctionTransformer that a fitted ColumnTransformer puts in place of "passthrough"."""
-    from sklearn.preprocessing import FunctionTransformer
-
-    return (
-        isinstance(step, FunctionTransformer)
-        and step.func is None
-        and not step.validate
-        and _output_config(step) == "default"
-    )
-
-
-def _numeric(step: Any) -> tuple[str, np.ndarray | None, np.ndarray | None] | None:
-    from sklearn.impute import SimpleImputer
-    from sklearn.preprocessing import StandardScaler
-
-    if isinstance(step, StandardScaler):
-        mean = step.mean_ if step.with_mean else None
-        scale = step.scale_ if step.with_std else None
-        return ("standard", mean, scale)
-    if isinstance(step, SimpleImputer):
-        stats = np.asarray(step.statistics_, dtype=np.float64)
-        missing = step.missing_values
-        nan_marker = isinstance(missing, float) and np.isnan(missing)
-        if not nan_marker or step.add_indicator or np.isnan(stats).any():
-            return None
-        return ("impute", stats, None)
-    return None
-
-
-def _encoder(step: Any, names: list[str], rules: dict[str, Any]) -> BlockPlan | None:
-    categories = [list(c) for c in step.categories]
-    if len(categories) != len(names):
-        return None
-    for name, cats in zip(names, categories, strict=True):
-        if rules[name].type != "category" or list(rules[name].categories or ()) != cats:
-            return None  # codes are positions in the signature's lists: they must agree
-    if step.output not in ("onehot", "ordinal"):
-        return None
-    return BlockPlan(step.output, tuple(names), sizes=tuple(len(c) for c in categories))

@@ -34,13 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gitml.serve.fastpath import (
-    PARITY_TOLERANCE,
-    BlockPlan,
-    build_fast_path,
-    plan_preprocessing,
-    verify_fast_path,
-)
+from gitml.serve.fastpath import PARITY_TOLERANCE, build_fast_path, verify_fast_path
+from gitml.serve.fastpath_blocks import BlockPlan, plan_preprocessing
 from gitml.serve.inputs import Columns, InputSchema
 from gitml.tasks import Task
 

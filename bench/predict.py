@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-rows", type=_sizes, default=[1_000_000, 10_000_000])
     parser.add_argument("--chunk-size", type=int, default=None, help="`--chunk-size`")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="raw-then-gitml rounds per size (3 to 1M, then 2)"
+    )
     parser.add_argument("--json", type=Path, default=OUT_DIR / "predict.json")
     args = parser.parse_args(argv)
     if not (ROOT / batch.MODEL).is_file():

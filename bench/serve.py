@@ -312,6 +312,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "runs 1M and 10M)",
     )
     add("--chunk-size", type=int, default=None, help="`gitml predict --chunk-size`")
+    add("--rounds", type=int, default=None, help="batch: raw-then-gitml rounds per size")
     add("--skip-mlflow", action="store_true", help="no MLflow server")
     add("--skip-mlserver", action="store_true", help="no MLServer")
     add("--skip-fast-path-off", action="store_true", help="no gitml with the fast path off")

@@ -189,6 +189,13 @@ def render_overhead(over: dict[str, Any]) -> str:
     )
 
 
+def _runs(run: dict[str, Any]) -> str:
+    """`(best of 2.1 s at load 3.0, ...)` when a figure is the best of several runs."""
+    if len(run.get("runs", [])) < 2:
+        return ""
+    return " (best of " + ", ".join(f"{s:.2f} s at load {ld:.1f}" for s, ld in run["runs"]) + ")"
+
+
 def render_batch(batch: dict[str, Any]) -> str:
     """Start-up, then per size: gitml predict (whole command) against raw predict_proba."""
     cold, warm = batch["cold"], batch["warm"]
@@ -218,7 +225,8 @@ def render_batch(batch: dict[str, Any]) -> str:
             mib = size["input_bytes"][fmt] / 2**20
             rows.append(
                 [
-                    f"gitml predict, {size['rows']:,} rows, {fmt} ({mib:,.0f} MiB), whole command",
+                    f"gitml predict, {size['rows']:,} rows, {fmt} ({mib:,.0f} MiB), whole command"
+                    + _runs(run),
                     f"{run['wall_s']:.2f} s",
                     f"{run['rps']:,.0f}",
                     f"{run['ratio']:.2f}x",
@@ -232,7 +240,8 @@ def render_batch(batch: dict[str, Any]) -> str:
             what = "as read" if kind == "object" else "strings as categoricals"
             rows.append(
                 [
-                    f"raw predict_proba in memory, {size['rows']:,} rows, {what}{base}",
+                    f"raw predict_proba in memory, {size['rows']:,} rows, {what}{base}"
+                    + _runs(raw),
                     f"{raw['score_s']:.2f} s",
                     f"{rps:,.0f}",
                     f"{rps / size['raw_rps']:.2f}x",

@@ -144,12 +144,12 @@ def score_file(
                     raise scores
             kept = int(good.sum())
             rows = np.flatnonzero(good) + offset + 1
-            out = {"row": pa.array(rows.astype(np.int64))}
+            out = {"row": _arrow(rows.astype(np.int64), pa.int64())}
             for name in carried:
-                out[name] = table[name].filter(pa.array(good)) if kept < len(good) else table[name]
+                out[name] = table[name].filter(_arrow(good)) if kept < len(good) else table[name]
             predicted = output_columns(served, scores, threshold)
             for name, kind in output_fields(served):
-                out[name] = pa.array(predicted[name], kind)
+                out[name] = _arrow(predicted[name], kind)
             result = pa.table(out)
             if writer is None:
                 out_schema = result.schema
@@ -304,6 +304,28 @@ def _read_ahead(chunks: Iterator[pa.Table]) -> Iterator[pa.Table]:
                 ready.get_nowait()
             except queue.Empty:
                 reader.join(0.05)
+
+
+def _arrow(values: np.ndarray, kind: pa.DataType | None = None) -> pa.Array:
+    """A numpy column as Arrow, from its buffers: booleans (a mask), numbers, or text (labels:
+    a few distinct values, encoded once). Not `pa.array`, which imports pandas on first use
+    (a third of the start-up once scikit-learn is not needed) and converts text row by row."""
+    values = np.ascontiguousarray(values)
+    if values.dtype == bool:
+        bits = np.packbits(values, bitorder="little")
+        return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(bits)])
+    if kind is not None and pa.types.is_string(kind):
+        names, codes = np.unique(values, return_inverse=True)
+        encoded = [str(name).encode() for name in names]
+        offsets = np.cumsum([0] + [len(e) for e in encoded], dtype=np.int32)
+        text = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+        dictionary = pa.Array.from_buffers(pa.string(), len(encoded), text)
+        positions = np.ascontiguousarray(codes.reshape(-1), dtype=np.int32)
+        indices = pa.Array.from_buffers(pa.int32(), len(values), [None, pa.py_buffer(positions)])
+        return pa.DictionaryArray.from_arrays(indices, dictionary).dictionary_decode()
+    assert kind is not None
+    values = values.astype(kind.to_pandas_dtype(), copy=False)
+    return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
 
 
 def _refused_by_model(err: InputError, good: np.ndarray) -> list[Violation]:

@@ -770,6 +770,15 @@ def _predict(
     typer.echo(line)
 
 
+def _ignore_file_size_signal() -> None:
+    """Past a file size limit (`ulimit -f`), a write then fails with EFBIG, which gitml reports
+    (and the prediction log counts), instead of SIGXFSZ killing the process with a core dump."""
+    import signal
+
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
 @contextlib.contextmanager
 def _progress_bar() -> Iterator[Callable[[int, int | None], None] | None]:
     """A progress bar on stderr when it is a terminal (rich is imported only then: 0.14 s)."""
@@ -789,15 +798,6 @@ def _progress_bar() -> Iterator[Callable[[int, int | None], None] | None]:
     ) as bar:
         task = bar.add_task("score", total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)
-
-
-def _ignore_file_size_signal() -> None:
-    """Past a file size limit (`ulimit -f`), a write then fails with EFBIG, which gitml reports
-    (and the prediction log counts), instead of SIGXFSZ killing the process with a core dump."""
-    import signal
-
-    if hasattr(signal, "SIGXFSZ"):
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 # the command modules register on `app`; imported last, once `app` and the options exist

@@ -400,16 +400,21 @@ def _model_for(
 
     A --ref release is fetched into a temporary directory that lives as long as the server.
     """
-    from gitml.errors import ConfigError
     from gitml.serve.bundle import load_project_model, load_released_model
 
-    if model is not None and ref is not None:
-        raise ConfigError("give --model or --ref, not both")
+    _refuse_model_and_ref(model, ref)
     if ref is None:
         yield load_project_model(proj.root, model), None  # refuses a bad model early
         return
     with tempfile.TemporaryDirectory(prefix="gitml-release-") as tmp:
         yield load_released_model(proj, ref, Path(tmp) / "model")
+
+
+def _refuse_model_and_ref(model: Path | None, ref: str | None) -> None:
+    from gitml.errors import ConfigError
+
+    if model is not None and ref is not None:
+        raise ConfigError("give --model or --ref, not both")
 
 
 @app.command()
@@ -723,16 +728,19 @@ def predict(
 def _batch_model_for(
     proj: Any, model: Path | None, ref: str | None
 ) -> Iterator[tuple[Any, float | None]]:
-    """`_model_for`, except that a model file checked against its metadata is scored through
-    its stored fast path when it has one (`gitml.serve.fastpath_store`): no scikit-learn."""
-    if ref is not None:
-        with _model_for(proj, model, ref) as found:
-            yield found
-        return
-    from gitml.serve.bundle import check_project_model
+    """`_model_for`, except that the checked model files (the working tree's, or a release
+    fetched with its SHA-256 verified) are scored through their stored fast path when they
+    have one (`gitml.serve.fastpath_store`): no scikit-learn."""
+    from gitml.serve.bundle import check_project_model, fetch_released_model
     from gitml.serve.fastpath_store import open_for_batch
 
-    yield open_for_batch(check_project_model(proj.root, model)), None
+    _refuse_model_and_ref(model, ref)
+    if ref is None:
+        yield open_for_batch(check_project_model(proj.root, model)), None
+        return
+    with tempfile.TemporaryDirectory(prefix="gitml-release-") as tmp:
+        files = fetch_released_model(proj, ref, Path(tmp) / "model")
+        yield open_for_batch(files), files.threshold
 
 
 def _predict(

@@ -48,8 +48,8 @@ The parts (bench/serving/):
   without, /v1 p50 at concurrency 1.
 - inprocess.py: raw predict_proba on one-row frames and one request through gitml's ASGI
   app, to show what HTTP and gitml each add.
-- batch.py: `gitml predict` on --rows resampled rows (Parquet and CSV) as a separate process,
-  against raw predict_proba in memory.
+- batch.py: `gitml predict` on --batch-rows resampled rows (Parquet; CSV up to 1M) as a
+  separate process, against raw predict_proba in memory (also alone: bench/predict.py).
 - targets.py, report.py: the issue's targets (met / NOT met; exit code 0 whatever they say,
   non-zero only if a command fails), and the markdown report.
 """
@@ -304,8 +304,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=["mlserver-pw0", "mlserver-batch"],
         help="MLServer configurations for those models",
     )
-    add("--rows", type=int, default=1_000_000, help="rows for batch scoring")
+    add(
+        "--batch-rows",
+        type=_int_list,
+        default=[1_000_000],
+        help="rows for batch scoring, one or more sizes (default 1000000; bench/predict.py "
+        "runs 1M and 10M)",
+    )
     add("--chunk-size", type=int, default=None, help="`gitml predict --chunk-size`")
+    add("--rounds", type=int, default=None, help="batch: raw-then-gitml rounds per size")
     add("--skip-mlflow", action="store_true", help="no MLflow server")
     add("--skip-mlserver", action="store_true", help="no MLServer")
     add("--skip-fast-path-off", action="store_true", help="no gitml with the fast path off")
@@ -354,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--measure"]:
         return measure(argv[2:] if argv[1:2] == ["--"] else argv[1:])
     if argv[:1] == ["--raw-batch"]:
-        print(RESULT_MARK + json.dumps(batch.raw_batch(argv[1], argv[2])), flush=True)
+        repeats = int(argv[3]) if len(argv) > 3 else 3
+        print(RESULT_MARK + json.dumps(batch.raw_batch(argv[1], argv[2], repeats)), flush=True)
         return 0
     if argv[:1] == ["--shadow-server"]:
         return _shadow_server(argv[1:])

@@ -103,12 +103,18 @@ def test_parquet_in_csv_out_round_trips_the_scores(
     built_repo: Path, tmp_path: Path, scored: np.ndarray
 ) -> None:
     out = tmp_path / "scores.csv"
-    gitml(
-        "predict", "data/processed/test.parquet", "-o", str(out), "--keep", "churn", cwd=built_repo
-    )
+    for target in (out, tmp_path / "scores.parquet"):
+        gitml(
+            "predict", "data/processed/test.parquet", "-o", str(target), "--keep", "churn",
+            cwd=built_repo,
+        )  # fmt: skip
     result = pacsv.read_csv(out).to_pandas()
     assert list(result.columns) == ["row", "_row", "churn", "score", "label"]
-    assert np.array_equal(result["score"].to_numpy(), scored)  # CSV keeps every digit
+    # CSV keeps every digit: the same float64 as the Parquet output, bit for bit
+    exact = pq.read_table(tmp_path / "scores.parquet")["score"].to_numpy()
+    assert np.array_equal(result["score"].to_numpy(), exact)
+    # the fast path (verified against the pipeline) agrees with evaluate's scores to 1e-12
+    assert np.max(np.abs(exact - scored)) <= 1e-12
 
 
 def test_a_file_without_a_required_column_is_refused(built_repo: Path, tmp_path: Path) -> None:

@@ -400,16 +400,21 @@ def _model_for(
 
     A --ref release is fetched into a temporary directory that lives as long as the server.
     """
-    from gitml.errors import ConfigError
     from gitml.serve.bundle import load_project_model, load_released_model
 
-    if model is not None and ref is not None:
-        raise ConfigError("give --model or --ref, not both")
+    _refuse_model_and_ref(model, ref)
     if ref is None:
         yield load_project_model(proj.root, model), None  # refuses a bad model early
         return
     with tempfile.TemporaryDirectory(prefix="gitml-release-") as tmp:
         yield load_released_model(proj, ref, Path(tmp) / "model")
+
+
+def _refuse_model_and_ref(model: Path | None, ref: str | None) -> None:
+    from gitml.errors import ConfigError
+
+    if model is not None and ref is not None:
+        raise ConfigError("give --model or --ref, not both")
 
 
 @app.command()
@@ -714,9 +719,28 @@ def predict(
         raise ConfigError(f"--on-error must be 'fail' or 'skip' (got {on_error!r})")
     proj = find_project(project)
     params = load_params(proj.params_path)
-    with _model_for(proj, model, ref) as (served, recorded):
+    with _batch_model_for(proj, model, ref) as (served, recorded):
         threshold = params.threshold_for(recorded)
         _predict(served, params, threshold, input_path, output, chunk_size, on_error, keep)
+
+
+@contextlib.contextmanager
+def _batch_model_for(
+    proj: Any, model: Path | None, ref: str | None
+) -> Iterator[tuple[Any, float | None]]:
+    """`_model_for`, except that the checked model files (the working tree's, or a release
+    fetched with its SHA-256 verified) are scored through their stored fast path when they
+    have one (`gitml.serve.fastpath_store`): no scikit-learn."""
+    from gitml.serve.bundle import check_project_model, fetch_released_model
+    from gitml.serve.fastpath_store import open_for_batch
+
+    _refuse_model_and_ref(model, ref)
+    if ref is None:
+        yield open_for_batch(check_project_model(proj.root, model)), None
+        return
+    with tempfile.TemporaryDirectory(prefix="gitml-release-") as tmp:
+        files = fetch_released_model(proj, ref, Path(tmp) / "model")
+        yield open_for_batch(files), files.threshold
 
 
 def _predict(
@@ -729,23 +753,10 @@ def _predict(
     on_error: str,
     keep: list[str] | None,
 ) -> None:
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from gitml.serve.batch import score_file
 
     _ignore_file_size_signal()
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("scoring"),
-        BarColumn(),
-        TextColumn("{task.completed:,} rows"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    ) as bar:
-        task = bar.add_task("score", total=None)
+    with _progress_bar() as update:
         summary = score_file(
             served,
             input_path,
@@ -755,7 +766,7 @@ def _predict(
             on_error=on_error,  # type: ignore[arg-type]
             unknown_category=params.serve.unknown_category,
             keep=keep or [],
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            progress=update,
         )
     line = f"scored {summary.scored:,} of {summary.rows:,} rows -> {output}"
     line += f" ({summary.seconds:.1f} s)"
@@ -774,6 +785,27 @@ def _ignore_file_size_signal() -> None:
 
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _progress_bar() -> Iterator[Callable[[int, int | None], None] | None]:
+    """A progress bar on stderr when it is a terminal (rich is imported only then: 0.14 s)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("scoring"),
+        BarColumn(),
+        TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("score", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 # the command modules register on `app`; imported last, once `app` and the options exist

@@ -96,23 +96,24 @@ def coerce_numbers(column: pa.Array | pa.ChunkedArray) -> Numbers:
     n = len(column)
     null = _is_null(column)
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind):
-        values = pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
-        return Numbers(_writeable(values), null, np.zeros(n, dtype=bool))
+        numbers = _numpy(pc.cast(column, pa.float64(), safe=False))
+        return Numbers(_writeable(numbers), null, np.zeros(n, dtype=bool))
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        values: np.ndarray | None
         try:  # fast path: every cell is plain numeric text, which pyarrow reads as we do
-            values = _writeable(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False))
+            values = _writeable(_numpy(pc.cast(column, pa.float64())))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             values = None
         # pyarrow also reads "nan(...)": NaN text takes the slow path, which names it
         if values is not None and not np.isnan(values[~null]).any():
             return Numbers(values, null, np.zeros(n, dtype=bool))
         text = pc.utf8_trim_whitespace(column)
-        blank = np.asarray(pc.equal(text, "").fill_null(False).to_numpy(zero_copy_only=False))
+        blank = _numpy(pc.equal(text, "").fill_null(False))
         valid = pc.match_substring_regex(text, NUMBER_PATTERN)
         parsed = pc.cast(pc.if_else(valid, text, None), pa.float64())
-        values = _writeable(parsed.to_numpy(zero_copy_only=False))
+        values = _writeable(_numpy(parsed))
         null = null | blank
-        bad = ~null & ~np.asarray(valid.fill_null(False).to_numpy(zero_copy_only=False))
+        bad = ~null & ~_numpy(valid.fill_null(False))
         values[null | bad] = np.nan
         return Numbers(values, null, bad)
     # booleans, dates, nested values: not numbers
@@ -239,7 +240,10 @@ def coerce_categories(column: pa.Array | pa.ChunkedArray, categories: Sequence[s
     codes = np.array([c for c, _, _ in cells] + [-1], dtype=np.int16)
     states = np.array([s for _, s, _ in cells] + [NULL], dtype=np.int8)
     texts = [t for _, _, t in cells] + [None]
-    positions = column.indices.fill_null(len(cells)).to_numpy(zero_copy_only=False)
+    indices = column.indices
+    if indices.null_count:  # null cells point at the extra entry (fill_null costs a pass)
+        indices = indices.fill_null(len(cells))
+    positions = _numpy(indices)
     state = states[positions]
     return Categories(codes[positions], state == NULL, state == BAD, texts, positions)
 
@@ -265,7 +269,43 @@ def coerce_number_values(values: Sequence[Any]) -> Numbers:
 
 
 def _is_null(column: Any) -> np.ndarray:
-    return np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    return _numpy(column.is_null())
+
+
+_PLAIN: dict[str, np.dtype[Any]] = {
+    name: np.dtype(name)
+    for name in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+}
+_PLAIN |= {"float": np.dtype(np.float32), "double": np.dtype(np.float64)}
+
+
+def _numpy(array: Any) -> np.ndarray:
+    """`array.to_numpy(zero_copy_only=False)`, read from Arrow's buffers where it can be:
+    pyarrow's converter imports pandas on first use, a third of `gitml predict`'s start-up
+    once scikit-learn is not needed (`gitml.serve.fastpath_store`)."""
+    import pyarrow as pa
+
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
+    n, kind, nulls = len(array), array.type, array.null_count
+    if n:
+        validity, data = array.buffers()[:2]
+        if pa.types.is_boolean(kind) and not nulls:
+            return _bits(data, array.offset, n)
+        dtype = _PLAIN.get(str(kind))
+        if dtype is not None and (not nulls or dtype.kind == "f"):
+            values = np.frombuffer(data, dtype=dtype, count=n, offset=array.offset * dtype.itemsize)
+            if nulls:  # as pyarrow converts them: NaN where null
+                values = values.copy()
+                values[~_bits(validity, array.offset, n)] = np.nan
+            return values
+    return np.asarray(array.to_numpy(zero_copy_only=False))
+
+
+def _bits(buffer: Any, offset: int, n: int) -> np.ndarray:
+    """An Arrow bitmap (least significant bit first) as n booleans from bit `offset`."""
+    packed = np.frombuffer(buffer, dtype=np.uint8)
+    return np.unpackbits(packed, count=offset + n, bitorder="little")[offset:].astype(bool)
 
 
 def _writeable(values: np.ndarray) -> np.ndarray:

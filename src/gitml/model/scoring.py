@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-from sklearn.pipeline import Pipeline
 
 from gitml.errors import InputError, ModelError
 from gitml.tasks import Task
+
+if TYPE_CHECKING:  # checking a matrix (`check_matrix`) needs neither: batch scoring's fast start
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
 
 
 def positive_index(pipeline: Pipeline, positive_class: str) -> int:
@@ -95,6 +98,21 @@ def feature_fields(pipeline: Pipeline) -> list[tuple[str, ...]]:
     return out
 
 
+@dataclass(frozen=True)
+class EstimatorTraits:
+    """What `check_matrix` needs to know about an estimator: its name (for messages), whether
+    it scores NaN, and whether it computes in float32. Plain values, so a fast path kept
+    without the estimator (`gitml.serve.fastpath_cache`) checks its matrix alike."""
+
+    name: str
+    allows_nan: bool
+    float32: bool
+
+
+def traits_of(estimator: Any) -> EstimatorTraits:
+    return EstimatorTraits(type(estimator).__name__, _allows_nan(estimator), _float32(estimator))
+
+
 def check_features(
     estimator: Any,
     matrix: np.ndarray,
@@ -110,10 +128,21 @@ def check_features(
     in the shape the API reports every other broken rule. `fields` (one tuple of input
     fields per matrix column) may be given as a function, called only to name a problem.
     """
+    check_matrix(traits_of(estimator), matrix, fields, frame=frame)
+
+
+def check_matrix(
+    traits: EstimatorTraits,
+    matrix: np.ndarray,
+    fields: Sequence[tuple[str, ...]] | Callable[[], Sequence[tuple[str, ...]]],
+    *,
+    frame: pd.DataFrame | None = None,
+) -> None:
+    """`check_features` for an estimator known by its traits."""
     matrix = np.asarray(matrix)
     if matrix.dtype.kind != "f":
         return
-    float32 = _float32(estimator)
+    float32 = traits.float32
     with np.errstate(invalid="ignore"):
         finite = np.isfinite(matrix)
         too_big = finite & (np.abs(matrix) > _FLOAT32_MAX) if float32 else None
@@ -121,7 +150,7 @@ def check_features(
             return  # the common case
         nan = np.isnan(matrix)
         problems = ~finite & ~nan
-        if not _allows_nan(estimator):
+        if not traits.allows_nan:
             problems |= nan
         if too_big is not None:
             problems |= too_big
@@ -133,15 +162,13 @@ def check_features(
     for row, col in zip(*np.nonzero(problems), strict=True):
         value = matrix[row, col]
         if np.isnan(value):
-            reason = (
-                f"becomes NaN after preprocessing, which {type(estimator).__name__} cannot score"
-            )
+            reason = f"becomes NaN after preprocessing, which {traits.name} cannot score"
         elif np.isinf(value):
             reason = "becomes infinite after preprocessing (too large for the model's arithmetic)"
         else:
             reason = (
                 f"becomes {value:.3g} after preprocessing, beyond the float32 range "
-                f"{type(estimator).__name__} computes in"
+                f"{traits.name} computes in"
             )
         for field in fields[col] if col < len(fields) else ("(unknown)",):
             found.setdefault((int(row), field), reason)

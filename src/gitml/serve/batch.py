@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -27,12 +27,27 @@ from gitml.data.chunks import reading, rechunk
 from gitml.data.io import ROW_COLUMN, check_delimiter, detect_format, iter_csv_text, read_csv_header
 from gitml.errors import DataError, InputError, os_reason
 from gitml.files import atomic_path
-from gitml.serve.bundle import ServedModel
-from gitml.serve.inputs import Policy, Violation
-from gitml.serve.outputs import empty_outputs, output_columns, output_fields
+from gitml.serve.inputs import Columns, InputSchema, Policy, Violation
+from gitml.serve.outputs import Served, empty_outputs, output_columns, output_fields
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Progress = Callable[[int, int | None], None]
 REJECTED_SUFFIX = ".rejected.csv"
+
+
+class BatchModel(Served, Protocol):
+    """What score_file reads of a model: a `gitml.serve.bundle.ServedModel`, or the stored
+    fast path of one (`gitml.serve.fastpath_store.StoredModel`)."""
+
+    @property
+    def schema(self) -> InputSchema: ...
+    @property
+    def features(self) -> list[str]: ...
+    @property
+    def fast_scorer(self) -> Callable[[Columns], np.ndarray] | None: ...
+    def predict(self, frame: pd.DataFrame) -> np.ndarray: ...
 
 
 @dataclass
@@ -54,7 +69,7 @@ def rejected_path_for(output: Path) -> Path:
 
 
 def score_file(
-    served: ServedModel,
+    served: BatchModel,
     input_path: str | Path,
     output_path: str | Path,
     *,
@@ -72,6 +87,10 @@ def score_file(
     `on_error="fail"` raises InputError at the first bad row (by row number, column, rule
     and value) and writes nothing; `"skip"` scores the good rows and writes each problem of
     the bad ones to `OUTPUT.rejected.csv` (row, column, rule, value, reason).
+
+    Checked chunks are scored by the model's fast path (`served.fast_scorer`, verified
+    against the pipeline to 1e-12 with the same refusals) when it has one, else by the
+    pipeline; the next chunk is read in a thread meanwhile (Arrow releases the GIL).
     """
     started = time.perf_counter()
     source, target = Path(input_path), Path(output_path)
@@ -89,6 +108,7 @@ def score_file(
         )
     schema = served.schema
     names, chunks, total = _open_input(source, served, keep, chunk_size)
+    fast = served.fast_scorer
     carried = ([ROW_COLUMN] if ROW_COLUMN in names else []) + [k for k in keep if k != ROW_COLUMN]
     summary = BatchSummary(output=target)
     rejects: list[pa.Table] = []
@@ -99,7 +119,7 @@ def score_file(
         tmp = target if in_place else stack.enter_context(atomic_path(target))
         writer = None
         out_schema: pa.Schema | None = None
-        for table in chunks:
+        for table in _read_ahead(chunks):
             offset = summary.rows
             columns, violations = schema.check_table(table, unknown_category=unknown_category)
             good = np.ones(table.num_rows, dtype=bool)
@@ -111,7 +131,7 @@ def score_file(
                 rejects.append(_reject_table(table, violations, offset))
             for name, count in columns.unknown.items():
                 summary.unknown_categories[name] = summary.unknown_categories.get(name, 0) + count
-            scores = _score_good(served, columns, good)
+            scores = _score_good(served, columns, good, fast)
             if isinstance(scores, InputError):  # preprocessing refused some rows
                 refused = _refused_by_model(scores, good)
                 if on_error == "fail":
@@ -119,21 +139,22 @@ def score_file(
                 for v in refused:
                     good[v.rows] = False
                 rejects.append(_reject_table(table, refused, offset))
-                scores = _score_good(served, columns, good)
+                scores = _score_good(served, columns, good, fast)
                 if isinstance(scores, InputError):
                     raise scores
             kept = int(good.sum())
             rows = np.flatnonzero(good) + offset + 1
-            out = {"row": pa.array(rows.astype(np.int64))}
+            out = {"row": _arrow(rows.astype(np.int64), pa.int64())}
             for name in carried:
-                out[name] = table[name].filter(pa.array(good)) if kept < len(good) else table[name]
+                out[name] = table[name].filter(_arrow(good)) if kept < len(good) else table[name]
             predicted = output_columns(served, scores, threshold)
             for name, kind in output_fields(served):
-                out[name] = pa.array(predicted[name], kind)
+                out[name] = _arrow(predicted[name], kind)
             result = pa.table(out)
             if writer is None:
                 out_schema = result.schema
-                writer = stack.enter_context(_writer(tmp, out_schema, out_format))
+                file_writer = stack.enter_context(_writer(tmp, out_schema, out_format))
+                writer = stack.enter_context(_WriteBehind(file_writer))
             writer.write_table(result if result.schema == out_schema else result.cast(out_schema))
             summary.rows += table.num_rows
             summary.scored += kept
@@ -145,7 +166,7 @@ def score_file(
                 [("row", pa.int64())] + [(c, pa.string()) for c in carried] + output_fields(served)
             )
             writer = stack.enter_context(_writer(tmp, empty, out_format))
-        writer.close()  # its last bytes (Parquet's footer) before anything is renamed
+        writer.close()  # every chunk and the last bytes (Parquet's footer), before any rename
         if summary.rejected:
             # renamed just before the output; if the output then fails, it is removed again
             writing.file = rejected
@@ -159,7 +180,7 @@ def score_file(
 
 
 def _open_input(
-    path: Path, served: ServedModel, keep: Sequence[str], chunk_size: int
+    path: Path, served: BatchModel, keep: Sequence[str], chunk_size: int
 ) -> tuple[list[str], Iterator[pa.Table], int | None]:
     """Column names, an iterator of chunks of `chunk_size` rows, and the row count if known."""
     if not path.is_file():
@@ -193,7 +214,7 @@ def _open_input(
     return names, reading(path, rechunk(iter_csv_text(path, wanted), chunk_size)), None
 
 
-def _wanted(path: Path, names: list[str], served: ServedModel, keep: Sequence[str]) -> list[str]:
+def _wanted(path: Path, names: list[str], served: BatchModel, keep: Sequence[str]) -> list[str]:
     required = [r.name for r in served.schema.fields if not r.nullable]
     missing = [c for c in required if c not in names]
     if missing:
@@ -209,16 +230,102 @@ def _wanted(path: Path, names: list[str], served: ServedModel, keep: Sequence[st
     return features + [c for c in extra if c not in served.features]
 
 
-def _score_good(served: ServedModel, columns: Any, good: np.ndarray) -> np.ndarray | InputError:
+def _score_good(
+    served: BatchModel,
+    columns: Columns,
+    good: np.ndarray,
+    fast: Callable[[Columns], np.ndarray] | None,
+) -> np.ndarray | InputError:
     """Scores of the `good` rows, or the InputError of the rows preprocessing refuses."""
     kept = int(good.sum())
     if not kept:
         return empty_outputs(served)
-    frame = served.schema.to_frame(columns, keep=None if kept == len(good) else good)
     try:
+        if fast is not None:
+            return fast(columns if kept == len(good) else _take(columns, good))
+        frame = served.schema.to_frame(columns, keep=None if kept == len(good) else good)
         return served.predict(frame)
     except InputError as err:
         return err
+
+
+def _take(columns: Columns, keep: np.ndarray) -> Columns:
+    return Columns(
+        n=int(keep.sum()),
+        values={k: v[keep] for k, v in columns.values.items()},
+        codes={k: v[keep] for k, v in columns.codes.items()},
+    )
+
+
+_AHEAD = object()  # the reader's end-of-input mark
+
+
+def _read_ahead(chunks: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """`chunks`, the next one read in a thread while the caller works on this one.
+
+    One chunk ahead at most, so memory stays at about two chunks; an error while reading is
+    raised in the caller's thread, at the chunk it would have been.
+    """
+    import queue
+    import threading
+
+    ready: queue.Queue[Any] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for table in chunks:
+                while not stop.is_set():
+                    try:
+                        ready.put(table, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ready.put(_AHEAD)
+        except BaseException as err:  # handed to the caller, raised there
+            ready.put(err)
+
+    reader = threading.Thread(target=read, name="gitml-batch-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _AHEAD:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while reader.is_alive():  # unblock a reader waiting to hand over a chunk
+            try:
+                ready.get_nowait()
+            except queue.Empty:
+                reader.join(0.05)
+
+
+def _arrow(values: np.ndarray, kind: pa.DataType | None = None) -> pa.Array:
+    """A numpy column as Arrow, from its buffers: booleans (a mask), numbers, or text (labels:
+    a few distinct values, encoded once). Not `pa.array`, which imports pandas on first use
+    (a third of the start-up once scikit-learn is not needed) and converts text row by row."""
+    values = np.ascontiguousarray(values)
+    if values.dtype == bool:
+        bits = np.packbits(values, bitorder="little")
+        return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(bits)])
+    if kind is not None and pa.types.is_string(kind):
+        names, codes = np.unique(values, return_inverse=True)
+        encoded = [str(name).encode() for name in names]
+        offsets = np.cumsum([0] + [len(e) for e in encoded], dtype=np.int32)
+        text = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+        dictionary = pa.Array.from_buffers(pa.string(), len(encoded), text)
+        positions = np.ascontiguousarray(codes.reshape(-1), dtype=np.int32)
+        indices = pa.Array.from_buffers(pa.int32(), len(values), [None, pa.py_buffer(positions)])
+        return pa.DictionaryArray.from_arrays(indices, dictionary).dictionary_decode()
+    assert kind is not None
+    values = values.astype(kind.to_pandas_dtype(), copy=False)
+    return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
 
 
 def _refused_by_model(err: InputError, good: np.ndarray) -> list[Violation]:
@@ -232,6 +339,56 @@ def _refused_by_model(err: InputError, good: np.ndarray) -> list[Violation]:
         Violation(field, rule, reason, np.asarray(sorted(set(rows)), dtype=np.int64))
         for (field, rule, reason), rows in by_rule.items()
     ]
+
+
+class _WriteBehind:
+    """A writer's `write_table` on a thread: encoding and compressing a chunk (which release
+    the GIL) overlap the checking and scoring of the next one. At most one chunk waits; a
+    failed write is raised in the caller's thread, at the next write or at `close`."""
+
+    def __init__(self, writer: Any) -> None:
+        import queue
+        import threading
+
+        self._writer = writer
+        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="gitml-batch-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (table := self._queue.get()) is not None:
+            if self._error is None:  # after a failure, drain without writing
+                try:
+                    self._writer.write_table(table)
+                except BaseException as err:
+                    self._error = err
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def write_table(self, table: pa.Table) -> None:
+        self._raise()
+        self._queue.put(table)
+
+    def close(self) -> None:
+        """Wait for every chunk, raise a failed write, then close the file."""
+        self._stop()
+        self._raise()
+        self._writer.close()
+
+    def _stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def __enter__(self) -> _WriteBehind:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop()  # on an error elsewhere: the thread ends before the file is closed
 
 
 def _writer(path: Path, schema: pa.Schema, fmt: str) -> Any:

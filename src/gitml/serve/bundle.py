@@ -19,11 +19,15 @@ from gitml.serve.inputs import InputSchema
 from gitml.tasks import TASKS, Task
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy as np
     import pandas as pd
     from sklearn.pipeline import Pipeline
 
     from gitml.project import Project
+    from gitml.serve.fastpath import FastPathCheck
+    from gitml.serve.inputs import Columns
 
 SIGNATURE_FILE = "signature.json"
 METADATA_FILE = "metadata.json"
@@ -99,6 +103,30 @@ class ServedModel:
     @property
     def target(self) -> str:
         return str(self.signature["output"].get("target", "target"))
+
+    @property
+    def fast_scorer(self) -> Callable[[Columns], np.ndarray] | None:
+        """The verified fast path (`fast_path.score`), or None when it is off."""
+        return self.fast_path.score
+
+    @cached_property
+    def fast_path(self) -> FastPathCheck:
+        """The pipeline's fast path for checked columns (`gitml.serve.fastpath`), verified
+        against `predict` on probe rows when first asked for; `.score` is None when off."""
+        from gitml.serve.fastpath import prepare_fast_path
+
+        def reference(columns: Columns) -> np.ndarray:
+            return self.predict(self.schema.to_frame(columns))
+
+        task = self.task
+        return prepare_fast_path(
+            self.pipeline,
+            self.schema,
+            self.positive_class if task == "binary" else None,
+            reference,
+            task=task,
+            target=self.target,
+        )
 
     def labels(self, outputs: np.ndarray, threshold: float) -> np.ndarray:
         """The predicted class per record, as evaluate labels them: binary, the positive class

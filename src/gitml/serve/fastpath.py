@@ -1,4 +1,5 @@
-"""A faster path for small requests, derived from the fitted pipeline and checked against it.
+"""A faster path for small requests and batch scoring, derived from the fitted pipeline and
+checked against it.
 
 A one-row `predict_proba` on the pipeline costs a few milliseconds, nearly all of it pandas
 and scikit-learn input handling (ColumnTransformer's column selection, `check_array`,
@@ -9,6 +10,10 @@ scikit-learn applies it (`X -= mean_`, `X /= scale_`, NaN replaced by `statistic
 the pipeline's own fitted estimator scores the matrix: `predict_proba` for classification
 (the positive class's column for binary, every column for multiclass), `predict` for
 regression.
+
+`gitml predict` scores every chunk this way, in blocks of BLOCK_ROWS rows (`build_fast_path`),
+when the check passes. The preprocessing's plain parameters and their arithmetic live in
+`gitml.serve.fastpath_blocks`.
 
 Nothing here is configured separately: every number comes from the loaded pipeline object.
 Only step types whose transform is exactly this arithmetic are supported; any other
@@ -21,20 +26,22 @@ rows, or it is not used (`prepare_fast_path` fails closed and says why).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gitml.errors import InputError
-from gitml.model.scoring import check_features, feature_fields
 from gitml.serve.inputs import Columns, InputSchema
 from gitml.tasks import Task
 
+if TYPE_CHECKING:
+    from gitml.model.scoring import EstimatorTraits
+    from gitml.serve.fastpath_blocks import BlockPlan
+
 PARITY_TOLERANCE = 1e-12
 _REFUSAL_ROUNDS = 4
-Block = Callable[[Columns], np.ndarray]
 
 
 def compile_fast_path(
@@ -48,72 +55,106 @@ def compile_fast_path(
     """The served outputs for checked columns (`ServedModel.predict`: the positive class's
     probability, every class's probability, or the predicted value, by `task`), or None if
     the pipeline has a step this module cannot reproduce exactly."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.pipeline import Pipeline
+    from gitml.model.scoring import traits_of
+    from gitml.serve.fastpath_blocks import plan_preprocessing
 
-    from gitml.serve.outputs import check_values
-
-    if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 2:
+    plans = plan_preprocessing(pipeline, schema, task=task)
+    if plans is None:
         return None
-    pre, estimator = pipeline.steps[0][1], pipeline.steps[1][1]
-    if not isinstance(pre, ColumnTransformer) or getattr(pre, "sparse_output_", True):
-        return None
-    method = "predict" if task == "regression" else "predict_proba"
-    if _output_config(pre) != "default" or not hasattr(estimator, method):
-        return None
-    rules = {r.name: r for r in schema.fields}
-    blocks: list[Block] = []
-    for _, step, columns in pre.transformers_:
-        if isinstance(step, str) and step == "drop":
-            continue
-        names = [str(c) for c in columns]
-        if not names or any(n not in rules for n in names):
-            return None
-        block = _block(step, names, rules)
-        if block is None:
-            return None
-        blocks.append(block)
+    estimator = pipeline.steps[1][1]
     column: int | None = None
     if task == "binary":
         classes = [str(c) for c in estimator.classes_]
         if positive_class not in classes:
             return None
         column = classes.index(positive_class)
-    fields = feature_fields(pipeline)
+    method = estimator.predict if task == "regression" else estimator.predict_proba
+    return build_fast_path(
+        plans, method, traits_of(estimator), schema, task=task, column=column, target=target
+    )
+
+
+def build_fast_path(
+    plans: Sequence[BlockPlan],
+    method: Callable[[np.ndarray], np.ndarray],
+    traits: EstimatorTraits,
+    schema: InputSchema,
+    *,
+    task: Task,
+    column: int | None,
+    target: str,
+) -> Callable[[Columns], np.ndarray]:
+    """The served outputs computed from `plans` and the estimator's `method` (predict_proba,
+    or predict for regression): the one arithmetic both fast paths run."""
+    from gitml.model.scoring import check_matrix
+    from gitml.serve.fastpath_blocks import block_width, fields_of, fill_block
+    from gitml.serve.outputs import check_values
+
+    rules = {r.name: r for r in schema.fields}
+    fills = []
+    width = 0
+    for plan in plans:
+        fills.append((fill_block(plan), width))
+        width += block_width(plan)
+    fields = fields_of(plans)
 
     def matrix_of(columns: Columns) -> np.ndarray:
-        matrix = np.hstack([block(columns) for block in blocks])
+        matrix = np.zeros((columns.n, width), dtype=np.float64)
+        for fill, begin in fills:
+            fill(columns, matrix, begin)
         try:
-            check_features(estimator, matrix, fields)  # what predict_frame checks, alike
+            check_matrix(traits, matrix, fields)  # what predict_frame checks, alike
         except InputError as err:
             for problem in err.problems:
                 problem["value"] = _value(columns, rules, problem["record"], problem["field"])
             raise
         return matrix
 
-    if task == "regression":
+    if task == "binary":
+        assert column is not None
 
-        def value(columns: Columns) -> np.ndarray:
-            matrix = matrix_of(columns)
-            with np.errstate(over="ignore", invalid="ignore"):  # refused below, by record
-                values = np.asarray(estimator.predict(matrix), dtype=float)
-            return check_values(values, target=target)  # as ServedModel.predict refuses
+        def score(columns: Columns) -> np.ndarray:
+            return method(matrix_of(columns))[:, column]
 
-        return value
-    if column is None:  # multiclass: every class, in the estimator's (the signature's) order
+        return _in_blocks(score)
 
-        def probabilities(columns: Columns) -> np.ndarray:
-            matrix = matrix_of(columns)
-            with np.errstate(over="ignore", invalid="ignore"):  # refused below, by record
-                outputs = estimator.predict_proba(matrix)
-            return check_values(outputs, target=target)  # as ServedModel.predict refuses
+    def outputs(columns: Columns) -> np.ndarray:
+        matrix = matrix_of(columns)
+        with np.errstate(over="ignore", invalid="ignore"):  # refused below, by record
+            values = method(matrix)
+        if task == "regression":
+            values = np.asarray(values, dtype=float)
+        return check_values(values, target=target)  # as ServedModel.predict refuses
 
-        return probabilities
+    return _in_blocks(outputs)
 
-    def score(columns: Columns) -> np.ndarray:
-        return estimator.predict_proba(matrix_of(columns))[:, column]
 
-    return score
+BLOCK_ROWS = 8192  # a block's matrix (rows x features, float64) stays in the CPU's cache
+
+
+def _in_blocks(score: Callable[[Columns], np.ndarray]) -> Callable[[Columns], np.ndarray]:
+    """`score`, run on blocks of BLOCK_ROWS rows: a large chunk's matrix never leaves the
+    cache (row by row, the arithmetic is the same). A block with a refused row scores the
+    whole input again, so the InputError counts and names the records of every row."""
+
+    def blocks(columns: Columns) -> np.ndarray:
+        if columns.n <= BLOCK_ROWS:
+            return score(columns)
+        parts = []
+        try:
+            for begin in range(0, columns.n, BLOCK_ROWS):
+                end = min(begin + BLOCK_ROWS, columns.n)
+                part = Columns(
+                    n=end - begin,
+                    values={k: v[begin:end] for k, v in columns.values.items()},
+                    codes={k: c[begin:end] for k, c in columns.codes.items()},
+                )
+                parts.append(score(part))
+        except InputError:
+            return score(columns)
+        return np.concatenate(parts)
+
+    return blocks
 
 
 @dataclass(frozen=True)
@@ -264,124 +305,3 @@ def probe_columns(schema: InputSchema, rows: int = PROBE_ROWS) -> Columns:
     for k, (name, value) in enumerate(extremes):
         values[name][rows + k] = value
     return Columns(n=rows + len(extremes), values=values, codes=codes)
-
-
-def _output_config(step: Any) -> str:
-    return str(getattr(step, "_sklearn_output_config", {}).get("transform", "default"))
-
-
-def _block(step: Any, names: list[str], rules: dict[str, Any]) -> Block | None:
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from gitml.model.encoding import CategoryEncoder
-
-    if isinstance(step, CategoryEncoder):
-        return _encoder(step, names, rules)
-    if any(rules[n].type == "category" for n in names):
-        return None
-    if _output_config(step) != "default":
-        return None
-
-    def numbers(columns: Columns) -> np.ndarray:
-        return np.column_stack([columns.values[n] for n in names])
-
-    if (isinstance(step, str) and step == "passthrough") or _is_identity(step):
-        return numbers
-    if isinstance(step, Pipeline):
-        if any(isinstance(s, str) for _, s in step.steps):
-            return None
-        transforms = [_numeric(s) for _, s in step.steps]
-    elif isinstance(step, StandardScaler | SimpleImputer):
-        transforms = [_numeric(step)]
-    else:
-        return None
-    if any(t is None for t in transforms):
-        return None
-
-    def apply(columns: Columns) -> np.ndarray:
-        matrix = numbers(columns)
-        for transform in transforms:
-            matrix = transform(matrix)  # type: ignore[misc]
-        return matrix
-
-    return apply
-
-
-def _is_identity(step: Any) -> bool:
-    """The FunctionTransformer that a fitted ColumnTransformer puts in place of "passthrough"."""
-    from sklearn.preprocessing import FunctionTransformer
-
-    return (
-        isinstance(step, FunctionTransformer)
-        and step.func is None
-        and not step.validate
-        and _output_config(step) == "default"
-    )
-
-
-def _numeric(step: Any) -> Callable[[np.ndarray], np.ndarray] | None:
-    from sklearn.impute import SimpleImputer
-    from sklearn.preprocessing import StandardScaler
-
-    if isinstance(step, StandardScaler):
-        mean = step.mean_ if step.with_mean else None
-        scale = step.scale_ if step.with_std else None
-
-        def standardise(x: np.ndarray) -> np.ndarray:
-            x = x.copy()
-            if mean is not None:
-                x -= mean
-            if scale is not None:
-                x /= scale
-            return x
-
-        return standardise
-    if isinstance(step, SimpleImputer):
-        stats = np.asarray(step.statistics_, dtype=np.float64)
-        missing = step.missing_values
-        nan_marker = isinstance(missing, float) and np.isnan(missing)
-        if not nan_marker or step.add_indicator or np.isnan(stats).any():
-            return None
-
-        def impute(x: np.ndarray) -> np.ndarray:
-            x = x.copy()
-            rows, cols = np.nonzero(np.isnan(x))
-            x[rows, cols] = stats[cols]
-            return x
-
-        return impute
-    return None
-
-
-def _encoder(step: Any, names: list[str], rules: dict[str, Any]) -> Block | None:
-    categories = [list(c) for c in step.categories]
-    if len(categories) != len(names):
-        return None
-    for name, cats in zip(names, categories, strict=True):
-        if rules[name].type != "category" or list(rules[name].categories or ()) != cats:
-            return None  # codes are positions in the signature's lists: they must agree
-    sizes = [len(c) for c in categories]
-    if step.output == "ordinal":
-
-        def ordinal(columns: Columns) -> np.ndarray:
-            out = np.column_stack([columns.codes[n] for n in names]).astype(np.float64)
-            out[out < 0] = np.nan
-            return out
-
-        return ordinal
-    if step.output != "onehot":
-        return None
-
-    def onehot(columns: Columns) -> np.ndarray:
-        out = np.zeros((columns.n, sum(sizes)), dtype=np.float64)
-        start = 0
-        for name, size in zip(names, sizes, strict=True):
-            code = columns.codes[name]
-            rows = np.flatnonzero(code >= 0)
-            out[rows, start + code[rows]] = 1.0  # -1 (unknown or null): a row of zeros
-            start += size
-        return out
-
-    return onehot

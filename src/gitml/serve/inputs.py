@@ -419,7 +419,10 @@ def _check_field(
 
 def _isin(values: np.ndarray, allowed: tuple[float, ...]) -> np.ndarray:
     if len(allowed) <= 16:  # small sets: comparisons beat np.isin's sort on small inputs
-        return (values[:, None] == np.asarray(allowed)).any(axis=1)
+        found = np.zeros(len(values), dtype=bool)
+        for value in allowed:
+            found |= values == value
+        return found
     return np.isin(values, allowed)
 
 

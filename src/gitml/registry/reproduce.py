@@ -15,7 +15,7 @@ from gitml.errors import RegistryError, VcsError
 from gitml.project import OUTPUTS, Project
 from gitml.registry.catalog import load_registry
 from gitml.registry.tags import parse_ref
-from gitml.vcs import dvc, git, share_dvc_remotes, show_file
+from gitml.vcs import dvc, explain_remote_failure, git, share_dvc_remotes, show_file
 
 # compared exactly as numbers, within the tolerance
 COMPARED = (OUTPUTS["metrics"], OUTPUTS["slices"])
@@ -83,6 +83,11 @@ def _run_pipeline(work: Path) -> None:
     try:
         dvc(work, "repro", "--force", "--pull", env=env)
     except VcsError as err:
+        remote = explain_remote_failure(work, err, "pull the inputs of the reproduction")
+        if remote is not None:
+            raise RegistryError(
+                f"cannot reproduce in the worktree: {remote.message}", hint=remote.hint
+            ) from err
         raise RegistryError(
             f"dvc repro --force failed in the reproduction worktree: {err.message}"
         ) from err

@@ -354,7 +354,12 @@ _REMOTE_CAUSES: tuple[tuple[tuple[str, ...], str, str], ...] = (
         "and pushing again resends only what is missing",
     ),
     (
-        ("No storage files available", "failed to download", "failed to pull data"),
+        (
+            "No storage files available",
+            "failed to download",
+            "failed to pull data",
+            "missing data 'source'",
+        ),
         "the remote does not hold the data",
         "push it from a clone that has it (`dvc push`), or check the remote's URL",
     ),

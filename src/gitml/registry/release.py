@@ -56,7 +56,8 @@ def release(
     message: str | None = None,
     push: bool = False,
 ) -> Release:
-    """Refuse unless HEAD is clean, reproduced, gated and pushed to the DVC remote; then tag."""
+    """Refuse unless HEAD is clean, reproduced, pushed to the DVC remote (which must then
+    hold the model) and gated; then tag."""
     root = project.root
     params = load_params(project.params_path)
     policy = params.promotion.release
@@ -83,8 +84,10 @@ def release(
     lock = _check_stages(root)
     _verify_model(root, artifact, lock)  # before `dvc status`, which may trust a damaged cache
     _check_status(root)
-    gate = _check_gate(project, latest.tag if latest else None)
+    # the remote before the gate: a bad remote fails in seconds, not after the review (data
+    # pushed for a release the gate then refuses is harmless: storage is content-addressed)
     _push_data(root, artifact, lock, tag)
+    gate = _check_gate(project, latest.tag if latest else None)
     text = _tag_message(root, artifact, str(target), gate, message, lock)
     gto(root, "register", artifact.name, "HEAD", "--version", str(target), "--message", text)
     if push:

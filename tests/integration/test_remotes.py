@@ -1,0 +1,243 @@
+"""The reference project through real DVC remotes: moto's S3 API server and Debian's sshd,
+both on 127.0.0.1, started and stopped here.
+
+One test per remote walks a team's path: refusals first (unreachable, wrong credentials,
+missing bucket, a full disk: no tag, nothing changed), then `gitml release` (which pushes), a
+fresh clone's `make repro` restored from the remote, `gitml fetch` and the release bundle
+from a second clone with an empty cache, `gitml reproduce`, and a grep of every committed
+file, every tag and the bundle for the credentials used. The source data is DVC-tracked (as
+in a project `gitml init` makes), so `gitml reproduce` must pull it from the remote.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.integration.remotes import (
+    S3Server,
+    SshServer,
+    free_port,
+    s3_server,
+    ssh_server,
+    tiny_filesystem,
+)
+from tests.support import copy_repo, dvc, git, gitml, ran_stages, run
+
+NAME = "churn-classifier"
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = "data/external/telco_churn.csv.gz"
+MODEL = "models/model.skops"
+
+
+@dataclass
+class Remote:
+    """One remote as a test drives it: how to configure a clone, what its secrets are."""
+
+    kind: str
+    name: str
+    url: str
+    secrets: list[str]
+    server: S3Server | SshServer
+
+    def configure(self, repo: Path, *, commit: bool) -> None:
+        """What a team commits (URL, endpoint) and what each member keeps local."""
+        if commit:
+            dvc("remote", "add", "-d", self.name, self.url, cwd=repo)
+            if isinstance(self.server, S3Server):
+                dvc("remote", "modify", self.name, "endpointurl", self.server.endpoint, cwd=repo)
+        if isinstance(self.server, SshServer):
+            dvc("remote", "modify", "--local", self.name, "user", self.server.user, cwd=repo)
+            keyfile = str(self.server.keyfile)
+            dvc("remote", "modify", "--local", self.name, "keyfile", keyfile, cwd=repo)
+
+
+@pytest.fixture(scope="module", params=["s3", "ssh"])
+def remote(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Remote]:
+    if request.param == "s3":
+        with s3_server() as s3, pytest.MonkeyPatch.context() as env:
+            for key, value in s3.env.items():
+                env.setenv(key, value)  # credentials travel in the environment only
+            yield Remote("s3", "storage", s3.url("churn"), [s3.access_key, s3.secret_key], s3)
+        return
+    with ssh_server(tmp_path_factory.mktemp("sshd")) as ssh:
+        key_lines = ssh.keyfile.read_text().splitlines()[1:-1]
+        secrets = [line for line in key_lines if len(line) > 20] + [str(ssh.keyfile)]
+        yield Remote("ssh", "storage", ssh.url("churn"), secrets, ssh)
+
+
+def _refused(*args: str, cwd: Path) -> str:
+    proc = gitml(*args, cwd=cwd, check=False)
+    assert proc.returncode != 0, f"gitml {' '.join(args)} should have failed:\n{proc.stdout}"
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "hint: " in proc.stderr, proc.stderr
+    return proc.stderr
+
+
+def _unchanged(repo: Path, head: str) -> None:
+    """A refused command left no tag, the same HEAD and a clean tree."""
+    assert git("tag", "--list", cwd=repo).stdout == ""
+    assert git("rev-parse", "HEAD", cwd=repo).stdout.strip() == head
+    assert git("status", "--porcelain", cwd=repo).stdout == ""
+
+
+def _clone(origin: Path, dst: Path, remote: Remote) -> Path:
+    git("clone", "-q", str(origin), str(dst), cwd=origin.parent)
+    remote.configure(dst, commit=False)
+    return dst
+
+
+def _set_local(repo: Path, name: str, key: str, value: str) -> None:
+    dvc("remote", "modify", "--local", name, key, value, cwd=repo)
+
+
+def _unset_local(repo: Path) -> None:
+    (repo / ".dvc" / "config.local").unlink(missing_ok=True)
+
+
+import time as _t
+_T=[_t.monotonic()]
+def _lap(what):
+    now=_t.monotonic(); print(f'LAP {what}: {now-_T[0]:.1f}s', flush=True); _T[0]=now
+
+
+def test_project_through_remote(
+    remote: Remote, built_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = copy_repo(built_repo, tmp_path / "origin")
+    # the source data in DVC, as `gitml init` leaves it: reproduce must pull it
+    git("rm", "-q", "--cached", SOURCE, cwd=repo)
+    dvc("add", "-q", SOURCE, cwd=repo)
+    remote.configure(repo, commit=True)
+    (repo / "Makefile").write_bytes((ROOT / "Makefile").read_bytes())
+    git("add", "-A", cwd=repo)
+    git("commit", "-qm", f"DVC remote: {remote.kind}", cwd=repo)
+    _lap('head = git("rev-parse"')
+    head = git("rev-parse", "HEAD", cwd=repo).stdout.strip()
+    model_md5 = _model_md5(repo)
+
+    # bad remotes: a clear error naming the remote and the path, no tag, nothing changed
+    dead = f"127.0.0.1:{free_port()}"
+    if isinstance(remote.server, S3Server):
+        _set_local(repo, remote.name, "endpointurl", f"http://{dead}")
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore would retry a refused connection
+        err = _refused("release", cwd=repo)
+        monkeypatch.delenv("AWS_MAX_ATTEMPTS")
+        _unset_local(repo)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        wrong = _refused("release", cwd=repo)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", remote.server.secret_key)
+        _set_local(repo, remote.name, "url", "s3://no-such-bucket/churn")
+        missing = _refused("release", cwd=repo)
+        _unset_local(repo)
+        assert "the bucket does not exist" in missing
+        assert "s3://no-such-bucket/churn/files/md5/" in missing
+    else:
+        server = remote.server
+        _set_local(repo, remote.name, "url", f"ssh://{dead}{server.storage}/churn")
+        err = _refused("release", cwd=repo)
+        other_key = tmp_path / "other_key"
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other_key)], check=True
+        )
+        _set_local(repo, remote.name, "url", remote.url)
+        _set_local(repo, remote.name, "keyfile", str(other_key))
+        wrong = _refused("release", cwd=repo)
+        _set_local(repo, remote.name, "keyfile", str(server.keyfile))
+        with tiny_filesystem(server.storage / "full", "64k") as full:
+            _set_local(repo, remote.name, "url", f"ssh://127.0.0.1:{server.port}{full}")
+            disk = _refused("release", cwd=repo)
+            assert not any(p.name == model_md5[2:] for p in full.rglob("*"))
+        _set_local(repo, remote.name, "url", remote.url)
+        assert f"DVC remote '{remote.name}'" in disk and "disk may be full" in disk
+        assert f"{full}/files/md5/{model_md5[:2]}/{model_md5[2:]}" in disk
+        assert "Traceback" not in disk
+    _lap('assert "refusing to tag churn-')
+    assert "refusing to tag churn-classifier@v1.0.0" in err and "unreachable" in err, err
+    assert f"DVC remote '{remote.name}'" in err and "path tried:" in err
+    assert "refused the credentials" in wrong and f"path tried: {remote.url}/files/md5/" in wrong
+    _unchanged(repo, head)
+
+    # release pushes to the remote, which then holds every output, the model above all
+    out = gitml("release", cwd=repo).stdout
+    assert f"released {NAME}@v1.0.0" in out
+    _lap('assert dvc("status", "--cloud"')
+    assert dvc("status", "--cloud", "--json", cwd=repo).stdout.strip() in ("{}", "")
+
+    # a fresh clone restores everything from the remote: `make repro` runs no stage
+    first = _clone(repo, tmp_path / "first", remote)
+    proc = run("make", "--no-print-directory", "repro", f"VENV={sys.prefix}", cwd=first)
+    _lap('assert "data and models restor')
+    assert "data and models restored from the DVC cache or remote" in proc.stdout
+    assert ran_stages(proc.stdout) == [], proc.stdout
+    assert (first / MODEL).read_bytes() == (repo / MODEL).read_bytes()
+    assert git("status", "--porcelain", cwd=first).stdout == ""
+
+    # a second clone with an empty cache fetches the release and builds its bundle
+    second = _clone(repo, tmp_path / "second", remote)
+    assert not (second / ".dvc" / "cache").exists()
+    served = tmp_path / "served"
+    _lap('gitml("fetch", f"{NAME}@v1.0.0')
+    gitml("fetch", f"{NAME}@v1.0.0", "-o", str(served), cwd=second)
+    assert (served / "model.skops").read_bytes() == (repo / MODEL).read_bytes()
+    dist = tmp_path / "dist"
+    run(ROOT / ".ci" / "release-bundle", f"{NAME}@v1.0.0", str(dist), cwd=second)
+    _lap('archive = dist')
+    archive = dist / f"{NAME}-v1.0.0.tar.gz"
+
+    # the credentials are nowhere in Git (files, tag messages) nor in the bundle
+    tags = git("for-each-ref", "--format=%(contents)", "refs/tags", cwd=repo).stdout
+    texts = {"tags": tags.encode()}
+    for path in git("ls-files", cwd=repo).stdout.splitlines():
+        texts[path] = (repo / path).read_bytes()
+    with tarfile.open(archive) as packed:
+        for member in packed.getmembers():
+            data = packed.extractfile(member)
+            texts[f"bundle:{member.name}"] = data.read() if data else b""
+    assert "bundle:bundle/model.skops" in texts and ".dvc/config" in texts
+    for secret in remote.secrets:
+        leaks = [name for name, data in texts.items() if secret.encode() in data]
+        assert leaks == [], f"a credential is in {leaks}"
+
+    # fetch through a bad remote: a clear error, and the destination keeps what it had
+    _unset_local(second)
+    assert not (second / ".dvc" / "cache").exists()  # dvc get kept nothing: the remote again
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "model.skops").write_bytes(b"the previous model")
+    if isinstance(remote.server, S3Server):
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    err = _refused("fetch", f"{NAME}@v1.0.0", "-o", str(kept), cwd=second)
+    if isinstance(remote.server, S3Server):
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", remote.server.secret_key)
+    assert f"cannot fetch {NAME}@v1.0.0" in err and "refused the credentials" in err, err
+    assert f"path tried: {remote.url}/files/md5/{model_md5[:2]}/{model_md5[2:]}" in err
+    _lap('assert (kept / "model.skops").')
+    assert (kept / "model.skops").read_bytes() == b"the previous model"
+
+    # reproduce pulls the source data from the remote into a fresh worktree
+    _set_local(first, remote.name, "url", f"{remote.url}-nothing-here")
+    if isinstance(remote.server, SshServer):
+        _set_local(first, remote.name, "url", f"ssh://{dead}{remote.server.storage}/churn")
+    err = _refused("reproduce", f"{NAME}@v1.0.0", cwd=first)
+    assert f"DVC remote '{remote.name}'" in err and "path tried:" in err, err
+    _lap('_set_local(first, remote.name,')
+    _set_local(first, remote.name, "url", remote.url)
+    out = gitml("reproduce", f"{NAME}@v1.0.0", cwd=first).stdout
+    _lap('assert f"{NAME}@v1.0.0 reprodu')
+    assert f"{NAME}@v1.0.0 reproduces" in out
+
+
+def _model_md5(repo: Path) -> str:
+    import yaml
+
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    return next(o["md5"] for o in lock["stages"]["train"]["outs"] if o["path"] == MODEL)

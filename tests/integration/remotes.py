@@ -86,7 +86,11 @@ def s3_server(bucket: str = "gitml-dvc") -> Iterator[S3Server]:
     refused with SignatureDoesNotMatch, as AWS does.
     """
     port = free_port()
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(_BOOTSTRAP_REQUESTS), "AWS_DEFAULT_REGION": "us-east-1"}
+    env = {
+        **os.environ,
+        "INITIAL_NO_AUTH_ACTION_COUNT": str(_BOOTSTRAP_REQUESTS),
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     server = Path(sys.executable).parent / "moto_server"
     cmd = [str(server), "-H", "127.0.0.1", "-p", str(port)]
     proc = subprocess.Popen(

@@ -68,6 +68,10 @@ def fetch_artifact(root: Path, path: str, rev: str, out: Path) -> Path:
         text = show_file(root, rev, "dvc.lock")
         md5 = parse_lock(text, source=f"dvc.lock at {rev[:12]}").out_md5(path) if text else None
         failure = _remote_failure(err.message, remote, "fetch", path, md5)
+        if failure is not None and remote is not None and _NOT_HELD in failure.message:
+            # `dvc get` says only "No storage files available", whatever the reason: ask
+            # the remote itself, which names a missing bucket or a refused credential
+            failure = _probe_remote(root, remote, path, md5) or failure
         if failure is not None:
             raise failure from err
         raise VcsError(f"cannot fetch {path} at {rev[:12]}: {err.message}", hint=hint) from err
@@ -307,6 +311,7 @@ def _require_remote(root: Path, action: str) -> Remote:
     return remote
 
 
+_NOT_HELD = "the remote does not hold the data"
 # What DVC and its filesystems say, by cause: (patterns, what it means, what to do)
 _REMOTE_CAUSES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (
@@ -360,10 +365,21 @@ _REMOTE_CAUSES: tuple[tuple[tuple[str, ...], str, str], ...] = (
             "failed to pull data",
             "missing data 'source'",
         ),
-        "the remote does not hold the data",
+        _NOT_HELD,
         "push it from a clone that has it (`dvc push`), or check the remote's URL",
     ),
 )
+
+
+def _probe_remote(root: Path, remote: Remote, what: str, md5: str | None) -> RemoteError | None:
+    """Why the remote failed, when asking it directly (`dvc status --cloud`) says more."""
+    try:
+        dvc(root, "status", "--cloud", "-r", remote.name, "--json")
+    except VcsError as err:
+        failure = _remote_failure(err.message, remote, "fetch", what, md5)
+        if failure is not None and _NOT_HELD not in failure.message:
+            return failure
+    return None
 
 
 def _remote_failure(

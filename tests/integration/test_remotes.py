@@ -133,7 +133,8 @@ def test_project_through_remote(
         _unset_local(repo)
         remote.configure(repo, commit=False)
         assert "disk may be full" in err
-        assert f"path tried: {full}/files/md5/{model_md5[:2]}/{model_md5[2:]}" in err
+        tried = f"ssh://127.0.0.1:{server.port}{full}/files/md5/{model_md5[:2]}/{model_md5[2:]}"
+        assert f"path tried: {tried}" in err
     assert f"refusing to tag {NAME}@v1.0.0: cannot push through DVC remote 'storage'" in err
     assert "nothing was tagged" in err
     _unchanged(repo, head)

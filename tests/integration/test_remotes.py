@@ -153,7 +153,20 @@ def test_project_through_remote(
     assert git("status", "--porcelain", cwd=first).stdout == ""
 
     # a second clone with an empty cache builds the release bundle (`gitml fetch` inside)
-    second = _clone(repo, tmp_path / "second", remote)
+    if isinstance(remote.server, SshServer):  # as the workflows do, from secrets
+        git("clone", "-q", str(repo), str(tmp_path / "second"), cwd=tmp_path)
+        second = tmp_path / "second"
+        monkeypatch.setenv("DVC_REMOTE_SSH_KEY", remote.server.keyfile.read_text())
+        monkeypatch.setenv("DVC_REMOTE_SSH_USER", remote.server.user)
+        monkeypatch.setenv("RUNNER_TEMP", str(tmp_path / "runner"))
+        run(ROOT / ".ci" / "dvc-remote-auth", cwd=second)
+        for name in ("DVC_REMOTE_SSH_KEY", "DVC_REMOTE_SSH_USER", "RUNNER_TEMP"):
+            monkeypatch.delenv(name)
+        written = tmp_path / "runner" / "gitml-dvc-ssh" / "key"
+        assert written.stat().st_mode & 0o777 == 0o600
+        assert f"keyfile = {written}" in (second / ".dvc" / "config.local").read_text()
+    else:
+        second = _clone(repo, tmp_path / "second", remote)
     dist = tmp_path / "dist"
     run(ROOT / ".ci" / "release-bundle", f"{NAME}@v1.0.0", str(dist), cwd=second)
     assert (dist / "bundle" / "model.skops").read_bytes() == (repo / MODEL).read_bytes()

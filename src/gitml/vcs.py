@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -189,8 +188,7 @@ def share_dvc_remotes(root: Path, work: Path) -> None:
     """
     local = root / ".dvc" / "config.local"
     if local.is_file():
-        (work / ".dvc").mkdir(exist_ok=True)
-        shutil.copyfile(local, work / ".dvc" / "config.local")
+        _add_local_sections(local.read_text(encoding="utf-8"), work / ".dvc" / "config.local")
     for remote in list_remotes(root):
         if "://" in remote.url:
             continue
@@ -398,6 +396,30 @@ def _remote_failure(
                 hint=hint,
             )
     return None
+
+
+_SECTION = re.compile(r"^\s*\[")
+
+
+def _add_local_sections(text: str, target: Path) -> None:
+    """Append the sections of a `.dvc/config.local` (remotes, core) to `target`, except the
+    cache's and those `target` has already (`share_dvc_cache` may have set the cache)."""
+    sections: list[list[str]] = [[]]
+    for line in text.splitlines():
+        if _SECTION.match(line):
+            sections.append([])
+        sections[-1].append(line)
+    have = target.read_text(encoding="utf-8") if target.is_file() else ""
+    taken = {line.strip() for line in have.splitlines() if _SECTION.match(line)}
+    kept = [
+        lines
+        for lines in sections[1:]
+        if lines[0].strip() != "[cache]" and lines[0].strip() not in taken
+    ]
+    if kept:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        body = "\n".join(line for lines in kept for line in lines)
+        target.write_text((have.rstrip("\n") + "\n" if have else "") + body + "\n")
 
 
 def share_dvc_cache(root: Path, work: Path) -> None:

@@ -4,9 +4,11 @@ printed against moto and sshd (tests/integration/test_remotes.py runs them for r
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from gitml.vcs import Remote, _remote_failure
+from gitml.vcs import Remote, _add_local_sections, _remote_failure
 
 S3 = Remote("storage", "s3://bucket/churn")
 SSH = Remote("storage", "ssh://127.0.0.1:2222/srv/dvc")
@@ -79,3 +81,21 @@ def test_failures_that_are_not_the_remote_s_stay_as_dvc_said_them() -> None:
         _remote_failure("ERROR: failed to reproduce 'train': exit 1", S3, "pull", "", None) is None
     )
     assert _remote_failure("NoSuchBucket", None, "pull", "", None) is None
+
+
+def test_a_worktree_gets_the_local_remote_settings_but_keeps_its_cache(tmp_path: Path) -> None:
+    """`gitml reproduce` and `gitml retrain` work in a worktree, which Git gives no
+    `.dvc/config.local`: the key file, user and URL overrides come along; the cache that
+    `share_dvc_cache` set stays (the original's own cache setting does not)."""
+    target = tmp_path / ".dvc" / "config.local"
+    target.parent.mkdir()
+    target.write_text("[cache]\n    dir = /shared/cache\n")
+    local = (
+        "[core]\n    remote = storage\n[cache]\n    dir = /elsewhere\n"
+        "['remote \"storage\"']\n    keyfile = /home/me/.ssh/key\n    user = dvc\n"
+    )
+    _add_local_sections(local, target)
+    assert target.read_text() == (
+        "[cache]\n    dir = /shared/cache\n[core]\n    remote = storage\n"
+        "['remote \"storage\"']\n    keyfile = /home/me/.ssh/key\n    user = dvc\n"
+    )

@@ -11,6 +11,7 @@ GitmlError                  base; carries a hint and an exit code
 │   └── UntrustedModelError the model file is not a skops file or holds untrusted types
 ├── RegistryError           a release, promotion, fetch or reproduction is refused
 └── VcsError                git or dvc failed
+    └── RemoteError         a DVC remote cannot be reached or refused a transfer
 """
 
 from __future__ import annotations
@@ -80,6 +81,11 @@ class RegistryError(GitmlError):
 
 class VcsError(GitmlError):
     """A git or dvc command failed."""
+
+
+class RemoteError(VcsError):
+    """A DVC remote cannot be reached, refused the credentials, lacks its bucket or path, or
+    failed a transfer; the message names the remote and the path tried."""
 
 
 def os_reason(err: BaseException) -> str:

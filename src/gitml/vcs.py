@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gitml.errors import DataError, VcsError
+from gitml.errors import DataError, RemoteError, VcsError
 
 
 def git(root: Path, *args: str) -> str:
@@ -54,11 +55,24 @@ def changed_paths(root: Path, base: str, head: str | None, *paths: str) -> list[
 
 
 def fetch_artifact(root: Path, path: str, rev: str, out: Path) -> Path:
-    """Materialise a DVC-tracked file as it was at `rev` (local cache first, then the remote)."""
+    """Materialise a DVC-tracked file as it was at `rev` (local cache first, then the remote).
+
+    A failure that comes from the remote (unreachable, refused, no bucket) is a RemoteError
+    naming the remote and the object's URL there, read from `rev`'s dvc.lock."""
     hint = "the model must be in the DVC cache or a reachable DVC remote (dvc push)"
     try:
         dvc(root, "get", str(root), path, "--rev", rev, "-o", str(out), "--force")
     except VcsError as err:
+        remote = default_remote(root)
+        text = show_file(root, rev, "dvc.lock")
+        md5 = parse_lock(text, source=f"dvc.lock at {rev[:12]}").out_md5(path) if text else None
+        failure = _remote_failure(err.message, remote, "fetch", path, md5)
+        if failure is not None and remote is not None and _NOT_HELD in failure.message:
+            # `dvc get` says only "No storage files available", whatever the reason: ask
+            # the remote itself, which names a missing bucket or a refused credential
+            failure = _probe_remote(root, remote, path, md5) or failure
+        if failure is not None:
+            raise failure from err
         raise VcsError(f"cannot fetch {path} at {rev[:12]}: {err.message}", hint=hint) from err
     if not out.is_file():
         raise VcsError(f"cannot fetch {path} at {rev[:12]}: dvc get wrote nothing", hint=hint)
@@ -163,27 +177,249 @@ def dvc(root: Path, *args: str, env: dict[str, str] | None = None) -> str:
 
 
 def share_dvc_remotes(root: Path, work: Path) -> None:
-    """Point the DVC project in `work` (a worktree of `root`) at `root`'s remotes, with
-    local directories made absolute (a relative URL would move with the worktree).
+    """Point the DVC project in `work` (a worktree of `root`) at `root`'s remotes: its
+    `.dvc/config.local` (credentials, key files, URL overrides: Git never carries them) is
+    copied, and local directories are made absolute (a relative URL would move with the
+    worktree).
 
     Read from `dvc config --list` (`key=value` lines, a later level overriding an earlier
     one): `dvc remote list` wraps a long path onto the next line. Written to `work`'s
     `.dvc/config.local`, which Git ignores.
     """
+    local = root / ".dvc" / "config.local"
+    if local.is_file():
+        _add_local_sections(local.read_text(encoding="utf-8"), work / ".dvc" / "config.local")
+    for remote in list_remotes(root):
+        if "://" in remote.url:
+            continue
+        dvc(work, "remote", "modify", "--local", remote.name, "url", remote.url)
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A DVC remote as configured (all levels merged): its name and URL (absolute for a
+    local directory)."""
+
+    name: str
+    url: str
+
+    def object_url(self, md5: str) -> str:
+        """Where DVC 3 keeps the object with this md5 in the remote."""
+        return f"{self.url.rstrip('/')}/files/md5/{md5[:2]}/{md5[2:]}"
+
+
+def list_remotes(root: Path) -> list[Remote]:
+    """The remotes of `root`, the default first."""
+    remotes, default = _read_remotes(root)
+    return sorted(remotes, key=lambda r: r.name != default)
+
+
+def default_remote(root: Path) -> Remote | None:
+    """The remote `dvc push` and `dvc pull` use without `-r`, or None when none is set."""
+    remotes, default = _read_remotes(root)
+    return next((r for r in remotes if r.name == default), None)
+
+
+def _read_remotes(root: Path) -> tuple[list[Remote], str | None]:
+    """Every remote and the default's name, from one `dvc config --list` (all levels)."""
     try:
         lines = dvc(root, "config", "--list").splitlines()
     except VcsError:
-        return
+        return [], None
     urls: dict[str, str] = {}
+    default = None
     for line in lines:
-        key, _, url = line.partition("=")
-        if key.startswith("remote.") and key.endswith(".url"):
-            urls[key.removeprefix("remote.").removesuffix(".url")] = url
-    for name, url in urls.items():
-        if "://" in url:
-            continue
-        absolute = (root / ".dvc" / url).resolve() if not os.path.isabs(url) else Path(url)
-        dvc(work, "remote", "modify", "--local", name, "url", str(absolute))
+        key, _, value = line.partition("=")
+        if key == "core.remote":
+            default = value
+        elif key.startswith("remote.") and key.endswith(".url"):
+            urls[key.removeprefix("remote.").removesuffix(".url")] = value
+    remotes = [
+        Remote(name, url if "://" in url or os.path.isabs(url) else _absolute(root, url))
+        for name, url in urls.items()
+    ]
+    return remotes, default
+
+
+def _absolute(root: Path, url: str) -> str:
+    return str((root / ".dvc" / url).resolve())
+
+
+def push_data(root: Path, *targets: str, md5: str | None = None) -> Remote:
+    """`dvc push [TARGETS]` to the default remote; a failure is a RemoteError that names
+    the remote and the path tried (the object with `md5` when given, else the remote's URL).
+    """
+    remote = _require_remote(root, "push to")
+    try:
+        dvc(root, "push", "-r", remote.name, *targets)
+    except VcsError as err:
+        raise _remote_failure(err.message, remote, "push", " ".join(targets), md5) or (
+            RemoteError(
+                f"cannot push to DVC remote {remote.name!r} ({remote.url}): {err.message}",
+                hint=f"check the remote with `dvc status --cloud -r {remote.name}`",
+            )
+        ) from err
+    return remote
+
+
+def pull_data(root: Path, *targets: str) -> Remote | None:
+    """`dvc pull [TARGETS]` (the cache first, then the default remote); a failure that comes
+    from the remote is a RemoteError naming it, anything else the VcsError as DVC said it."""
+    try:
+        dvc(root, "pull", *targets)
+    except VcsError as err:
+        remote = default_remote(root)
+        failure = _remote_failure(err.message, remote, "pull", " ".join(targets), None)
+        raise (failure or err) from err
+    return default_remote(root)
+
+
+def missing_in_remote(root: Path, remote: Remote, *targets: str) -> list[str]:
+    """Outputs (of TARGETS, or all) whose data the remote does not hold, asked of the remote
+    itself (`dvc status --cloud`): what a release must never tag."""
+    try:
+        out = dvc(root, "status", "--cloud", "-r", remote.name, "--json", *targets)
+    except VcsError as err:
+        raise _remote_failure(err.message, remote, "check", " ".join(targets), None) or (
+            RemoteError(
+                f"cannot ask DVC remote {remote.name!r} ({remote.url}) what it holds: {err.message}"
+            )
+        ) from err
+    status = json.loads(out or "{}")
+    return sorted(path for path, state in status.items() if state != "deleted")
+
+
+def explain_remote_failure(root: Path, err: VcsError, action: str) -> RemoteError | None:
+    """The RemoteError behind a failed dvc command of `root` that reached its default
+    remote (`dvc repro --pull`, ...), or None when the failure came from elsewhere (a stage
+    that failed is never blamed on the remote)."""
+    if "the stage said:" in err.message:
+        return None
+    return _remote_failure(err.message, default_remote(root), action, "", None)
+
+
+def _require_remote(root: Path, action: str) -> Remote:
+    remote = default_remote(root)
+    if remote is None:
+        raise RemoteError(
+            f"no default DVC remote to {action} in {root}",
+            hint="add one: `dvc remote add -d NAME URL` (s3://bucket/prefix, "
+            "ssh://host/path or a directory); see the README's `DVC remotes`",
+        )
+    return remote
+
+
+_NOT_HELD = "the remote does not hold the data"
+# What DVC and its filesystems say, by cause: (patterns, what it means, what to do)
+_REMOTE_CAUSES: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (
+        (
+            "Connect call failed",
+            "Could not connect to the endpoint",
+            "Connection refused",
+            "Name or service not known",
+            "nodename nor servname",
+            "timed out",
+            "Connect timeout",
+            "No route to host",
+        ),
+        "the remote is unreachable (nothing answered)",
+        "check the URL and port (`dvc remote list`, `endpointurl` for S3), that the server "
+        "runs, and the network",
+    ),
+    (
+        (
+            "SignatureDoesNotMatch",
+            "InvalidAccessKeyId",
+            "AccessDenied",
+            "Access Denied",
+            "Forbidden",
+            "Unable to locate credentials",
+            "NoCredentialsError",
+            "Permission denied for user",
+            "Authentication failed",
+            "No more authentication methods",
+        ),
+        "the remote refused the credentials",
+        "S3: export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or set them with `dvc remote "
+        "modify --local`); SSH: `dvc remote modify --local NAME keyfile ~/.ssh/KEY` and "
+        "`user`, and the public key in the server's authorized_keys",
+    ),
+    (
+        ("NoSuchBucket", "bucket does not exist"),
+        "the bucket does not exist",
+        "create the bucket, or fix the URL: `dvc remote modify NAME url s3://BUCKET/PREFIX`",
+    ),
+    (
+        ("No space left", "Disk quota exceeded", "failed to upload", "failed to transfer"),
+        "the remote did not store the data (its disk may be full or the path not writable)",
+        "check free space and permissions on the remote (df, quota); nothing was replaced, "
+        "and pushing again resends only what is missing",
+    ),
+    (
+        (
+            "No storage files available",
+            "failed to download",
+            "failed to pull data",
+            "missing data 'source'",
+        ),
+        _NOT_HELD,
+        "push it from a clone that has it (`dvc push`), or check the remote's URL",
+    ),
+)
+
+
+def _probe_remote(root: Path, remote: Remote, what: str, md5: str | None) -> RemoteError | None:
+    """Why the remote failed, when asking it directly (`dvc status --cloud`) says more."""
+    try:
+        dvc(root, "status", "--cloud", "-r", remote.name, "--json")
+    except VcsError as err:
+        failure = _remote_failure(err.message, remote, "fetch", what, md5)
+        if failure is not None and _NOT_HELD not in failure.message:
+            return failure
+    return None
+
+
+def _remote_failure(
+    detail: str, remote: Remote | None, action: str, what: str, md5: str | None
+) -> RemoteError | None:
+    """A RemoteError for a DVC failure that came from the remote, else None."""
+    if remote is None:
+        return None
+    for patterns, meaning, hint in _REMOTE_CAUSES:
+        if any(p.lower() in detail.lower() for p in patterns):
+            tried = remote.object_url(md5) if md5 else remote.url
+            subject = f" {what}" if what else ""
+            return RemoteError(
+                f"cannot {action}{subject} through DVC remote {remote.name!r}: {meaning}; "
+                f"path tried: {tried}; DVC said: {detail}",
+                hint=hint,
+            )
+    return None
+
+
+_SECTION = re.compile(r"^\s*\[")
+
+
+def _add_local_sections(text: str, target: Path) -> None:
+    """Append the sections of a `.dvc/config.local` (remotes, core) to `target`, except the
+    cache's and those `target` has already (`share_dvc_cache` may have set the cache)."""
+    sections: list[list[str]] = [[]]
+    for line in text.splitlines():
+        if _SECTION.match(line):
+            sections.append([])
+        sections[-1].append(line)
+    have = target.read_text(encoding="utf-8") if target.is_file() else ""
+    taken = {line.strip() for line in have.splitlines() if _SECTION.match(line)}
+    kept = [
+        lines
+        for lines in sections[1:]
+        if lines[0].strip() != "[cache]" and lines[0].strip() not in taken
+    ]
+    if kept:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        body = "\n".join(line for lines in kept for line in lines)
+        target.write_text((have.rstrip("\n") + "\n" if have else "") + body + "\n")
 
 
 def share_dvc_cache(root: Path, work: Path) -> None:

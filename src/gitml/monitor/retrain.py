@@ -31,7 +31,16 @@ from gitml.files import sha256_file, write_text
 from gitml.monitor.labelled import KEYS, join_labels, read_labels
 from gitml.project import CONF_DIR, Project
 from gitml.registry.catalog import gto_stages, load_registry
-from gitml.vcs import dirty_paths, dvc, git, resolve_rev, share_dvc_cache, share_dvc_remotes
+from gitml.vcs import (
+    dirty_paths,
+    dvc,
+    git,
+    pull_data,
+    push_data,
+    resolve_rev,
+    share_dvc_cache,
+    share_dvc_remotes,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -428,7 +437,7 @@ def _read_training_data(work: Path, data: DataParams) -> pa.Table:
     path = work / data.source
     if not path.exists():
         try:
-            dvc(work, "pull", data.source)
+            pull_data(work, data.source)
         except VcsError as err:
             raise DataError(
                 f"{data.source}: the training data is not in the DVC cache or remote "
@@ -493,7 +502,7 @@ def _push(root: Path, work: Path, branch: str) -> None:
         f"{branch}` once the remote is reachable"
     )
     try:
-        dvc(work, "push")
+        push_data(work)
         git(root, "push", "--quiet", "origin", branch)
     except VcsError as err:
         raise VcsError(f"push failed: {err.message}", hint=hint) from err

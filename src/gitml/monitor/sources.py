@@ -163,7 +163,7 @@ def _materialise(path: Path, root: Path) -> Path:
     """`path` itself, or after `dvc pull` when DVC tracks it and it is missing."""
     if path.exists():
         return path
-    from gitml.vcs import dvc
+    from gitml.vcs import pull_data
 
     absolute = path if path.is_absolute() else Path.cwd() / path
     try:
@@ -173,7 +173,7 @@ def _materialise(path: Path, root: Path) -> Path:
     if not _tracked(root, relative):
         raise DataError(f"{path}: not found (and DVC does not track it)")
     try:
-        dvc(root, "pull", relative)
+        pull_data(root, relative)
     except VcsError as err:
         raise DataError(
             f"{path}: tracked by DVC but not in the workspace, and `dvc pull` failed: "

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gitml.errors import RegistryError, VcsError
+from gitml.errors import RegistryError, RemoteError, VcsError
 from gitml.files import sha256_file
 from gitml.project import MODEL_FILE, OUTPUTS, Project
 from gitml.registry.card import CARD_FILE, stamp_release
@@ -87,10 +87,11 @@ def fetch_model(project: Project, ref: str, dest: Path) -> Fetched:
         try:
             fetch_artifact(root, artifact.path, version.commit, model)
         except VcsError as err:
+            hint = "the model must be in the DVC cache or the DVC remote (gitml release "
+            hint += "pushes it); check `dvc remote list` and your credentials"
             raise RegistryError(
-                f"cannot fetch {version.tag}: {err.message}",
-                hint="the model must be in the DVC cache or the DVC remote (gitml release "
-                "pushes it); check `dvc remote list` and your credentials",
+                f"cannot fetch {version.tag}: {err.message}; nothing was written to {dest}",
+                hint=err.hint if isinstance(err, RemoteError) else hint,
             ) from err
         found = sha256_file(model)
         if found != expected:

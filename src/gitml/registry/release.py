@@ -10,7 +10,7 @@ from typing import Any
 
 from gitml.config.compose import check_params, load_params
 from gitml.config.schema import ReleasePolicy
-from gitml.errors import RegistryError, VcsError
+from gitml.errors import RegistryError, RemoteError
 from gitml.project import OUTPUTS, Project
 from gitml.registry.catalog import (
     MODEL_SHA_KEY,
@@ -22,7 +22,18 @@ from gitml.registry.catalog import (
 )
 from gitml.registry.tags import Bump, Version, parse_version, version_tag
 from gitml.tasks import HEADLINE, task_of_metrics
-from gitml.vcs import DvcLock, cache_object, dirty_paths, dvc, git, gto, read_lock, resolve_rev
+from gitml.vcs import (
+    DvcLock,
+    cache_object,
+    dirty_paths,
+    dvc,
+    git,
+    gto,
+    missing_in_remote,
+    push_data,
+    read_lock,
+    resolve_rev,
+)
 
 
 @dataclass(frozen=True)
@@ -45,7 +56,8 @@ def release(
     message: str | None = None,
     push: bool = False,
 ) -> Release:
-    """Refuse unless HEAD is clean, reproduced, gated and pushed to the DVC remote; then tag."""
+    """Refuse unless HEAD is clean, reproduced, pushed to the DVC remote (which must then
+    hold the model) and gated; then tag."""
     root = project.root
     params = load_params(project.params_path)
     policy = params.promotion.release
@@ -72,8 +84,10 @@ def release(
     lock = _check_stages(root)
     _verify_model(root, artifact, lock)  # before `dvc status`, which may trust a damaged cache
     _check_status(root)
+    # the remote before the gate: a bad remote fails in seconds, not after the review (data
+    # pushed for a release the gate then refuses is harmless: storage is content-addressed)
+    _push_data(root, artifact, lock, tag)
     gate = _check_gate(project, latest.tag if latest else None)
-    _push_data(root, artifact)
     text = _tag_message(root, artifact, str(target), gate, message, lock)
     gto(root, "register", artifact.name, "HEAD", "--version", str(target), "--message", text)
     if push:
@@ -237,22 +251,24 @@ def _verify_model(root: Path, artifact: Artifact, lock: DvcLock) -> None:
         )
 
 
-def _push_data(root: Path, artifact: Artifact) -> None:
-    """dvc push, then make sure the remote holds everything (the model above all)."""
+def _push_data(root: Path, artifact: Artifact, lock: DvcLock, tag: str) -> None:
+    """dvc push to the default remote, then ask that remote whether it holds everything
+    (the model above all): a model the remote lacks is never tagged."""
+    md5 = lock.out_md5(artifact.path)
     try:
-        dvc(root, "push")
-        status = json.loads(dvc(root, "status", "--cloud", "--json") or "{}")
-    except VcsError as err:
+        remote = push_data(root, md5=md5)
+        missing = missing_in_remote(root, remote)
+    except RemoteError as err:
         raise RegistryError(
-            f"cannot store the model data in the DVC remote: {err}",
-            hint="configure a reachable default remote (dvc remote add -d ...); a release "
-            "whose model is only on this machine cannot be fetched by anyone else",
+            f"refusing to tag {tag}: {err.message}",
+            hint=f"{err.hint}; nothing was tagged" if err.hint else "nothing was tagged",
         ) from err
-    missing = sorted(path for path, state in status.items() if state != "deleted")
     if missing:
+        where = remote.object_url(md5) if md5 and artifact.path in missing else remote.url
         raise RegistryError(
-            f"after dvc push the remote still lacks: {', '.join(missing)} (model: {artifact.path})",
-            hint="check the remote with `dvc status --cloud`",
+            f"refusing to tag {tag}: after dvc push, DVC remote {remote.name!r} still lacks "
+            f"{', '.join(missing)} (model: {artifact.path}; path checked: {where})",
+            hint=f"check the remote with `dvc status --cloud -r {remote.name}`; nothing was tagged",
         )
 
 

@@ -11,11 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from gitml.config.compose import load_params
-from gitml.errors import RegistryError, VcsError
+from gitml.errors import RegistryError, RemoteError, VcsError
 from gitml.project import OUTPUTS, Project
 from gitml.registry.catalog import load_registry
 from gitml.registry.tags import parse_ref
-from gitml.vcs import dvc, git, share_dvc_remotes, show_file
+from gitml.vcs import (
+    dvc,
+    explain_remote_failure,
+    git,
+    pull_data,
+    share_dvc_remotes,
+    show_file,
+)
 
 # compared exactly as numbers, within the tolerance
 COMPARED = (OUTPUTS["metrics"], OUTPUTS["slices"])
@@ -80,9 +87,20 @@ def _run_pipeline(work: Path) -> None:
     env = {}
     if (work / "src" / "gitml").is_dir():
         env["PYTHONPATH"] = os.pathsep.join([str(work / "src"), os.environ.get("PYTHONPATH", "")])
+    # data added with `dvc add` (a `gitml init` project's source) is no stage's output:
+    # `dvc repro --force --pull` would not pull it, so it comes from the remote first
+    sources = git(work, "ls-files", "--", "*.dvc").split()
     try:
+        if sources:
+            pull_data(work, *sources)
         dvc(work, "repro", "--force", "--pull", env=env)
     except VcsError as err:
+        remote = err if isinstance(err, RemoteError) else None
+        remote = remote or explain_remote_failure(work, err, "pull the inputs of the reproduction")
+        if remote is not None:
+            raise RegistryError(
+                f"cannot reproduce in the worktree: {remote.message}", hint=remote.hint
+            ) from err
         raise RegistryError(
             f"dvc repro --force failed in the reproduction worktree: {err.message}"
         ) from err

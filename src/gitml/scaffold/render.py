@@ -223,6 +223,7 @@ def _values(spec: ProjectSpec, mode: Mode) -> dict[str, str | list[str]]:
         "gitml_spec": _gitml_spec(mode),
         "exps_drop": _exps_drop(spec.task),
         "ci_checks": _ci_checks(mode),
+        "ci_setup": _ci_setup(mode),
     }
     for stage, paths in CODE_DEPS.items():
         deps = paths if mode == "framework" else (LOCK_FILE,)
@@ -259,6 +260,24 @@ def _gitml_spec(mode: Mode) -> list[str]:
         "# gitml itself: the version requirements.lock pins (gitml==X.Y.Z), from PyPI. To use a",
         "# local checkout or wheel instead: make repro GITML_SPEC=/path/to/gitml",
         "GITML_SPEC ?= $(shell grep -m1 '^gitml==' requirements.lock)",
+    ]
+
+
+def _ci_setup(mode: Mode) -> list[str]:
+    """What CI installs before the venv: gitml's own SSH remote tests run Debian's sshd."""
+    if mode != "framework":
+        return []
+    return [
+        "# The SSH remote tests start Debian's sshd on 127.0.0.1 (tests/integration/remotes.py).",
+        "if [ ! -x /usr/sbin/sshd ]; then",
+        '  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then',
+        "    apt-get update -qq",
+        "    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null",
+        "  else",
+        '    echo "ci: /usr/sbin/sshd is missing: install openssh-server as root" >&2',
+        "    exit 1",
+        "  fi",
+        "fi",
     ]
 
 

@@ -38,8 +38,8 @@ def _ingest(source: Path, params: Params, out: Path, *, block_size: int, group_r
     blocks = iter_source(source, expected=list(params.data.columns), block_size=block_size)
     table = collect_declared_types(blocks, params.data)
     with write_arrow_stream(out, table.schema, group_rows=group_rows) as append:
-        for group in table.groups(group_rows // 3 + 1):
-            append(group)
+        for block in table.blocks():
+            append(block)
 
 
 def test_stream_writes_the_bytes_of_the_whole_table(tmp_path: Path) -> None:

@@ -239,7 +239,10 @@ def coerce_categories(column: pa.Array | pa.ChunkedArray, categories: Sequence[s
     codes = np.array([c for c, _, _ in cells] + [-1], dtype=np.int16)
     states = np.array([s for _, s, _ in cells] + [NULL], dtype=np.int8)
     texts = [t for _, _, t in cells] + [None]
-    positions = column.indices.fill_null(len(cells)).to_numpy(zero_copy_only=False)
+    indices = column.indices
+    if indices.null_count:  # null cells point at the extra entry (fill_null costs a pass)
+        indices = indices.fill_null(len(cells))
+    positions = indices.to_numpy(zero_copy_only=False)
     state = states[positions]
     return Categories(codes[positions], state == NULL, state == BAD, texts, positions)
 

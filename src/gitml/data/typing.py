@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -68,38 +69,60 @@ class _NumberFlags:
             self.null |= bool(null.any())
             self.fractional |= not ((np.floor(values) == values) | null).all()
 
+    def output_type(self, spec: ColumnSpec) -> pa.DataType:
+        """The column's type in the ingested table, as `_coerce` decides it."""
+        if self.not_finite:
+            return pa.string()
+        if spec.type == "int" and not self.null and not self.fractional:
+            return pa.int64()
+        return pa.float64()
+
 
 @dataclass
 class DeclaredTable:
     """A source table read block by block and held compactly, typed as `apply_declared_types`
-    types the whole table: categories as codes into their texts (no string per row), other
-    columns as read until every block has been seen, since one bad cell anywhere decides
-    how a numeric column is written."""
+    types the whole table: categories as codes into their texts (no string per row), numeric
+    columns as read plus their coerced values, until every block has been seen: one bad cell
+    anywhere decides how a numeric column is written."""
 
     schema: pa.Schema
     num_rows: int
-    _columns: dict[str, pa.ChunkedArray]
+    _blocks: list[dict[str, Any]]
     _specs: dict[str, ColumnSpec]
     _flags: dict[str, _NumberFlags]
 
-    def groups(self, rows: int) -> Iterator[pa.Table]:
-        """The typed table in slices of `rows` rows (the last one shorter), with `_row`."""
-        for start in range(0, self.num_rows, rows):
-            stop = min(start + rows, self.num_rows)
-            columns: dict[str, pa.Array | pa.ChunkedArray] = {}
-            for name, column in self._columns.items():
-                piece = column.slice(start, stop - start)
+    def blocks(self) -> Iterator[pa.Table]:
+        """The typed table, block by block (each released once yielded), with `_row`."""
+        start = 0
+        while self._blocks:
+            held = self._blocks.pop(0)
+            columns: dict[str, pa.Array] = {}
+            for name, item in held.items():
                 spec = self._specs.get(name)
                 if spec is None:
-                    columns[name] = piece
+                    columns[name] = item
                 elif spec.type == "category":
-                    columns[name] = pa.chunked_array(
-                        [c.dictionary.take(c.indices) for c in piece.chunks], pa.string()
-                    )
+                    columns[name] = item.dictionary.take(item.indices)
                 else:
-                    columns[name] = _coerce_declared(piece, spec, self._flags[name])
+                    columns[name] = self._number_column(*item, spec, self._flags[name])
+            stop = start + len(next(iter(columns.values())))
             columns[ROW_COLUMN] = pa.array(np.arange(start, stop, dtype=np.int64))
+            start = stop
             yield pa.table(columns, schema=self.schema)
+
+    @staticmethod
+    def _number_column(
+        source: pa.Array, values: np.ndarray, null: np.ndarray, spec: ColumnSpec, flags: Any
+    ) -> pa.Array:
+        """`_coerce` of one block, with the type decided on the whole column (`flags`)."""
+        kind = flags.output_type(spec)
+        if kind == pa.string():
+            return source if pa.types.is_string(source.type) else pc.cast(source, pa.string())
+        if kind == pa.int64():
+            if pa.types.is_integer(source.type):
+                return pc.cast(source, pa.int64())  # exact beyond 2**53
+            return pa.array(values.astype(np.int64))
+        return pa.array(values, pa.float64(), mask=null)
 
 
 def collect_declared_types(tables: Iterable[pa.Table], data: DataParams) -> DeclaredTable:
@@ -108,64 +131,38 @@ def collect_declared_types(tables: Iterable[pa.Table], data: DataParams) -> Decl
     The same values and types as `apply_declared_types` on the concatenated blocks, in a
     fraction of its memory: no copy of the source's text for the category columns.
     """
-    held: dict[str, list[pa.Array]] = {}
+    blocks: list[dict[str, Any]] = []
     flags: dict[str, _NumberFlags] = {}
     specs: dict[str, ColumnSpec] = {}
     types: dict[str, pa.DataType] = {}
     rows = 0
     for table in tables:
-        if not held:
-            held = {name: [] for name in table.column_names}
+        if not types:
             specs = {n: data.columns[n] for n in table.column_names if n in data.columns}
             flags = {n: _NumberFlags() for n, s in specs.items() if s.type != "category"}
             types = {name: table[name].type for name in table.column_names}
-        for name in held:
+        held: dict[str, Any] = {}
+        for name in types:
             column = table[name].combine_chunks()
             spec = specs.get(name)
-            if spec is not None and spec.type == "category":
+            if spec is None:
+                held[name] = column
+            elif spec.type == "category":
                 cells = coerce_categories(column, spec.categories or [])
                 positions = pa.array(cells.positions.astype(np.int32))
                 texts = pa.array(cells.texts, pa.string())
-                column = pa.DictionaryArray.from_arrays(positions, texts)
-            elif spec is not None:
-                flags[name].update(coerce_numbers(column))
-            held[name].append(column)
+                held[name] = pa.DictionaryArray.from_arrays(positions, texts)
+            else:
+                numbers = coerce_numbers(column)
+                flags[name].update(numbers)
+                held[name] = (column, numbers.values, numbers.null)
+        blocks.append(held)
         rows += table.num_rows
-    columns = {
-        name: pa.chunked_array(chunks, chunks[0].type if chunks else types[name])
-        for name, chunks in held.items()
-    }
     fields = []
-    for name, column in columns.items():
+    for name, kind in types.items():
         spec = specs.get(name)
-        if spec is None:
-            fields.append(pa.field(name, column.type))
-        elif spec.type == "category":
-            fields.append(pa.field(name, pa.string()))
-        else:
-            fields.append(pa.field(name, _declared_type(column.type, spec, flags[name])))
+        if spec is not None:
+            kind = pa.string() if spec.type == "category" else flags[name].output_type(spec)
+        fields.append(pa.field(name, kind))
     schema = pa.schema([*fields, pa.field(ROW_COLUMN, pa.int64())])
-    return DeclaredTable(schema, rows, columns, specs, flags)
-
-
-def _declared_type(source: pa.DataType, spec: ColumnSpec, flags: _NumberFlags) -> pa.DataType:
-    if flags.not_finite:
-        return pa.string()
-    if spec.type == "int" and not flags.null and not flags.fractional:
-        return pa.int64()
-    return pa.float64()
-
-
-def _coerce_declared(
-    column: pa.ChunkedArray, spec: ColumnSpec, flags: _NumberFlags
-) -> pa.Array | pa.ChunkedArray:
-    """`_coerce` of a slice, with the type decided on the whole column (`flags`)."""
-    kind = _declared_type(column.type, spec, flags)
-    if kind == pa.string():
-        return column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
-    if kind == pa.int64() and pa.types.is_integer(column.type):
-        return pc.cast(column, pa.int64())
-    numbers = coerce_numbers(column)
-    if kind == pa.int64():
-        return pa.array(numbers.values.astype(np.int64))
-    return pa.array(numbers.values, pa.float64(), mask=numbers.null)
+    return DeclaredTable(schema, rows, blocks, specs, flags)

@@ -119,12 +119,11 @@ def read_table(
     String columns named in `categories` arrive as pandas Categoricals, decoded straight from
     Parquet's dictionary pages: far less time and memory than one Python string per cell.
     """
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found", hint="run the upstream stage (dvc repro)")
+    path = _existing(path)
     try:
         schema = pq.read_schema(path)
         as_dict = [
@@ -135,9 +134,16 @@ def read_table(
         table = pq.read_table(path, read_dictionary=as_dict or None)
     except Exception as err:  # pyarrow raises several unrelated types for corrupt files
         raise DataError(f"{path}: not a readable Parquet file ({err})") from err
-    frame = table.to_pandas()
-    if ROW_COLUMN in frame.columns:
-        frame = frame.set_index(ROW_COLUMN)
+    rows = None
+    if ROW_COLUMN in table.column_names:  # the index, set without a copy of the frame
+        rows = table[ROW_COLUMN].to_numpy()
+        table = table.drop_columns([ROW_COLUMN])
+    # one array per column (no consolidation into 2-D blocks), each Arrow buffer released
+    # as it is converted: the table and the frame are never both whole in memory
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    del table
+    if rows is not None:
+        frame.index = pd.Index(rows, name=ROW_COLUMN)
     return frame
 
 

@@ -104,25 +104,26 @@ class DeclaredTable:
                 elif spec.type == "category":
                     columns[name] = item.dictionary.take(item.indices)
                 else:
-                    columns[name] = self._number_column(*item, spec, self._flags[name])
+                    source, values, null = item
+                    columns[name] = _number_column(source, values, null, spec, self._flags[name])
             stop = start + len(next(iter(columns.values())))
             columns[ROW_COLUMN] = pa.array(np.arange(start, stop, dtype=np.int64))
             start = stop
             yield pa.table(columns, schema=self.schema)
 
-    @staticmethod
-    def _number_column(
-        source: pa.Array, values: np.ndarray, null: np.ndarray, spec: ColumnSpec, flags: Any
-    ) -> pa.Array:
-        """`_coerce` of one block, with the type decided on the whole column (`flags`)."""
-        kind = flags.output_type(spec)
-        if kind == pa.string():
-            return source if pa.types.is_string(source.type) else pc.cast(source, pa.string())
-        if kind == pa.int64():
-            if pa.types.is_integer(source.type):
-                return pc.cast(source, pa.int64())  # exact beyond 2**53
-            return pa.array(values.astype(np.int64))
-        return pa.array(values, pa.float64(), mask=null)
+
+def _number_column(
+    source: pa.Array, values: np.ndarray, null: np.ndarray, spec: ColumnSpec, flags: _NumberFlags
+) -> pa.Array:
+    """`_coerce` of one block, with the type decided on the whole column (`flags`)."""
+    kind = flags.output_type(spec)
+    if kind == pa.string():
+        return source if pa.types.is_string(source.type) else pc.cast(source, pa.string())
+    if kind == pa.int64():
+        if pa.types.is_integer(source.type):
+            return pc.cast(source, pa.int64())  # exact beyond 2**53
+        return pa.array(values.astype(np.int64))
+    return pa.array(values, pa.float64(), mask=null)
 
 
 def collect_declared_types(tables: Iterable[pa.Table], data: DataParams) -> DeclaredTable:

@@ -18,6 +18,7 @@ from gitml.data.io import iter_source, read_source, write_arrow, write_arrow_str
 from gitml.data.profile import profile_frame
 from gitml.data.split import split_file, split_table
 from gitml.data.typing import apply_declared_types, collect_declared_types
+from gitml.data.validation import validate_frame
 from gitml.errors import DataError
 from gitml.model.fit import _class_labels
 
@@ -151,3 +152,31 @@ def test_category_counts_and_labels_read_off_codes(params: Params) -> None:
     expected = frame["churn"].astype(str).to_numpy(dtype=str)
     assert y.dtype == expected.dtype and (y == expected).all()
     assert counts == {"No": 3, "Yes": 1}
+
+
+def test_duplicates_match_a_group_by_over_every_column(params: Params) -> None:
+    """The duplicate rows and the earlier row each example repeats, as a group-by over every
+    column (missing equal to missing, -0.0 to 0.0) finds them."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    frame = pd.DataFrame(
+        {
+            "contract": pd.Categorical(rng.choice(["One year", "Two year", None], n)),
+            "tenure": rng.choice([0.0, -0.0, 1.5, np.nan], n),
+            "note": rng.choice(["a", "b", None], n).astype(object),
+        },
+        index=pd.Index(np.arange(n) + 10, name="_row"),
+    )
+    rules = params.validate_.model_copy(update={"max_duplicate_fraction": 1.0, "examples": 5})
+    report = validate_frame(frame, params.data, rules, source="t.csv")
+    (finding,) = [f for f in report.findings if f.rule == "duplicates"]
+    groups = frame.groupby(list(frame.columns), dropna=False, observed=True, sort=False).ngroup()
+    duplicated = groups.duplicated(keep="first")
+    first_seen = groups.drop_duplicates(keep="first")
+    first_row = pd.Series(first_seen.index, index=first_seen.to_numpy())
+    shown = frame.index[duplicated.to_numpy()][:5]
+    assert finding.count == int(duplicated.sum())
+    assert [e["row"] for e in finding.examples] == [int(i) + 1 for i in shown]
+    assert [e["value"] for e in finding.examples] == [
+        f"same as row {int(first_row[groups[i]]) + 1}" for i in shown
+    ]

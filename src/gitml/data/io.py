@@ -232,7 +232,10 @@ def iter_source(
             raise DataError(f"{path}: not a readable Parquet file ({err})") from err
         return
     check_delimiter(path, expected)
-    names = read_csv_header(path)
+    try:
+        names = read_csv_header(path)
+    except DataError as err:  # worded as `read_source` words a file it cannot parse
+        raise _csv_error(path, err.__cause__ or err) from err
     _check_source_columns(path, names)
     convert = pacsv.ConvertOptions(
         column_types={c: pa.string() for c in names}, strings_can_be_null=False
@@ -252,10 +255,17 @@ def iter_source(
             if empty:  # a header and no rows: the columns, for `validate` to report
                 yield pa.schema([(c, pa.string()) for c in names]).empty_table()
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as err:
-        raise DataError(
-            f"{path}: not a well-formed CSV file: {first_line(err)}",
-            hint="a truncated download or a garbled file; restore the original file",
-        ) from err
+        raise _csv_error(path, err) from err
+
+
+def _csv_error(path: Path, err: BaseException) -> DataError:
+    detail = first_line(err)
+    if "Empty CSV file" in detail:
+        return DataError(f"{path}: the file has no header line and no rows")
+    return DataError(
+        f"{path}: not a well-formed CSV file: {detail}",
+        hint="a truncated download or a garbled file; restore the original file",
+    )
 
 
 def _source_file(path: str | os.PathLike[str]) -> Path:
@@ -410,10 +420,4 @@ def _read_csv(path: Path, text_columns: Sequence[str] = ()) -> pa.Table:
                 ),
             )
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as err:
-        detail = first_line(err)
-        if "Empty CSV file" in detail:
-            raise DataError(f"{path}: the file has no header line and no rows") from err
-        raise DataError(
-            f"{path}: not a well-formed CSV file: {detail}",
-            hint="a truncated download or a garbled file; restore the original file",
-        ) from err
+        raise _csv_error(path, err) from err

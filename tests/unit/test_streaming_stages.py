@@ -87,6 +87,16 @@ def test_streaming_ingest_matches_the_whole_table(tmp_path: Path, params: Params
     assert _digest(out) == _digest(whole)  # one row group, as dvc.lock pins it
 
 
+def test_streaming_a_parquet_source_matches_the_whole_table(tmp_path: Path, params: Params) -> None:
+    source = tmp_path / "telco.parquet"
+    pq.write_table(read_source(SOURCE), source, row_group_size=1000)
+    whole = tmp_path / "whole.parquet"
+    write_arrow(whole, apply_declared_types(read_source(source), params.data))
+    out = tmp_path / "stream.parquet"
+    _ingest(source, params, out, block_size=1 << 16, group_rows=1024 * 1024)
+    assert _digest(out) == _digest(whole)
+
+
 def test_a_late_block_decides_a_column_type(tmp_path: Path, params: Params) -> None:
     """A fractional, empty or bad cell in the last block types the whole column, as
     `apply_declared_types` types it on the whole table."""

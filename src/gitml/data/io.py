@@ -226,6 +226,8 @@ def iter_source(
             _check_source_columns(path, names)
             for group in range(file.num_row_groups):
                 yield file.read_row_group(group, columns=names)
+            if not file.num_row_groups:  # no rows: the columns, for `validate` to report
+                yield file.schema_arrow.empty_table().select(names)
         except DataError:
             raise
         except Exception as err:

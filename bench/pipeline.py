@@ -16,6 +16,8 @@ How it measures:
   command and reports `getrusage(RUSAGE_CHILDREN).ru_maxrss`: the peak RSS of the largest
   single descendant. DVC runs stages one after another, so that is the pipeline's peak
   memory (the larger of DVC itself and its biggest stage), not the sum of processes.
+- Per-stage peak memory: each stage ends with `[stage] peak memory N MiB` (its own
+  `ru_maxrss`, printed by the stage runner); each is compared with the plain script's peak.
 - The plain side is `python bench/pipeline.py --plain DATA.csv`, a separate process that
   pays its own imports: pandas read_csv, stratified 80/20 split (seed 42), ColumnTransformer
   (one-hot categoricals; median impute + scale numerics), LogisticRegression(C=1,
@@ -29,8 +31,12 @@ How it measures:
 - No-op: `dvc repro` with nothing to do against `dvc status`, median of 5 runs each.
 
 Targets (PASS/FAIL is printed; the exit code is 0 whatever they say, non-zero only if a
-measured command itself fails): large-data wall ratio <= 1.3, no-op ratio <= 1.5, large-data
-pipeline peak memory < 4 GiB.
+measured command itself fails): large-data wall ratio <= 1.3 (<= 1.2 from 10,000,000 rows),
+no-op ratio <= 1.5, every stage's peak memory on the large data <= 1.2x the plain script's
+peak, and the pipeline's peak < 24 GiB (the machine).
+
+The 10,000,000-row run holds several GiB: on a shared machine run it alone, e.g.
+`flock /work/wt/bigmem.lock python bench/pipeline.py --rows 10000000`.
 """
 
 from __future__ import annotations
@@ -61,7 +67,9 @@ PLAIN_PHASE = {"ingest": "read", "split": "split", "train": "fit", "evaluate": "
 TARGET, POSITIVE, SEED = "churn", "Yes", 42
 LARGE_OVERRIDES = ["validate.max_duplicate_fraction=1.0"]
 NOOP_REPEATS = 5
-TARGET_LARGE_RATIO, TARGET_NOOP_RATIO, TARGET_PEAK_GIB = 1.3, 1.5, 4.0
+TARGET_LARGE_RATIO, TARGET_NOOP_RATIO, TARGET_PEAK_GIB = 1.3, 1.5, 24.0
+TARGET_HUGE_RATIO, HUGE_ROWS = 1.2, 10_000_000  # the wall ratio asked of 10M rows and more
+TARGET_STAGE_PEAK_RATIO = 1.2  # each stage's peak memory against the plain script's peak
 
 
 # --- child modes: measuring wrapper and the plain script -------------------------------------
@@ -229,9 +237,16 @@ def stage_breakdown(run: Run) -> dict[str, dict[str, float]]:
     bounds = [t for t, _ in starts] + [end]
     stages = {"dvc startup": {"total": bounds[0] if starts else end}}
     for (start, name), stop in zip(starts, bounds[1:], strict=True):
-        own = [t for t, line in run.lines if start <= t <= stop and line.startswith(f"[{name}]")]
-        command = (own[-1] if own else stop) - start
+        own = [
+            (t, line)
+            for t, line in run.lines
+            if start <= t <= stop and line.startswith(f"[{name}]")
+        ]
+        command = (own[-1][0] if own else stop) - start
         stages[name] = {"total": stop - start, "command": command, "dvc": stop - start - command}
+        peaks = [line for _, line in own if line.startswith(f"[{name}] peak memory ")]
+        if peaks:  # "[name] peak memory 1,234 MiB", printed by the stage runner
+            stages[name]["peak_mib"] = float(peaks[-1].split()[3].replace(",", ""))
     return stages
 
 
@@ -309,11 +324,16 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     peak = large["pipeline"]["peak_kib"] / 2**20 if large else None
     noop = results["noop"]["ratio"]
     rows = f"{large['rows']:,}" if large else "large"
+    wall_limit = TARGET_HUGE_RATIO if large and large["rows"] >= HUGE_ROWS else TARGET_LARGE_RATIO
     checks = [
-        (f"{rows}-row wall ratio <= {TARGET_LARGE_RATIO}", ratio, "x", TARGET_LARGE_RATIO),
+        (f"{rows}-row wall ratio <= {wall_limit}", ratio, "x", wall_limit),
         (f"no-op ratio <= {TARGET_NOOP_RATIO}", noop, "x", TARGET_NOOP_RATIO),
         (f"{rows}-row peak memory < {TARGET_PEAK_GIB:g} GiB", peak, " GiB", TARGET_PEAK_GIB),
     ]
+    limit = TARGET_STAGE_PEAK_RATIO
+    for name in STAGES:
+        value = stage_peak_ratio(large, name) if large else None
+        checks.append((f"{rows}-row {name} peak <= {limit}x plain peak", value, "x", limit))
     return [
         {
             "target": name,
@@ -326,6 +346,12 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # --- report ------------------------------------------------------------------------------------
+
+
+def stage_peak_ratio(result: dict[str, Any], name: str) -> float | None:
+    """A stage's peak memory over the plain script's (the whole script: one process)."""
+    peak = result["pipeline"]["stages"].get(name, {}).get("peak_mib")
+    return None if peak is None else peak * 1024 / result["plain"]["peak_kib"]
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
@@ -376,17 +402,24 @@ def stage_table(result: dict[str, Any]) -> str:
     stages, plain = result["pipeline"]["stages"], result["plain"]
     phases = plain["phases"]
     start_exit = plain["wall_s"] - sum(phases.values())
-    rows = [["dvc startup", secs(stages["dvc startup"]["total"]), "", ""]]
+    rows = [["dvc startup", secs(stages["dvc startup"]["total"]), "", "", "", ""]]
     rows[0] += ["python + imports", secs(start_exit + phases["imports"]), ""]
     for name in STAGES:
         stage, phase = stages.get(name, {}), PLAIN_PHASE.get(name)
         plain_s = phases[phase] if phase else 0.0
         total = stage.get("total", 0.0)
         row = [name, secs(total), secs(stage.get("command")), secs(stage.get("dvc"))]
+        ratio = stage_peak_ratio(result, name)
+        row += [mib(int(stage["peak_mib"] * 1024)) if "peak_mib" in stage else "", ""]
+        row[-1] = "" if ratio is None else f"{ratio:.2f}x"
         rows.append([*row, phase or "-", secs(plain_s) if phase else "", secs(total - plain_s)])
-    rows.append(["total", secs(result["pipeline"]["wall_s"]), "", "", "total"])
+    rows.append(
+        ["total", secs(result["pipeline"]["wall_s"]), "", "", mib(result["pipeline"]["peak_kib"])]
+    )
+    rows[-1] += [f"{result['pipeline']['peak_kib'] / plain['peak_kib']:.2f}x", "total"]
     rows[-1] += [secs(plain["wall_s"]), secs(result["pipeline"]["wall_s"] - plain["wall_s"])]
-    headers = ["stage", "total", "command", "dvc", "plain phase", "plain", "extra"]
+    headers = ["stage", "total", "command", "dvc", "peak", "/plain peak", "plain phase", "plain"]
+    headers.append("extra")
     return table(headers, rows)
 
 
@@ -414,7 +447,8 @@ def render(results: dict[str, Any]) -> str:
             out += ["", f"Per stage, {key} ({results[key]['rows']:,} rows):"]
             out.append(stage_table(results[key]))
     out.append("  command = stage start to the stage's last output line; dvc = the rest of")
-    out.append("  the stage (process exit, output hashing and caching, dvc.lock).")
+    out.append("  the stage (process exit, output hashing and caching, dvc.lock); peak = the")
+    out.append("  stage's peak RSS (`[stage] peak memory`), /plain peak = over the plain script's.")
     noop = results["noop"]
     out += [
         "",
@@ -426,7 +460,7 @@ def render(results: dict[str, Any]) -> str:
     ]
     for check in results["targets"]:
         value = "n/a" if check["value"] is None else f"{check['value']:.2f}{check['unit']}"
-        out.append(f"  {check['status']:4}  {check['target']:36} {value}")
+        out.append(f"  {check['status']:4}  {check['target']:44} {value}")
     return "\n".join(out)
 
 

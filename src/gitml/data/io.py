@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,27 +16,99 @@ if TYPE_CHECKING:  # pandas and pyarrow load only where a stage needs them
     import pyarrow as pa
 
 ROW_COLUMN = "_row"  # reserved: the source row number of every row, kept through all stages
+# pyarrow's default row group (rows): the streaming writer cuts its groups at the same rows
+GROUP_ROWS = 1024 * 1024
 
 
 def write_arrow(target: str | os.PathLike[str], table: pa.Table) -> None:
     """Write an Arrow table to Parquet atomically."""
+    with write_arrow_stream(target, table.schema) as append:
+        append(table)
+
+
+@contextlib.contextmanager
+def write_arrow_stream(
+    target: str | os.PathLike[str], schema: pa.Schema, *, group_rows: int = GROUP_ROWS
+) -> Iterator[Callable[[pa.Table], None]]:
+    """Yield `append(table)`: the appended rows become `target`, atomically, when the block ends.
+
+    Rows are regrouped into row groups of exactly `group_rows` (the last one shorter), each
+    one contiguous array per column, so the file is the same bytes however the rows were cut
+    into pieces: streaming a table in batches writes what writing it whole writes. Memory
+    holds one row group, not the table.
+    """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    with atomic_path(target) as tmp:
-        pq.write_table(table, tmp)
+    pending: list[pa.Table] = []
+    rows = written = 0
+
+    def flush(writer: pq.ParquetWriter, size: int) -> None:
+        nonlocal pending, rows, written
+        table = pa.concat_tables(pending)
+        writer.write_table(table.slice(0, size).combine_chunks(), row_group_size=size)
+        rest = table.slice(size)
+        pending, rows = ([rest] if rest.num_rows else []), rows - size
+        written += size
+
+    with atomic_path(target) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+
+        def append(table: pa.Table) -> None:
+            nonlocal rows
+            if table.num_rows:
+                pending.append(table)
+                rows += table.num_rows
+            while rows >= group_rows:
+                flush(writer, group_rows)
+
+        yield append
+        if rows:
+            flush(writer, rows)
+        elif not written:  # as pyarrow writes an empty table
+            writer.write_table(schema.empty_table())
 
 
-def read_arrow(path: str | os.PathLike[str]) -> pa.Table:
-    """Read a Parquet file written by gitml as an Arrow table."""
+def read_arrow(path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> pa.Table:
+    """Read a Parquet file written by gitml as an Arrow table (only `columns`, if given)."""
     import pyarrow.parquet as pq
 
+    path = _existing(path)
+    try:
+        return pq.read_table(path, columns=None if columns is None else list(columns))
+    except Exception as err:  # pyarrow raises several unrelated types for corrupt files
+        raise DataError(f"{path}: not a readable Parquet file ({err})") from err
+
+
+def read_arrow_schema(path: str | os.PathLike[str]) -> pa.Schema:
+    """The Arrow schema of a Parquet file written by gitml, read from its footer alone."""
+    import pyarrow.parquet as pq
+
+    path = _existing(path)
+    try:
+        return pq.read_schema(path)
+    except Exception as err:  # pyarrow raises several unrelated types for corrupt files
+        raise DataError(f"{path}: not a readable Parquet file ({err})") from err
+
+
+def iter_arrow(path: str | os.PathLike[str]) -> Iterator[pa.Table]:
+    """The row groups of a Parquet file written by gitml, in order, one table each: a whole
+    table's worth of rows without holding more than one group."""
+    import pyarrow.parquet as pq
+
+    path = _existing(path)
+    try:
+        file = pq.ParquetFile(path)
+        for group in range(file.num_row_groups):
+            yield file.read_row_group(group)
+    except Exception as err:  # pyarrow raises several unrelated types for corrupt files
+        raise DataError(f"{path}: not a readable Parquet file ({err})") from err
+
+
+def _existing(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found", hint="run the upstream stage (dvc repro)")
-    try:
-        return pq.read_table(path)
-    except Exception as err:  # pyarrow raises several unrelated types for corrupt files
-        raise DataError(f"{path}: not a readable Parquet file ({err})") from err
+    return path
 
 
 def read_table(
@@ -46,12 +119,11 @@ def read_table(
     String columns named in `categories` arrive as pandas Categoricals, decoded straight from
     Parquet's dictionary pages: far less time and memory than one Python string per cell.
     """
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found", hint="run the upstream stage (dvc repro)")
+    path = _existing(path)
     try:
         schema = pq.read_schema(path)
         as_dict = [
@@ -62,9 +134,16 @@ def read_table(
         table = pq.read_table(path, read_dictionary=as_dict or None)
     except Exception as err:  # pyarrow raises several unrelated types for corrupt files
         raise DataError(f"{path}: not a readable Parquet file ({err})") from err
-    frame = table.to_pandas()
-    if ROW_COLUMN in frame.columns:
-        frame = frame.set_index(ROW_COLUMN)
+    rows = None
+    if ROW_COLUMN in table.column_names:  # the index, set without a copy of the frame
+        rows = table[ROW_COLUMN].to_numpy()
+        table = table.drop_columns([ROW_COLUMN])
+    # one array per column (no consolidation into 2-D blocks), each Arrow buffer released
+    # as it is converted: the table and the frame are never both whole in memory
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    del table
+    if rows is not None:
+        frame.index = pd.Index(rows, name=ROW_COLUMN)
     return frame
 
 
@@ -102,16 +181,7 @@ def read_source(
     """
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(
-            f"{path}: source data file not found",
-            hint="check data.source in conf/data/ (a path relative to the project root)",
-        )
-    if path.stat().st_size == 0:
-        raise DataError(
-            f"{path}: the file is empty (0 bytes)", hint="point data.source at real data"
-        )
+    path = _source_file(path)
     if detect_format(path, fmt) == "parquet":
         try:
             table = pq.read_table(path)
@@ -123,11 +193,102 @@ def read_source(
     else:
         check_delimiter(path, expected)
         table = _read_csv(path, text_columns)
-    if table.num_columns == 0:
-        raise DataError(f"{path}: no columns found (is the header line missing?)")
-    if ROW_COLUMN in table.column_names:
-        raise DataError(f"{path}: column name {ROW_COLUMN!r} is reserved by gitml; rename it")
+    _check_source_columns(path, table.column_names)
     return table
+
+
+def iter_source(
+    path: str | os.PathLike[str],
+    *,
+    fmt: str = "auto",
+    expected: Sequence[str] = (),
+    block_size: int = 16 << 20,
+) -> Iterator[pa.Table]:
+    """Stream a source data file as `read_source` reads it, a block at a time: memory holds
+    one block, not the table.
+
+    Parquet arrives one row group at a time, with its own types. Every CSV column arrives
+    as text (only empty cells are missing; with no type guessed from a first block that a
+    later block could contradict): the one coercion (`gitml.data.coercion`) then decides
+    what is a number, as `apply_declared_types` does.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    path = _source_file(path)
+    if detect_format(path, fmt) == "parquet":
+        try:
+            file = pq.ParquetFile(path)
+            names = file.schema_arrow.names
+            index = [c for c in names if c.startswith("__index_level_")]
+            names = [c for c in names if c not in index]
+            _check_source_columns(path, names)
+            for group in range(file.num_row_groups):
+                yield file.read_row_group(group, columns=names)
+            if not file.num_row_groups:  # no rows: the columns, for `validate` to report
+                yield file.schema_arrow.empty_table().select(names)
+        except DataError:
+            raise
+        except Exception as err:
+            raise DataError(f"{path}: not a readable Parquet file ({err})") from err
+        return
+    check_delimiter(path, expected)
+    try:
+        names = read_csv_header(path)
+    except DataError as err:  # worded as `read_source` words a file it cannot parse
+        raise _csv_error(path, err.__cause__ or err) from err
+    _check_source_columns(path, names)
+    convert = pacsv.ConvertOptions(
+        column_types={c: pa.string() for c in names}, strings_can_be_null=False
+    )
+    try:
+        with pa.input_stream(str(path), compression="detect") as stream:
+            reader = pacsv.open_csv(
+                stream,
+                read_options=pacsv.ReadOptions(block_size=block_size),
+                parse_options=pacsv.ParseOptions(delimiter=csv_delimiter(path)),
+                convert_options=convert,
+            )
+            empty = True
+            for batch in reader:
+                empty = False
+                yield pa.Table.from_batches([batch])
+            if empty:  # a header and no rows: the columns, for `validate` to report
+                yield pa.schema([(c, pa.string()) for c in names]).empty_table()
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as err:
+        raise _csv_error(path, err) from err
+
+
+def _csv_error(path: Path, err: BaseException) -> DataError:
+    detail = first_line(err)
+    if "Empty CSV file" in detail:
+        return DataError(f"{path}: the file has no header line and no rows")
+    return DataError(
+        f"{path}: not a well-formed CSV file: {detail}",
+        hint="a truncated download or a garbled file; restore the original file",
+    )
+
+
+def _source_file(path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(
+            f"{path}: source data file not found",
+            hint="check data.source in conf/data/ (a path relative to the project root)",
+        )
+    if path.stat().st_size == 0:
+        raise DataError(
+            f"{path}: the file is empty (0 bytes)", hint="point data.source at real data"
+        )
+    return path
+
+
+def _check_source_columns(path: Path, names: Sequence[str]) -> None:
+    if not names:
+        raise DataError(f"{path}: no columns found (is the header line missing?)")
+    if ROW_COLUMN in names:
+        raise DataError(f"{path}: column name {ROW_COLUMN!r} is reserved by gitml; rename it")
 
 
 def csv_delimiter(path: Path) -> str:
@@ -261,10 +422,4 @@ def _read_csv(path: Path, text_columns: Sequence[str] = ()) -> pa.Table:
                 ),
             )
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as err:
-        detail = first_line(err)
-        if "Empty CSV file" in detail:
-            raise DataError(f"{path}: the file has no header line and no rows") from err
-        raise DataError(
-            f"{path}: not a well-formed CSV file: {detail}",
-            hint="a truncated download or a garbled file; restore the original file",
-        ) from err
+        raise _csv_error(path, err) from err

@@ -1,12 +1,16 @@
-"""Deterministic train/test split of an Arrow table: stratified for classification."""
+"""Deterministic train/test split of an Arrow table or a Parquet file: stratified for
+classification."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from gitml.config.schema import SplitParams
+from gitml.data.io import iter_arrow, read_arrow, read_arrow_schema, write_arrow_stream
 from gitml.errors import DataError
 from gitml.tasks import Task, is_classification
 
@@ -57,3 +61,44 @@ def split_table(
     stratify = split.stratify and is_classification(task)
     train, test = split_indices(table[target], split, stratify=stratify)
     return table.take(pa.array(train)), table.take(pa.array(test))
+
+
+def split_file(
+    source: str | os.PathLike[str],
+    train: str | os.PathLike[str],
+    test: str | os.PathLike[str],
+    split: SplitParams,
+    *,
+    target: str,
+    task: Task = "binary",
+) -> tuple[int, int]:
+    """Split the Parquet file `source` into `train` and `test` files; their row counts.
+
+    The rows and bytes `split_table` gives for the whole table, without holding it: the
+    split is decided on the target column alone, then the file streams through one row
+    group at a time. Both outputs are replaced only if both are written.
+    """
+    stratify = split.stratify and is_classification(task)
+    schema = read_arrow_schema(source)
+    if target not in schema.names:
+        raise DataError(
+            f"{source}: has no target column {target!r} (found: {', '.join(schema.names)})",
+            hint="run the validate stage: it checks every declared column",
+        )
+    labels = read_arrow(source, columns=[target])[target]
+    _, test_rows = split_indices(labels, split, stratify=stratify)
+    is_test = np.zeros(len(labels), dtype=bool)
+    is_test[test_rows] = True
+    del labels, test_rows
+    with (
+        write_arrow_stream(train, schema) as append_train,
+        write_arrow_stream(test, schema) as append_test,
+    ):
+        offset = 0
+        for group in iter_arrow(source):
+            mask = pa.array(is_test[offset : offset + group.num_rows])
+            append_test(group.filter(mask))
+            append_train(group.filter(pc.invert(mask)))
+            offset += group.num_rows
+    tests = int(is_test.sum())
+    return len(is_test) - tests, tests

@@ -264,21 +264,25 @@ class _Checker:
             )
 
     def _check_duplicates(self) -> None:
+        """Rows equal in every column (missing equals missing) to an earlier row.
+
+        `DataFrame.duplicated` rather than a group-by over every column: the same rows at a
+        fraction of the time and memory on millions of rows; the earlier row each shown
+        example repeats is then found by comparing that one row with the rows before it.
+        """
         self.report.checks += 1
-        groups = self.frame.groupby(
-            list(self.frame.columns), dropna=False, observed=True, sort=False
-        ).ngroup()
-        duplicated = groups.duplicated(keep="first")
+        duplicated = self.frame.duplicated(keep="first").to_numpy()
         count = int(duplicated.sum())
         if not count:
             return
         fraction = count / len(self.frame)
         limit = self.rules.max_duplicate_fraction
         level: Level = "error" if fraction > limit else "warning"
-        first_seen = groups.drop_duplicates(keep="first")
-        first_row = pd.Series(first_seen.index, index=first_seen.to_numpy())
-        shown = self.frame.index[duplicated.to_numpy()][: self.rules.examples]
-        examples = [self._example(i, f"same as row {int(first_row[groups[i]]) + 1}") for i in shown]
+        shown = np.flatnonzero(duplicated)[: self.rules.examples]
+        examples = [
+            self._example(self.frame.index[i], f"same as row {int(self._first_equal(i)) + 1}")
+            for i in shown
+        ]
         self._add(
             level,
             "duplicates",
@@ -288,6 +292,19 @@ class _Checker:
             count,
             examples,
         )
+
+    def _first_equal(self, position: int) -> Any:
+        """The index of the first row equal to the row at `position` (which repeats it)."""
+        same = np.ones(position, dtype=bool)
+        for name in self.frame.columns:
+            column = self.frame[name]
+            value = column.iloc[position]
+            before = column.iloc[:position]
+            if pd.isna(value):
+                same &= before.isna().to_numpy()
+            else:
+                same &= (before == value).to_numpy(dtype=bool, na_value=False)
+        return self.frame.index[int(np.argmax(same))]
 
     def _check_target(self, typed: pd.DataFrame, present: list[str]) -> None:
         """Classification: every declared class makes up at least `min_class_fraction` of

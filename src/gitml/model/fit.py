@@ -50,12 +50,30 @@ def fit_pipeline(params: Params, train: pd.DataFrame) -> FitResult:
                 hint="run the validate stage: it names every such row",
             )
         return _fit(params, pipeline, train, y, class_counts={})
-    # fixed-width numpy strings: scikit-learn's label handling sorts and maps Python string
-    # objects otherwise, which costs seconds on large tables
-    y = train[data.target].astype(str).to_numpy(dtype=str)
-    labels, counts = np.unique(y, return_counts=True)
-    class_counts = {str(k): int(v) for k, v in zip(labels, counts, strict=True)}
+    y, class_counts = _class_labels(train[data.target])
     return _fit(params, pipeline, train, y, class_counts=class_counts)
+
+
+def _class_labels(column: pd.Series) -> tuple[np.ndarray, dict[str, int]]:
+    """The target as fixed-width numpy strings, and the rows per class (sorted by class).
+
+    Fixed-width: scikit-learn's label handling sorts and maps Python string objects
+    otherwise, which costs seconds on large tables. A Categorical without missing values is
+    read off its codes, never one string per row; the width is the longest class present,
+    as `astype(str)` gives, since the model stores the classes with their dtype.
+    """
+    if isinstance(column.dtype, pd.CategoricalDtype) and not column.isna().any():
+        codes = column.cat.codes.to_numpy()
+        names = np.asarray([str(c) for c in column.cat.categories], dtype=object)
+        counts = np.bincount(codes, minlength=len(names))
+        seen = np.flatnonzero(counts)
+        width = max((len(names[i]) for i in seen), default=1)
+        y = names.astype(f"<U{width}")[codes]
+        order = sorted(seen, key=lambda i: names[i])
+        return y, {str(names[i]): int(counts[i]) for i in order}
+    y = column.astype(str).to_numpy(dtype=str)
+    labels, counts = np.unique(y, return_counts=True)
+    return y, {str(k): int(v) for k, v in zip(labels, counts, strict=True)}
 
 
 def _fit(

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from gitml.config.schema import Params
-from gitml.evaluate.evaluation import outputs_from_predictions
 from gitml.files import write_text
 from gitml.registry.card import render_card, require_card
 from gitml.review.bootstrap import bootstrap_intervals, bootstrap_output_intervals
@@ -43,6 +42,9 @@ def _card(args: argparse.Namespace, params: Params) -> None:
         y, score = _predictions(args.predictions, params.data.positive)
         intervals = bootstrap_intervals(y, score, threshold=params.evaluate.threshold, **settings)
     else:  # per-class probabilities or predicted values, as predictions.csv holds them
+        # imported here: it loads scikit-learn (its curves), a second a binary card never uses
+        from gitml.evaluate.evaluation import outputs_from_predictions
+
         frame = pd.read_csv(args.predictions, dtype={"actual": str, "predicted": str})
         outputs = outputs_from_predictions(frame, params.data.task, source=str(args.predictions))
         intervals = bootstrap_output_intervals(outputs, **settings)

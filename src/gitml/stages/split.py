@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 from gitml.config.schema import Params
-from gitml.data.io import read_arrow, write_arrow
-from gitml.data.split import split_table
+from gitml.data.split import split_file
 from gitml.stages._runner import run_stage
 
 
@@ -22,13 +21,11 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 def _split(args: argparse.Namespace, params: Params) -> None:
     """Split into train and test sets, keeping source row numbers (`_row`)."""
     data = params.data
-    train, test = split_table(
-        read_arrow(args.data), params.split, target=data.target, task=data.task
+    train, test = split_file(
+        args.data, args.train, args.test, params.split, target=data.target, task=data.task
     )
-    write_arrow(args.train, train)
-    write_arrow(args.test, test)
     how = " (regression: shuffled, not stratified)" if data.task == "regression" else ""
-    print(f"[split] {train.num_rows:,} rows -> {args.train}, {test.num_rows:,} -> {args.test}{how}")
+    print(f"[split] {train:,} rows -> {args.train}, {test:,} -> {args.test}{how}")
 
 
 def main(argv: list[str] | None = None) -> int:

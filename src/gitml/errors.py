@@ -10,7 +10,8 @@ GitmlError                  base; carries a hint and an exit code
 ├── ModelError              a model cannot be built, saved or loaded
 │   └── UntrustedModelError the model file is not a skops file or holds untrusted types
 ├── RegistryError           a release, promotion, fetch or reproduction is refused
-└── VcsError                git or dvc failed
+├── VcsError                git or dvc failed
+└── ClusterError            a Dask scheduler cannot be reached, or a task on it failed
 """
 
 from __future__ import annotations
@@ -32,6 +33,18 @@ class GitmlError(Exception):
         if self.hint:
             text += f"\nhint: {self.hint}"
         return text
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickled with its hint and fields, so an error raised on a Dask worker reaches the
+        client whole (Exception's default pickling keeps only the message)."""
+        return (_rebuild, (type(self), self.message, dict(self.__dict__)))
+
+
+def _rebuild(cls: type[GitmlError], message: str, state: dict[str, object]) -> GitmlError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
 
 
 class ProjectError(GitmlError):
@@ -80,6 +93,10 @@ class RegistryError(GitmlError):
 
 class VcsError(GitmlError):
     """A git or dvc command failed."""
+
+
+class ClusterError(GitmlError):
+    """A Dask scheduler cannot be reached, or a task on the cluster failed."""
 
 
 def os_reason(err: BaseException) -> str:

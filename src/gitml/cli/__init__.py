@@ -831,12 +831,11 @@ def _predict_on_cluster(
             unknown_category=params.serve.unknown_category,
             keep=tuple(keep or ()),
         )
-        typer.echo(f"scoring on Dask at {eng.address} ({eng.workers} workers)", err=True)
         summary = score_dataset(
             eng, ship_model(files, with_bytes=eng.remote), input_path, output, options
         )
     line = f"scored {summary.scored:,} of {summary.rows:,} rows in {summary.parts} parts"
-    line += f" -> {output} ({summary.seconds:.1f} s, {summary.workers} workers)"
+    line += f" -> {output} ({summary.seconds:.1f} s, {summary.workers} Dask workers)"
     if summary.rejected:
         line += f"; rejected {summary.rejected:,} (see {output}/*.rejected.csv)"
     if summary.unknown_categories:

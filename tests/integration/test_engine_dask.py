@@ -1,0 +1,202 @@
+"""`--engine dask`: batch scoring and monitoring on a real Dask cluster.
+
+One cluster for the module: a `dask scheduler` and two `dask worker` processes on 127.0.0.1
+(the CLI entry points of distributed), which the CLI reaches with --scheduler. Inputs are the
+reference test split repeated into Parquet partitions, with an `id` column unique across the
+dataset, so that "every row exactly once" can be checked by id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from gitml.config.compose import load_params
+from gitml.data.io import read_table
+from gitml.model.persist import load_model
+from gitml.model.scoring import score_frame
+from tests.integration.dask_processes import DaskProcesses, dask_processes
+from tests.support import gitml
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[DaskProcesses]:
+    with dask_processes(workers=2) as processes:
+        yield processes
+
+
+@pytest.fixture(scope="module")
+def scored(built_repo: Path) -> np.ndarray:
+    """Evaluate's probabilities for the test split, computed in this process."""
+    params = load_params(built_repo / "params.yaml")
+    test = read_table(built_repo / "data/processed/test.parquet", categories=params.data.categorical)
+    return score_frame(
+        load_model(built_repo / "models/model.skops"),
+        test,
+        features=params.data.features,
+        positive_class=params.data.positive_class,
+    )
+
+
+def _dataset(built_repo: Path, directory: Path, parts: int, repeat: int = 1) -> Path:
+    """`parts` Parquet files, each the test split `repeat` times, ids 0.. across all of them."""
+    test = pq.read_table(built_repo / "data/processed/test.parquet")
+    block = pa.concat_tables([test] * repeat)
+    directory.mkdir(parents=True)
+    for k in range(parts):
+        ids = pa.array(np.arange(k * block.num_rows, (k + 1) * block.num_rows, dtype=np.int64))
+        pq.write_table(block.append_column("id", ids), directory / f"day={k:02d}.parquet")
+    return directory
+
+
+def _read_parts(out: Path) -> pa.Table:
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [f"part-{k:05d}.parquet" for k in range(len(names))]  # nothing else
+    return pa.concat_tables(pq.read_table(out / n) for n in names)
+
+
+def test_scores_a_partitioned_dataset_as_the_local_path_does(
+    built_repo: Path, tmp_path: Path, cluster: DaskProcesses, scored: np.ndarray
+) -> None:
+    source = _dataset(built_repo, tmp_path / "in", parts=4)
+    out = tmp_path / "out"
+    proc = gitml(
+        "predict", str(source), "-o", str(out), "--engine", "dask",
+        "--scheduler", cluster.address, "--keep", "id", "--chunk-size", "500",
+        cwd=built_repo,
+    )  # fmt: skip
+    assert "scored 5,636 of 5,636 rows in 4 parts" in proc.stdout
+    table = _read_parts(out)
+    assert table.column_names == ["row", "_row", "id", "score", "label"]
+    assert table["id"].to_pylist() == list(range(4 * len(scored)))
+    assert table["row"].to_pylist() == list(range(1, len(scored) + 1)) * 4
+    assert np.max(np.abs(table["score"].to_numpy() - np.tile(scored, 4))) <= 1e-12
+    # the local engine on one of the partitions: the same bytes of scores
+    local = tmp_path / "local.parquet"
+    gitml("predict", str(source / "day=02.parquet"), "-o", str(local), cwd=built_repo)
+    part = pq.read_table(out / "part-00002.parquet")
+    assert part["score"].equals(pq.read_table(local)["score"])
+
+
+def test_a_glob_on_a_local_cluster_ships_the_model_by_path(
+    built_repo: Path, tmp_path: Path, scored: np.ndarray
+) -> None:
+    source = _dataset(built_repo, tmp_path / "in", parts=2)
+    out = tmp_path / "out"
+    proc = gitml(
+        "predict", str(source / "day=*.parquet"), "-o", str(out), "--engine", "dask",
+        "--workers", "1",
+        cwd=built_repo,
+    )  # fmt: skip
+    assert "in 2 parts" in proc.stdout and "1 Dask workers" in proc.stdout
+    assert np.max(np.abs(_read_parts(out)["score"].to_numpy() - np.tile(scored, 2))) <= 1e-12
+
+
+def test_a_bad_row_fails_the_job_naming_its_partition_and_keeps_the_old_output(
+    built_repo: Path, tmp_path: Path, cluster: DaskProcesses
+) -> None:
+    source = _dataset(built_repo, tmp_path / "in", parts=3)
+    bad = source / "day=01.parquet"
+    table = pq.read_table(bad)
+    tenure = table["tenure"].to_numpy().copy()
+    tenure[699] = -4  # data row 700 of the second partition
+    pq.write_table(table.set_column(table.column_names.index("tenure"), "tenure", [tenure]), bad)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "previous.txt").write_text("the last good run")
+    args = ["predict", str(source), "-o", str(out), "--engine", "dask"]
+    args += ["--scheduler", cluster.address]
+    proc = gitml(*args, cwd=built_repo, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith(
+        f"error: {bad.resolve()}: row 700: column 'tenure': [min] must be >= 0 (got '-4')"
+    )
+    assert "hint: fix the input, or run with --on-error skip" in proc.stderr
+    assert [p.name for p in out.iterdir()] == ["previous.txt"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".gitml-tmp-")]
+
+    proc = gitml(*args, "--on-error", "skip", cwd=built_repo)
+    assert "scored 4,226 of 4,227 rows in 3 parts" in proc.stdout and "rejected 1" in proc.stdout
+    assert not (out / "previous.txt").exists()
+    rejected = (out / "part-00001.parquet.rejected.csv").read_text().splitlines()
+    assert rejected[1].startswith('700,"tenure","min","-4"')
+    assert 700 not in pq.read_table(out / "part-00001.parquet")["row"].to_pylist()
+
+
+def test_a_worker_killed_mid_job_is_recovered_and_every_row_is_written_once(
+    built_repo: Path, tmp_path: Path, cluster: DaskProcesses, scored: np.ndarray
+) -> None:
+    parts, repeat = 16, 6
+    source = _dataset(built_repo, tmp_path / "in", parts=parts, repeat=repeat)
+    out = tmp_path / "out"
+    command = [
+        sys.executable, "-m", "gitml", "predict", str(source), "-o", str(out),
+        "--engine", "dask", "--scheduler", cluster.address, "--keep", "id",
+        "--chunk-size", "300",
+    ]  # fmt: skip
+    job = subprocess.Popen(
+        command, cwd=built_repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    killed = None
+    while time.monotonic() < deadline and job.poll() is None:
+        staged = list(tmp_path.glob(".gitml-tmp-out.*/part-*.parquet"))
+        if len(staged) >= 2:
+            killed = cluster.kill_worker()
+            break
+        time.sleep(0.02)
+    stdout, stderr = job.communicate(timeout=180)
+    assert killed is not None, "the job ended before a worker could be killed"
+    assert len(staged) < parts, "every part existed before the kill"
+    assert job.returncode == 0, stderr
+    assert f"in {parts} parts" in stdout
+    table = _read_parts(out)
+    ids = table["id"].to_numpy()
+    assert len(ids) == len(np.unique(ids)) == parts * repeat * len(scored)
+    order = np.argsort(ids)
+    expected = np.tile(scored, parts * repeat)
+    assert np.max(np.abs(table["score"].to_numpy()[order] - expected)) <= 1e-12
+    assert pc.all(pc.greater(table["row"], 0)).as_py()
+    cluster.wait_for_workers(2)  # the nanny has started a new worker for the next tests
+
+
+def test_a_worker_that_finds_another_hash_refuses_the_model(
+    built_repo: Path, tmp_path: Path, cluster: DaskProcesses
+) -> None:
+    from gitml.cluster import connect
+    from gitml.errors import ModelError
+    from gitml.serve.bundle import check_project_model
+    from gitml.serve.partitioned import PartOptions, score_dataset, ship_model
+
+    files = check_project_model(built_repo)
+    claimed = dict(files.metadata, model_file={**files.metadata["model_file"], "sha256": "0" * 64})
+    forged = dataclasses.replace(files, metadata=claimed)  # the client "verified" another file
+    source = _dataset(built_repo, tmp_path / "in", parts=2)
+    options = PartOptions(threshold=0.5, chunk_size=1000, on_error="fail", unknown_category="reject")
+    with connect(cluster.address) as engine:
+        for with_bytes in (False, True):
+            with pytest.raises(ModelError, match="refuses the model") as caught:
+                score_dataset(
+                    engine, ship_model(forged, with_bytes=with_bytes), source, tmp_path / "o", options
+                )
+            assert "000000000000" in str(caught.value)
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_unreachable_scheduler_is_named(built_repo: Path, tmp_path: Path) -> None:
+    from gitml.cluster import connect
+    from gitml.errors import ClusterError
+
+    with pytest.raises(ClusterError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9 "):
+        with connect("tcp://127.0.0.1:9", timeout=1):
+            pass

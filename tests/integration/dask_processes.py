@@ -65,8 +65,18 @@ def dask_processes(workers: int = 2) -> Iterator[DaskProcesses]:
         for _ in range(workers):
             cluster.workers.append(
                 subprocess.Popen(
-                    [dask, "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
-                     "--no-dashboard", "--death-timeout", "60"],
+                    [
+                        dask,
+                        "worker",
+                        address,
+                        "--host",
+                        "127.0.0.1",
+                        "--nthreads",
+                        "1",
+                        "--no-dashboard",
+                        "--death-timeout",
+                        "60",
+                    ],
                     **quiet,  # type: ignore[call-overload]
                 )
             )

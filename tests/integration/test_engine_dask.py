@@ -9,6 +9,7 @@ dataset, so that "every row exactly once" can be checked by id.
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -26,6 +28,7 @@ from gitml.data.io import read_table
 from gitml.model.persist import load_model
 from gitml.model.scoring import score_frame
 from tests.integration.dask_processes import DaskProcesses, dask_processes
+from tests.integration.test_monitor import _monitor, _sample, _write_log
 from tests.support import gitml
 
 
@@ -39,7 +42,8 @@ def cluster() -> Iterator[DaskProcesses]:
 def scored(built_repo: Path) -> np.ndarray:
     """Evaluate's probabilities for the test split, computed in this process."""
     params = load_params(built_repo / "params.yaml")
-    test = read_table(built_repo / "data/processed/test.parquet", categories=params.data.categorical)
+    test_path = built_repo / "data/processed/test.parquet"
+    test = read_table(test_path, categories=params.data.categorical)
     return score_frame(
         load_model(built_repo / "models/model.skops"),
         test,
@@ -182,13 +186,12 @@ def test_a_worker_that_finds_another_hash_refuses_the_model(
     claimed = dict(files.metadata, model_file={**files.metadata["model_file"], "sha256": "0" * 64})
     forged = dataclasses.replace(files, metadata=claimed)  # the client "verified" another file
     source = _dataset(built_repo, tmp_path / "in", parts=2)
-    options = PartOptions(threshold=0.5, chunk_size=1000, on_error="fail", unknown_category="reject")
+    options = PartOptions(0.5, chunk_size=1000, on_error="fail", unknown_category="reject")
     with connect(cluster.address) as engine:
         for with_bytes in (False, True):
+            shipment = ship_model(forged, with_bytes=with_bytes)
             with pytest.raises(ModelError, match="refuses the model") as caught:
-                score_dataset(
-                    engine, ship_model(forged, with_bytes=with_bytes), source, tmp_path / "o", options
-                )
+                score_dataset(engine, shipment, source, tmp_path / "o", options)
             assert "000000000000" in str(caught.value)
     assert not (tmp_path / "o").exists()
 
@@ -197,6 +200,69 @@ def test_an_unreachable_scheduler_is_named(built_repo: Path, tmp_path: Path) -> 
     from gitml.cluster import connect
     from gitml.errors import ClusterError
 
-    with pytest.raises(ClusterError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9 "):
-        with connect("tcp://127.0.0.1:9", timeout=1):
-            pass
+    unreachable = r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9 within 1 s"
+    with pytest.raises(ClusterError, match=unreachable), connect("tcp://127.0.0.1:9", timeout=1):
+        pass
+
+
+# -- gitml monitor --engine dask ------------------------------------------------------------
+
+
+def _same_result(local: Path, distributed: Path) -> dict:
+    """The two runs' monitor.json, equal but for the time of the run."""
+    a, b = (json.loads((d / "monitor.json").read_text()) for d in (local, distributed))
+    a.pop("created"), b.pop("created")
+    assert a == b
+    texts = [(d / "monitor.md").read_text().splitlines() for d in (local, distributed)]
+    assert [line for line in texts[0] if "T" not in line] == [
+        line for line in texts[1] if "T" not in line
+    ]  # the run's time aside
+    return a
+
+
+def test_monitoring_a_log_on_the_cluster_gives_the_local_statistics_and_verdicts(
+    built_repo: Path, tmp_path: Path, cluster: DaskProcesses
+) -> None:
+    """Four days of prediction log (two i.i.d., two with tenure scaled) of the working tree's
+    model, labels for the first: drift, quality and performance windows equal, counted on two
+    workers."""
+    logs = tmp_path / "predictions"
+    logs.mkdir()
+    for k, (seed, scale) in enumerate([(1, 1.0), (2, 1.0), (3, 1.5), (4, 1.5)]):
+        day = f"2026-11-{24 + k:02d}"
+        frame = _sample(built_repo, 400, seed=seed, scale=scale)
+        path = logs / f"predictions-{day.replace('-', '')}T000000Z-1-{k}.parquet"
+        _write_log(built_repo, path, frame, day)
+        log = pq.read_table(path)  # as served by the working tree's model
+        at = log.column_names.index("model_version")
+        pq.write_table(log.set_column(at, "model_version", pa.array(["unreleased"] * 400)), path)
+        if k == 0:
+            labels = pd.DataFrame({"request_id": [f"{day}-{i}" for i in range(400)], "record": 0})
+            labels["churn"] = frame["churn"].astype(str)
+            labels.to_csv(tmp_path / "labels.csv", index=False)
+    args = ["--current", str(logs), "--labels", str(tmp_path / "labels.csv")]
+    local = _monitor(built_repo, tmp_path / "local", *args)
+    dask = _monitor(
+        built_repo, tmp_path / "dask", *args, "--engine", "dask", "--scheduler", cluster.address
+    )
+    assert local.returncode == dask.returncode == 1, dask.stderr  # tenure drifted: an alert
+    assert local.stdout.replace("local", "dask") == dask.stdout
+    result = _same_result(tmp_path / "local", tmp_path / "dask")
+    assert result["current_rows"] == 1600
+    assert any(c["drifted"] for r in result["drift"] for c in r["columns"])
+    assert result["performance"]
+
+
+def test_a_batch_without_outputs_is_scored_by_workers_that_load_the_model(
+    built_repo: Path, tmp_path: Path, cluster: DaskProcesses
+) -> None:
+    batch = tmp_path / "batch.parquet"
+    _sample(built_repo, 1000, seed=7).drop(columns=["_row", "churn"]).to_parquet(batch)
+    local = _monitor(built_repo, tmp_path / "local", "--current", str(batch))
+    dask = _monitor(
+        built_repo, tmp_path / "dask", "--current", str(batch), "--engine", "dask",
+        "--scheduler", cluster.address,
+    )  # fmt: skip
+    assert local.returncode == dask.returncode == 0, dask.stderr
+    result = _same_result(tmp_path / "local", tmp_path / "dask")
+    assert {c["column"] for r in result["drift"] for c in r["columns"]} >= {"score", "label"}

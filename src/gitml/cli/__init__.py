@@ -737,7 +737,16 @@ def predict(
     params = load_params(proj.params_path)
     if engine == "dask":
         _predict_on_cluster(
-            proj, params, model, ref, input_path, output, chunk_size, on_error, keep, scheduler,
+            proj,
+            params,
+            model,
+            ref,
+            input_path,
+            output,
+            chunk_size,
+            on_error,
+            keep,
+            scheduler,
             workers,
         )
         return

@@ -55,7 +55,12 @@ def dask_processes(workers: int = 2) -> Iterator[DaskProcesses]:
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
+    quiet = {
+        "stdout": subprocess.DEVNULL,
+        "stderr": subprocess.DEVNULL,
+        "env": env,
+        "start_new_session": True,
+    }
     scheduler = subprocess.Popen(
         [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
         **quiet,  # type: ignore[call-overload]
@@ -83,11 +88,7 @@ def dask_processes(workers: int = 2) -> Iterator[DaskProcesses]:
         cluster.wait_for_workers(workers)
         yield cluster
     finally:
+        # each started in its own process group (a nanny with its worker): killed with it
         for proc in [*cluster.workers, scheduler]:
-            proc.terminate()
-        for proc in [*cluster.workers, scheduler]:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -86,8 +86,13 @@ def test_scores_a_partitioned_dataset_as_the_local_path_does(
     assert table["row"].to_pylist() == list(range(1, len(scored) + 1)) * 4
     assert np.max(np.abs(table["score"].to_numpy() - np.tile(scored, 4))) <= 1e-12
     # the local engine on one of the partitions: the same bytes of scores
+    from gitml.serve.batch import score_file
+    from gitml.serve.bundle import load_project_model
+
     local = tmp_path / "local.parquet"
-    gitml("predict", str(source / "day=02.parquet"), "-o", str(local), cwd=built_repo)
+    threshold = load_params(built_repo / "params.yaml").threshold_for(None)
+    served = load_project_model(built_repo)
+    score_file(served, source / "day=02.parquet", local, threshold=threshold, chunk_size=500)
     part = pq.read_table(out / "part-00002.parquet")
     assert part["score"].equals(pq.read_table(local)["score"])
 
@@ -208,6 +213,25 @@ def test_an_unreachable_scheduler_is_named(built_repo: Path, tmp_path: Path) -> 
 # -- gitml monitor --engine dask ------------------------------------------------------------
 
 
+def _monitor_here(
+    repo: Path, out: Path, current: Path, labels: Path | None = None, engine=None
+) -> int:
+    """`gitml monitor --no-history` run in this process (no interpreter start): its exit code."""
+    import tempfile
+
+    from gitml.monitor.run import run_monitor, write_outputs
+    from gitml.project import find_project
+
+    project = find_project(repo)
+    params = load_params(project.params_path)
+    with tempfile.TemporaryDirectory() as workdir:
+        outcome = run_monitor(
+            project, params, current=current, labels=labels, workdir=Path(workdir), engine=engine
+        )
+    write_outputs(outcome.result, out)
+    return 1 if outcome.result.alert else 0
+
+
 def _same_result(local: Path, distributed: Path) -> dict:
     """The two runs' monitor.json, equal but for the time of the run."""
     a, b = (json.loads((d / "monitor.json").read_text()) for d in (local, distributed))
@@ -228,25 +252,26 @@ def test_monitoring_a_log_on_the_cluster_gives_the_local_statistics_and_verdicts
     workers."""
     logs = tmp_path / "predictions"
     logs.mkdir()
-    for k, (seed, scale) in enumerate([(1, 1.0), (2, 1.0), (3, 1.5), (4, 1.5)]):
-        day = f"2026-11-{24 + k:02d}"
-        frame = _sample(built_repo, 400, seed=seed, scale=scale)
-        path = logs / f"predictions-{day.replace('-', '')}T000000Z-1-{k}.parquet"
-        _write_log(built_repo, path, frame, day)
-        log = pq.read_table(path)  # as served by the working tree's model
-        at = log.column_names.index("model_version")
-        pq.write_table(log.set_column(at, "model_version", pa.array(["unreleased"] * 400)), path)
-        if k == 0:
-            labels = pd.DataFrame({"request_id": [f"{day}-{i}" for i in range(400)], "record": 0})
-            labels["churn"] = frame["churn"].astype(str)
-            labels.to_csv(tmp_path / "labels.csv", index=False)
+    samples = [_sample(built_repo, 400, seed=k, scale=1.5 if k > 1 else 1.0) for k in range(4)]
+    whole = tmp_path / "whole.parquet"
+    _write_log(built_repo, whole, pd.concat(samples, ignore_index=True), "2026-11-24")
+    log = pq.read_table(whole)  # as served by the working tree's model, cut into four files
+    log = log.set_column(
+        log.column_names.index("model_version"), "model_version", pa.array(["unreleased"] * 1600)
+    )
+    for k in range(4):
+        name = f"predictions-20261124T{k:02d}0000Z-1-{k}.parquet"
+        pq.write_table(log.slice(400 * k, 400), logs / name, row_group_size=150)
+    labels = pd.DataFrame({"request_id": [f"2026-11-24-{i}" for i in range(400)], "record": 0})
+    labels["churn"] = samples[0]["churn"].astype(str)
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    local = _monitor_here(built_repo, tmp_path / "local", logs, tmp_path / "labels.csv")
     args = ["--current", str(logs), "--labels", str(tmp_path / "labels.csv")]
-    local = _monitor(built_repo, tmp_path / "local", *args)
     dask = _monitor(
         built_repo, tmp_path / "dask", *args, "--engine", "dask", "--scheduler", cluster.address
     )
-    assert local.returncode == dask.returncode == 1, dask.stderr  # tenure drifted: an alert
-    assert local.stdout.replace("local", "dask") == dask.stdout
+    assert local == dask.returncode == 1, dask.stderr  # tenure drifted: an alert
+    assert dask.stdout.startswith("ALERT") and "  tenure: ks" in dask.stdout
     result = _same_result(tmp_path / "local", tmp_path / "dask")
     assert result["current_rows"] == 1600
     assert any(c["drifted"] for r in result["drift"] for c in r["columns"])
@@ -258,11 +283,11 @@ def test_a_batch_without_outputs_is_scored_by_workers_that_load_the_model(
 ) -> None:
     batch = tmp_path / "batch.parquet"
     _sample(built_repo, 1000, seed=7).drop(columns=["_row", "churn"]).to_parquet(batch)
-    local = _monitor(built_repo, tmp_path / "local", "--current", str(batch))
-    dask = _monitor(
-        built_repo, tmp_path / "dask", "--current", str(batch), "--engine", "dask",
-        "--scheduler", cluster.address,
-    )  # fmt: skip
-    assert local.returncode == dask.returncode == 0, dask.stderr
+    from gitml.cluster import connect
+
+    local = _monitor_here(built_repo, tmp_path / "local", batch)
+    with connect(cluster.address) as engine:  # remote: the model's bytes are sent
+        dask = _monitor_here(built_repo, tmp_path / "dask", batch, engine=engine)
+    assert local == dask == 0
     result = _same_result(tmp_path / "local", tmp_path / "dask")
     assert {c["column"] for r in result["drift"] for c in r["columns"]} >= {"score", "label"}

@@ -17,8 +17,12 @@ run is one `gitml predict` command:
 Figures per run: the command's wall time (cluster start included), the scoring time the
 command reports (dataset found to parts in place; workers' model loading included), rows/s
 on both, and the peak resident memory of each process of the command's tree, sampled every
-0.1 s (psutil): the client (the gitml process) and each Dask worker. The 1 -> 2 worker
-scaling is the ratio of the two runs' scoring rows/s (goal >= 1.7x on 2 cores).
+0.1 s (psutil): the client (the gitml process) and each Dask worker; and the CPU seconds of
+each kind of process, with rows per CPU second of the scoring processes (the client locally,
+the workers on Dask), a figure that other load on the machine hardly moves. The 1 -> 2
+worker scaling is the ratio of the two runs' scoring rows/s (goal >= 1.7x on 2 cores); on a
+busy machine it says little (two workers cannot get two cores), so compare the runs' rows per
+CPU second too: equal values mean the second worker adds no work per row.
 
 Remotes: the push/pull timing of the reference artifacts to each DVC remote is
 bench/remotes.py's (the remotes part of issue 14). When that script exists it is run and its
@@ -86,6 +90,7 @@ class TreeSampler:
     def __init__(self, pid: int, every: float = 0.1) -> None:
         self.pid, self.every = pid, every
         self.peaks: dict[int, int] = {}
+        self.cpu: dict[int, float] = {}  # user + system seconds, as last seen
         self.names: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -106,6 +111,8 @@ class TreeSampler:
             for proc in tree:
                 try:
                     rss = proc.memory_info().rss
+                    times = proc.cpu_times()
+                    self.cpu[proc.pid] = times.user + times.system
                     if proc.pid not in self.names:
                         self.names[proc.pid] = _role(proc.cmdline(), proc.pid == self.pid)
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -113,13 +120,17 @@ class TreeSampler:
                 self.peaks[proc.pid] = max(self.peaks.get(proc.pid, 0), rss)
             self._stop.wait(self.every)
 
-    def stop(self) -> dict[str, Any]:
+    def stop(self) -> tuple[dict[str, list[int]], dict[str, float]]:
+        """Peak RSS per process, and CPU seconds summed, by role (client, dask-process)."""
         self._stop.set()
         self._thread.join()
         by_role: dict[str, list[int]] = {}
+        cpu: dict[str, float] = {}
         for pid, peak in self.peaks.items():
-            by_role.setdefault(self.names.get(pid, "other"), []).append(peak)
-        return {role: sorted(peaks, reverse=True) for role, peaks in by_role.items()}
+            role = self.names.get(pid, "other")
+            by_role.setdefault(role, []).append(peak)
+            cpu[role] = cpu.get(role, 0.0) + self.cpu.get(pid, 0.0)
+        return {role: sorted(peaks, reverse=True) for role, peaks in by_role.items()}, cpu
 
 
 def _role(cmdline: list[str], is_root: bool) -> str:
@@ -142,7 +153,7 @@ def run_predict(args: list[str], project: Path, label: str, log_dir: Path) -> di
         sampler = TreeSampler(proc.pid)
         code = proc.wait()
     wall = time.perf_counter() - started
-    peaks = sampler.stop()
+    peaks, cpu = sampler.stop()
     text = log.read_text()
     if code != 0:
         raise SystemExit(f"{label}: `{' '.join(command)}` failed ({code}); see {log}:\n{text}")
@@ -160,6 +171,10 @@ def run_predict(args: list[str], project: Path, label: str, log_dir: Path) -> di
         "rows_per_s_wall": round(rows / wall),
         "rows_per_s_scoring": round(rows / seconds),
         "peak_rss_mib": {k: [round(v / 2**20) for v in vs] for k, vs in peaks.items()},
+        # CPU seconds by role: robust to other load, unlike wall time; rows per CPU second of
+        # the processes that score (the client locally, the workers on Dask)
+        "cpu_s": {k: round(v, 1) for k, v in cpu.items()},
+        "rows_per_cpu_s": round(rows / max(cpu.get("dask-process", cpu.get("client", 0)), 1e-9)),
         "load_average_start": load_start,
         "load_average_end": os.getloadavg(),
     }
@@ -251,8 +266,10 @@ def print_table(results: dict[str, Any]) -> None:
         if "dask-process" in peaks:
             shown += ", workers " + "/".join(str(v) for v in peaks["dask-process"])
         load = f"{r['load_average_start'][0]:.1f}->{r['load_average_end'][0]:.1f}"
+        cpu = f"{r['cpu_s'].get('client', 0)}, {r['cpu_s'].get('dask-process', 0)}"
         cells = (r["label"], r["wall_s"], r["scoring_s"], f"{r['rows_per_s_wall']:,}",
-                 f"{r['rows_per_s_scoring']:,}", shown, load)  # fmt: skip
+                 f"{r['rows_per_s_scoring']:,}", shown, cpu, f"{r['rows_per_cpu_s']:,}",
+                 load)  # fmt: skip
         print(" | ".join(str(c) for c in cells))
     if "scaling_1_to_2" in results:
         s = results["scaling_1_to_2"]

@@ -106,6 +106,7 @@ def connect(
                 "check the address, or leave out --scheduler to start a local cluster",
             ) from err
         try:
+            _wait_for_a_worker(client, scheduler, timeout)
             yield Engine(client, scheduler, remote=True)
         finally:
             client.close()
@@ -130,6 +131,17 @@ def connect(
             client.close()
     finally:
         cluster.close()
+
+
+def _wait_for_a_worker(client: Any, address: str, timeout: float) -> None:
+    """Tasks on a scheduler without workers would wait forever: refuse it instead."""
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except TimeoutError as err:
+        raise ClusterError(
+            f"the Dask scheduler at {address} has no workers (waited {timeout:g} s)",
+            hint=f"start workers with `dask worker {address}`",
+        ) from err
 
 
 def _task_error(future: Any, item: Any) -> BaseException:

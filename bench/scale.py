@@ -92,6 +92,7 @@ class TreeSampler:
         self.peaks: dict[int, int] = {}
         self.cpu: dict[int, float] = {}  # user + system seconds, as last seen
         self.names: dict[int, str] = {}
+        self.parents: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -115,6 +116,7 @@ class TreeSampler:
                     self.cpu[proc.pid] = times.user + times.system
                     if proc.pid not in self.names:
                         self.names[proc.pid] = _role(proc.cmdline(), proc.pid == self.pid)
+                        self.parents[proc.pid] = proc.ppid()
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
                 self.peaks[proc.pid] = max(self.peaks.get(proc.pid, 0), rss)
@@ -126,8 +128,11 @@ class TreeSampler:
         self._thread.join()
         by_role: dict[str, list[int]] = {}
         cpu: dict[str, float] = {}
+        # a forkserver's workers are forks of it (same command line): it is their parent
+        servers = {self.parents[p] for p, r in self.names.items() if r == "dask-process"}
         for pid, peak in self.peaks.items():
             role = self.names.get(pid, "other")
+            role = "dask-forkserver" if role == "dask-process" and pid in servers else role
             by_role.setdefault(role, []).append(peak)
             cpu[role] = cpu.get(role, 0.0) + self.cpu.get(pid, 0.0)
         return {role: sorted(peaks, reverse=True) for role, peaks in by_role.items()}, cpu
@@ -137,6 +142,8 @@ def _role(cmdline: list[str], is_root: bool) -> str:
     text = " ".join(cmdline)
     if is_root:
         return "client"
+    if "resource_tracker" in text:
+        return "other"
     if "multiprocessing" in text or "spawn_main" in text or "forkserver" in text:
         return "dask-process"  # a worker, or (the smaller) nanny helper
     return "other"
@@ -174,10 +181,17 @@ def run_predict(args: list[str], project: Path, label: str, log_dir: Path) -> di
         # CPU seconds by role: robust to other load, unlike wall time; rows per CPU second of
         # the processes that score (the client locally, the workers on Dask)
         "cpu_s": {k: round(v, 1) for k, v in cpu.items()},
-        "rows_per_cpu_s": round(rows / max(cpu.get("dask-process", cpu.get("client", 0)), 1e-9)),
+        "rows_per_cpu_s": round(rows / max(_scoring_cpu(cpu), 1e-9)),
         "load_average_start": load_start,
         "load_average_end": os.getloadavg(),
     }
+
+
+def _scoring_cpu(cpu: dict[str, float]) -> float:
+    """CPU seconds of the processes that score: the workers (and the forkserver that imported
+    for them), or the client when there are none."""
+    workers = cpu.get("dask-process", 0.0) + cpu.get("dask-forkserver", 0.0)
+    return workers or cpu.get("client", 0.0)
 
 
 def run_remotes(skip: bool) -> dict[str, Any]:
@@ -265,8 +279,10 @@ def print_table(results: dict[str, Any]) -> None:
         shown = f"client {peaks.get('client', ['?'])[0]}"
         if "dask-process" in peaks:
             shown += ", workers " + "/".join(str(v) for v in peaks["dask-process"])
+        if "dask-forkserver" in peaks:
+            shown += f", forkserver {peaks['dask-forkserver'][0]}"
         load = f"{r['load_average_start'][0]:.1f}->{r['load_average_end'][0]:.1f}"
-        cpu = f"{r['cpu_s'].get('client', 0)}, {r['cpu_s'].get('dask-process', 0)}"
+        cpu = f"{r['cpu_s'].get('client', 0)}, {round(_scoring_cpu(r['cpu_s']), 1)}"
         cells = (r["label"], r["wall_s"], r["scoring_s"], f"{r['rows_per_s_wall']:,}",
                  f"{r['rows_per_s_scoring']:,}", shown, cpu, f"{r['rows_per_cpu_s']:,}",
                  load)  # fmt: skip

@@ -832,7 +832,11 @@ def _predict_on_cluster(
     from gitml.serve.partitioned import PartOptions, score_dataset, ship_model
 
     _ignore_file_size_signal()
-    with _model_files_for(proj, model, ref) as files, connect(scheduler, workers=workers) as eng:
+    preload = ["gitml.serve.partitioned", "gitml.model.persist", "sklearn.pipeline"]
+    with (
+        _model_files_for(proj, model, ref) as files,
+        connect(scheduler, workers=workers, preload=preload) as eng,
+    ):
         options = PartOptions(
             threshold=params.threshold_for(files.threshold),
             chunk_size=chunk_size,

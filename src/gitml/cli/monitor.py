@@ -163,7 +163,8 @@ def _monitor(
     else:
         from gitml.cluster import connect
 
-        engine = connect(cluster[0], workers=cluster[1])
+        preload = ["gitml.monitor.partial", "gitml.model.persist", "sklearn.pipeline"]
+        engine = connect(cluster[0], workers=cluster[1], preload=preload)
     with tempfile.TemporaryDirectory(prefix="gitml-monitor-") as tmp, engine as connected:
         outcome = run_monitor(
             proj,

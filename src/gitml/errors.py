@@ -10,8 +10,9 @@ GitmlError                  base; carries a hint and an exit code
 ├── ModelError              a model cannot be built, saved or loaded
 │   └── UntrustedModelError the model file is not a skops file or holds untrusted types
 ├── RegistryError           a release, promotion, fetch or reproduction is refused
-└── VcsError                git or dvc failed
-    └── RemoteError         a DVC remote cannot be reached or refused a transfer
+├── VcsError                git or dvc failed
+│   └── RemoteError         a DVC remote cannot be reached or refused a transfer
+└── ClusterError            a Dask scheduler cannot be reached, or a task on it failed
 """
 
 from __future__ import annotations
@@ -33,6 +34,18 @@ class GitmlError(Exception):
         if self.hint:
             text += f"\nhint: {self.hint}"
         return text
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickled with its hint and fields, so an error raised on a Dask worker reaches the
+        client whole (Exception's default pickling keeps only the message)."""
+        return (_rebuild, (type(self), self.message, dict(self.__dict__)))
+
+
+def _rebuild(cls: type[GitmlError], message: str, state: dict[str, object]) -> GitmlError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
 
 
 class ProjectError(GitmlError):
@@ -86,6 +99,10 @@ class VcsError(GitmlError):
 class RemoteError(VcsError):
     """A DVC remote cannot be reached, refused the credentials, lacks its bucket or path, or
     failed a transfer; the message names the remote and the path tried."""
+
+
+class ClusterError(GitmlError):
+    """A Dask scheduler cannot be reached, or a task on the cluster failed."""
 
 
 def os_reason(err: BaseException) -> str:

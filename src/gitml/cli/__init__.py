@@ -705,20 +705,56 @@ def predict(
         list[str] | None,
         typer.Option("--keep", help="Input column to copy into the output (repeatable)."),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="local: this process; dask: a Dask cluster, INPUT a Parquet dataset "
+            "(directory, glob or file), OUTPUT a directory of parts (docs/scale-out.md).",
+        ),
+    ] = "local",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="With --engine dask: a running scheduler (tcp://HOST:PORT); default: a "
+            "local cluster started for this run.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Workers of the local Dask cluster.")
+    ] = 2,
     project: ProjectOption = None,
 ) -> None:
     """Score a CSV or Parquet file in chunks with the served model and the API's input rules.
     Output: row (input data row number from 1), _row when present, --keep columns, then by
     task: score, label (binary); label, score:<class> per class (multiclass); value
-    (regression)."""
+    (regression). With --engine dask, one part per input file, each row numbered within its
+    file."""
     from gitml.config.compose import load_params
     from gitml.errors import ConfigError
     from gitml.project import find_project
 
     if on_error not in ("fail", "skip"):
         raise ConfigError(f"--on-error must be 'fail' or 'skip' (got {on_error!r})")
+    _check_engine(engine, scheduler)
     proj = find_project(project)
     params = load_params(proj.params_path)
+    if engine == "dask":
+        _predict_on_cluster(
+            proj,
+            params,
+            model,
+            ref,
+            input_path,
+            output,
+            chunk_size,
+            on_error,
+            keep,
+            scheduler,
+            workers,
+        )
+        return
     with _batch_model_for(proj, model, ref) as (served, recorded):
         threshold = params.threshold_for(recorded)
         _predict(served, params, threshold, input_path, output, chunk_size, on_error, keep)
@@ -776,6 +812,75 @@ def _predict(
         shown = ", ".join(f"{k}: {v:,}" for k, v in summary.unknown_categories.items())
         line += f"; unknown categories accepted ({shown})"
     typer.echo(line)
+
+
+def _check_engine(engine: str, scheduler: str | None) -> None:
+    from gitml.cluster import ENGINES
+    from gitml.errors import ConfigError
+
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine must be one of {', '.join(ENGINES)} (got {engine!r})")
+    if scheduler is not None and engine != "dask":
+        raise ConfigError("--scheduler needs --engine dask")
+
+
+def _predict_on_cluster(
+    proj: Any,
+    params: Any,
+    model: Path | None,
+    ref: str | None,
+    input_path: Path,
+    output: Path,
+    chunk_size: int,
+    on_error: str,
+    keep: list[str] | None,
+    scheduler: str | None,
+    workers: int,
+) -> None:
+    """`gitml predict --engine dask`: the model checked here (not loaded), loaded and
+    verified again by each worker (gitml.serve.partitioned)."""
+    from gitml.cluster import connect
+    from gitml.serve.partitioned import PartOptions, score_dataset, ship_model
+
+    _ignore_file_size_signal()
+    preload = ["gitml.serve.partitioned", "gitml.model.persist", "sklearn.pipeline"]
+    with (
+        _model_files_for(proj, model, ref) as files,
+        connect(scheduler, workers=workers, preload=preload) as eng,
+    ):
+        options = PartOptions(
+            threshold=params.threshold_for(files.threshold),
+            chunk_size=chunk_size,
+            on_error=on_error,  # type: ignore[arg-type]
+            unknown_category=params.serve.unknown_category,
+            keep=tuple(keep or ()),
+        )
+        summary = score_dataset(
+            eng, ship_model(files, with_bytes=eng.remote), input_path, output, options
+        )
+    line = f"scored {summary.scored:,} of {summary.rows:,} rows in {summary.parts} parts"
+    line += f" -> {output} ({summary.seconds:.1f} s, {summary.workers} Dask workers)"
+    if summary.rejected:
+        line += f"; rejected {summary.rejected:,} (see {output}/*.rejected.csv)"
+    if summary.unknown_categories:
+        shown = ", ".join(f"{k}: {v:,}" for k, v in summary.unknown_categories.items())
+        line += f"; unknown categories accepted ({shown})"
+    typer.echo(line)
+
+
+@contextlib.contextmanager
+def _model_files_for(proj: Any, model: Path | None, ref: str | None) -> Iterator[Any]:
+    """The checked, unloaded model files (`ModelFiles`) of --model, --ref or the project."""
+    from gitml.errors import ConfigError
+    from gitml.serve.bundle import check_project_model, fetch_released_model
+
+    if model is not None and ref is not None:
+        raise ConfigError("give --model or --ref, not both")
+    if ref is None:
+        yield check_project_model(proj.root, model)
+        return
+    with tempfile.TemporaryDirectory(prefix="gitml-release-") as tmp:
+        yield fetch_released_model(proj, ref, Path(tmp) / "model")
 
 
 def _ignore_file_size_signal() -> None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gitml.cli import ProjectOption, _state, app
+from gitml.cli import ProjectOption, _check_engine, _state, app
 from gitml.errors import GitmlError
 
 ERROR_EXIT = 2  # every error exits at least 2: 1 is an alert
@@ -70,6 +70,25 @@ def monitor(
             "--history", help="Print the history of runs and write history.html; monitor nothing."
         ),
     ] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="local: read the data in this process; dask: count its partitions on a Dask "
+            "cluster and merge the counts here (same statistics; docs/scale-out.md).",
+        ),
+    ] = "local",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="With --engine dask: a running scheduler (tcp://HOST:PORT); default: a "
+            "local cluster started for this run.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Workers of the local Dask cluster.")
+    ] = 2,
     project: ProjectOption = None,
 ) -> None:
     """Compare production data with the training split of the model that served it: drift
@@ -83,9 +102,12 @@ def monitor(
             return
         if current is None:
             raise typer.BadParameter("give --current PATH (or --history)")
+        _check_engine(engine, scheduler)
+        cluster = (scheduler, workers) if engine == "dask" else None
         code = _monitor(
-            current, since, until, reference, labels, out, no_history, project, no_estimate
-        )
+            current, since, until, reference, labels, out, no_history, project, no_estimate,
+            cluster,
+        )  # fmt: skip
     except GitmlError as err:
         if _state["verbose"]:
             raise
@@ -117,8 +139,10 @@ def _monitor(
     no_history: bool,
     project: Path | None,
     no_estimate: bool = False,
+    cluster: tuple[str | None, int] | None = None,
 ) -> int:
     import tempfile
+    from contextlib import nullcontext
 
     from gitml.config.compose import load_params
     from gitml.monitor.history import append_history, history_row
@@ -134,7 +158,14 @@ def _monitor(
     )
     if window.since and window.until and window.since >= window.until:
         raise typer.BadParameter(f"--since {since} must be before --until {until}")
-    with tempfile.TemporaryDirectory(prefix="gitml-monitor-") as tmp:
+    if cluster is None:
+        engine: Any = nullcontext()
+    else:
+        from gitml.cluster import connect
+
+        preload = ["gitml.monitor.partial", "gitml.model.persist", "sklearn.pipeline"]
+        engine = connect(cluster[0], workers=cluster[1], preload=preload)
+    with tempfile.TemporaryDirectory(prefix="gitml-monitor-") as tmp, engine as connected:
         outcome = run_monitor(
             proj,
             params,
@@ -144,6 +175,7 @@ def _monitor(
             labels=labels,
             workdir=Path(tmp),
             estimate=not no_estimate,
+            engine=connected,
         )
     result = outcome.result
     directory = out if out is not None else proj.root / params.monitor.out

@@ -43,6 +43,8 @@ class Scorer:
     pipeline: Pipeline
     signature: dict[str, Any]
     threshold: float
+    model: Path | None = None  # the verified file, for workers that load it themselves
+    sha256: str | None = None
 
     @cached_property
     def task(self) -> Task:
@@ -328,7 +330,9 @@ def _load_scorer(model: Path, signature: Path, metadata: Path, *, threshold: flo
     recorded = _json(metadata).get("model_file", {}).get("sha256")
     pipeline = load_verified_model(model, recorded, recorded_in=str(metadata))
     described = _json(signature)
-    scorer = Scorer(pipeline=pipeline, signature=described, threshold=threshold)
+    scorer = Scorer(
+        pipeline=pipeline, signature=described, threshold=threshold, model=model, sha256=recorded
+    )
     try:
         expected = [str(c) for c in getattr(pipeline, "feature_names_in_", [])]
         if expected and expected != scorer.inputs:

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitml.errors import DataError
+from gitml.monitor.partial import ALL as _ALL
+from gitml.monitor.partial import Partial, count_chunk, count_parts, plan_counting
 from gitml.monitor.reference import (
     UNRELEASED,
     Reference,
@@ -31,12 +33,12 @@ from gitml.monitor.sources import CurrentData, Window, open_current
 if TYPE_CHECKING:
     import pandas as pd
 
+    from gitml.cluster import Engine
     from gitml.config.schema import Params
     from gitml.project import Project
 
 MONITOR_JSON, MONITOR_MD, MONITOR_HTML = "monitor.json", "monitor.md", "monitor.html"
 _SLIM = ("request_id", "record", "timestamp", "model_version")
-_ALL = "*"  # every row goes to the one reference
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,12 @@ def run_monitor(
     workdir: Path,
     now: datetime | None = None,
     estimate: bool = True,
+    engine: Engine | None = None,
 ) -> Outcome:
     """Monitor `current` against its references; see the module docstring. `estimate` False:
-    no estimated performance without labels (drift and quality keep bounded memory)."""
+    no estimated performance without labels (drift and quality keep bounded memory).
+    `engine`: count the partitions of `current` on a cluster (`gitml.monitor.partial`)
+    instead of its chunks in this process; the statistics are the same."""
     settings = params.monitor
     workspace_signature = _workspace_signature(project)
     outputs = _output_names(workspace_signature)
@@ -75,7 +80,7 @@ def run_monitor(
     refs = _references(project, params, source, reference, workdir)
     from gitml.monitor.alarms import judge
     from gitml.monitor.drift import compare
-    from gitml.monitor.sketch import count_batch, monitored_columns, profile_reference
+    from gitml.monitor.sketch import monitored_columns, profile_reference
 
     profiles = {
         key: profile_reference(ref.frame, monitored_columns(ref.scorer.signature), settings)
@@ -94,18 +99,22 @@ def run_monitor(
     keep_rows = labels is not None or (
         estimate and scorer.task != "regression" and any(r.calibrator for r in refs.values())
     )
-    counts: dict[str, Any] = {}
-    slim: list[pd.DataFrame] = []
-    rows = 0
-    for chunk in source.chunks():
-        rows += len(chunk)
-        for key, part in _split(chunk, refs):
-            if needs_scoring:  # each version's rows by that version's model
-                part = refs[key].scorer.score(part)
-            counted = count_batch(part, profiles[key])
-            counts[key] = counted if key not in counts else counts[key].merge(counted)
-            if keep_rows:
-                slim.append(_slim(part, refs[key], scorer.outputs, ids=labels is not None))
+    plan = plan_counting(
+        refs,
+        profiles,
+        scorer.outputs,
+        needs_scoring=needs_scoring,
+        keep_rows=keep_rows,
+        ids=labels is not None,
+    )
+    if engine is None:
+        tally = Partial()
+        scorers = {key: ref.scorer for key, ref in refs.items()}
+        for chunk in source.chunks():
+            tally.add(count_chunk(chunk, plan, scorers))
+    else:  # the partitions counted on the cluster, merged here in order
+        tally = count_parts(engine, source, plan, refs)
+    counts, slim, rows = tally.counts, tally.slim, tally.rows
     _check_rows(source, rows, settings.min_rows)
 
     reports = []
@@ -240,44 +249,6 @@ def _references(
         else:
             refs[version] = released_reference(project, f"{name}@{version}", workdir, params)
     return refs
-
-
-def _split(chunk: pd.DataFrame, refs: dict[str, Reference]) -> list[tuple[str, pd.DataFrame]]:
-    """The chunk's rows by reference key: all of them, or by `model_version` (per-version
-    references exist only for data that has the column)."""
-    if _ALL in refs:
-        return [(_ALL, chunk)] if len(chunk) else []
-    return [
-        (str(version), part)
-        for version, part in chunk.groupby("model_version", sort=False, observed=True)
-        if str(version) in refs and len(part)
-    ]
-
-
-def _slim(part: pd.DataFrame, ref: Reference, outputs: list[str], *, ids: bool) -> pd.DataFrame:
-    """The columns performance needs; ids, times and the version filled in when absent.
-
-    Ids only when labels are to be joined; text as categories, so that estimating a 10M-row
-    log keeps about 20 bytes a row, not one Python string per row and column.
-    """
-    import pandas as pd
-
-    slim = pd.DataFrame(index=part.index)
-    if ids:
-        slim["request_id"] = part.get("request_id", None)
-        slim["record"] = part.get("record", 0)
-    slim["timestamp"] = (
-        part["timestamp"]
-        if "timestamp" in part
-        else pd.Series(pd.NaT, index=part.index, dtype="datetime64[ns, UTC]")
-    )
-    slim["model_version"] = pd.Categorical([ref.version] * len(part))
-    for name in outputs:
-        column = part.get(name, None)
-        if isinstance(column, pd.Series) and not pd.api.types.is_numeric_dtype(column):
-            column = column.astype("category")
-        slim[name] = column
-    return slim.reset_index(drop=True)
 
 
 def _unify_categories(frames: list[pd.DataFrame]) -> None:

@@ -45,6 +45,19 @@ class Window:
 
 
 @dataclass(frozen=True)
+class SourcePart:
+    """A file of the current data, or a run of its row groups (None: the whole file)."""
+
+    path: Path
+    row_groups: tuple[int, ...] | None = None
+
+    def __str__(self) -> str:  # how errors about the part name it
+        if self.row_groups is None:
+            return str(self.path)
+        return f"{self.path} (row groups {self.row_groups[0]}-{self.row_groups[-1]})"
+
+
+@dataclass(frozen=True)
 class CurrentData:
     """What `--current` names, checked and ready to stream."""
 
@@ -96,7 +109,39 @@ class CurrentData:
         for path in self.files:
             yield from reading(path, self._file_chunks(path))
 
-    def _file_chunks(self, path: Path) -> Iterator[pd.DataFrame]:
+    def parts(self) -> list[SourcePart]:
+        """The rows cut into independent parts, in order, for a cluster's tasks: each CSV
+        file whole; Parquet files by runs of row groups of about `chunk_rows` rows."""
+        import pyarrow.parquet as pq
+
+        parts: list[SourcePart] = []
+        for path in self.files:
+            if _format(path) == "csv":
+                parts.append(SourcePart(path))
+                continue
+            try:
+                meta = pq.ParquetFile(path).metadata
+            except Exception as err:  # pyarrow raises several unrelated types for bad files
+                raise DataError(f"{path}: not a readable Parquet file ({first_line(err)})") from err
+            run: list[int] = []
+            rows = 0
+            for k in range(meta.num_row_groups):
+                run.append(k)
+                rows += meta.row_group(k).num_rows
+                if rows >= self.chunk_rows:
+                    parts.append(SourcePart(path, tuple(run)))
+                    run, rows = [], 0
+            if run or not parts or parts[-1].path != path:
+                parts.append(SourcePart(path, tuple(run)))
+        return parts
+
+    def part_chunks(self, part: SourcePart) -> Iterator[pd.DataFrame]:
+        """The rows of one part, in chunks of at most `chunk_rows`, as `chunks` reads them."""
+        return reading(part.path, self._file_chunks(part.path, part.row_groups))
+
+    def _file_chunks(
+        self, path: Path, row_groups: tuple[int, ...] | None = None
+    ) -> Iterator[pd.DataFrame]:
         if _format(path) == "csv":
             from gitml.data.io import iter_csv_text
 
@@ -107,7 +152,9 @@ class CurrentData:
 
         file = pq.ParquetFile(path)
         present = [c for c in self.columns if c in file.schema_arrow.names]
-        for batch in file.iter_batches(batch_size=self.chunk_rows, columns=present):
+        groups = None if row_groups is None else list(row_groups)
+        batches = file.iter_batches(batch_size=self.chunk_rows, row_groups=groups, columns=present)
+        for batch in batches:
             batch = _in_window(batch, self.window) if self.kind == "log" else batch
             if batch.num_rows:
                 yield _typed_meta(batch.to_pandas())

@@ -24,9 +24,9 @@ worker scaling is the ratio of the two runs' scoring rows/s (goal >= 1.7x on 2 c
 busy machine it says little (two workers cannot get two cores), so compare the runs' rows per
 CPU second too: equal values mean the second worker adds no work per row.
 
-Remotes: the push/pull timing of the reference artifacts to each DVC remote is
-bench/remotes.py's (the remotes part of issue 14). When that script exists it is run and its
-output kept; --skip-remotes skips it.
+Remotes: the push/pull timing of the reference artifacts to each DVC remote (S3 through moto
+and SSH through sshd, both on 127.0.0.1, against a local directory) is bench/remotes.py's,
+run on the same project and its output kept; --skip-remotes skips it.
 
 Writes bench/out/scale.json (all figures) and prints a table; the load average is recorded
 at the start and end of each run, since other work on the machine skews every timing.
@@ -194,14 +194,16 @@ def _scoring_cpu(cpu: dict[str, float]) -> float:
     return workers or cpu.get("client", 0.0)
 
 
-def run_remotes(skip: bool) -> dict[str, Any]:
-    script = ROOT / "bench" / "remotes.py"
+def run_remotes(skip: bool, project: Path) -> dict[str, Any]:
     if skip:
         return {"skipped": "--skip-remotes"}
-    if not script.is_file():
-        return {"skipped": "bench/remotes.py is not on this branch yet (issue 14, remotes part)"}
+    script = ROOT / "bench" / "remotes.py"
     proc = subprocess.run(
-        [sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, check=False
+        [sys.executable, str(script), "--project", str(project)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return {
         "returncode": proc.returncode,
@@ -254,7 +256,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                 "wall": round(two["rows_per_s_wall"] / one["rows_per_s_wall"], 2),
                 "goal": 1.7,
             }
-        results["remotes"] = run_remotes(args.skip_remotes)
+        results["remotes"] = run_remotes(args.skip_remotes, project)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     results["meta"]["load_average_end"] = os.getloadavg()

@@ -1,5 +1,9 @@
 """`gitml init` for multiclass (wine) and regression (diabetes): init, the first run, and the
-project's own tests, end to end on scikit-learn's data sets."""
+project's own tests, end to end on scikit-learn's data sets.
+
+Each project is made once per run (`build_once`); what a team does next in it (review,
+release and serve; monitor) runs in private copies, as separate tests that share the init.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import pytest
 
 from gitml.tasks import METRICS, PLOTS, PRIMARY_METRIC
 from tests.integration.serving import ServerProcess
-from tests.support import dvc, git, gitml, run
+from tests.support import build_once, copy_repo, dvc, git, gitml, run
 
 
 def _wine(path: Path) -> None:
@@ -30,6 +34,30 @@ def _diabetes(path: Path) -> None:
     frame = load_diabetes(as_frame=True, scaled=False).frame
     frame = frame.rename(columns={"target": "progression", "s1": "total cholesterol (tc)"})
     frame.to_csv(path, index=False)
+
+
+def _init_wine(base: Path) -> None:
+    _wine(base / "wine.csv")
+    proc = gitml("init", "wine", "--data", "wine.csv", "--target", "cultivar", cwd=base)
+    (base / "init.log").write_text(proc.stdout)
+
+
+def _init_diabetes(base: Path) -> None:
+    _diabetes(base / "diabetes.csv")
+    proc = gitml("init", "diabetes", "--data", "diabetes.csv", "--target", "progression", cwd=base)
+    (base / "init.log").write_text(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def wine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`gitml init wine` on the wine data, once per run. Read-only: copy it to use it."""
+    return build_once(tmp_path_factory, "init-wine", _init_wine) / "wine"
+
+
+@pytest.fixture(scope="module")
+def diabetes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`gitml init diabetes` on the diabetes data, once per run. Read-only: copy it."""
+    return build_once(tmp_path_factory, "init-diabetes", _init_diabetes) / "diabetes"
 
 
 def _project_tests(project: Path) -> str:
@@ -116,12 +144,12 @@ def _monitor(project: Path, column: str, task: str) -> None:
 
 
 @pytest.mark.slow
-def test_init_a_multiclass_project_from_wine(tmp_path: Path) -> None:
-    _wine(tmp_path / "wine.csv")
-    proc = gitml("init", "wine", "--data", "wine.csv", "--target", "cultivar", cwd=tmp_path)
-    assert "task: multiclass (3 classes: barbera, barolo, grignolino)" in proc.stdout
-    project = tmp_path / "wine"
-    assert "model wine-classifier (multiclass)" in proc.stdout
+def test_init_a_multiclass_project_from_wine(wine: Path, tmp_path: Path) -> None:
+    stdout = (wine.parent / "init.log").read_text()
+    assert "task: multiclass (3 classes: barbera, barolo, grignolino)" in stdout
+    assert "model wine-classifier (multiclass)" in stdout
+    assert git("status", "--porcelain", cwd=wine).stdout == ""
+    project = copy_repo(wine, tmp_path / "wine")  # the runs below write caches
     data = (project / "conf/data/wine.yaml").read_text()
     assert "task: multiclass\n" in data and "positive_class" not in data
     assert "model: logistic_regression" in (project / "conf/config.yaml").read_text()
@@ -140,25 +168,17 @@ def test_init_a_multiclass_project_from_wine(tmp_path: Path) -> None:
     # wine has no slice candidates: no slice limits that could never be judged (they would
     # block every release)
     assert "  max_gap:" not in (project / "conf/promotion/default.yaml").read_text()
-    assert git("status", "--porcelain", cwd=project).stdout == ""
     assert "Data and pipelines are up to date." in dvc("repro", cwd=project).stdout
     assert "3 passed" in _project_tests(project)
-    record = _review_release_and_serve(project, "wine-classifier", "cultivar", "f1_macro")
-    classes = ["barbera", "barolo", "grignolino"]
-    assert record["label"] in classes and sorted(record["scores"]) == classes
-    assert abs(sum(record["scores"].values()) - 1) < 1e-9
-    _monitor(project, "alcohol", "multiclass")
 
 
 @pytest.mark.slow
-def test_init_a_regression_project_from_diabetes(tmp_path: Path) -> None:
-    _diabetes(tmp_path / "diabetes.csv")
-    proc = gitml(
-        "init", "diabetes", "--data", "diabetes.csv", "--target", "progression", cwd=tmp_path
-    )
-    assert "task: regression (numeric" in proc.stdout
-    assert "model diabetes-regressor (regression)" in proc.stdout
-    project = tmp_path / "diabetes"
+def test_init_a_regression_project_from_diabetes(diabetes: Path, tmp_path: Path) -> None:
+    stdout = (diabetes.parent / "init.log").read_text()
+    assert "task: regression (numeric" in stdout
+    assert "model diabetes-regressor (regression)" in stdout
+    assert git("status", "--porcelain", cwd=diabetes).stdout == ""
+    project = copy_repo(diabetes, tmp_path / "diabetes")  # the run below writes caches
     data = (project / "conf/data/diabetes.yaml").read_text()
     assert "task: regression\n" in data and "positive_class" not in data
     assert "model: ridge" in (project / "conf/config.yaml").read_text()
@@ -176,11 +196,36 @@ def test_init_a_regression_project_from_diabetes(tmp_path: Path) -> None:
     assert calibrator["method"] is None and "regression" in calibrator["note"]
     floor = json.loads((project / "tests/project/floor.json").read_text())
     assert floor["metric"] == "rmse" and floor["floor"] > floor["first_run"]  # a ceiling
-    assert git("status", "--porcelain", cwd=project).stdout == ""
     assert "3 passed" in _project_tests(project)
+
+
+@pytest.mark.slow
+def test_a_wine_project_is_reviewed_released_and_served(wine: Path, tmp_path: Path) -> None:
+    project = copy_repo(wine, tmp_path / "wine")
+    record = _review_release_and_serve(project, "wine-classifier", "cultivar", "f1_macro")
+    classes = ["barbera", "barolo", "grignolino"]
+    assert record["label"] in classes and sorted(record["scores"]) == classes
+    assert abs(sum(record["scores"].values()) - 1) < 1e-9
+
+
+@pytest.mark.slow
+def test_a_diabetes_project_is_reviewed_released_and_served(diabetes: Path, tmp_path: Path) -> None:
+    project = copy_repo(diabetes, tmp_path / "diabetes")
     record = _review_release_and_serve(project, "diabetes-regressor", "progression", "rmse")
     assert set(record) == {"value"} and 0 < record["value"] < 400
-    _monitor(project, "bmi", "regression")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("preset", "column", "task"),
+    [("wine", "alcohol", "multiclass"), ("diabetes", "bmi", "regression")],
+    ids=["wine", "diabetes"],
+)
+def test_a_generated_project_monitors_a_batch(
+    preset: str, column: str, task: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    built: Path = request.getfixturevalue(preset)
+    _monitor(copy_repo(built, tmp_path / preset), column, task)
 
 
 @pytest.mark.slow

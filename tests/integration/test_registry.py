@@ -2,6 +2,9 @@
 
 Each test gets its own copy of the built reference project, its own DVC remote directory
 and (where it pushes) its own bare origin, so tampering in one test cannot leak into another.
+The second model the release tests publish (C=0.5) is trained once per run, on a branch of a
+copy of the built project (`retrained_repo`); a test takes it with a cherry-pick and
+`dvc checkout`.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import pytest
 import yaml
 
 from tests.integration.serving import ServerProcess
-from tests.support import dvc, git, gitml, run
+from tests.support import build_once, copy_repo, dvc, git, gitml, run
 
 NAME = "churn-classifier"
 ROOT = Path(__file__).resolve().parents[2]
+RETRAINED = "retrained"  # the branch of `retrained_repo` that holds the C=0.5 model
 
 
 def _gto(*args: str, cwd: Path):
@@ -60,6 +64,36 @@ def _retrain(repo: Path, c: str) -> None:
     git("commit", "-qm", f"logistic regression C={c}", cwd=repo)
 
 
+@pytest.fixture(scope="session")
+def retrained_repo(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built project with branch `retrained`: C=0.5, reproduced and committed on top of
+    main, its outputs in the DVC cache; main checked out as it was. Read-only: copy it."""
+
+    def build(base: Path) -> None:
+        repo = copy_repo(built_repo, base / "project")
+        git("checkout", "-q", "-b", RETRAINED, cwd=repo)
+        _retrain(repo, "0.5")
+        git("checkout", "-q", "main", cwd=repo)
+        dvc("checkout", "-q", cwd=repo)
+
+    return build_once(tmp_path_factory, "registry-retrained", build) / "project"
+
+
+@pytest.fixture
+def retrained(retrained_repo: Path, tmp_path: Path) -> Path:
+    """A private copy of `retrained_repo`, on main: `_take_retrained` moves it to C=0.5."""
+    return copy_repo(retrained_repo, tmp_path / "project")
+
+
+def _take_retrained(repo: Path) -> None:
+    """The C=0.5 commit of `retrained_repo` as a new commit on the current branch, its
+    outputs restored from the DVC cache, as the pipeline made them (what `_retrain(repo,
+    "0.5")` commits, without training the same model again)."""
+    git("cherry-pick", RETRAINED, cwd=repo)
+    dvc("checkout", "-q", cwd=repo)
+    assert "up to date" in dvc("status", cwd=repo).stdout
+
+
 def _remote_file(repo: Path, rev: str) -> Path:
     """Where the DVC remote stores the model of `rev`."""
     lock = yaml.safe_load(git("show", f"{rev}:dvc.lock", cwd=repo).stdout)
@@ -74,7 +108,8 @@ def _tamper(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_release_promote_rollback_and_fetch_in_a_fresh_clone(repo: Path) -> None:
+def test_release_promote_rollback_and_fetch_in_a_fresh_clone(retrained: Path) -> None:
+    repo = retrained
     origin = _with_remotes(repo)
     first_model = (repo / "models" / "model.skops").read_bytes()
 
@@ -87,7 +122,7 @@ def test_release_promote_rollback_and_fetch_in_a_fresh_clone(repo: Path) -> None
     assert "metrics: roc_auc=0.8" in message and "training data sha256:" in message
     assert _models(repo) == {"v1.0.0": []}
 
-    _retrain(repo, "0.5")
+    _take_retrained(repo)
     out = gitml("release", "--push", cwd=repo).stdout
     assert f"released {NAME}@v1.1.0" in out and f"promote against {NAME}@v1.0.0" in out
     assert _models(repo) == {"v1.1.0": [], "v1.0.0": []}
@@ -356,9 +391,10 @@ def test_release_workflow_hands_over_scripts_that_work(repo: Path) -> None:
     assert f"deploy: {NAME}@v1.0.0" in deployed and "loads: Pipeline" in deployed
 
 
-def test_deploy_check_passes_only_the_prod_assignment_in_force(repo: Path) -> None:
+def test_deploy_check_passes_only_the_prod_assignment_in_force(retrained: Path) -> None:
     """The deploy job's re-check, on real GTO tags: promote v1.0.0, then v1.1.0, then roll
     back; at each point only the newest prod assignment may deploy."""
+    repo = retrained
     _with_remotes(repo)
     check = ROOT / ".ci" / "deploy-check"
 
@@ -377,7 +413,7 @@ def test_deploy_check_passes_only_the_prod_assignment_in_force(repo: Path) -> No
         gitml("promote", NAME, "v1.0.0", "--stage", stage, cwd=repo)
     first = prod_tag()
     assert deploys(first)
-    _retrain(repo, "0.5")
+    _take_retrained(repo)
     gitml("release", cwd=repo)
     for stage in ("dev", "staging", "prod"):
         gitml("promote", NAME, "v1.1.0", "--stage", stage, cwd=repo)

@@ -40,6 +40,19 @@ ProjectOption = Annotated[
     typer.Option("--project", "-C", help="Project directory (default: search upward from cwd)."),
 ]
 
+# --engine dask's cluster, for every command that takes --engine
+SchedulerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="With --engine dask: a running scheduler (tcp://HOST:PORT); default: a "
+        "local cluster started for this run.",
+    ),
+]
+DaskWorkersOption = Annotated[
+    int, typer.Option("--workers", min=1, help="Workers of the local Dask cluster.")
+]
+
 
 RefOption = Annotated[
     str | None,
@@ -713,17 +726,8 @@ def predict(
             "(directory, glob or file), OUTPUT a directory of parts (docs/scale-out.md).",
         ),
     ] = "local",
-    scheduler: Annotated[
-        str | None,
-        typer.Option(
-            "--scheduler",
-            help="With --engine dask: a running scheduler (tcp://HOST:PORT); default: a "
-            "local cluster started for this run.",
-        ),
-    ] = None,
-    workers: Annotated[
-        int, typer.Option("--workers", min=1, help="Workers of the local Dask cluster.")
-    ] = 2,
+    scheduler: SchedulerOption = None,
+    workers: DaskWorkersOption = 2,
     project: ProjectOption = None,
 ) -> None:
     """Score a CSV or Parquet file in chunks with the served model and the API's input rules.

@@ -9,7 +9,14 @@ from typing import Annotated, Any
 
 import typer
 
-from gitml.cli import ProjectOption, _check_engine, _state, app
+from gitml.cli import (
+    DaskWorkersOption,
+    ProjectOption,
+    SchedulerOption,
+    _check_engine,
+    _state,
+    app,
+)
 from gitml.errors import GitmlError
 
 ERROR_EXIT = 2  # every error exits at least 2: 1 is an alert
@@ -78,17 +85,8 @@ def monitor(
             "cluster and merge the counts here (same statistics; docs/scale-out.md).",
         ),
     ] = "local",
-    scheduler: Annotated[
-        str | None,
-        typer.Option(
-            "--scheduler",
-            help="With --engine dask: a running scheduler (tcp://HOST:PORT); default: a "
-            "local cluster started for this run.",
-        ),
-    ] = None,
-    workers: Annotated[
-        int, typer.Option("--workers", min=1, help="Workers of the local Dask cluster.")
-    ] = 2,
+    scheduler: SchedulerOption = None,
+    workers: DaskWorkersOption = 2,
     project: ProjectOption = None,
 ) -> None:
     """Compare production data with the training split of the model that served it: drift

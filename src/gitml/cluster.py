@@ -62,7 +62,9 @@ class Engine:
         """
         from distributed import as_completed
 
-        shared = [self.client.scatter(a, broadcast=True) if _large(a) else a for a in args]
+        # every task takes the same args (a model's bytes among them): each sent to every
+        # worker once, whole (in a list: scatter would split a dict or list into futures)
+        shared = [self.client.scatter([a], broadcast=True, hash=False)[0] for a in args]
         futures = [
             self.client.submit(task, item, *shared, key=f"gitml-{task.__name__}-{i}-{_token()}")
             for i, item in enumerate(items)
@@ -179,14 +181,6 @@ def _task_error(future: Any, item: Any) -> BaseException:
             "smaller partitions",
         )
     return ClusterError(f"the task for {item} failed on a Dask worker: {name}: {error}")
-
-
-def _large(value: Any) -> bool:
-    """An argument worth sending once to every worker rather than with every task (a
-    model's bytes)."""
-    import pickle
-
-    return len(pickle.dumps(value)) > 64 * 1024
 
 
 def _token() -> str:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.integration.serving import ServerProcess, running
@@ -26,3 +27,23 @@ def server(served: tuple[ServerProcess, httpx.Client]) -> ServerProcess:
 @pytest.fixture(scope="module")
 def client(served: tuple[ServerProcess, httpx.Client]) -> httpx.Client:
     return served[1]
+
+
+@pytest.fixture(scope="module")
+def scored(built_repo: Path) -> np.ndarray:
+    """Evaluate's probabilities for the test split, computed as the stage computes them: what
+    batch scoring (local or on Dask) must reproduce."""
+    from gitml.config.compose import load_params
+    from gitml.data.io import read_table
+    from gitml.model.persist import load_model
+    from gitml.model.scoring import score_frame
+
+    params = load_params(built_repo / "params.yaml")
+    test_path = built_repo / "data/processed/test.parquet"
+    test = read_table(test_path, categories=params.data.categorical)
+    return score_frame(
+        load_model(built_repo / "models/model.skops"),
+        test,
+        features=params.data.features,
+        positive_class=params.data.positive_class,
+    )

@@ -102,14 +102,7 @@ def s3_server(bucket: str = "gitml-dvc") -> Iterator[S3Server]:
         access_key, secret_key = _make_s3_user(endpoint, bucket)
         yield S3Server(endpoint, bucket, access_key, secret_key)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        _stop(proc)
 
 
 def _make_s3_user(endpoint: str, bucket: str) -> tuple[str, str]:
@@ -242,14 +235,7 @@ def ssh_server(directory: Path) -> Iterator[SshServer]:
             directory,
         )
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        _stop(proc)
 
 
 @contextmanager
@@ -275,3 +261,15 @@ def tiny_filesystem(path: Path, size: str = "64k") -> Iterator[Path]:
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a test server: SIGTERM, SIGKILL after 10 s, its stderr pipe closed."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stderr:
+        proc.stderr.close()

@@ -24,9 +24,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from gitml.config.compose import load_params
-from gitml.data.io import read_table
-from gitml.model.persist import load_model
-from gitml.model.scoring import score_frame
 from tests.integration.dask_processes import DaskProcesses, dask_processes
 from tests.integration.test_monitor import _monitor, _sample, _write_log
 from tests.support import gitml
@@ -36,20 +33,6 @@ from tests.support import gitml
 def cluster() -> Iterator[DaskProcesses]:
     with dask_processes(workers=2) as processes:
         yield processes
-
-
-@pytest.fixture(scope="module")
-def scored(built_repo: Path) -> np.ndarray:
-    """Evaluate's probabilities for the test split, computed in this process."""
-    params = load_params(built_repo / "params.yaml")
-    test_path = built_repo / "data/processed/test.parquet"
-    test = read_table(test_path, categories=params.data.categorical)
-    return score_frame(
-        load_model(built_repo / "models/model.skops"),
-        test,
-        features=params.data.features,
-        positive_class=params.data.positive_class,
-    )
 
 
 def _dataset(built_repo: Path, directory: Path, parts: int, repeat: int = 1) -> Path:

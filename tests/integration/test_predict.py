@@ -13,28 +13,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from gitml.config.compose import load_params
-from gitml.data.io import read_table
-from gitml.model.persist import load_model
-from gitml.model.scoring import score_frame
 from tests.integration.faults import file_size_limit, mode_abiding
 from tests.support import gitml
 
 BAD_ROWS = {700: ("tenure", "-4", "min"), 1200: ("contract", "Weekly", "category")}
-
-
-@pytest.fixture(scope="module")
-def scored(built_repo: Path) -> np.ndarray:
-    """Evaluate's probabilities for the test set, computed as the stage computes them."""
-    params = load_params(built_repo / "params.yaml")
-    test_path = built_repo / "data/processed/test.parquet"
-    test = read_table(test_path, categories=params.data.categorical)
-    return score_frame(
-        load_model(built_repo / "models/model.skops"),
-        test,
-        features=params.data.features,
-        positive_class=params.data.positive_class,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -808,14 +808,8 @@ def _predict(
             keep=keep or [],
             progress=update,
         )
-    line = f"scored {summary.scored:,} of {summary.rows:,} rows -> {output}"
-    line += f" ({summary.seconds:.1f} s)"
-    if summary.rejected:
-        line += f"; rejected {summary.rejected:,} (see {summary.rejected_path})"
-    if summary.unknown_categories:
-        shown = ", ".join(f"{k}: {v:,}" for k, v in summary.unknown_categories.items())
-        line += f"; unknown categories accepted ({shown})"
-    typer.echo(line)
+    head = f"scored {summary.scored:,} of {summary.rows:,} rows -> {output}"
+    _echo_scored(summary, f"{head} ({summary.seconds:.1f} s)", summary.rejected_path)
 
 
 def _check_engine(engine: str, scheduler: str | None) -> None:
@@ -862,10 +856,17 @@ def _predict_on_cluster(
         summary = score_dataset(
             eng, ship_model(files, with_bytes=eng.remote), input_path, output, options
         )
-    line = f"scored {summary.scored:,} of {summary.rows:,} rows in {summary.parts} parts"
-    line += f" -> {output} ({summary.seconds:.1f} s, {summary.workers} Dask workers)"
+    head = f"scored {summary.scored:,} of {summary.rows:,} rows in {summary.parts} parts"
+    head += f" -> {output} ({summary.seconds:.1f} s, {summary.workers} Dask workers)"
+    _echo_scored(summary, head, f"{output}/*.rejected.csv")
+
+
+def _echo_scored(summary: Any, head: str, rejected_at: object) -> None:
+    """The one line `gitml predict` ends with, either engine: what was scored, then what was
+    rejected (and where) and which unknown categories were accepted."""
+    line = head
     if summary.rejected:
-        line += f"; rejected {summary.rejected:,} (see {output}/*.rejected.csv)"
+        line += f"; rejected {summary.rejected:,} (see {rejected_at})"
     if summary.unknown_categories:
         shown = ", ".join(f"{k}: {v:,}" for k, v in summary.unknown_categories.items())
         line += f"; unknown categories accepted ({shown})"

@@ -34,18 +34,12 @@ METADATA_FILE = "metadata.json"
 UNRELEASED = "unreleased"
 
 
-@dataclass(frozen=True)
-class ServedModel:
-    """Everything serving and batch scoring need about one model."""
+class SignatureTraits:
+    """What a model's signature says, read the same way wherever a model is scored: by a
+    ServedModel (the loaded pipeline) and by the stored fast path's StoredModel
+    (`gitml.serve.fastpath_store`, no pipeline)."""
 
-    name: str
-    version: str
-    commit: str | None
-    pipeline: Pipeline
     signature: dict[str, Any]
-    metadata: dict[str, Any]
-    metrics: dict[str, Any] = field(default_factory=dict)
-    path: Path | None = None
 
     @cached_property
     def schema(self) -> InputSchema:
@@ -73,6 +67,24 @@ class ServedModel:
     def negative_class(self) -> str:
         return next(c for c in self.classes if c != self.positive_class)
 
+    @property
+    def target(self) -> str:
+        return str(self.signature["output"].get("target", "target"))
+
+
+@dataclass(frozen=True)
+class ServedModel(SignatureTraits):
+    """Everything serving and batch scoring need about one model."""
+
+    name: str
+    version: str
+    commit: str | None
+    pipeline: Pipeline
+    signature: dict[str, Any]
+    metadata: dict[str, Any]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
     def score(self, frame: pd.DataFrame) -> np.ndarray:
         """Probability of the positive class: `score_frame`, the code path evaluate uses."""
         from gitml.model.scoring import score_frame
@@ -99,10 +111,6 @@ class ServedModel:
         with np.errstate(over="ignore", invalid="ignore"):  # refused below, by record
             outputs = predict_frame(self.pipeline, frame, features=self.features, task=task)
         return check_values(outputs, target=self.target)
-
-    @property
-    def target(self) -> str:
-        return str(self.signature["output"].get("target", "target"))
 
     @property
     def fast_scorer(self) -> Callable[[Columns], np.ndarray] | None:

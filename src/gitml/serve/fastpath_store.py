@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gitml.serve.bundle import SignatureTraits
 from gitml.serve.fastpath import PARITY_TOLERANCE, build_fast_path, verify_fast_path
 from gitml.serve.fastpath_blocks import BlockPlan, plan_preprocessing
 from gitml.serve.inputs import Columns, InputSchema
-from gitml.tasks import Task
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,7 +61,7 @@ class LinearPlan:
     intercept: np.ndarray
 
 
-class StoredModel:
+class StoredModel(SignatureTraits):
     """A model scored through its stored fast path: what `score_file` reads of a ServedModel
     (`gitml.serve.batch.BatchModel`), without the pipeline. `predict`, never needed while the
     fast path scores every chunk, loads the pipeline."""
@@ -69,25 +69,10 @@ class StoredModel:
     def __init__(
         self, files: ModelFiles, plans: list[BlockPlan], linear: LinearPlan, traits: Any
     ) -> None:
-        from gitml.serve.bundle import signature_task
-
         self.files = files
         self.signature = files.signature
         self.name, self.version = files.name, files.version
-        self.task: Task = signature_task(files.signature)
-        self.schema = InputSchema.from_signature(files.signature)
-        self.features = [item["name"] for item in files.signature["inputs"]]
-        self.classes = [str(c) for c in files.signature["output"].get("classes") or []]
-        self.target = str(files.signature["output"].get("target", "target"))
         self._plans, self._linear, self._traits = plans, linear, traits
-
-    @cached_property
-    def positive_class(self) -> str:
-        return str(self.signature["output"]["positive_class"])
-
-    @cached_property
-    def negative_class(self) -> str:
-        return next(c for c in self.classes if c != self.positive_class)
 
     @cached_property
     def fast_scorer(self) -> Callable[[Columns], np.ndarray]:

@@ -134,7 +134,9 @@ def connect(
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
-            silence_logs=logging.ERROR,
+            # a task's GitmlError (bad input) is the user's answer, raised here with its
+            # hint: the worker's own "Compute Failed" log and traceback would only repeat it
+            silence_logs=logging.CRITICAL,
         )
     try:
         client = Client(cluster, set_as_default=False)

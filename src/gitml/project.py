@@ -31,6 +31,7 @@ OUTPUTS = {
     "precision_recall": "reports/plots/precision_recall.json",
     "card": "reports/model_card.md",
     "calibrator": "reports/calibrator.json",
+    "importance": "reports/importance.json",
 }
 # What a gitml project needs to run its pipeline from a clean checkout.
 PROJECT_FILES = (

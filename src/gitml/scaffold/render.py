@@ -107,6 +107,9 @@ class ProjectSpec:
     target: str
     positive_class: str | None = None  # binary only
     gitml_version: str = __version__  # the version a project pins (requirements.lock)
+    # promotion.importance.forbid_top_k.columns: none from `gitml init` (which inputs are
+    # sensitive is the team's call); the reference project names two of Telco's slice columns
+    forbid_top_k: tuple[str, ...] = ()
 
     @property
     def default_model(self) -> str:
@@ -224,6 +227,7 @@ def _values(spec: ProjectSpec, mode: Mode) -> dict[str, str | list[str]]:
         "exps_drop": _exps_drop(spec.task),
         "ci_checks": _ci_checks(mode),
         "ci_setup": _ci_setup(mode),
+        "forbid_top_k": "[" + ", ".join(spec.forbid_top_k) + "]",
     }
     for stage, paths in CODE_DEPS.items():
         deps = paths if mode == "framework" else (LOCK_FILE,)

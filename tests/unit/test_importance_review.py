@@ -87,9 +87,7 @@ def _report(base: Revision, head: Revision, verdict: Verdict | None = None) -> s
 
 
 def test_now_and_no_longer_follow_separate_intervals_and_a_slice_column_is_flagged() -> None:
-    review = review_importance(
-        _revision("main", BASE_SHA, BASE), _revision("pr", HEAD_SHA, HEAD)
-    )
+    review = review_importance(_revision("main", BASE_SHA, BASE), _revision("pr", HEAD_SHA, HEAD))
     assert [(r.name, r.change) for r in review.rows] == [
         ("tenure", None),  # lower on head, but the intervals overlap: no change
         ("female", "now"),

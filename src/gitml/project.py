@@ -30,6 +30,7 @@ OUTPUTS = {
     "roc": "reports/plots/roc.json",
     "precision_recall": "reports/plots/precision_recall.json",
     "card": "reports/model_card.md",
+    "importance": "reports/importance.json",
     "calibrator": "reports/calibrator.json",
     "importance": "reports/importance.json",
 }

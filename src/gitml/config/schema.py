@@ -334,6 +334,17 @@ class CardParams(_Strict):
     interval_resamples: Annotated[int, Field(ge=100, le=100_000)] = 1000
 
 
+class ImportanceParams(_Strict):
+    """Stage `importance`: permutation importance of every input column on the test rows
+    (reports/importance.json), shown by the model card and the review. Seeded by `seed`."""
+
+    repeats: Annotated[int, Field(ge=1, le=100)] = 5  # shuffles per column
+    resamples: Annotated[int, Field(ge=100, le=100_000)] = 200  # bootstrap of the interval
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+    max_rows: Annotated[int, Field(ge=100)] = 50_000  # above: a seeded subsample of this size
+    top_k: Annotated[int, Field(ge=1, le=100)] = 5  # columns the card and the report show
+
+
 class PredictionLogParams(_Strict):
     """The optional log of served predictions: Parquet files, appended in row groups."""
 
@@ -454,6 +465,7 @@ class Params(_Strict):
     evaluate: EvaluateParams
     promotion: PromotionParams
     card: CardParams | None = None  # absent in revisions made before the model card
+    importance: ImportanceParams = ImportanceParams()  # absent before importance existed
     serve: ServeParams = ServeParams()  # absent in revisions made before serving existed
     monitor: MonitorParams = MonitorParams()  # absent in revisions made before monitoring
 

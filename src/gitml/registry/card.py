@@ -43,8 +43,9 @@ def render_card(
     slices: Mapping[str, Any],
     validation: Mapping[str, Any],
     lineage: Mapping[str, Any],
+    importance: Mapping[str, Any] | None = None,
 ) -> str:
-    """The whole card as Markdown."""
+    """The whole card as Markdown (`importance`: reports/importance.json, where computed)."""
     card, project = require_card(params), params.project
     name = metadata.get("model_name", project.model_name)
     title = card.title or name
@@ -107,6 +108,8 @@ def render_card(
         lines += _task_notes(task, metrics)
     lines += ["", "## Slice metrics", ""]
     lines += _slice_lines(slices, task)
+    lines += ["", "## What the model relies on", ""]
+    lines += importance_lines(importance, top_k=params.importance.top_k)
     lines += ["", "## Known limitations", ""]
     lines += _bullets(card.limitations + _found_limitations(slices, task, metrics), "none")
     lines += ["", "## Lineage", ""]
@@ -226,6 +229,43 @@ def _slice_lines(slices: Mapping[str, Any], task: Task = "binary") -> list[str]:
             lines.append(
                 f"| {column} | {label_category(group)}{flag} | {values.get('rows')} | {cells} |"
             )
+    return lines
+
+
+def importance_lines(importance: Mapping[str, Any] | None, *, top_k: int) -> list[str]:
+    """The `top_k` columns of reports/importance.json with their intervals, how many the model
+    measurably relies on, the rows used, and how to read it."""
+    if not importance or not importance.get("columns"):
+        return ["Not computed: no `reports/importance.json` (stage `importance`)."]
+    metric, columns = importance.get("metric"), importance["columns"]
+    change = "drop" if importance.get("higher_is_better", True) else "rise"
+    rows = importance.get("rows") or {}
+    used = f"{rows.get('used', 0):,} test rows used"
+    if rows.get("subsampled"):
+        used += f" (subsampled from {rows.get('test', 0):,}, seeded; intervals are the sample's)"
+    confidence = (importance.get("bootstrap") or {}).get("confidence", 0.95)
+    lines = [
+        f"Permutation importance (`reports/importance.json`): how much {metric} would {change} "
+        f"if one input column's values were shuffled among the {used}, the model otherwise "
+        f"unchanged (mean of {importance.get('repeats')} shuffles). The larger it is, the more "
+        "the model relies on the column; an interval that includes 0 means no measurable "
+        "reliance.",
+        "",
+        f"| rank | column | {change} in {metric} | {confidence * 100:g} % interval |",
+        "| ---: | --- | ---: | --- |",
+    ]
+    for column in columns[:top_k]:
+        low, high = column.get("low"), column.get("high")
+        shown = f"{low:.4f} – {high:.4f}" if low is not None and high is not None else "n/a"
+        lines.append(
+            f"| {column.get('rank')} | `{column.get('name')}` | {_num(column.get('importance'))} "
+            f"| {shown} |"
+        )
+    relied = [c["name"] for c in columns if (c.get("low") or 0) > 0]
+    lines += [
+        "",
+        f"Relied on (interval above 0): {len(relied)} of {len(columns)} input columns.",
+    ]
     return lines
 
 

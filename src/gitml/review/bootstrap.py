@@ -409,9 +409,17 @@ def _check_outputs(
 def _weight_chunks(
     outputs: TaskOutputs, resamples: int, seed: int, chunk_size: int | None
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """(first resample, how often each row is drawn in each resample of the chunk)."""
-    n = len(outputs)
+    """`weight_chunks` for these outputs (multiclass: per-class arrays widen each row)."""
     width = max(1, len(outputs.classes))  # per-class arrays of the multiclass metrics
+    return weight_chunks(len(outputs), resamples, seed, chunk_size=chunk_size, width=width)
+
+
+def weight_chunks(
+    n: int, resamples: int, seed: int, *, chunk_size: int | None = None, width: int = 1
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(first resample, how often each of `n` rows is drawn in each resample of the chunk),
+    shape (chunk, n). Resample i depends only on `seed` and i, so `chunk_size` (default: fits
+    the memory budget, for metrics that hold `width` arrays per row) never changes a draw."""
     if chunk_size is None:
         chunk_size = max(1, _MEMORY_BUDGET // (_BYTES_PER_CELL * n * width))
     if chunk_size < 1:

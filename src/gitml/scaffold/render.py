@@ -70,6 +70,16 @@ CODE_DEPS: dict[str, tuple[str, ...]] = {
         "src/gitml/model/persist.py",
         "src/gitml/tasks.py",
     ),
+    "importance": (
+        "src/gitml/stages/importance.py",
+        "src/gitml/data/io.py",
+        "src/gitml/review/permutation.py",
+        "src/gitml/review/bootstrap.py",
+        "src/gitml/evaluate/metrics.py",
+        "src/gitml/model/scoring.py",
+        "src/gitml/model/persist.py",
+        "src/gitml/tasks.py",
+    ),
     "card": (
         "src/gitml/stages/card.py",
         "src/gitml/registry/card.py",

@@ -23,6 +23,7 @@ from gitml.vcs import read_lock
 def _configure(parser: argparse.ArgumentParser) -> None:
     for name in ("metadata", "signature", "metrics", "slices", "validation", "predictions"):
         parser.add_argument(f"--{name}", type=Path, required=True)
+    parser.add_argument("--importance", type=Path, required=True, help="what the model relies on")
     parser.add_argument("--lock", type=Path, default=Path("dvc.lock"), help="read, not a dep")
     parser.add_argument("--out", type=Path, required=True)
 
@@ -56,6 +57,7 @@ def _card(args: argparse.Namespace, params: Params) -> None:
         intervals=intervals,
         slices=_json(args.slices),
         validation=_json(args.validation),
+        importance=_json(args.importance),
         lineage={"dvc_lock": _lock_hashes(args.lock, str(args.out))},
     )
     write_text(args.out, text)

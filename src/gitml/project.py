@@ -32,7 +32,6 @@ OUTPUTS = {
     "card": "reports/model_card.md",
     "importance": "reports/importance.json",
     "calibrator": "reports/calibrator.json",
-    "importance": "reports/importance.json",
 }
 # What a gitml project needs to run its pipeline from a clean checkout.
 PROJECT_FILES = (

@@ -104,6 +104,7 @@ EXPERIMENTS: dict[str, tuple[Task, ...]] = {
 # Scaffold files that are not project files, or are rendered by code
 _SKIP_SUFFIXES = (".py", ".pyc")
 _PER_TASK = ("conf/promotion", "conf/evaluate")
+_POLICY = "conf/promotion/default.yaml"
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,18 @@ def render_files(spec: ProjectSpec, *, mode: Mode = "project") -> dict[str, str]
         if target is None:
             continue
         files[target] = fill(item.read_text(encoding="utf-8"), values, source=rel)
+    if spec.forbid_top_k:
+        files[_POLICY] = forbid_in_top_k(files[_POLICY], spec.forbid_top_k)
     return dict(sorted(files.items()))
+
+
+def forbid_in_top_k(policy: str, columns: tuple[str, ...]) -> str:
+    """The promotion policy's text with `importance.forbid_top_k.columns` set to `columns`
+    (the templates hold `[]` there, and stay YAML that composes as they are)."""
+    empty = "    columns: []\n"
+    if policy.count(empty) != 1:
+        raise ValueError(f"{_POLICY}: expected one line {empty.strip()!r} under forbid_top_k")
+    return policy.replace(empty, f"    columns: [{', '.join(columns)}]\n")
 
 
 def fill(template: str, values: dict[str, str | list[str]], *, source: str) -> str:
@@ -237,7 +249,6 @@ def _values(spec: ProjectSpec, mode: Mode) -> dict[str, str | list[str]]:
         "exps_drop": _exps_drop(spec.task),
         "ci_checks": _ci_checks(mode),
         "ci_setup": _ci_setup(mode),
-        "forbid_top_k": "[" + ", ".join(spec.forbid_top_k) + "]",
     }
     for stage, paths in CODE_DEPS.items():
         deps = paths if mode == "framework" else (LOCK_FILE,)

@@ -61,7 +61,7 @@ from measured import MEASURE_MARK, measure  # bench/measured.py
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "bench" / "out"
 REFERENCE_DATA = "data/external/telco_churn.csv.gz"
-STAGES = ["ingest", "validate", "split", "train", "evaluate", "card"]
+STAGES = ["ingest", "validate", "split", "train", "evaluate", "importance", "card"]
 # The plain script's phase that does each stage's work (validate has no counterpart).
 PLAIN_PHASE = {"ingest": "read", "split": "split", "train": "fit", "evaluate": "score"}
 TARGET, POSITIVE, SEED = "churn", "Yes", 42

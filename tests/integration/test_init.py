@@ -77,7 +77,7 @@ def test_a_project_differs_from_the_reference_only_in_how_it_installs_gitml() ->
     assert "GITML_SPEC ?= -e ." in framework["Makefile"]
     assert "GITML_SPEC ?= $(shell grep -m1 '^gitml==' requirements.lock)" in project["Makefile"]
     assert "src/gitml" not in project["dvc.yaml"]
-    assert project["dvc.yaml"].count("- requirements.lock") == 6  # every stage's code
+    assert project["dvc.yaml"].count("- requirements.lock") == 7  # every stage's code
 
 
 def _awkward_file(path: Path) -> None:
@@ -135,6 +135,9 @@ def test_init_makes_a_committed_project_that_reproduces_and_passes_its_own_tests
     assert not {"patient id", "visit date", "clinic", "notes"} & set(inputs)
     # one name: params, dvc.yaml's artifact and the signature agree
     assert "model_name: cancer-classifier" in (cancer / "params.yaml").read_text()
+    importance = json.loads((cancer / "reports/importance.json").read_text())
+    assert importance["metric"] == "roc_auc" and len(importance["columns"]) == len(inputs)
+    assert "## What the model relies on" in (cancer / "reports/model_card.md").read_text()
     assert "\n  cancer-classifier:\n" in (cancer / "dvc.yaml").read_text()
     assert signature["model_name"] == "cancer-classifier"
     gitml("params", "--check", cwd=cancer)

@@ -171,8 +171,23 @@ def test_init_a_multiclass_project_from_wine(wine: Path, tmp_path: Path) -> None
     # wine has no slice candidates: no slice limits that could never be judged (they would
     # block every release)
     assert "  max_gap:" not in (project / "conf/promotion/default.yaml").read_text()
+    _check_importance(project, "f1_macro")
     assert "Data and pipelines are up to date." in dvc("repro", cwd=project).stdout
     assert "3 passed" in _project_tests(project)
+
+
+def _check_importance(project: Path, metric: str) -> None:
+    """The first run's importance stage: every input column, the task's primary metric, and
+    the card's section on what the model relies on."""
+    assert "\n  importance:\n" in (project / "dvc.yaml").read_text()
+    importance = json.loads((project / "reports/importance.json").read_text())
+    signature = json.loads((project / "models/signature.json").read_text())
+    assert importance["metric"] == metric and importance["columns"][0]["rank"] == 1
+    names = sorted(c["name"] for c in importance["columns"])
+    assert names == sorted(i["name"] for i in signature["inputs"])
+    card = (project / "reports/model_card.md").read_text()
+    assert "## What the model relies on" in card
+    assert f"| 1 | `{importance['columns'][0]['name']}` |" in card
 
 
 @pytest.mark.slow
@@ -199,6 +214,7 @@ def test_init_a_regression_project_from_diabetes(diabetes: Path, tmp_path: Path)
     assert calibrator["method"] is None and "regression" in calibrator["note"]
     floor = json.loads((project / "tests/project/floor.json").read_text())
     assert floor["metric"] == "rmse" and floor["floor"] > floor["first_run"]  # a ceiling
+    _check_importance(project, "rmse")
     assert "3 passed" in _project_tests(project)
 
 

@@ -18,7 +18,7 @@ from gitml.evaluate.calibrator import calibrate
 from tests.support import dvc, git, gitml, ran_stages, run
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = ["ingest", "validate", "split", "train", "evaluate", "card"]
+STAGES = ["ingest", "validate", "split", "train", "evaluate", "importance", "card"]
 
 
 def _metrics(repo: Path) -> dict:
@@ -45,6 +45,7 @@ def test_repro_from_scratch_builds_everything(built_repo: Path) -> None:
         "reports/plots/calibration.json",
         "reports/model_card.md",
         "reports/calibrator.json",
+        "reports/importance.json",
     ]:
         assert (built_repo / rel).is_file(), rel
     metrics = _metrics(built_repo)
@@ -56,10 +57,38 @@ def test_repro_from_scratch_builds_everything(built_repo: Path) -> None:
     # small outputs are committed to Git; data and the model are DVC's
     tracked = git("ls-files", cwd=built_repo).stdout.split()
     assert "reports/metrics.json" in tracked and "models/signature.json" in tracked
-    assert "reports/calibrator.json" in tracked
+    assert "reports/calibrator.json" in tracked and "reports/importance.json" in tracked
     assert "models/model.skops" not in tracked and "data/raw/telco_churn.parquet" not in tracked
     assert "dvc.lock" in tracked
     _check_calibrator(built_repo)
+    _check_importance(built_repo)
+
+
+def _check_importance(repo: Path) -> None:
+    """reports/importance.json in the contract's shape: every input column once, ranked by
+    importance; the model card shows the top ones."""
+    importance = json.loads((repo / "reports/importance.json").read_text())
+    assert list(importance) == [
+        "importance_version", "model_name", "estimator", "task", "metric", "higher_is_better",
+        "score", "rows", "repeats", "bootstrap", "seed", "columns",
+    ]  # fmt: skip
+    assert importance["metric"] == "roc_auc" and importance["seed"] == 42
+    assert importance["score"] == _metrics(repo)["metrics"]["roc_auc"]  # all test rows used
+    assert importance["rows"] == {
+        "test": 1409,
+        "used": 1409,
+        "subsampled": False,
+        "max_rows": 50000,
+    }
+    signature = json.loads((repo / "models/signature.json").read_text())
+    columns = importance["columns"]
+    assert sorted(c["name"] for c in columns) == sorted(i["name"] for i in signature["inputs"])
+    assert [c["rank"] for c in columns] == list(range(1, len(columns) + 1))
+    values = [c["importance"] for c in columns]
+    assert values == sorted(values, reverse=True)
+    assert columns[0]["name"] == "tenure" and columns[0]["low"] > 0
+    card = (repo / "reports/model_card.md").read_text()
+    assert "## What the model relies on" in card and "| 1 | `tenure` |" in card
 
 
 def _check_calibrator(repo: Path) -> None:
@@ -98,7 +127,7 @@ def test_evaluate_param_change_reruns_only_evaluate(repo: Path) -> None:
 def test_model_change_reruns_train_and_evaluate_only(repo: Path) -> None:
     gitml("params", "model=random_forest", "model.params.n_estimators=60", cwd=repo)
     proc = dvc("repro", cwd=repo)
-    assert ran_stages(proc.stdout) == ["train", "evaluate", "card"]
+    assert ran_stages(proc.stdout) == ["train", "evaluate", "importance", "card"]
     assert _metrics(repo)["estimator"] == "random_forest"
     meta = json.loads((repo / "models/metadata.json").read_text())
     assert meta["hyperparameters"]["n_estimators"] == 60

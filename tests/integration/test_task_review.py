@@ -2,7 +2,7 @@
 
 The models are plain scikit-learn Pipelines fitted here and stored with gitml's own
 `save_model`, beside a signature per the task contract; everything after that is the real
-thing: the evaluate and card stages, git, and the review CLI.
+thing: the evaluate, importance and card stages, git, and the review CLI.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def _write_model(repo: Path, task: str, train: pd.DataFrame, strength: float) ->
 
 
 def _stages(repo: Path) -> None:
-    """The evaluate and card stages, as dvc.yaml runs them."""
+    """The evaluate, importance and card stages, as dvc.yaml runs them."""
     evaluate = [
         "--model", "models/model.skops", "--metadata", "models/metadata.json",
         "--test", "data/processed/test.parquet", "--metrics", "reports/metrics.json",
@@ -147,9 +147,11 @@ def _stages(repo: Path) -> None:
         "--metadata", "models/metadata.json", "--signature", "models/signature.json",
         "--metrics", "reports/metrics.json", "--slices", "reports/slices.json",
         "--validation", "reports/validation.json", "--predictions", "reports/predictions.csv",
-        "--out", "reports/model_card.md",
+        "--importance", "reports/importance.json", "--out", "reports/model_card.md",
     ]  # fmt: skip
+    importance = [*evaluate[:6], "--out", "reports/importance.json"]
     run(sys.executable, "-m", "gitml.stages.evaluate", *evaluate, cwd=repo)
+    run(sys.executable, "-m", "gitml.stages.importance", *importance, cwd=repo)
     run(sys.executable, "-m", "gitml.stages.card", *card, cwd=repo)
 
 
@@ -205,6 +207,7 @@ def test_multiclass_evaluate_card_report_and_gate(tmp_path: Path) -> None:
     assert "probability of each class of y (`blue`, `green`, `red`)" in card
     assert "| class | precision | recall | f1 | support |" in card
     assert "| f1_macro |" in card and "churn" not in card.lower()
+    assert "| rank | column | drop in f1_macro | 95 % interval |" in card
 
     _new_model(repo, "multiclass", train, strength=1.0)  # head: a real fit, clearly better
     report = _report(repo)
@@ -237,6 +240,8 @@ def test_regression_evaluate_card_report_and_gate(tmp_path: Path) -> None:
     assert "- output: `value`: predicted y" in card
     assert "Lower is better: rmse, mae, mape" in card
     assert "class balance" not in card and "churn" not in card.lower()
+    # y = 50 + 3 x1 + 2 x2 + 4 (region north) + noise: x1 matters most
+    assert "| rank | column | rise in rmse | 95 % interval |" in card and "| 1 | `x1` |" in card
 
     _new_model(repo, "regression", train, strength=2000.0)  # head: shrunk towards the mean
     report = _report(repo, "--images", "images")

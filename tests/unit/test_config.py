@@ -90,6 +90,15 @@ def test_seed_flows_into_split_and_model() -> None:
             ["promotion.minimums names metrics of another task for data.task 'binary': ['rmse']"],
         ),
         (["data.positive_class=Maybe"], ["include positive_class 'Maybe'"]),
+        (
+            ["importance.repeats=0"],
+            ["importance.repeats: Input should be greater than or equal to 1 (got 0)"],
+        ),
+        (["importance.confidence=1.5"], ["importance.confidence: Input should be less than 1"]),
+        (
+            ["+importance.shuffles=3"],
+            ["importance.shuffles: unknown key (allowed here: repeats, resamples, confidence"],
+        ),
     ],
 )
 def test_bad_configuration_names_the_key_and_allowed_values(

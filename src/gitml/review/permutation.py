@@ -218,24 +218,20 @@ def _shuffled(
 def _ranked(
     points: dict[str, float], intervals: dict[str, tuple[float | None, float | None]]
 ) -> list[dict[str, Any]]:
-    """Columns by importance, largest first, ties by name; rank 1-based."""
-    rows = [
-        {"name": c, "importance": point_value(v), "low": intervals[c][0], "high": intervals[c][1]}
-        for c, v in points.items()
-    ]
-    rows.sort(key=lambda r: (-_or_lowest(r["importance"]), r["name"]))
+    """Columns by importance, largest first (an undefined one last), ties by name; rank 1-based."""
+    values = {c: point_value(v) for c, v in points.items()}
+    order = sorted(values, key=lambda c: (-_or_lowest(values[c]), c))
     return [
         {
-            "name": r["name"],
+            "name": c,
             "rank": i,
-            "importance": r["importance"],
-            "low": r["low"],
-            "high": r["high"],
+            "importance": values[c],
+            "low": intervals[c][0],
+            "high": intervals[c][1],
         }
-        for i, r in enumerate(rows, start=1)
+        for i, c in enumerate(order, start=1)
     ]
 
 
 def _or_lowest(value: float | None) -> float:
-    """An undefined importance (None) ranks last."""
     return -np.inf if value is None else value

@@ -163,13 +163,13 @@ def compare_importance(
     head's file there is nothing to show; without the base's, or with another metric on
     each side, the head is shown alone and nothing is called a change."""
     sliced = set(slices)
+    note: str | None = None
     if head is None:
         note = (
             f"{head_name} has no {OUTPUTS['importance']}: what the model relies on is unknown "
             "(run the pipeline with the importance stage: dvc repro)"
         )
         return ImportanceReview(base, None, [], top_k, note)
-    note = None
     if base is None:
         note = (
             f"{base_name} has no {OUTPUTS['importance']} (a first model, or a base from "

@@ -129,12 +129,12 @@ def _drift(result: MonitorResult) -> list[str]:
             for c in drifted
             if c.distribution is not None
         ]
+        if drifted:  # the table first: it reads in the ranked order at a glance
+            parts.append(_column_table(drifted))
+        else:
+            parts.append("<p>No column drifted.</p>")
         if plots:
             parts.append(f'<div class="plots">{"".join(plots)}</div>')
-        elif not drifted:
-            parts.append("<p>No column drifted.</p>")
-        if drifted:
-            parts.append(_column_table(drifted))
         parts.append(
             f"<details><summary>All {len(report.columns)} columns tested</summary>"
             f"{_column_table(report.columns)}</details>"

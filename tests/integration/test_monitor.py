@@ -140,7 +140,7 @@ def test_a_shifted_batch_alerts_naming_the_column(batch_runs: dict[str, Any]) ->
     )
     report = (out / "monitor.md").read_text()
     assert report.startswith("## Monitoring: ALERT\n\n**ALERT**")
-    assert "| tenure | feature | ks |" in report.split("<details>")[0]
+    assert "| tenure | - | feature | ks |" in report.split("<details>")[0]
     result = json.loads((out / "monitor.json").read_text())
     drifted = [c["column"] for r in result["drift"] for c in r["columns"] if c["drifted"]]
     assert "tenure" in drifted and not {"contract", "monthly_charges"} & set(drifted)

@@ -254,7 +254,8 @@ def test_monitoring_a_log_on_the_cluster_gives_the_local_statistics_and_verdicts
         built_repo, tmp_path / "dask", *args, "--engine", "dask", "--scheduler", cluster.address
     )
     assert local == dask.returncode == 1, dask.stderr  # tenure drifted: an alert
-    assert dask.stdout.startswith("ALERT") and "  tenure: ks" in dask.stdout
+    assert dask.stdout.startswith("ALERT")
+    assert "  tenure (importance rank 1, relied on): ks" in dask.stdout  # ranked on Dask too
     result = _same_result(tmp_path / "local", tmp_path / "dask")
     assert result["current_rows"] == 1600
     assert any(c["drifted"] for r in result["drift"] for c in r["columns"])

@@ -3,6 +3,7 @@ itself, and bad input is refused with nothing written."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ from tests.support import build_once, copy_repo, dvc, git, gitml, run
 
 ROOT = Path(__file__).resolve().parents[2]
 TELCO = ROOT / "data/external/telco_churn.csv.gz"
+# promotion.importance.forbid_top_k.columns of the reference project
+REFERENCE_FORBIDDEN = ("female", "senior_citizen")
 # The framework files of the reference project, rendered by `gitml init` (issue 11's list)
 FRAMEWORK = ("dvc.yaml", "Makefile", ".github/", ".ci/", "conf/", "tests/project/test_")
 NOT_FRAMEWORK = ("conf/data/", "conf/card/")
@@ -41,9 +44,12 @@ def test_the_reference_project_is_what_init_renders_for_telco() -> None:
         "binary",
         "telco_churn",
     )
+    assert plan.spec.forbid_top_k == ()  # init forbids nothing: which inputs are sensitive is
+    # the team's call; the reference's team forbids two of its slice columns in the top k
+    spec = dataclasses.replace(plan.spec, forbid_top_k=REFERENCE_FORBIDDEN)
     rendered = {
         rel: text
-        for rel, text in render_files(plan.spec, mode="framework").items()
+        for rel, text in render_files(spec, mode="framework").items()
         if _is_framework(rel)
     }
     root = _root_files()

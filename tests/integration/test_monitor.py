@@ -135,16 +135,28 @@ def test_a_shifted_batch_alerts_naming_the_column(batch_runs: dict[str, Any]) ->
     alert, out = batch_runs["shifted"]
     assert alert.returncode == 1, alert.stderr
     assert alert.stdout.startswith("ALERT")
+    # tenure is what the model relies on most (reports/importance.json): it leads
     assert re.search(
-        r"^  tenure: ks [0-9.]+, wasserstein [0-9.]+ \u2265 0\.05, p_adj ", alert.stdout, re.M
+        r"^  tenure \(importance rank 1, relied on\): ks [0-9.]+, wasserstein [0-9.]+ \u2265 "
+        r"0\.05, p_adj ",
+        alert.stdout,
+        re.M,
     )
     report = (out / "monitor.md").read_text()
     assert report.startswith("## Monitoring: ALERT\n\n**ALERT**")
-    assert "| tenure | feature | ks |" in report.split("<details>")[0]
+    assert re.search(r"^\| tenure \| \*\*0\.\d+ \(#1\)\*\* \| feature \| ks \|", report, re.M)
+    assert "Drifted columns the model relies on come first, by importance" in report
     result = json.loads((out / "monitor.json").read_text())
     drifted = [c["column"] for r in result["drift"] for c in r["columns"] if c["drifted"]]
     assert "tenure" in drifted and not {"contract", "monthly_charges"} & set(drifted)
-    assert result["drift"][0]["model_version"] == "workspace"  # a batch file has no versions
+    (report_json,) = result["drift"]
+    assert report_json["model_version"] == "workspace"  # a batch file has no versions
+    first = report_json["columns"][0]
+    assert (first["column"], first["importance_rank"], first["relied_on"]) == ("tenure", 1, True)
+    assert (
+        "reports/importance.json at the working tree, roc_auc on 1,409 test rows"
+        in (report_json["ranking"])
+    )
 
 
 def test_the_html_report_renders_offline_in_chromium(
@@ -190,12 +202,15 @@ def test_a_prediction_log_window_is_compared_with_the_release_that_served_it(
     released: Path, logs: Path, tmp_path: Path
 ) -> None:
     day2 = _monitor(released, tmp_path / "d2", "--current", str(logs), "--since", "2026-11-29")
-    assert day2.returncode == 1 and "  tenure: ks" in day2.stdout
+    assert day2.returncode == 1 and "  tenure (importance rank 1, relied on): ks" in day2.stdout
     assert "### Drift: v1.0.0" in (tmp_path / "d2" / "monitor.md").read_text()
     result = json.loads((tmp_path / "d2" / "monitor.json").read_text())
     assert result["current_rows"] == 600  # the second day only; the dot-file skipped
     (report,) = result["drift"]
     assert report["reference"].startswith(f"{NAME}@v1.0.0 training split")
+    # ranked by the release commit's own importance, read through Git
+    assert f"reports/importance.json at {NAME}@v1.0.0 (" in report["ranking"]
+    assert report["columns"][0]["column"] == "tenure"
 
     empty = _monitor(released, tmp_path / "d3", "--current", str(logs), "--since", "2026-12-05")
     assert empty.returncode == 2
@@ -215,6 +230,7 @@ def test_a_git_revision_is_a_reference_and_a_bad_one_is_refused(
     (report,) = result["drift"]
     assert report["reference"].startswith(f"revision HEAD ({commit[:12]}) model")
     assert report["model_version"] == commit[:12]
+    assert f"reports/importance.json at revision HEAD ({commit[:12]})" in report["ranking"]
 
     bad = _monitor(released, tmp_path / "bad", *window, "--reference", "no-such-branch")
     assert bad.returncode == 2

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from tests.support import build_once, copy_repo, dvc, git, gitml
 
@@ -168,3 +169,34 @@ def test_bad_input_gets_clear_errors(pr: Path) -> None:
     assert corrupt.returncode == 3
     assert "reports/metrics.json at workspace is not valid JSON" in corrupt.stderr
     json.loads(git("show", "main:reports/metrics.json", cwd=pr).stdout)  # base untouched
+
+
+def test_the_review_flags_a_head_that_newly_relies_on_a_slice_column(pr: Path) -> None:
+    """The head trains on data where `female` leaks the label (a slice column, forbidden in
+    the top 3 by the reference policy): the report calls out that it now relies on it, and
+    the gate, under the base's policy, fails naming the column and its rank."""
+    frame = pd.read_csv(pr / "data/external/telco_churn.csv.gz", keep_default_na=False)
+    leak = frame.sample(frac=0.6, random_state=0).index
+    frame.loc[leak, "female"] = (frame.loc[leak, "churn"] == "Yes").astype(int)
+    frame.to_csv(pr / "data/external/leaky.csv", index=False)
+    _retrain(
+        pr,
+        "conf/data/telco_churn.yaml",
+        "source: data/external/telco_churn.csv.gz",
+        "source: data/external/leaky.csv",
+    )
+    base_policy = yaml.safe_load(git("show", "main:params.yaml", cwd=pr).stdout)["promotion"]
+    assert "female" in base_policy["importance"]["forbid_top_k"]["columns"]
+    code, report, gate = _review(pr)
+    assert code == 1, gate
+    head = json.loads((pr / "reports/importance.json").read_text())["columns"]
+    female = next(c for c in head if c["name"] == "female")
+    assert female["rank"] <= base_policy["importance"]["forbid_top_k"]["k"] and female["low"] > 0
+    verdict = report.split("### Metrics")[0]
+    assert "**⚠️ The head now relies on slice column `female`**" in verdict
+    assert f"`importance.forbid_top_k.female`: 'female' ranks {female['rank']} of 19" in verdict
+    section = report.split("### What the model relies on")[1].split("\n### ")[0]
+    row = next(ln for ln in section.splitlines() if ln.startswith("| `female` (slice) |"))
+    assert row.endswith("| **now relies on** ⚠️ |") and f"→ {female['rank']} |" in row
+    assert "> **⚠️ Now relies on slice column `female`**" in section
+    assert f"FAIL  importance.forbid_top_k.female: 'female' ranks {female['rank']} of 19" in gate

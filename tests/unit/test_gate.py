@@ -14,6 +14,7 @@ from gitml.review.contract import SignatureDiff
 from gitml.review.gate import BLOCKED, NOT_COMPARABLE, PROMOTE, decide
 from gitml.review.revision import Revision
 from gitml.review.timing import Timing
+from tests.unit.test_importance_review import importance_file
 
 POLICY = PromotionParams.model_validate(
     {
@@ -255,3 +256,86 @@ def test_comparison_reads_model_size_from_metadata_then_old_metrics() -> None:
     old = dataclasses.replace(head, metrics={"serving": {"model_bytes": 700}})
     assert _comparison([], head=old).head_model_bytes == 700
     assert _comparison([], head=_revision("pr", size=900)).head_model_bytes == 900
+
+
+FORBID = POLICY.model_copy(
+    update={
+        "importance": PromotionParams.model_validate(
+            {"importance": {"forbid_top_k": {"columns": ["female", "senior_citizen"], "k": 3}}}
+        ).importance
+    }
+)
+
+
+def _relying(*columns: tuple[str, float, float, float]) -> Revision:
+    return dataclasses.replace(_revision("pr"), importance=importance_file(*columns))
+
+
+OK_ROWS = [_auc(0.85, 0.85, 0, 0), _loss(0.4, 0.4)]
+
+
+def test_a_forbidden_column_in_the_top_k_with_an_interval_above_zero_blocks() -> None:
+    head = _relying(
+        ("tenure", 0.07, 0.06, 0.08),
+        ("female", 0.05, 0.04, 0.06),  # rank 2, relied on: blocks
+        ("contract", 0.03, 0.02, 0.04),
+        ("senior_citizen", 0.02, 0.01, 0.03),  # rank 4 > k
+    )
+    verdict = decide(_comparison(OK_ROWS, head=head), FORBID)
+    assert verdict.status == BLOCKED
+    assert _failed(verdict) == {"importance.forbid_top_k.female"}
+    assert verdict.failed[0].detail == (
+        "'female' ranks 2 of 4 in what the model relies on (roc_auc importance 0.0500 "
+        "[0.0400, 0.0600]): the policy forbids it in the top 3 with an interval above zero"
+    )
+    passed = {r.rule: r.detail for r in verdict.rules if r.rule.startswith("importance")}
+    assert passed["importance.forbid_top_k.senior_citizen"].endswith("outside the top 3")
+    # an absolute rule: the first model is judged by it too
+    first = decide(_comparison(OK_ROWS, head=head, status="first_model"), FORBID)
+    assert _failed(first) == {"importance.forbid_top_k.female"}
+
+
+def test_a_top_k_column_whose_interval_reaches_zero_or_a_dropped_column_passes() -> None:
+    head = _relying(("female", 0.001, -0.0005, 0.002), ("tenure", 0.0005, -0.001, 0.002))
+    verdict = decide(_comparison(OK_ROWS, head=head), FORBID)
+    assert verdict.status == PROMOTE
+    details = [r.detail for r in verdict.rules if r.rule.startswith("importance")]
+    assert details == [
+        "'female' ranks 1 of 2 in what the model relies on (roc_auc importance 0.0010 "
+        "[-0.0005, 0.0020]): within the top 3, but its interval reaches zero",
+        "'senior_citizen' is not an input of the head model: it cannot rank",
+    ]
+
+
+def test_the_forbid_rule_fails_without_the_heads_importance_and_is_off_when_empty() -> None:
+    verdict = decide(_comparison(OK_ROWS), FORBID)  # the head has no importance.json
+    assert _failed(verdict) == {
+        "importance.forbid_top_k.female",
+        "importance.forbid_top_k.senior_citizen",
+    }
+    assert all(
+        r.detail == "cannot be evaluated: the head (pr) has no reports/importance.json"
+        for r in verdict.failed
+    )
+    assert decide(_comparison(OK_ROWS), POLICY).status == PROMOTE  # no columns: no rule
+    assert not any(
+        r.rule.startswith("importance") for r in decide(_comparison(OK_ROWS), POLICY).rules
+    )
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ({"forbid_top_k": {"columns": ["female"], "k": 0}}, "greater than or equal to 1"),
+        ({"forbid_top_k": {"columns": "female"}}, "valid list"),
+        ({"forbid_top_k": {"colums": ["female"]}}, "unknown key (allowed here: columns, k)"),
+    ],
+)
+def test_a_bad_forbid_rule_is_refused_naming_the_key(policy, message) -> None:
+    from gitml.errors import ConfigError
+
+    params = CommittedParams({"promotion": {"importance": policy}}, source="params.yaml at main")
+    with pytest.raises(ConfigError) as err:
+        params.promotion  # noqa: B018
+    text = err.value.format()
+    assert "promotion.importance.forbid_top_k" in text and message in text

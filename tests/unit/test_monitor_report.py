@@ -112,7 +112,8 @@ def test_markdown_leads_with_the_verdict_and_names_each_drifted_column() -> None
     assert "- tenure: ks 0.083, wasserstein 0.21 \u2265 0.05, p_adj 3.1e-09" in lines
     drifted_table = text.split("<details>")[0]
     assert (
-        "| tenure | feature | ks | 0.083 | wasserstein 0.21 (min 0.05) | 3.1e-09 |" in drifted_table
+        "| tenure | - | feature | ks | 0.083 | wasserstein 0.21 (min 0.05) | 3.1e-09 |"
+        in drifted_table
     )
     assert "monthly<charges>" not in drifted_table  # only in the folded list of every column
     assert "| v1.0.0 | contract | unseen_category | 3 |" in text

@@ -144,6 +144,7 @@ def _monitor(
 
     from gitml.config.compose import load_params
     from gitml.monitor.history import append_history, history_row
+    from gitml.monitor.ranking import UNRANKED
     from gitml.monitor.run import run_monitor, write_outputs
     from gitml.monitor.sources import Window, parse_time
     from gitml.project import find_project
@@ -191,6 +192,9 @@ def _monitor(
         )
     for reason in result.reasons:
         typer.echo(f"  {reason}")
+    for report in result.drift:  # the alarm lines lead with what the model relies on, if known
+        if report.ranking.startswith(UNRANKED):
+            typer.echo(f"note: {report.model_version}: {report.ranking}", err=True)
     for note in outcome.notes:
         typer.echo(f"note: {note}", err=True)
     typer.echo(f"wrote {', '.join(str(p) for p in written)}")

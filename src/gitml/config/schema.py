@@ -295,6 +295,18 @@ class ReleasePolicy(_Strict):
     reproduce_tolerance: Annotated[float, Field(ge=0)] = 1e-6
 
 
+class ForbidTopK(_Strict):
+    """Input columns the head model may not rely on among its top `k` (reports/importance.json):
+    a listed column fails the gate when it ranks <= k with its interval above zero."""
+
+    columns: list[str] = []  # empty: no rule
+    k: Annotated[int, Field(ge=1)] = 3
+
+
+class ImportancePolicy(_Strict):
+    forbid_top_k: ForbidTopK = ForbidTopK()
+
+
 class PromotionParams(_Strict):
     """The promotion policy that `gitml gate` applies, and the release rules."""
 
@@ -304,6 +316,7 @@ class PromotionParams(_Strict):
     slices: SlicePolicy = SlicePolicy()
     serving: ServingPolicy = ServingPolicy()
     no_significant_regression: SignificancePolicy = SignificancePolicy()
+    importance: ImportancePolicy = ImportancePolicy()
     require_all_classes_predicted: bool = True
     allow_breaking_signature: bool = False
     bootstrap: BootstrapParams = BootstrapParams()

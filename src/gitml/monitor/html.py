@@ -15,6 +15,8 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from gitml.monitor.report import (
+    IMPORTANCE_LEGEND,
+    format_importance,
     format_interval,
     format_number,
     format_p,
@@ -44,7 +46,8 @@ h1 { font-size: 1.6rem; margin-bottom: .3rem; } h2 { font-size: 1.25rem; margin-
 table { border-collapse: collapse; margin: .6rem 0; font-size: .85rem; }
 th, td { border: 1px solid #d9dee3; padding: .25rem .5rem; text-align: left; }
 th { background: #f3f5f7; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.flag td { background: #fdecea; }
+tr.flag td { background: #fdecea; } td.relied { font-weight: bold; }
+.ranking { background: #f3f5f7; border-left: 3px solid #2e86ab; padding: .3rem .6rem; }
 .plots { display: flex; flex-wrap: wrap; gap: 1rem; }
 .plot { border: 1px solid #e4e8eb; border-radius: .3rem; padding: .3rem; }
 .plot svg { display: block; width: 470px; height: auto; }
@@ -118,20 +121,26 @@ def _drift(result: MonitorResult) -> list[str]:
             f'<p class="meta">{report.current_rows:,} current rows against '
             f"{report.reference_rows:,} reference rows ({_e(report.reference)})</p>"
         )
+        if report.ranking:
+            parts.append(f'<p class="ranking">{_e(report.ranking)}</p>')
         drifted = [c for c in report.columns if c.drifted]
         plots = [
             f'<div class="plot">{svg_figure(_distribution_figure(c))}</div>'
             for c in drifted
             if c.distribution is not None
         ]
+        if drifted:  # the table first: it reads in the ranked order at a glance
+            parts.append(_column_table(drifted))
+        else:
+            parts.append("<p>No column drifted.</p>")
         if plots:
             parts.append(f'<div class="plots">{"".join(plots)}</div>')
-        elif not drifted:
-            parts.append("<p>No column drifted.</p>")
         parts.append(
             f"<details><summary>All {len(report.columns)} columns tested</summary>"
             f"{_column_table(report.columns)}</details>"
         )
+        if any(c.importance_rank is not None for c in report.columns):
+            parts.append(f'<p class="meta">{_e(IMPORTANCE_LEGEND)}</p>')
     return parts
 
 
@@ -171,7 +180,8 @@ def _distribution_figure(column: ColumnDrift) -> Figure:
 
 def _column_table(columns: list[ColumnDrift]) -> str:
     head = (
-        "<tr><th>column</th><th>role</th><th>test</th><th>statistic</th><th>p</th>"
+        "<tr><th>column</th><th>importance</th><th>role</th><th>test</th><th>statistic</th>"
+        "<th>p</th>"
         "<th>p adjusted</th><th>effect</th><th>min effect</th><th>PSI</th><th>unseen</th>"
         "<th>drifted</th></tr>"
     )
@@ -179,7 +189,9 @@ def _column_table(columns: list[ColumnDrift]) -> str:
     for c in columns:
         cls = ' class="flag"' if c.drifted else ""
         rows.append(
-            f"<tr{cls}><td>{_e(c.column)}</td><td>{c.role}</td><td>{_e(c.test)}</td>"
+            f"<tr{cls}><td>{_e(c.column)}</td>"
+            f'<td class="num{" relied" if c.relied_on else ""}">{_e(format_importance(c))}</td>'
+            f"<td>{c.role}</td><td>{_e(c.test)}</td>"
             f'{_num(c.statistic)}<td class="num">{format_p(c.p_value)}</td>'
             f'<td class="num">{format_p(c.p_adjusted)}</td>'
             f'<td class="num">{_e(c.effect_name)} {format_number(c.effect)}</td>'

@@ -29,9 +29,11 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
     from gitml.config.schema import Params
+    from gitml.review.importance import Importance
 
 TRAIN_SPLIT = OUTPUTS["train"]
 CALIBRATOR = OUTPUTS["calibrator"]
+IMPORTANCE = OUTPUTS["importance"]
 WORKSPACE = "workspace"  # the model_version of a reference taken from the working tree
 UNRELEASED = "unreleased"  # what a server of the working tree's model logs as its version
 
@@ -149,6 +151,8 @@ class Reference:
     scorer: Scorer
     frame: pd.DataFrame  # the split's inputs, target and the model's outputs
     calibrator: dict[str, Any] | None
+    importance: Importance | None = None  # the model's reports/importance.json, if committed
+    importance_note: str = ""  # where the importance came from, or why there is none
 
 
 def model_frame(frame: pd.DataFrame, signature: dict[str, Any]) -> pd.DataFrame:
@@ -206,12 +210,19 @@ def workspace_reference(
     frame = read_reference_data(data_path)
     stored = root / CALIBRATOR
     calibrator = _calibrator(stored.read_text() if stored.is_file() else None)
+    ranked = root / IMPORTANCE
+    importance, note = read_importance(
+        ranked.read_text(encoding="utf-8") if ranked.is_file() else None,
+        where="the working tree",
+    )
     return Reference(
         version=WORKSPACE,
         description=f"working tree model, {'file' if split else 'training split'} {shown}",
         scorer=scorer,
         frame=scorer.score(frame),
         calibrator=calibrator,
+        importance=importance,
+        importance_note=note,
     )
 
 
@@ -221,7 +232,7 @@ def released_reference(project: Project, ref: str, workdir: Path, params: Params
     into `workdir`."""
     from gitml.errors import VcsError
     from gitml.registry.fetch import fetch_model
-    from gitml.vcs import fetch_artifact
+    from gitml.vcs import fetch_artifact, show_file
 
     safe = ref.replace("/", "_").replace("#", "_").replace("@", "_")
     fetched = fetch_model(project, ref, workdir / safe)
@@ -245,12 +256,19 @@ def released_reference(project: Project, ref: str, workdir: Path, params: Params
             "commit), or pass --reference FILE",
         ) from err
     stored = directory / "calibrator.json"  # absent in releases made before monitoring
+    # the release commit's own file, through Git (absent in releases made before importance)
+    importance, note = read_importance(
+        show_file(project.root, fetched.commit, IMPORTANCE),
+        where=f"{fetched.tag} ({fetched.commit[:12]})",
+    )
     return Reference(
         version=fetched.version,
         description=f"{fetched.tag} training split {TRAIN_SPLIT} at {fetched.commit[:12]}",
         scorer=scorer,
         frame=scorer.score(read_reference_data(data_path)),
         calibrator=_calibrator(stored.read_text() if stored.is_file() else None),
+        importance=importance,
+        importance_note=note,
     )
 
 
@@ -272,8 +290,8 @@ def revision_reference(project: Project, rev: str, workdir: Path, params: Params
         ) from err
     directory = workdir / f"rev-{commit[:12]}"
     directory.mkdir(parents=True, exist_ok=True)
-    paths = [OUTPUTS["signature"], OUTPUTS["metadata"], CALIBRATOR]
-    signature, metadata, calibrator = read_blobs(root, [f"{commit}:{p}" for p in paths])
+    paths = [OUTPUTS["signature"], OUTPUTS["metadata"], CALIBRATOR, IMPORTANCE]
+    signature, metadata, calibrator, ranked = read_blobs(root, [f"{commit}:{p}" for p in paths])
     for path, text in zip(paths[:2], (signature, metadata), strict=True):
         if text is None:
             raise RegistryError(
@@ -297,12 +315,15 @@ def revision_reference(project: Project, rev: str, workdir: Path, params: Params
         directory / "metadata.json",
         threshold=params.serve_threshold,
     )
+    importance, note = read_importance(ranked, where=f"revision {rev} ({commit[:12]})")
     return Reference(
         version=commit[:12],
         description=f"revision {rev} ({commit[:12]}) model, training split {TRAIN_SPLIT}",
         scorer=scorer,
         frame=scorer.score(read_reference_data(data_path)),
         calibrator=_calibrator(calibrator),
+        importance=importance,
+        importance_note=note,
     )
 
 
@@ -357,6 +378,29 @@ def _json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ModelError(f"{path}: expected a JSON object")
     return data
+
+
+def read_importance(text: str | None, *, where: str) -> tuple[Importance | None, str]:
+    """The reference model's importance and a phrase saying where it came from; or None and
+    why there is none. An unreadable file does not stop monitoring: drift is still
+    reported, unranked, and the phrase says what was wrong with the file."""
+    from gitml.review.importance import parse_importance
+
+    if text is None:
+        return None, (
+            f"{where} has no {IMPORTANCE} (a model from before importance was computed); "
+            "run `dvc repro` and commit it, or release a model that has it"
+        )
+    try:
+        data = json.loads(text)
+        importance = parse_importance(data if isinstance(data, dict) else {}, where=where)
+    except ValueError as err:
+        return None, f"{IMPORTANCE} at {where} is not valid JSON ({err})"
+    except DataError as err:
+        return None, err.message
+    assert importance is not None  # a file was read
+    used = f"{importance.rows_used:,} test rows"
+    return importance, f"{IMPORTANCE} at {where}, {importance.metric} on {used}"
 
 
 def _calibrator(text: str | None) -> dict[str, Any] | None:

@@ -24,16 +24,36 @@ def format_number(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}g}"
 
 
+IMPORTANCE_LEGEND = (
+    "Importance: how much the reference model's primary metric gets worse when the column's "
+    "values are shuffled (#rank among its inputs); in bold where the model relies on the "
+    "column (the interval lies above zero)."
+)
+
+
+def format_importance(column: ColumnDrift) -> str:
+    """`0.0712 (#1)` for an input of known importance, `-` otherwise."""
+    if column.importance_rank is None:
+        return "-"
+    return f"{format_number(column.importance)} (#{column.importance_rank})"
+
+
 def format_p(value: float | None) -> str:
     return "-" if value is None or value != value else f"{value:.2g}"
 
 
 def column_reason(column: ColumnDrift, version: str | None = None) -> str:
-    """One line naming a drifted column: `tenure: ks 0.083, wasserstein 0.21 >= 0.05,
-    p_adj 3.1e-09` (prefixed by the model version when a run has several)."""
+    """One line naming a drifted column: `tenure (importance rank 1, relied on): ks 0.083,
+    wasserstein 0.21 >= 0.05, p_adj 3.1e-09` (prefixed by the model version when a run has
+    several; the rank when the reference model's importance is known)."""
     prefix = f"{version} " if version else ""
+    if column.importance_rank is not None:
+        relied = ", relied on" if column.relied_on else ""
+        prefix += f"{column.column} (importance rank {column.importance_rank}{relied})"
+    else:
+        prefix += column.column
     return (
-        f"{prefix}{column.column}: {column.test} {format_number(column.statistic, 2)}, "
+        f"{prefix}: {column.test} {format_number(column.statistic, 2)}, "
         f"{column.effect_name} {format_number(column.effect, 2)} \u2265 "
         f"{format_number(column.min_effect, 2)}, p_adj {format_p(column.p_adjusted)}"
     )
@@ -105,11 +125,15 @@ def _drift(result: MonitorResult) -> list[str]:
             f"{report.current_rows:,} current rows against {report.reference_rows:,} "
             f"reference rows ({report.reference}).",
         ]
+        if report.ranking:
+            lines += ["", report.ranking]
         drifted = [c for c in report.columns if c.drifted]
         if drifted:
             lines += ["", *_column_table(drifted)]
         else:
             lines += ["", "No column drifted."]
+        if any(c.importance_rank is not None for c in report.columns):
+            lines += ["", IMPORTANCE_LEGEND]
         if report.columns:
             lines += [
                 "",
@@ -124,13 +148,16 @@ def _drift(result: MonitorResult) -> list[str]:
 
 def _column_table(columns: list[ColumnDrift]) -> list[str]:
     rows = [
-        "| column | role | test | statistic | effect | p adjusted | PSI | unseen | drifted |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| column | importance | role | test | statistic | effect | p adjusted | PSI | unseen "
+        "| drifted |",
+        "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for c in columns:
         unseen = sum(c.unseen.values())
+        shown = format_importance(c)
         rows.append(
-            f"| {c.column} | {c.role} | {c.test} | {format_number(c.statistic)} | "
+            f"| {c.column} | {f'**{shown}**' if c.relied_on else shown} | {c.role} | {c.test} | "
+            f"{format_number(c.statistic)} | "
             f"{c.effect_name} {format_number(c.effect)} (min {format_number(c.min_effect)}) | "
             f"{format_p(c.p_adjusted)} | {format_number(c.psi)} | {unseen or ''} | "
             f"{'**yes**' if c.drifted else 'no'} |"

@@ -52,6 +52,10 @@ class ColumnDrift:
     drifted: bool  # p_adjusted < alpha and effect >= min_effect
     unseen: dict[str, int] = field(default_factory=dict)  # categorical: unseen value -> count
     distribution: Distribution | None = None
+    # from the reference model's reports/importance.json (None: an output, or no importance)
+    importance_rank: int | None = None
+    importance: float | None = None
+    relied_on: bool = False  # the importance's interval lies above zero
 
 
 @dataclass(frozen=True)
@@ -77,8 +81,9 @@ class DriftReport:
     reference: str  # what the reference is, e.g. "churn-classifier@v1.2.0 training split"
     reference_rows: int
     current_rows: int
-    columns: list[ColumnDrift]
+    columns: list[ColumnDrift]  # drifted columns the model relies on first (`ranking`)
     quality: list[QualityFinding]
+    ranking: str = ""  # how the columns are ordered, and why not by importance if not
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from gitml.errors import DataError
 from gitml.monitor.partial import ALL as _ALL
 from gitml.monitor.partial import Partial, count_chunk, count_parts, plan_counting
+from gitml.monitor.ranking import rank_drift
 from gitml.monitor.reference import (
     UNRELEASED,
     Reference,
@@ -117,7 +118,7 @@ def run_monitor(
     counts, slim, rows = tally.counts, tally.slim, tally.rows
     _check_rows(source, rows, settings.min_rows)
 
-    reports = []
+    reports, judged = [], [ref for key, ref in refs.items() if key in counts]
     for key, ref in refs.items():
         if key not in counts:
             continue
@@ -132,7 +133,11 @@ def run_monitor(
                 quality=quality,
             )
         )
-    reports = judge(reports, settings)
+    # judged together first (one family of tests), then each led by what its model relies on
+    reports = [
+        rank_drift(report, ref.importance, note=ref.importance_note)
+        for report, ref in zip(judge(reports, settings), judged, strict=True)
+    ]
 
     notes: list[str] = []
     performance: list[PerformanceWindow] = []

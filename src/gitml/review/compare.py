@@ -14,6 +14,13 @@ from gitml.data.profile import compare_profiles
 from gitml.evaluate.evaluation import outputs_from_predictions
 from gitml.review.bootstrap import paired_bootstrap, paired_bootstrap_outputs
 from gitml.review.contract import SignatureDiff, diff_signatures
+from gitml.review.importance import (
+    ImportanceReview,
+    compare_importance,
+    parse_importance,
+    slice_columns,
+    top_k_of,
+)
 from gitml.review.revision import Revision
 from gitml.review.timing import Timing
 from gitml.tasks import Task, higher_is_better, score_column
@@ -61,6 +68,7 @@ class Comparison:
     recomputed: bool = False
     confidence: float = 0.95  # of every interval shown, from the policy in force
     head_timing: Timing | None = None  # measured at review time, never read from Git
+    importance: ImportanceReview | None = None  # what each model relies on (importance.json)
 
     @property
     def policy_changes(self) -> list[tuple[str, Any, Any]]:
@@ -159,6 +167,20 @@ def compare(
         recomputed=recomputed,
         confidence=confidence,
         head_timing=head_timing,
+        importance=review_importance(base, head),
+    )
+
+
+def review_importance(base: Revision, head: Revision) -> ImportanceReview:
+    """Base against head in reports/importance.json, with the head's slice columns and top k."""
+    raw = head.params.raw if head.params else None
+    return compare_importance(
+        parse_importance(base.importance, where=base.short),
+        parse_importance(head.importance, where=head.short),
+        slices=slice_columns(raw),
+        top_k=top_k_of(raw),
+        base_name=f"the base ({base.short})",
+        head_name=f"the head ({head.short})",
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from gitml.config.schema import PromotionParams
 from gitml.review.compare import Comparison
+from gitml.review.importance import parse_importance
 from gitml.tasks import higher_is_better, is_classification
 
 PROMOTE, BLOCKED, NOT_COMPARABLE = "promote", "blocked", "not comparable"
@@ -89,6 +90,7 @@ def _absolute_rules(comparison: Comparison, policy: PromotionParams) -> list[Rul
     if policy.slices.max_gap is not None:
         rules += _slice_gaps(comparison, policy)
     rules += _serving_rules(comparison, policy)
+    rules += _importance_rules(comparison, policy)
     return rules
 
 
@@ -175,6 +177,47 @@ def _serving_rules(comparison: Comparison, policy: PromotionParams) -> list[Rule
                 "tolerance)"
             )
             rules.append(RuleResult(rule, value <= allowed, detail))
+    return rules
+
+
+def _importance_rules(comparison: Comparison, policy: PromotionParams) -> list[RuleResult]:
+    """`importance.forbid_top_k`: a listed column fails when it ranks within the head's top k
+    and its interval is above zero (the model relies on it); without the head's
+    reports/importance.json the rule cannot be evaluated, and fails."""
+    forbid = policy.importance.forbid_top_k
+    if not forbid.columns:
+        return []
+    rule, head = "importance.forbid_top_k", comparison.head
+    found = (
+        comparison.importance.head
+        if comparison.importance is not None
+        else parse_importance(head.importance, where=head.short)
+    )
+    if found is None:
+        what = f"the head ({head.short}) has no reports/importance.json"
+        return [_missing(f"{rule}.{c}", what) for c in forbid.columns]
+    rules = []
+    for name in forbid.columns:
+        column = found.column(name)
+        if column is None:
+            detail = f"'{name}' is not an input of the head model: it cannot rank"
+            rules.append(RuleResult(f"{rule}.{name}", True, detail))
+            continue
+        where = (
+            f"'{name}' ranks {column.rank} of {len(found.columns)} in what the model relies on "
+            f"({found.metric} importance {column.importance:.4f} "
+            f"[{column.low:.4f}, {column.high:.4f}])"
+        )
+        if column.rank > forbid.k:
+            detail = f"{where}: outside the top {forbid.k}"
+        elif not column.relied_on:
+            detail = f"{where}: within the top {forbid.k}, but its interval reaches zero"
+        else:
+            detail = (
+                f"{where}: the policy forbids it in the top {forbid.k} with an interval above zero"
+            )
+        blocks = column.rank <= forbid.k and column.relied_on
+        rules.append(RuleResult(f"{rule}.{name}", not blocks, detail))
     return rules
 
 

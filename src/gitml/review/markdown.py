@@ -12,6 +12,7 @@ from gitml.project import OUTPUTS
 from gitml.review.charts import render_plots
 from gitml.review.compare import Comparison, MetricRow, recorded_model_bytes
 from gitml.review.gate import BLOCKED, NOT_COMPARABLE, PROMOTE, Verdict
+from gitml.review.importance import ColumnImportance, ImportanceRow
 from gitml.tasks import PRIMARY_METRIC, Task
 from gitml.vcs import DvcLock
 
@@ -37,6 +38,7 @@ def render_report(
         _metrics(comparison, verdict),
         _per_class(comparison),
         _slices(comparison),
+        _importance(comparison, verdict),
         _params(comparison),
         _data(comparison),
         _model(comparison),
@@ -62,6 +64,9 @@ def _verdict(c: Comparison, verdict: Verdict, model_name: str, policy_source: st
             f"**Significantly worse** (the whole {level} interval of Δ is on the worse side of "
             "zero): " + "; ".join(verdict.significant_regressions),
         ]
+    flagged = comparison_flags(c)
+    if flagged:
+        lines += ["", flagged]
     if verdict.failed:
         lines += ["", "**Failed rules:**", ""]
         lines += [f"- `{r.rule}`: {r.detail}" for r in verdict.failed]
@@ -198,6 +203,137 @@ def _slices(c: Comparison) -> str:
         if gaps:
             lines += ["", f"Largest gap between groups: {gaps}"]
     return "\n".join(lines)
+
+
+def comparison_flags(c: Comparison) -> str:
+    """The verdict's line on slice columns the head newly relies on ('' when none)."""
+    flagged = c.importance.flagged if c.importance else []
+    if not flagged:
+        return ""
+    names = ", ".join(f"`{r.name}`" for r in flagged)
+    return (
+        f"**⚠️ The head now relies on slice column{'s' if len(flagged) > 1 else ''} {names}** "
+        "(see What the model relies on)."
+    )
+
+
+def _importance(c: Comparison, verdict: Verdict) -> str:
+    """What the model relies on: the head's top k and every column whose status changed,
+    base and head importance with intervals and ranks, then the callouts."""
+    review = c.importance
+    if review is None:
+        return ""
+    lines = ["### What the model relies on", ""]
+    head = review.head
+    if head is None:
+        return "\n".join([*lines, f"_{_sentence(review.note)}_"])
+    level = _percent(head.confidence)
+    used = f"{head.rows_used:,} test rows"
+    if head.subsampled:
+        used += f", a seeded subsample of {head.rows_test:,}"
+    lines.append(
+        f"Permutation importance (`{OUTPUTS['importance']}`): how much {head.metric} gets worse "
+        f"when a column's values are shuffled among {used}, with its {level} bootstrap "
+        "interval. The model relies on a column when the whole interval is above zero; a "
+        "change is called only when base and head intervals do not overlap."
+    )
+    if review.note:
+        lines += ["", f"_{_sentence(review.note)}_"]
+    compared = review.base is not None and review.note is None
+    lines += [
+        "",
+        "| column | rank base → head | importance base | importance head | change |"
+        if compared
+        else "| column | rank | importance | relied on |",
+        "| --- | ---: | --- | --- | --- |" if compared else "| --- | ---: | --- | --- |",
+    ]
+    total = len(head.columns)
+    for row in review.shown:
+        name = f"`{row.name}`" + (" (slice)" if row.slice_column else "")
+        if compared:
+            lines.append(
+                f"| {name} | {_rank(row.base)} → {_rank(row.head)} | {_importance_cell(row.base)} "
+                f"| {_importance_cell(row.head)} | {_change_cell(row)} |"
+            )
+        else:
+            relied = "yes" if row.head and row.head.relied_on else "no"
+            lines.append(
+                f"| {name} | {_rank(row.head)} | {_importance_cell(row.head)} | {relied} |"
+            )
+    hidden = total - sum(1 for r in review.shown if r.head is not None)
+    if hidden:
+        lines += [
+            "",
+            f"Top {review.top_k} of {total} input columns, and every change; "
+            f"{hidden} more in `{OUTPUTS['importance']}`.",
+        ]
+    lines += _importance_callouts(review.flagged, review.now, review.no_longer)
+    marks = [
+        f"{'✅' if r.passed else '❌'} `{r.rule}`: {r.detail}"
+        for r in verdict.rules
+        if r.rule.startswith("importance.")
+    ]
+    if marks:
+        lines += ["", "Promotion policy:", "", *(f"- {m}" for m in marks)]
+    return "\n".join(lines)
+
+
+def _importance_callouts(
+    flagged: list[ImportanceRow], now: list[ImportanceRow], no_longer: list[ImportanceRow]
+) -> list[str]:
+    lines = []
+    for row in flagged:
+        lines += [
+            "",
+            f"> **⚠️ Now relies on slice column `{row.name}`** ({_moved(row)}). `{row.name}` "
+            "is a slice column: it defines groups this review compares for fairness. A model "
+            "that leans on it scores otherwise alike rows differently by group, on purpose. "
+            "Check that this is intended (and the slice gaps above), or drop it from the "
+            "inputs (`data.drop`).",
+        ]
+    plain = [r for r in now if not r.flagged]
+    if plain:
+        lines += ["", "**Now relies on:** " + "; ".join(f"`{r.name}` ({_moved(r)})" for r in plain)]
+    if no_longer:
+        lines += [
+            "",
+            "**No longer relies on:** " + "; ".join(f"`{r.name}` ({_moved(r)})" for r in no_longer),
+        ]
+    return lines
+
+
+def _moved(row: ImportanceRow) -> str:
+    """`rank 14 → 2, 0.0001 → 0.0512 [0.0400, 0.0600]`; a column that came or went says so."""
+    if row.base is None:
+        return f"new input, rank {_rank(row.head)}, {_importance_cell(row.head)}"
+    if row.head is None:
+        return f"input removed; was rank {row.base.rank}, {_importance_cell(row.base)}"
+    return (
+        f"rank {row.base.rank} → {row.head.rank}, {row.base.importance:.4f} → "
+        f"{_importance_cell(row.head)}"
+    )
+
+
+def _rank(column: ColumnImportance | None) -> str:
+    return "—" if column is None else str(column.rank)
+
+
+def _importance_cell(column: ColumnImportance | None) -> str:
+    if column is None:
+        return "—"
+    return f"{column.importance:.4f} [{column.low:.4f}, {column.high:.4f}]"
+
+
+def _change_cell(row: ImportanceRow) -> str:
+    if row.change == "now":
+        return "**now relies on** ⚠️" if row.flagged else "**now relies on**"
+    if row.change == "no_longer":
+        return "no longer relies on"
+    return ""
+
+
+def _sentence(text: str | None) -> str:
+    return "" if not text else text[0].upper() + text[1:] + "."
 
 
 def _params(c: Comparison) -> str:

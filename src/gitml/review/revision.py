@@ -32,6 +32,7 @@ class Revision:
     params: CommittedParams | None
     lock: DvcLock | None
     curves: dict[str, list[dict[str, float]]]
+    importance: dict[str, Any] | None = None  # reports/importance.json (absent before it existed)
 
     @property
     def model_md5(self) -> str | None:
@@ -69,6 +70,7 @@ _READ = (
     "metadata",
     "params",
     "lock",
+    "importance",
 )
 # plot data of every task (reports/plots/<file>), read by the report's plots and images
 _PLOTS_DIR = OUTPUTS["roc"].rsplit("/", 1)[0]
@@ -110,6 +112,7 @@ def load_revision(root: Path, rev: str | None) -> Revision:
         ),
         lock=None if lock is None else parse_lock(lock, source=f"{OUTPUTS['lock']} at {where}"),
         curves={name.removesuffix(".json"): _rows(text[name]) for name in _CURVES},
+        importance=_json(text["importance"], OUTPUTS["importance"], where),
     )
 
 

@@ -104,6 +104,7 @@ EXPERIMENTS: dict[str, tuple[Task, ...]] = {
 # Scaffold files that are not project files, or are rendered by code
 _SKIP_SUFFIXES = (".py", ".pyc")
 _PER_TASK = ("conf/promotion", "conf/evaluate")
+_POLICY = "conf/promotion/default.yaml"
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,9 @@ class ProjectSpec:
     target: str
     positive_class: str | None = None  # binary only
     gitml_version: str = __version__  # the version a project pins (requirements.lock)
+    # promotion.importance.forbid_top_k.columns: none from `gitml init` (which inputs are
+    # sensitive is the team's call); the reference project names two of Telco's slice columns
+    forbid_top_k: tuple[str, ...] = ()
 
     @property
     def default_model(self) -> str:
@@ -138,7 +142,18 @@ def render_files(spec: ProjectSpec, *, mode: Mode = "project") -> dict[str, str]
         if target is None:
             continue
         files[target] = fill(item.read_text(encoding="utf-8"), values, source=rel)
+    if spec.forbid_top_k:
+        files[_POLICY] = forbid_in_top_k(files[_POLICY], spec.forbid_top_k)
     return dict(sorted(files.items()))
+
+
+def forbid_in_top_k(policy: str, columns: tuple[str, ...]) -> str:
+    """The promotion policy's text with `importance.forbid_top_k.columns` set to `columns`
+    (the templates hold `[]` there, and stay YAML that composes as they are)."""
+    empty = "    columns: []\n"
+    if policy.count(empty) != 1:
+        raise ValueError(f"{_POLICY}: expected one line {empty.strip()!r} under forbid_top_k")
+    return policy.replace(empty, f"    columns: [{', '.join(columns)}]\n")
 
 
 def fill(template: str, values: dict[str, str | list[str]], *, source: str) -> str:

@@ -11,13 +11,8 @@ from pydantic import TypeAdapter
 from gitml.config.schema import DataParams, ModelParams
 from gitml.errors import ModelError
 from gitml.model.build import build_pipeline
-from gitml.model.explain import (
-    REFERENCE_PROFILE,
-    REFERENCE_TRAINING,
-    build_explainer,
-    explanation_record,
-    transform_frame,
-)
+from gitml.model.explain import build_explainer, explanation_record, transform_frame
+from gitml.model.explanation import REFERENCE_PROFILE, REFERENCE_TRAINING
 
 # linear models: exact up to float64 rounding of sums of ~30 terms
 LINEAR_TOLERANCE = 1e-9

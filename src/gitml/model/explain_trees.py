@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from gitml.model.explain import REFERENCE_TREES, Explainer, Explanation
+from gitml.model.explanation import REFERENCE_TREES, Explainer, Explanation
 from gitml.tasks import Task
 
 _TEMP_FLOATS = 1 << 21  # rows are explained in slices whose gathered table stays ~16 MB

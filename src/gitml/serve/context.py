@@ -20,7 +20,7 @@ from fastapi import Response
 
 from gitml.config.schema import ServeParams
 from gitml.errors import InputError
-from gitml.model.explain import Explanation
+from gitml.model.explanation import Explanation
 from gitml.serve.deployment import Deployment
 from gitml.serve.errors import Refusal, error_response, problem
 from gitml.serve.inputs import Columns

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gitml.errors import InputError, ModelError
-from gitml.model.explain import OUTPUT_SCALES, REFERENCES, Explainer, Explanation
+from gitml.model.explanation import OUTPUT_SCALES, REFERENCES, Explainer, Explanation
 
 if TYPE_CHECKING:
     from gitml.serve.bundle import ServedModel
@@ -199,8 +199,8 @@ def explanation_schema(check: ExplainerCheck) -> dict[str, Any]:
     explainer = check.explainer
     if explainer is None:
         return {"type": "object", "description": f"not available: {check.reason}"}
-    number = {"type": "number"}
-    one = {
+    number: dict[str, Any] = {"type": "number"}
+    one: dict[str, Any] = {
         "type": "object",
         "required": ["baseline", "value", "contributions"],
         "properties": {
@@ -215,7 +215,7 @@ def explanation_schema(check: ExplainerCheck) -> dict[str, Any]:
             },
         },
     }
-    head = {
+    head: dict[str, Any] = {
         "output": {
             "type": "string",
             "enum": [explainer.output],
@@ -223,9 +223,8 @@ def explanation_schema(check: ExplainerCheck) -> dict[str, Any]:
         },
         "reference": {
             "type": "string",
-            "enum": sorted(REFERENCES),
-            "description": "what the baseline is: "
-            + "; ".join(f"`{k}`: {v}" for k, v in sorted(REFERENCES.items())),
+            "enum": [explainer.reference],
+            "description": f"what the baseline is: {REFERENCES[explainer.reference]}",
         },
     }
     description = (

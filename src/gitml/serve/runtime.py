@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from gitml.config.schema import ServeParams
-from gitml.model.explain import Explanation
+from gitml.model.explanation import Explanation
 from gitml.serve.batcher import Job, MicroBatcher, score_together
 from gitml.serve.bundle import ServedModel
 from gitml.serve.explanations import ExplainerCheck, explain_columns, explainer_of

@@ -249,3 +249,19 @@ def test_the_signature_record_describes_the_explanation():
     described, record = explanation_record(pipeline, frame, task="binary", positive_class="Yes")
     assert described["method"] == "path_attribution" and record == {}
     assert isinstance(described["baseline"], float)
+
+
+def test_an_explanation_that_is_not_finite_refuses_its_record_by_name():
+    from gitml.errors import InputError
+    from gitml.serve.explanations import FINITE_EXPLANATION_RULE, explain_columns
+
+    pipeline, data, frame = _fit("regression", "ridge", "standard", "onehot")
+    explainer = build_explainer(pipeline, task="regression", record=_record(pipeline, data, frame))
+    matrix = transform_frame(pipeline, frame[:3])
+    matrix[1, :] = 1.7e308  # finite, but their weighted sum overflows
+    with pytest.raises(InputError) as info:
+        explain_columns(explainer, lambda _: matrix, None, None)  # type: ignore[arg-type]
+    assert [(p["record"], p["field"], p["rule"]) for p in info.value.problems] == [
+        (1, "explain", FINITE_EXPLANATION_RULE)
+    ]
+    assert str(info.value).startswith("record 1: the explanation is not a finite number")

@@ -132,10 +132,10 @@ EXPLAIN_UNAVAILABLE_RULE = "explain_unavailable"
 
 
 async def explain_scored(runtime: ModelRuntime, columns: Columns, request_id: str) -> Explanation:
-    """`runtime`'s explanation of scored `columns`: a Refusal (422, field `explain`) when the
-    model has no explainer, InputError for a record that cannot be explained finitely,
-    ScoringFailed for a failure of the model's own. Large requests are explained in a thread,
-    off the event loop."""
+    """`runtime`'s explanation of checked `columns`: a Refusal (422, field `explain`) when the
+    model has no explainer, InputError for a record the model cannot score or explain
+    finitely, ScoringFailed for a failure of the model's own. Large requests are explained in
+    a thread, off the event loop."""
     check = runtime.explainer
     if check.explainer is None:
         raise Refusal(

@@ -72,7 +72,7 @@ def explain_columns(
     served: ServedModel,
     columns: Columns,
 ) -> Explanation:
-    """The explanation of checked `columns` (rows the model has scored); InputError for a
+    """The explanation of checked `columns` (scored or about to be); InputError for a
     record whose explanation is not finite (inputs far beyond the training range)."""
     if matrix_of is not None:
         matrix = matrix_of(columns)

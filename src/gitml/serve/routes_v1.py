@@ -39,8 +39,10 @@ def install_v1(app: FastAPI, ctx: ServeContext) -> None:
             body = await read_body(request, settings.max_body_bytes)
             records = parse_records(body, settings.max_records)
             columns = ctx.check(runtime, records)
-            scores = await ctx.infer(runtime, columns, request_id)
+            # explained first: a record it refuses (not finite) is then neither scored nor
+            # logged, as with every other refusal
             explained = await explain_scored(runtime, columns, request_id) if explain else None
+            scores = await ctx.infer(runtime, columns, request_id)
         except (Refusal, InputError, ScoringFailed) as err:
             return ctx.error_for(err, request_id, input_status=422)
         served = runtime.served

@@ -186,8 +186,8 @@ class ModelRuntime:
         return await self.batcher.submit(columns, request_id)
 
     def explain(self, columns: Columns) -> Explanation:
-        """The explanation of checked `columns` (already scored); InputError for a record
-        whose explanation is not finite. Only called when `explainer.explainer` is set."""
+        """The explanation of checked `columns`; InputError for a record the model cannot
+        score or explain finitely. Only called when `explainer.explainer` is set."""
         explainer = self.explainer.explainer
         assert explainer is not None
         return explain_columns(explainer, self._matrix, self.served, columns)

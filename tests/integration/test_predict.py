@@ -166,3 +166,47 @@ def test_a_failed_write_is_one_error_line_and_leaves_no_partial_file(
     assert proc.stdout == ""
     assert [p.name for p in directory.iterdir()] == ["scores.parquet"]
     assert (directory / "scores.parquet").read_bytes() == b"the previous run's output"
+
+
+def test_explain_adds_additive_contribution_columns_in_chunks(
+    built_repo: Path, bad_csv: Path, scored: np.ndarray
+) -> None:
+    """`--explain` with chunks and skipped rows: the scores are unchanged, and each row's
+    contributions sum to its log-odds less the baseline recorded in signature.json."""
+    import json
+
+    out = bad_csv.parent / "explained.parquet"
+    proc = gitml(
+        "predict", str(bad_csv), "-o", str(out), "--chunk-size", "500", "--on-error", "skip",
+        "--explain", cwd=built_repo,
+    )  # fmt: skip
+    assert "explained: output log_odds, method linear, reference training_mean" in proc.stdout
+    result = pq.read_table(out).to_pandas()
+    signature = json.loads((built_repo / "models/signature.json").read_text())
+    inputs = [i["name"] for i in signature["inputs"]]
+    contributions = [f"contribution:{name}" for name in inputs]
+    assert list(result.columns) == [
+        "row", "_row", "score", "label", "explanation:baseline", "explanation:value",
+        *contributions,
+    ]  # fmt: skip
+    good = np.array([r - 1 for r in range(1, 1410) if r not in BAD_ROWS])
+    assert np.max(np.abs(result["score"].to_numpy() - scored[good])) <= 1e-12
+    value = result["explanation:value"].to_numpy()
+    baseline = result["explanation:baseline"].to_numpy()
+    assert (baseline == signature["explanation"]["baseline"]).all()
+    total = result[contributions].to_numpy().sum(axis=1)
+    assert np.max(np.abs(baseline + total - value)) <= 1e-9
+    assert np.max(np.abs(1 / (1 + np.exp(-value)) - scored[good])) <= 1e-12
+
+
+def test_explain_is_refused_on_the_dask_engine_before_anything_runs(
+    built_repo: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "parts"
+    proc = gitml(
+        "predict", "data/processed/test.parquet", "-o", str(out), "--engine", "dask",
+        "--explain", cwd=built_repo, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "error: --explain works with --engine local only (got --engine dask)" in proc.stderr
+    assert not out.exists()

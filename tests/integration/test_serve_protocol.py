@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import re
 import socket
 import time
@@ -370,6 +371,44 @@ def test_docs_page_loads_everything_from_the_server(client: httpx.Client) -> Non
     assert '"validatorUrl": null' in page.text  # no call to Swagger's online validator
 
 
+def test_explain_true_adds_additive_explanations_and_false_changes_nothing(
+    client: httpx.Client, doc: dict[str, Any], project: Path
+) -> None:
+    records = [
+        GOOD,
+        GOOD | {"contract": "Month-to-month", "tenure": 2, "monthly_charges": 20.5},
+        GOOD | {"internet_service": "No", "online_security": "No internet service"},
+    ]
+    body = json.dumps({"records": records}).encode()
+    same_id = {"x-request-id": "explain-test"}
+    plain = client.post("/v1/predict", content=body, headers=same_id)
+    off = client.post("/v1/predict?explain=false", content=body, headers=same_id)
+    assert plain.status_code == 200 and off.content == plain.content  # unchanged bytes
+    resp = client.post("/v1/predict?explain=true", content=body)
+    assert resp.status_code == 200, resp.text
+    _check_documented(doc, "/v1/predict", "post", resp)
+    signature = json.loads((project / "models/signature.json").read_text())
+    inputs = [i["name"] for i in signature["inputs"]]
+    for before, after in zip(plain.json()["predictions"], resp.json()["predictions"], strict=True):
+        why = after.pop("explanation")
+        assert after == before  # the prediction itself is unchanged
+        assert why["output"] == "log_odds" and why["reference"] == "training_mean"
+        assert why["baseline"] == signature["explanation"]["baseline"]
+        assert list(why["contributions"]) == inputs
+        assert abs(why["baseline"] + sum(why["contributions"].values()) - why["value"]) <= 1e-9
+        assert abs(1 / (1 + math.exp(-why["value"])) - before["score"]) <= 1e-12
+    assert client.get("/v1/model").json()["explanation"] == signature["explanation"]
+    parameter = doc["paths"]["/v1/predict"]["post"]["parameters"][0]
+    assert parameter["name"] == "explain" and parameter["schema"]["type"] == "boolean"
+    assert "log_odds" in parameter["description"] and "baseline" in parameter["description"]
+    for bad in ("maybe", "yes please", ""):
+        resp = client.post("/v1/predict", params={"explain": bad}, content=body)
+        assert resp.status_code == 422, bad
+        found = _assert_error_shape(doc, resp)["problems"][0]
+        assert (found["field"], found["rule"]) == ("explain", "query_parameter")
+        assert f"query parameter 'explain' must be true or false (got {bad!r})" == found["reason"]
+
+
 def test_schemathesis_finds_no_failures(server: ServerProcess) -> None:
     """Stateless schemathesis against the live server: valid requests for every operation,
     and schema-breaking requests for every POST, with the four conformance checks."""
@@ -411,6 +450,8 @@ def test_schemathesis_finds_no_failures(server: ServerProcess) -> None:
             def run(case: Any) -> None:
                 label = case.operation.label
                 calls[label] = calls.get(label, 0) + 1
+                if "explain" in (case.query or {}):
+                    calls["explain"] = calls.get("explain", 0) + 1
                 case.call_and_validate(base_url=server.url, checks=checks, timeout=30)
 
             try:
@@ -422,6 +463,7 @@ def test_schemathesis_finds_no_failures(server: ServerProcess) -> None:
     operations = [method for path in schema.raw_schema["paths"].values() for method in path]
     assert len(runs) == len(operations) + operations.count("post"), runs  # and negative bodies
     assert calls["POST /v1/predict"] >= 80, calls  # the examples were really sent
+    assert calls.get("explain", 0) >= 10, calls  # the explain parameter too
     assert calls["POST /v2/models/{name}/infer"] >= 20, calls
     assert not failures, "\n\n".join(failures)
     assert calls["POST /invocations"] >= 10, calls  # MLflow's scoring protocol was covered

@@ -80,6 +80,16 @@ def test_a_new_nullable_input_is_a_new_optional_input() -> None:
     assert diff.breaking == [] and diff.optional_added == ["x"] and diff.added == []
 
 
+def test_a_signature_gaining_its_explanation_is_no_change_for_clients() -> None:
+    """Models trained before explanations were recorded have no `explanation`: a head that
+    has one (or explains on another scale) breaks no request of the base's clients."""
+    explanation = {"method": "linear", "output": "log_odds", "baseline": -1.7}
+    head = _changed(lambda s: s.update(explanation=explanation))
+    assert diff_signatures(SIGNATURE, head) == diff_signatures(SIGNATURE, SIGNATURE)
+    rescaled = _changed(lambda s: s.update(explanation=explanation | {"output": "probability"}))
+    assert diff_signatures(head, rescaled).breaking == []
+
+
 def _rev(label: str, ids, labels, *, fingerprint: str | None = "fp") -> Revision:
     predictions = pd.DataFrame(
         {

@@ -728,13 +728,22 @@ def predict(
     ] = "local",
     scheduler: SchedulerOption = None,
     workers: DaskWorkersOption = 2,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Also write each row's explanation: explanation:baseline, explanation:value "
+            "and contribution:<column> per input (multiclass: per class, "
+            "explanation:value:<class>, contribution:<class>:<column>); --engine local only.",
+        ),
+    ] = False,
     project: ProjectOption = None,
 ) -> None:
     """Score a CSV or Parquet file in chunks with the served model and the API's input rules.
     Output: row (input data row number from 1), _row when present, --keep columns, then by
     task: score, label (binary); label, score:<class> per class (multiclass); value
-    (regression). With --engine dask, one part per input file, each row numbered within its
-    file."""
+    (regression); with --explain, the explanation columns (README "Why this row"). With
+    --engine dask, one part per input file, each row numbered within its file."""
     from gitml.config.compose import load_params
     from gitml.errors import ConfigError
     from gitml.project import find_project
@@ -742,8 +751,28 @@ def predict(
     if on_error not in ("fail", "skip"):
         raise ConfigError(f"--on-error must be 'fail' or 'skip' (got {on_error!r})")
     _check_engine(engine, scheduler)
+    if explain and engine != "local":
+        raise ConfigError(
+            f"--explain works with --engine local only (got --engine {engine}); nothing written",
+            hint="explain a sample with --engine local, or drop --explain",
+        )
     proj = find_project(project)
     params = load_params(proj.params_path)
+    if explain:
+        from gitml.serve.explanations import batch_explainer
+
+        with _model_for(proj, model, ref) as (served, recorded):
+            explainer = batch_explainer(served)  # refuses a model that cannot explain
+            threshold = params.threshold_for(recorded)
+            _predict(
+                served, params, threshold, input_path, output, chunk_size, on_error, keep,
+                explain=explainer,
+            )  # fmt: skip
+            typer.echo(
+                f"explained: output {explainer.explainer.output}, method "
+                f"{explainer.explainer.method}, reference {explainer.explainer.reference}"
+            )
+        return
     if engine == "dask":
         _predict_on_cluster(
             proj,
@@ -792,6 +821,8 @@ def _predict(
     chunk_size: int,
     on_error: str,
     keep: list[str] | None,
+    *,
+    explain: Any = None,
 ) -> None:
     from gitml.serve.batch import score_file
 
@@ -807,6 +838,7 @@ def _predict(
             unknown_category=params.serve.unknown_category,
             keep=keep or [],
             progress=update,
+            explain=explain,
         )
     head = f"scored {summary.scored:,} of {summary.rows:,} rows -> {output}"
     _echo_scored(summary, f"{head} ({summary.seconds:.1f} s)", summary.rejected_path)

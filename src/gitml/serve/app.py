@@ -33,6 +33,7 @@ from gitml.serve.bundle import ServedModel
 from gitml.serve.context import ServeContext
 from gitml.serve.deployment import Deployment
 from gitml.serve.errors import error_body, install_error_handlers, problem
+from gitml.serve.explanations import explanation_schema
 from gitml.serve.openapi import install_docs, install_openapi
 from gitml.serve.outputs import record_schema
 from gitml.serve.reload import HangUp, Reloader
@@ -128,10 +129,18 @@ def create_app(
         model_example=orjson.loads(
             orjson.dumps(deployment.default.describe(), option=orjson.OPT_SERIALIZE_NUMPY)
         ),
-        prediction_schema=record_schema(served),
+        prediction_schema=_with_explanation(
+            record_schema(served), explanation_schema(deployment.default.explainer)
+        ),
+        explanation=deployment.default.explainer.describe(),
     )
     install_docs(app)
     return app
+
+
+def _with_explanation(record: dict[str, Any], explanation: dict[str, Any]) -> dict[str, Any]:
+    """A predicted record's schema with its optional `explanation` (`?explain=true`)."""
+    return record | {"properties": record["properties"] | {"explanation": explanation}}
 
 
 def _description(served: ServedModel) -> str:

@@ -8,7 +8,8 @@ run leaves no output behind.
 Output columns: `row` (the input's data row number, counting from 1), `_row` when the input
 has it (gitml's source row number), any `keep` columns, then the model's outputs by task
 (`gitml.serve.outputs`): `score`, `label` (binary); `label` and `score:<class>` per class
-(multiclass); `value` (regression).
+(multiclass); `value` (regression); with an explainer (`gitml predict --explain`), the
+explanation columns of `gitml.serve.explanations` last.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from gitml.serve.outputs import Served, empty_outputs, output_columns, output_fi
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from gitml.serve.explanations import BatchExplainer
 
 Progress = Callable[[int, int | None], None]
 REJECTED_SUFFIX = ".rejected.csv"
@@ -79,6 +82,7 @@ def score_file(
     unknown_category: Policy = "reject",
     keep: Sequence[str] = (),
     progress: Progress | None = None,
+    explain: BatchExplainer | None = None,
 ) -> BatchSummary:
     """Score every row of `input_path` into `output_path` (formats from the file names).
 
@@ -91,6 +95,8 @@ def score_file(
     Checked chunks are scored by the model's fast path (`served.fast_scorer`, verified
     against the pipeline to 1e-12 with the same refusals) when it has one, else by the
     pipeline; the next chunk is read in a thread meanwhile (Arrow releases the GIL).
+    `explain` adds each scored row's explanation columns; a row it cannot explain finitely
+    is refused like a row the model cannot score.
     """
     started = time.perf_counter()
     source, target = Path(input_path), Path(output_path)
@@ -131,17 +137,18 @@ def score_file(
                 rejects.append(_reject_table(table, violations, offset))
             for name, count in columns.unknown.items():
                 summary.unknown_categories[name] = summary.unknown_categories.get(name, 0) + count
-            scores = _score_good(served, columns, good, fast)
-            if isinstance(scores, InputError):  # preprocessing refused some rows
-                refused = _refused_by_model(scores, good)
+            scored = _score_good(served, columns, good, fast, explain)
+            if isinstance(scored, InputError):  # preprocessing refused some rows
+                refused = _refused_by_model(scored, good)
                 if on_error == "fail":
                     raise _first_problem(source, table, refused, offset)
                 for v in refused:
                     good[v.rows] = False
                 rejects.append(_reject_table(table, refused, offset))
-                scores = _score_good(served, columns, good, fast)
-                if isinstance(scores, InputError):
-                    raise scores
+                scored = _score_good(served, columns, good, fast, explain)
+                if isinstance(scored, InputError):
+                    raise scored
+            scores, explained = scored
             kept = int(good.sum())
             rows = np.flatnonzero(good) + offset + 1
             out = {"row": _arrow(rows.astype(np.int64), pa.int64())}
@@ -150,6 +157,8 @@ def score_file(
             predicted = output_columns(served, scores, threshold)
             for name, kind in output_fields(served):
                 out[name] = _arrow(predicted[name], kind)
+            for name, values in explained.items():
+                out[name] = _arrow(values, pa.float64())
             result = pa.table(out)
             if writer is None:
                 out_schema = result.schema
@@ -163,7 +172,10 @@ def score_file(
                 progress(summary.rows, total)
         if writer is None:  # no rows at all: still a valid, empty output
             empty = pa.schema(
-                [("row", pa.int64())] + [(c, pa.string()) for c in carried] + output_fields(served)
+                [("row", pa.int64())]
+                + [(c, pa.string()) for c in carried]
+                + output_fields(served)
+                + [(name, pa.float64()) for name in (explain.fields if explain else [])]
             )
             writer = stack.enter_context(_writer(tmp, empty, out_format))
         writer.close()  # every chunk and the last bytes (Parquet's footer), before any rename
@@ -235,16 +247,22 @@ def _score_good(
     columns: Columns,
     good: np.ndarray,
     fast: Callable[[Columns], np.ndarray] | None,
-) -> np.ndarray | InputError:
-    """Scores of the `good` rows, or the InputError of the rows preprocessing refuses."""
+    explain: BatchExplainer | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]] | InputError:
+    """Scores of the `good` rows and their explanation columns ({} without `explain`), or
+    the InputError of the rows preprocessing (or explaining) refuses."""
     kept = int(good.sum())
     if not kept:
-        return empty_outputs(served)
+        empty = {name: np.empty(0) for name in explain.fields} if explain else {}
+        return empty_outputs(served), empty
+    part = columns if kept == len(good) else _take(columns, good)
     try:
         if fast is not None:
-            return fast(columns if kept == len(good) else _take(columns, good))
-        frame = served.schema.to_frame(columns, keep=None if kept == len(good) else good)
-        return served.predict(frame)
+            scores = fast(part)
+        else:
+            frame = served.schema.to_frame(columns, keep=None if kept == len(good) else good)
+            scores = served.predict(frame)
+        return scores, explain.columns(part) if explain is not None else {}
     except InputError as err:
         return err
 

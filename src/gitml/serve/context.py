@@ -9,6 +9,7 @@ refused over every protocol, with the same field-level problems.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from fastapi import Response
 
 from gitml.config.schema import ServeParams
 from gitml.errors import InputError
+from gitml.model.explanation import Explanation
 from gitml.serve.deployment import Deployment
 from gitml.serve.errors import Refusal, error_response, problem
 from gitml.serve.inputs import Columns
@@ -59,6 +61,7 @@ class ServeContext:
             "datatype",
             "shape",
             "parameters",
+            "explain",
         }
         for runtime in self.deployment.all():
             self.declared.update(runtime.schema.names)
@@ -122,3 +125,31 @@ class ServeContext:
 
 def scoring_failed_problem() -> dict[str, Any]:
     return problem("server", "scoring_failed", SCORING_FAILED)
+
+
+EXPLAIN_INLINE_ROWS = 64  # up to this many rows explained on the event loop (microseconds)
+EXPLAIN_UNAVAILABLE_RULE = "explain_unavailable"
+
+
+async def explain_scored(runtime: ModelRuntime, columns: Columns, request_id: str) -> Explanation:
+    """`runtime`'s explanation of checked `columns`: a Refusal (422, field `explain`) when the
+    model has no explainer, InputError for a record the model cannot score or explain
+    finitely, ScoringFailed for a failure of the model's own. Large requests are explained in
+    a thread, off the event loop."""
+    check = runtime.explainer
+    if check.explainer is None:
+        raise Refusal(
+            422,
+            "explain",
+            EXPLAIN_UNAVAILABLE_RULE,
+            f"this model cannot explain its predictions: {check.reason}",
+        )
+    try:
+        if columns.n <= EXPLAIN_INLINE_ROWS:
+            return runtime.explain(columns)
+        return await asyncio.to_thread(runtime.explain, columns)
+    except InputError:
+        raise
+    except Exception as err:
+        _log.error("request %s: explaining failed", request_id, exc_info=err)
+        raise ScoringFailed(SCORING_FAILED) from err

@@ -86,9 +86,36 @@ def build_fast_path(
 ) -> Callable[[Columns], np.ndarray]:
     """The served outputs computed from `plans` and the estimator's `method` (predict_proba,
     or predict for regression): the one arithmetic both fast paths run."""
+    from gitml.serve.outputs import check_values
+
+    matrix_of = build_matrix(plans, traits, schema)
+    if task == "binary":
+        assert column is not None
+
+        def score(columns: Columns) -> np.ndarray:
+            return method(matrix_of(columns))[:, column]
+
+        return _in_blocks(score)
+
+    def outputs(columns: Columns) -> np.ndarray:
+        matrix = matrix_of(columns)
+        with np.errstate(over="ignore", invalid="ignore"):  # refused below, by record
+            values = method(matrix)
+        if task == "regression":
+            values = np.asarray(values, dtype=float)
+        return check_values(values, target=target)  # as ServedModel.predict refuses
+
+    return _in_blocks(outputs)
+
+
+def build_matrix(
+    plans: Sequence[BlockPlan], traits: EstimatorTraits, schema: InputSchema
+) -> Callable[[Columns], np.ndarray]:
+    """The preprocessed matrix (what the estimator sees) of checked columns, from `plans`,
+    refusing what `predict_frame` refuses (InputError naming record and field). Both fast
+    paths score it; explanations (`gitml.serve.explanations`) read it."""
     from gitml.model.scoring import check_matrix
     from gitml.serve.fastpath_blocks import block_width, fields_of, fill_block
-    from gitml.serve.outputs import check_values
 
     rules = {r.name: r for r in schema.fields}
     fills = []
@@ -110,23 +137,22 @@ def build_fast_path(
             raise
         return matrix
 
-    if task == "binary":
-        assert column is not None
+    return matrix_of
 
-        def score(columns: Columns) -> np.ndarray:
-            return method(matrix_of(columns))[:, column]
 
-        return _in_blocks(score)
+def compile_matrix(
+    pipeline: Any, schema: InputSchema, *, task: Task
+) -> Callable[[Columns], np.ndarray] | None:
+    """`build_matrix` of `pipeline`'s preprocessing, or None when the fast path cannot
+    reproduce it. Use it where the fast path's start-up check passed (`prepare_fast_path`):
+    that check is what vouches for the matrix."""
+    from gitml.model.scoring import traits_of
+    from gitml.serve.fastpath_blocks import plan_preprocessing
 
-    def outputs(columns: Columns) -> np.ndarray:
-        matrix = matrix_of(columns)
-        with np.errstate(over="ignore", invalid="ignore"):  # refused below, by record
-            values = method(matrix)
-        if task == "regression":
-            values = np.asarray(values, dtype=float)
-        return check_values(values, target=target)  # as ServedModel.predict refuses
-
-    return _in_blocks(outputs)
+    plans = plan_preprocessing(pipeline, schema, task=task)
+    if plans is None:
+        return None
+    return build_matrix(plans, traits_of(pipeline.steps[1][1]), schema)
 
 
 BLOCK_ROWS = 8192  # a block's matrix (rows x features, float64) stays in the CPU's cache

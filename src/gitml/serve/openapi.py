@@ -23,7 +23,18 @@ from gitml.serve.inputs import InputSchema
 from gitml.tasks import TASKS
 
 METRICS_MEDIA_TYPE = "text/plain; version=0.0.4"
+EXPLAIN_PARAMETER: dict[str, Any] = {
+    "name": "explain",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "boolean", "default": False},
+    "description": "`true`: each prediction also carries `explanation`, one contribution per "
+    "input column that sums to `value - baseline` (see the `explanation` schema of "
+    "`PredictResponse`). `false` or absent: no explanation. Any other value: 422 naming "
+    "`explain`.",
+}
 PREDICT_OPENAPI: dict[str, Any] = {
+    "parameters": [EXPLAIN_PARAMETER],
     "requestBody": {
         "required": True,
         "description": "`Content-Encoding: gzip` is accepted; the size limit is the decoded size.",
@@ -134,12 +145,15 @@ def install_openapi(
     *,
     model_example: dict[str, Any],
     prediction_schema: dict[str, Any] | None = None,
+    explanation: dict[str, Any] | None = None,
 ) -> None:
     """Make `app.openapi()` build the document once, with the request schema of `schema`.
 
     `model_example` (what `GET /v1/model` answers) is the example of that response;
     `prediction_schema` is the schema of one predicted record, which depends on the model's
-    task (`gitml.serve.outputs.record_schema`; default: a binary model's).
+    task (`gitml.serve.outputs.record_schema`; default: a binary model's). `explanation`
+    (`GET /v1/model` "explanation") says in the `explain` parameter's description what this
+    model's explanations are: method, output scale, baseline.
     """
 
     def openapi() -> dict[str, Any]:
@@ -154,6 +168,8 @@ def install_openapi(
                 for method, operation in operations.items():
                     if (path, method) in _RESPONSES:  # other protocols document their own
                         operation["responses"] = copy.deepcopy(_RESPONSES[(path, method)])
+            if explanation is not None:
+                _describe_explain(doc["paths"]["/v1/predict"]["post"], explanation)
             model = doc["paths"]["/v1/model"]["get"]["responses"]["200"]
             model["content"]["application/json"]["example"] = model_example
             components = doc.setdefault("components", {}).setdefault("schemas", {})
@@ -175,6 +191,28 @@ def install_openapi(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _describe_explain(operation: dict[str, Any], explanation: dict[str, Any]) -> None:
+    """The `explain` parameter's description, with what this model's explanations are."""
+    for parameter in operation.get("parameters", []):
+        if parameter.get("name") != "explain":
+            continue
+        if explanation.get("method") is None:
+            text = f" This model cannot explain (422): {explanation.get('reason')}."
+        else:
+            baseline = explanation["baseline"]
+            shown = (
+                ", ".join(f"{k}: {v:.6g}" for k, v in baseline.items())
+                if isinstance(baseline, dict)
+                else f"{baseline:.6g}"
+            )
+            text = (
+                f" This model: method `{explanation['method']}`; output `{explanation['output']}` "
+                f"({explanation['output_meaning']}); baseline {shown}, reference "
+                f"`{explanation['reference']}` ({explanation['reference_meaning']})."
+            )
+        parameter["description"] = EXPLAIN_PARAMETER["description"] + text
 
 
 def add_openapi_components(app: FastAPI, schemas: dict[str, Any]) -> None:
@@ -308,6 +346,11 @@ _MODEL_SCHEMA: dict[str, Any] = {
         "threshold": {
             "type": ["number", "null"],
             "description": "binary: `label` is the positive class at score >= this; else null",
+        },
+        "explanation": {
+            "type": "object",
+            "description": "what `?explain=true` returns: method, output scale, baseline and "
+            "its reference (`method` null and a `reason` when the model cannot explain)",
         },
         "fast_path_max_rows": {"type": "integer", "description": "0: the fast path is off"},
         "fast_path": {

@@ -23,9 +23,11 @@ from typing import Any, Literal
 import numpy as np
 
 from gitml.config.schema import ServeParams
+from gitml.model.explanation import Explanation
 from gitml.serve.batcher import Job, MicroBatcher, score_together
 from gitml.serve.bundle import ServedModel
-from gitml.serve.fastpath import FastPathCheck, prepare_fast_path
+from gitml.serve.explanations import ExplainerCheck, explain_columns, explainer_of
+from gitml.serve.fastpath import FastPathCheck, compile_matrix, prepare_fast_path
 from gitml.serve.inputs import Columns, InputSchema
 from gitml.serve.outputs import describe_output, output_columns, output_fields
 from gitml.serve.predlog import LogEntry, PredictionLog
@@ -95,6 +97,15 @@ class ModelRuntime:
             check.reason if fast is None else f"{check.reason}; used up to {self.fast_limit} rows",
         )
         limit = self.fast_limit
+        # explanations read the matrix the fast path scores (checked at start-up above);
+        # built up front, so the first `?explain=true` costs what the others do. A shadow
+        # answers no client: it explains nothing.
+        self._matrix = compile_matrix(served.pipeline, served.schema, task=task) if fast else None
+        self.explainer = (
+            explainer_of(served)
+            if role == "primary"
+            else ExplainerCheck(None, "a shadow model explains nothing")
+        )
 
         def score(columns: Columns) -> np.ndarray:
             if self.role == "primary":  # every call, failed ones too
@@ -131,6 +142,7 @@ class ModelRuntime:
             "threshold": self.threshold if task == "binary" else None,
             "fast_path_max_rows": self.fast_limit,
             "fast_path": self.fast_path.reason,
+            "explanation": self.explainer.describe(),
         }
 
     # -- life -----------------------------------------------------------------------------
@@ -172,6 +184,13 @@ class ModelRuntime:
         fault), anything else for a failure of the model; the other requests of its
         micro-batch are scored alone and unaffected either way."""
         return await self.batcher.submit(columns, request_id)
+
+    def explain(self, columns: Columns) -> Explanation:
+        """The explanation of checked `columns`; InputError for a record the model cannot
+        score or explain finitely. Only called when `explainer.explainer` is set."""
+        explainer = self.explainer.explainer
+        assert explainer is not None
+        return explain_columns(explainer, self._matrix, self.served, columns)
 
     def score_batch(
         self, requests: list[tuple[str, Columns, float]]

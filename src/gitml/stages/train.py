@@ -11,6 +11,7 @@ from gitml.config.schema import Params
 from gitml.data.io import read_table
 from gitml.data.profile import profile_frame
 from gitml.files import atomic_paths, sha256_file, write_bytes, write_json
+from gitml.model.explain import explanation_record
 from gitml.model.fit import fit_pipeline, training_metadata
 from gitml.model.persist import dump_model
 from gitml.model.signature import build_signature
@@ -39,6 +40,13 @@ def _train(args: argparse.Namespace, params: Params) -> None:
         train_sha256=sha256_file(args.train),
         profile=profile_frame(train, params.data),
     )
+    # what `?explain=true` returns (signature) and the training means it needs (metadata)
+    described, record = explanation_record(
+        result.pipeline, train, task=params.data.task, positive_class=params.data.positive_class
+    )
+    signature["explanation"] = described
+    if record:
+        metadata["explanation"] = record
     # one atomic swap for the trio: a kill at any instant leaves the old one or the new one
     with atomic_paths(args.model, args.signature, args.metadata) as (model, sig, meta):
         write_bytes(model, payload)

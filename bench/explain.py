@@ -79,52 +79,32 @@ def _records(n: int) -> list[dict[str, Any]]:
 
 
 def _model_dir(name: str) -> Path:
-    """The reference model's directory, or a tree model fitted as the train stage fits it."""
+    """The reference model's directory, or a tree model fitted by the train stage itself."""
     from gitml.config.compose import compose_params, parse_params
+    from gitml.stages import train
 
-    params = parse_params(compose_params(ROOT / "conf", [f"model={name}"]), source=name)
+    composed = compose_params(ROOT / "conf", [f"model={name}"])
+    params = parse_params(composed, source=name)
     committed = parse_params((ROOT / "params.yaml").read_text(), source="params.yaml")
     if params.model == committed.model:
         return ROOT / "models"
     target = OUT / name
     if (target / "model.skops").is_file():
         return target
-    import hashlib
-
-    from gitml.data.io import read_table
-    from gitml.data.profile import profile_frame
-    from gitml.files import sha256_file, write_bytes, write_json
-    from gitml.model.explain import explanation_record
-    from gitml.model.fit import fit_pipeline, training_metadata
-    from gitml.model.persist import dump_model
-    from gitml.model.signature import build_signature
-
     print(f"fitting {name} on the training split -> {target}", file=sys.stderr)
-    train_path = ROOT / "data" / "processed" / "train.parquet"
-    train = read_table(train_path, categories=params.data.categorical)
-    result = fit_pipeline(params, train)
-    payload = dump_model(result.pipeline)
-    signature = build_signature(
-        result.pipeline, params.data, train, model_name=params.project.model_name
-    )
-    metadata = training_metadata(
-        params,
-        result,
-        model_bytes=len(payload),
-        model_sha256=hashlib.sha256(payload).hexdigest(),
-        train_sha256=sha256_file(train_path),
-        profile=profile_frame(train, params.data),
-    )
-    described, record = explanation_record(
-        result.pipeline, train, task=params.data.task, positive_class=params.data.positive_class
-    )
-    signature["explanation"] = described
-    if record:
-        metadata["explanation"] = record
     target.mkdir(parents=True, exist_ok=True)
-    write_json(target / "signature.json", signature)
-    write_json(target / "metadata.json", metadata)
-    write_bytes(target / "model.skops", payload)
+    (target / "params.yaml").write_text(composed)
+    code = train.main(
+        [
+            "--params", str(target / "params.yaml"),
+            "--train", str(ROOT / "data" / "processed" / "train.parquet"),
+            "--model", str(target / "model.skops"),
+            "--signature", str(target / "signature.json"),
+            "--metadata", str(target / "metadata.json"),
+        ]
+    )  # fmt: skip
+    if code != 0:
+        raise SystemExit(f"training {name} failed (exit {code})")
     return target
 
 

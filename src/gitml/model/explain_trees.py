@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from gitml.errors import ModelError
 from gitml.model.explanation import REFERENCE_TREES, Explainer, Explanation
 from gitml.tasks import Task
 
@@ -197,8 +198,6 @@ def _boosting(
         "absolute_error",
         "quantile",
     ):
-        from gitml.errors import ModelError
-
         raise ModelError(f"cannot explain HistGradientBoosting with loss {model.loss!r}")
     per_iter = model.n_trees_per_iteration_
     known, f_idx = model._bin_mapper.make_known_categories_bitsets()

@@ -3,6 +3,7 @@ base of the explainers (`gitml.model.explain`, `gitml.model.explain_trees`)."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +44,7 @@ class Explanation:
     contributions: np.ndarray
 
 
-class Explainer:
+class Explainer(ABC):
     """Common to both kinds: what the explanation is (method, output scale, reference)."""
 
     method: str
@@ -53,8 +54,9 @@ class Explainer:
     classes: tuple[str, ...] | None
     baseline: np.ndarray
 
-    def explain_matrix(self, matrix: np.ndarray) -> Explanation:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def explain_matrix(self, matrix: np.ndarray) -> Explanation:
+        """The explanation of the rows of a preprocessed matrix (what the estimator sees)."""
 
     def describe(self) -> dict[str, Any]:
         """The signature's `explanation`: what `?explain=true` and `--explain` return."""

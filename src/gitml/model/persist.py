@@ -214,6 +214,13 @@ def load_verified_model(
     return load_model(path)
 
 
+def load_trained_model(path: Path, metadata: Path) -> Pipeline:
+    """`load_verified_model` against the SHA-256 that `train` recorded in `metadata`
+    (models/metadata.json): how the stages after train load the model they score."""
+    recorded = json.loads(metadata.read_text(encoding="utf-8"))
+    return load_verified_model(path, recorded.get("model_file", {}).get("sha256"))
+
+
 def check_model_file(path: Path, sha256: str | None, *, recorded_in: str = "the recorded") -> None:
     """What can be checked of a model file without building it, and without importing skops
     or scikit-learn: it exists, its SHA-256 is the recorded one, it is a skops archive (not a

@@ -2,7 +2,7 @@
 `gitml predict --explain` adds, and their JSON schema.
 
 The explainer is the model's (`gitml.model.explain`), applied to the same preprocessed matrix
-the model scores: the fast path's (`gitml.serve.fastpath.compile_matrix`) when its start-up
+the model scores: the fast path's (`FastPathCheck.matrix`) when its start-up
 check passed, else the pipeline's own preprocessing. Per record:
 
     binary, regression: {"output", "reference", "baseline", "value", "contributions": {input: c}}
@@ -176,17 +176,11 @@ class BatchExplainer:
 
 def batch_explainer(served: ServedModel) -> BatchExplainer:
     """The batch explainer of a loaded model; ModelError when it cannot explain."""
-    from gitml.serve.fastpath import compile_matrix
-
     check = explainer_of(served)
     explainer = check.explainer
     if explainer is None:
         raise ModelError(f"--explain: this model cannot explain its predictions: {check.reason}")
-    matrix_of = (
-        compile_matrix(served.pipeline, served.schema, task=served.task)
-        if served.fast_path.score is not None  # its start-up check vouches for the matrix
-        else None
-    )
+    matrix_of = served.fast_path.matrix  # vouched for by the fast path's start-up check
 
     def columns(checked: Columns) -> dict[str, np.ndarray]:
         return explanation_columns(explain_columns(explainer, matrix_of, served, checked))

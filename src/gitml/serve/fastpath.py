@@ -55,6 +55,15 @@ def compile_fast_path(
     """The served outputs for checked columns (`ServedModel.predict`: the positive class's
     probability, every class's probability, or the predicted value, by `task`), or None if
     the pipeline has a step this module cannot reproduce exactly."""
+    compiled = _compile(pipeline, schema, positive_class, task=task, target=target)
+    return None if compiled is None else compiled[0]
+
+
+def _compile(
+    pipeline: Any, schema: InputSchema, positive_class: str | None, *, task: Task, target: str
+) -> tuple[Callable[[Columns], np.ndarray], Callable[[Columns], np.ndarray]] | None:
+    """(the served outputs, the preprocessed matrix they score) of checked columns, or None
+    (`compile_fast_path`)."""
     from gitml.model.scoring import traits_of
     from gitml.serve.fastpath_blocks import plan_preprocessing
 
@@ -69,9 +78,8 @@ def compile_fast_path(
             return None
         column = classes.index(positive_class)
     method = estimator.predict if task == "regression" else estimator.predict_proba
-    return build_fast_path(
-        plans, method, traits_of(estimator), schema, task=task, column=column, target=target
-    )
+    matrix_of = build_matrix(plans, traits_of(estimator), schema)
+    return _score_matrix(matrix_of, method, task=task, column=column, target=target), matrix_of
 
 
 def build_fast_path(
@@ -86,9 +94,21 @@ def build_fast_path(
 ) -> Callable[[Columns], np.ndarray]:
     """The served outputs computed from `plans` and the estimator's `method` (predict_proba,
     or predict for regression): the one arithmetic both fast paths run."""
+    matrix_of = build_matrix(plans, traits, schema)
+    return _score_matrix(matrix_of, method, task=task, column=column, target=target)
+
+
+def _score_matrix(
+    matrix_of: Callable[[Columns], np.ndarray],
+    method: Callable[[np.ndarray], np.ndarray],
+    *,
+    task: Task,
+    column: int | None,
+    target: str,
+) -> Callable[[Columns], np.ndarray]:
+    """`method` on `matrix_of`'s matrix: the served outputs, in blocks of BLOCK_ROWS rows."""
     from gitml.serve.outputs import check_values
 
-    matrix_of = build_matrix(plans, traits, schema)
     if task == "binary":
         assert column is not None
 
@@ -140,21 +160,6 @@ def build_matrix(
     return matrix_of
 
 
-def compile_matrix(
-    pipeline: Any, schema: InputSchema, *, task: Task
-) -> Callable[[Columns], np.ndarray] | None:
-    """`build_matrix` of `pipeline`'s preprocessing, or None when the fast path cannot
-    reproduce it. Use it where the fast path's start-up check passed (`prepare_fast_path`):
-    that check is what vouches for the matrix."""
-    from gitml.model.scoring import traits_of
-    from gitml.serve.fastpath_blocks import plan_preprocessing
-
-    plans = plan_preprocessing(pipeline, schema, task=task)
-    if plans is None:
-        return None
-    return build_matrix(plans, traits_of(pipeline.steps[1][1]), schema)
-
-
 BLOCK_ROWS = 8192  # a block's matrix (rows x features, float64) stays in the CPU's cache
 
 
@@ -189,6 +194,9 @@ class FastPathCheck:
 
     score: Callable[[Columns], np.ndarray] | None
     reason: str
+    # the preprocessed matrix `score` scores, vouched for by the same check: explanations
+    # (`gitml.serve.explanations`) read it
+    matrix: Callable[[Columns], np.ndarray] | None = None
 
 
 def prepare_fast_path(
@@ -208,11 +216,12 @@ def prepare_fast_path(
     or any exception while checking leaves the fast path off.
     """
     try:
-        fast = compile_fast_path(pipeline, schema, positive_class, task=task, target=target)
+        compiled = _compile(pipeline, schema, positive_class, task=task, target=target)
     except Exception as err:  # fail closed: whatever went wrong, the pipeline still scores
         return FastPathCheck(None, f"off: compiling it failed ({type(err).__name__}: {err})")
-    if fast is None:
+    if compiled is None:
         return FastPathCheck(None, "off: the pipeline has a step the fast path cannot reproduce")
+    fast, matrix = compiled
     try:
         difference = verify_fast_path(fast, reference, schema)
     except Exception as err:
@@ -224,7 +233,8 @@ def prepare_fast_path(
             f"(tolerance {PARITY_TOLERANCE:g})",
         )
     rows = probe_columns(schema).n
-    return FastPathCheck(fast, f"on: matches the pipeline to {difference:.1e} on {rows} probe rows")
+    reason = f"on: matches the pipeline to {difference:.1e} on {rows} probe rows"
+    return FastPathCheck(fast, reason, matrix)
 
 
 def verify_fast_path(

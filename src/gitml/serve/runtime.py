@@ -27,7 +27,7 @@ from gitml.model.explanation import Explanation
 from gitml.serve.batcher import Job, MicroBatcher, score_together
 from gitml.serve.bundle import ServedModel
 from gitml.serve.explanations import ExplainerCheck, explain_columns, explainer_of
-from gitml.serve.fastpath import FastPathCheck, compile_matrix, prepare_fast_path
+from gitml.serve.fastpath import FastPathCheck, prepare_fast_path
 from gitml.serve.inputs import Columns, InputSchema
 from gitml.serve.outputs import describe_output, output_columns, output_fields
 from gitml.serve.predlog import LogEntry, PredictionLog
@@ -97,10 +97,10 @@ class ModelRuntime:
             check.reason if fast is None else f"{check.reason}; used up to {self.fast_limit} rows",
         )
         limit = self.fast_limit
-        # explanations read the matrix the fast path scores (checked at start-up above);
-        # built up front, so the first `?explain=true` costs what the others do. A shadow
-        # answers no client: it explains nothing.
-        self._matrix = compile_matrix(served.pipeline, served.schema, task=task) if fast else None
+        # explanations read the matrix the fast path scores (checked at start-up above); the
+        # explainer is built up front, so the first `?explain=true` costs what the others do.
+        # A shadow answers no client: it explains nothing.
+        self._matrix = check.matrix
         self.explainer = (
             explainer_of(served)
             if role == "primary"

@@ -4,7 +4,6 @@ the calibrator `gitml monitor` estimates performance with before labels arrive."
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from gitml.data.io import read_table
 from gitml.evaluate.calibrator import fit_calibrator
 from gitml.evaluate.evaluation import evaluate_output, evaluate_scores
 from gitml.files import atomic_path, write_json
-from gitml.model.persist import load_verified_model
+from gitml.model.persist import load_trained_model
 from gitml.model.scoring import fix_summation_order, positive_index, predict_frame
 from gitml.stages._runner import run_stage
 
@@ -33,9 +32,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 def _evaluate(args: argparse.Namespace, params: Params) -> None:
     """Evaluate the model exactly as it will be served: the saved pipeline, loaded via skops."""
-    recorded = json.loads(args.metadata.read_text(encoding="utf-8"))
-    sha256 = recorded.get("model_file", {}).get("sha256")
-    pipeline = fix_summation_order(load_verified_model(args.model, sha256))
+    pipeline = fix_summation_order(load_trained_model(args.model, args.metadata))
     test = read_table(args.test, categories=params.data.categorical)
     data = params.data
     output = predict_frame(pipeline, test, features=data.features, task=data.task)

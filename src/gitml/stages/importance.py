@@ -4,14 +4,13 @@ column on the test rows (reports/importance.json, read by the card, the review a
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from gitml.config.schema import Params
 from gitml.data.io import read_table
 from gitml.files import write_json
-from gitml.model.persist import load_verified_model
+from gitml.model.persist import load_trained_model
 from gitml.model.scoring import fix_summation_order
 from gitml.review.permutation import IMPORTANCE_VERSION, permutation_importance
 from gitml.stages._runner import run_stage
@@ -26,9 +25,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 def _importance(args: argparse.Namespace, params: Params) -> None:
     """Shuffle each input column of the test rows in turn and measure the primary metric."""
-    recorded = json.loads(args.metadata.read_text(encoding="utf-8"))
-    sha256 = recorded.get("model_file", {}).get("sha256")
-    pipeline = fix_summation_order(load_verified_model(args.model, sha256))
+    pipeline = fix_summation_order(load_trained_model(args.model, args.metadata))
     data, cfg = params.data, params.importance
     test = read_table(args.test, categories=data.categorical)
     result = permutation_importance(

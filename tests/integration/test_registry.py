@@ -382,7 +382,7 @@ def test_release_workflow_hands_over_scripts_that_work(repo: Path) -> None:
     bundle = dist / "bundle"
     assert sorted(p.name for p in bundle.iterdir()) == sorted(
         ["model.skops", "signature.json", "metadata.json", "metrics.json", "model_card.md",
-         "calibrator.json", "release.json"]
+         "calibrator.json", "importance.json", "release.json"]
     )  # fmt: skip
     with tarfile.open(dist / f"{NAME}-v1.0.0.tar.gz") as archive:
         packed = archive.extractfile("bundle/model.skops")

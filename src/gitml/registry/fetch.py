@@ -32,6 +32,7 @@ COMMITTED = {
     "metrics.json": OUTPUTS["metrics"],
     "model_card.md": CARD_FILE,
     "calibrator.json": OUTPUTS["calibrator"],  # absent in releases made before monitoring
+    "importance.json": OUTPUTS["importance"],  # absent in releases made before importance
 }
 
 

@@ -88,6 +88,7 @@ def test_parquet_in_csv_out_round_trips_the_scores(
     for target in (out, tmp_path / "scores.parquet"):
         gitml(
             "predict", "data/processed/test.parquet", "-o", str(target), "--keep", "churn",
+            "--keep", "_row",  # carried anyway: asking for it too once failed (a doubled field)
             cwd=built_repo,
         )  # fmt: skip
     result = pacsv.read_csv(out).to_pandas()

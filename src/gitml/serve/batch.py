@@ -237,7 +237,7 @@ def _wanted(path: Path, names: list[str], served: BatchModel, keep: Sequence[str
     absent = [k for k in keep if k not in names]
     if absent:
         raise DataError(f"{path}: has no column {absent[0]!r} to keep (columns: {names})")
-    extra = ([ROW_COLUMN] if ROW_COLUMN in names else []) + list(keep)
+    extra = dict.fromkeys([*([ROW_COLUMN] if ROW_COLUMN in names else []), *keep])  # --keep _row
     features = [c for c in served.features if c in names]
     return features + [c for c in extra if c not in served.features]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -135,6 +136,19 @@ def test_html_is_self_contained_with_a_plot_per_drifted_column_and_metric() -> N
     # tenure and score drifted; one performance series (roc_auc)
     assert page.count("<svg") == 3
     assert "monthly&lt;charges&gt;" in page and "monthly<charges>" not in page
+
+
+def test_a_metric_outside_its_own_interval_is_still_drawn() -> None:
+    # a percentile interval can miss its point estimate (skewed metric, few labels): the
+    # page must still render, not fail the monitoring run
+    result = _result()
+    window = dataclasses.replace(
+        result.performance[0],
+        realised=[MetricValue("roc_auc", 0.70, 0.71, 0.75, 0.8, True)],
+        estimated=[MetricValue("roc_auc", 0.88, 0.81, 0.87, 0.8, False)],
+    )
+    page = render_html(dataclasses.replace(result, performance=[window]))
+    assert page.count("<svg") == 3
 
 
 def test_outputs_are_written_together_as_strict_json(tmp_path: Path) -> None:

@@ -293,7 +293,9 @@ def _performance_figure(version: str, metric: str, windows: list[PerformanceWind
         ax.errorbar(
             xs,
             values,
-            yerr=[values - low, high - values],
+            # a percentile interval of a skewed metric (few labels, a rare class) can leave
+            # the point estimate outside it: drawn as a zero-length whisker on that side
+            yerr=[np.clip(values - low, 0, None), np.clip(high - values, 0, None)],
             fmt=marker + "-",
             color=color,
             capsize=3,

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -165,6 +166,35 @@ def test_a_worker_that_cannot_load_the_model_stops_the_server(
     while alive := _processes_in(project):
         assert time.monotonic() < deadline, f"processes outlive the supervisor: {alive}"
         time.sleep(0.1)
+
+
+def test_a_worker_that_exits_while_it_is_pinged_is_seen_gone_at_once() -> None:
+    """uvicorn's supervisor pings a worker and waits up to its health-check timeout (gitml's
+    is 120 s) for the answer; the worker here exits with a ping unanswered. With uvicorn's
+    own worker class the supervisor waits out the whole timeout (checked by hand: 60 s of
+    60), because it holds the other end of the pipe open; `ClosingWorker` sees it at once."""
+    from uvicorn.config import Config
+
+    from gitml.serve.supervisor import ClosingWorker
+
+    sock = socket.create_server(("127.0.0.1", 0))
+    config = Config(
+        "tests.integration.worker_apps:hold_the_lock_then_exit", factory=True, log_level="error"
+    )
+    worker = ClosingWorker(config, [sock])
+    worker.start()
+    try:
+        started = time.monotonic()
+        while worker.is_alive(timeout=60):  # answered at once until the worker holds the lock
+            assert time.monotonic() - started < 60, "the worker never stopped answering"
+            time.sleep(0.05)
+        waited = time.monotonic() - started
+    finally:
+        worker.kill()
+        worker.join()
+        sock.close()
+    assert waited < 30, f"the supervisor waited {waited:.1f} s for a worker that had exited"
+    assert worker.exitcode == 3
 
 
 def _processes_in(directory: Path) -> list[Path]:

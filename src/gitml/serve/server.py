@@ -100,6 +100,8 @@ def run_workers(
     replacement, and the old workers go on serving."""
     import uvicorn
 
+    from gitml.serve.supervisor import patched_workers
+
     with tempfile.TemporaryDirectory(prefix="gitml-serve-") as private:
         shared = Path(private) / "metrics"
         shared.mkdir()
@@ -119,14 +121,15 @@ def run_workers(
         os.environ[MULTIPROCESS_ENV] = str(shared)
         freeze_heap()  # the supervisor's collector back on (the CLI started with it off)
         try:
-            uvicorn.run(
-                "gitml.serve.server:app_from_environment",
-                factory=True,
-                workers=workers,
-                timeout_worker_healthcheck=_WORKER_READY_S,
-                http="gitml.serve.app:NoDelayH11Protocol",
-                **_uvicorn_options(settings, host, port, access_log),
-            )
+            with patched_workers():  # a worker's exit is seen at once
+                uvicorn.run(
+                    "gitml.serve.server:app_from_environment",
+                    factory=True,
+                    workers=workers,
+                    timeout_worker_healthcheck=_WORKER_READY_S,
+                    http="gitml.serve.app:NoDelayH11Protocol",
+                    **_uvicorn_options(settings, host, port, access_log),
+                )
         finally:
             for name, value in saved.items():
                 if value is None:

@@ -231,16 +231,37 @@ def test_a_queued_sweep_of_four_runs_on_two_queue_workers(repo: Path) -> None:
         "-S", "model.params.class_weight=null,balanced",
         cwd=repo,
     )  # fmt: skip
-    dvc("queue", "start", "--jobs", "2", cwd=repo)
-    deadline = time.monotonic() + 420
-    while time.monotonic() < deadline:
-        status = dvc("queue", "status", cwd=repo).stdout
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(2)
-    else:
-        dvc("queue", "kill", "--all", cwd=repo, check=False)
-        pytest.fail(f"the queued sweep did not finish in 7 minutes:\n{status}")
+    # `dvc queue start` forks a spawner that waits for its workers, holding the caller's
+    # stdout: read through a pipe, it would keep the test waiting until the last worker exits.
+    # A worker told to shut down while a job still ran can stay up for good (seen here: its
+    # log says "shutting down due to empty queue" before the job's "succeeded", then nothing;
+    # `dvc queue stop --kill` does not end it). The test waits on the tasks, never on workers.
+    celery = repo / ".dvc/tmp/exps/celery"
+    with (repo.parent / "queue-start.log").open("w") as log:
+        started = subprocess.run(
+            [sys.executable, "-m", "dvc", "queue", "start", "--jobs", "2"],
+            cwd=repo, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            timeout=120, check=False,
+        )  # fmt: skip
+    try:
+        assert started.returncode == 0, (repo.parent / "queue-start.log").read_text()
+        deadline = time.monotonic() + 420
+        while time.monotonic() < deadline:
+            status = dvc("queue", "status", cwd=repo).stdout
+            if "Queued" not in status and "Running" not in status:
+                break
+            time.sleep(2)
+        else:
+            dvc("queue", "kill", "--all", cwd=repo, check=False)
+            pytest.fail(f"the queued sweep did not finish in 7 minutes:\n{status}")
+    finally:  # no worker outlives the test, wedged or not
+        for pidfile in celery.glob("dvc-exp-worker-*.pid"):
+            try:
+                pid = int(pidfile.read_text().strip())
+                if b"queue-worker" in Path(f"/proc/{pid}/cmdline").read_bytes():  # not reused
+                    os.kill(pid, signal.SIGKILL)
+            except (ValueError, OSError):
+                pass
     assert status.count("Success") == 4, status
     shown = json.loads(dvc("exp", "show", "--json", cwd=repo).stdout)
     runs: dict[tuple[str, str], tuple[float, ...]] = {}

@@ -116,9 +116,17 @@ def test_a_degenerate_first_model_is_not_released(repo: Path) -> None:
 
 def test_the_timing_verdict_holds_on_a_busy_machine(repo: Path) -> None:
     """The limit sits just above the idle measurement (idle x 1.6, so the limit plus the 25 %
-    tolerance is twice it). A CPU-bound process per core at a higher priority stretches a
-    wall-clock timing about fourfold and flips the verdict; CPU time does not move."""
+    tolerance is twice it). A CPU-bound process at a higher priority on the gate's own core
+    takes most of it: a wall-clock timing would stretch about fivefold and flip the verdict;
+    CPU time does not move.
+
+    The gate, its timing child and the burner share one logical CPU (affinity is inherited),
+    so the test measures time-sharing, which is what CPU time is immune to. It does not load
+    the other core: on hyper-threads or an overcommitted VM host a busy neighbour core slows
+    the work itself, and CPU time grows with it (seen on CI: 2.3x); the README says so."""
     _pr(repo, "same model, new branch", (LR, "tol: 0.0001", "tol: 0.0002"))
+    allowed = os.sched_getaffinity(0)
+    core = {min(allowed)}
 
     def timing() -> tuple[int, str, float]:
         gate = _gate(repo)
@@ -127,35 +135,37 @@ def test_the_timing_verdict_holds_on_a_busy_machine(repo: Path) -> None:
         )
         return gate.returncode, line, float(line.split("prediction time ")[1].split()[0])
 
-    code, line, idle = timing()
-    assert code == 0 and line.startswith("  pass"), line
-    # the base's policy is the law: tighten it on main, where the PR is judged from
-    git("checkout", "-q", "main", cwd=repo)
-    _edit(
-        repo / "conf/promotion/default.yaml",
-        "max_predict_ms_per_1000_rows: 250",
-        f"max_predict_ms_per_1000_rows: {idle * 1.6:.3f}",
-    )
-    gitml("params", cwd=repo)
-    git("commit", "-qam", "a tight prediction-time budget", cwd=repo)
-    git("checkout", "-q", "pr", cwd=repo)
-    code, line, again = timing()
-    assert code == 0 and line.startswith("  pass"), (idle, line)
-    # burners at a higher priority than the gate (as root; else as high as allowed): they
-    # take most of each core, as a busy CI runner's neighbours do
-    burn = (
-        "import os, time\n"
-        "try:\n    os.nice(-5)\nexcept OSError:\n    pass\n"
-        "end = time.time() + 120\nwhile time.time() < end: pass\n"
-    )
-    cores = os.cpu_count() or 2
-    burners = [subprocess.Popen([sys.executable, "-c", burn]) for _ in range(cores)]
+    os.sched_setaffinity(0, core)  # this worker's children (gate, timing child, burner) inherit it
     try:
-        code, line, loaded = timing()
+        code, line, idle = timing()
+        assert code == 0 and line.startswith("  pass"), line
+        # the base's policy is the law: tighten it on main, where the PR is judged from
+        git("checkout", "-q", "main", cwd=repo)
+        _edit(
+            repo / "conf/promotion/default.yaml",
+            "max_predict_ms_per_1000_rows: 250",
+            f"max_predict_ms_per_1000_rows: {idle * 1.6:.3f}",
+        )
+        gitml("params", cwd=repo)
+        git("commit", "-qam", "a tight prediction-time budget", cwd=repo)
+        git("checkout", "-q", "pr", cwd=repo)
+        code, line, again = timing()
+        assert code == 0 and line.startswith("  pass"), (idle, line)
+        # a burner at a higher priority than the gate (as root; else as high as allowed) on the
+        # same core: it gets about 60 % of it, the gate and its timing child share the rest
+        burn = (
+            "import os, time\n"
+            "try:\n    os.nice(-5)\nexcept OSError:\n    pass\n"
+            "end = time.time() + 300\nwhile time.time() < end: pass\n"
+        )
+        burner = subprocess.Popen([sys.executable, "-c", burn])
+        try:
+            code, line, loaded = timing()
+        finally:
+            burner.kill()
+            burner.wait()
     finally:
-        for proc in burners:
-            proc.kill()
-            proc.wait()
+        os.sched_setaffinity(0, allowed)
     assert code == 0 and line.startswith("  pass"), (idle, again, line)
     assert loaded <= 2 * idle
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from gitml.tasks import Task
+
+if TYPE_CHECKING:  # pandas is imported where slices are cut: the bootstrap never needs it
+    import pandas as pd
 
 # MAPE is left undefined (null, with this reason) when an actual value lies this close to
 # zero, relative to the median |actual|: that row's percentage error would be at least 1,000
@@ -114,6 +116,8 @@ def _slice_table(
     min_rows: int,
     measure: Callable[[np.ndarray], tuple[dict[str, Any], dict[str, float | None]]],
 ) -> dict[str, dict[str, Any]]:
+    import pandas as pd
+
     out: dict[str, dict[str, Any]] = {}
     for column in columns:
         codes, uniques = pd.factorize(frame[column], sort=True)  # missing values get -1

@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
-from sklearn.calibration import calibration_curve
+
+# scikit-learn is imported inside the curve functions that use it: it takes about a second
+# (scipy.stats with it), which `gitml gate` and `gitml report` would pay for nothing (they read
+# `evaluation.outputs_from_predictions`, which draws no curve)
 
 # Curves are thinned to about this many points: enough to draw, small enough to commit.
 MAX_POINTS = 200
@@ -17,6 +19,8 @@ MAX_SCATTER = 500
 
 
 def roc_points(y_true: np.ndarray, score: np.ndarray) -> list[dict[str, float]]:
+    from sklearn import metrics as skm
+
     fpr, tpr, thresholds = skm.roc_curve(y_true, score)
     rows = [
         {"fpr": _r(f), "tpr": _r(t), "threshold": _r(min(th, 1.0))}
@@ -26,6 +30,8 @@ def roc_points(y_true: np.ndarray, score: np.ndarray) -> list[dict[str, float]]:
 
 
 def precision_recall_points(y_true: np.ndarray, score: np.ndarray) -> list[dict[str, float]]:
+    from sklearn import metrics as skm
+
     precision, recall, thresholds = skm.precision_recall_curve(y_true, score)
     thresholds = np.append(thresholds, 1.0)
     rows = [
@@ -36,6 +42,8 @@ def precision_recall_points(y_true: np.ndarray, score: np.ndarray) -> list[dict[
 
 
 def calibration_points(y_true: np.ndarray, score: np.ndarray, *, bins: int) -> list[dict[str, Any]]:
+    from sklearn.calibration import calibration_curve
+
     fraction, predicted = calibration_curve(y_true, score, n_bins=bins, strategy="uniform")
     return [
         {"mean_predicted": _r(p), "fraction_positive": _r(f)}

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from gitml.config.schema import Params
 from gitml.files import write_text
@@ -43,7 +42,9 @@ def _card(args: argparse.Namespace, params: Params) -> None:
         y, score = _predictions(args.predictions, params.data.positive)
         intervals = bootstrap_intervals(y, score, threshold=params.evaluate.threshold, **settings)
     else:  # per-class probabilities or predicted values, as predictions.csv holds them
-        # imported here: it loads scikit-learn (its curves), a second a binary card never uses
+        # imported here: pandas and the evaluation module, which a binary card never uses
+        import pandas as pd
+
         from gitml.evaluate.evaluation import outputs_from_predictions
 
         frame = pd.read_csv(args.predictions, dtype={"actual": str, "predicted": str})

@@ -7,6 +7,7 @@ it. Tests copy it (`repo`, `copy_repo`) before they change anything.
 
 from __future__ import annotations
 
+import compileall
 import os
 import sys
 from collections.abc import Iterator
@@ -21,6 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # once per run, in the controller
+        # The suite starts a few thousand Python processes (gitml, DVC stages), each importing
+        # gitml. Where PYTHONDONTWRITEBYTECODE is set (CI machines here), gitml's own modules
+        # would be compiled again in every one of them; compiled once here, they are read.
+        compileall.compile_dir(ROOT / "src" / "gitml", quiet=2)
     # Stages run `python -m gitml.stages.*`: the interpreter running the tests comes first.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     os.environ["DVC_NO_ANALYTICS"] = "1"

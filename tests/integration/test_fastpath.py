@@ -30,8 +30,9 @@ from gitml.serve.inputs import InputSchema
 def test_fast_path_matches_the_pipeline(built_repo: Path, overrides: list[str]) -> None:
     pipeline, data, schema, reference = _fitted(built_repo, overrides)
 
-    fast = compile_fast_path(pipeline, schema, "Yes")
-    assert fast is not None
+    compiled = compile_fast_path(pipeline, schema, "Yes")
+    assert compiled is not None
+    fast = compiled.score
     assert verify_fast_path(fast, reference, schema) <= 1e-12
     records = pq.read_table(built_repo / "data/processed/test.parquet").select(data.features)
     columns = schema.check_records(records.to_pylist())

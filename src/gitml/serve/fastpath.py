@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -44,6 +44,15 @@ PARITY_TOLERANCE = 1e-12
 _REFUSAL_ROUNDS = 4
 
 
+class CompiledFastPath(NamedTuple):
+    """The served outputs for checked columns (`ServedModel.predict`: the positive class's
+    probability, every class's probability, or the predicted value, by `task`), and the
+    preprocessed matrix they score (what explanations read)."""
+
+    score: Callable[[Columns], np.ndarray]
+    matrix: Callable[[Columns], np.ndarray]
+
+
 def compile_fast_path(
     pipeline: Any,
     schema: InputSchema,
@@ -51,19 +60,9 @@ def compile_fast_path(
     *,
     task: Task = "binary",
     target: str = "target",
-) -> Callable[[Columns], np.ndarray] | None:
-    """The served outputs for checked columns (`ServedModel.predict`: the positive class's
-    probability, every class's probability, or the predicted value, by `task`), or None if
-    the pipeline has a step this module cannot reproduce exactly."""
-    compiled = _compile(pipeline, schema, positive_class, task=task, target=target)
-    return None if compiled is None else compiled[0]
-
-
-def _compile(
-    pipeline: Any, schema: InputSchema, positive_class: str | None, *, task: Task, target: str
-) -> tuple[Callable[[Columns], np.ndarray], Callable[[Columns], np.ndarray]] | None:
-    """(the served outputs, the preprocessed matrix they score) of checked columns, or None
-    (`compile_fast_path`)."""
+) -> CompiledFastPath | None:
+    """The fast path of `pipeline`, or None if the pipeline has a step this module cannot
+    reproduce exactly. Unchecked: `prepare_fast_path` is what vouches for it."""
     from gitml.model.scoring import traits_of
     from gitml.serve.fastpath_blocks import plan_preprocessing
 
@@ -79,7 +78,8 @@ def _compile(
         column = classes.index(positive_class)
     method = estimator.predict if task == "regression" else estimator.predict_proba
     matrix_of = build_matrix(plans, traits_of(estimator), schema)
-    return _score_matrix(matrix_of, method, task=task, column=column, target=target), matrix_of
+    score = _score_matrix(matrix_of, method, task=task, column=column, target=target)
+    return CompiledFastPath(score, matrix_of)
 
 
 def build_fast_path(
@@ -216,7 +216,7 @@ def prepare_fast_path(
     or any exception while checking leaves the fast path off.
     """
     try:
-        compiled = _compile(pipeline, schema, positive_class, task=task, target=target)
+        compiled = compile_fast_path(pipeline, schema, positive_class, task=task, target=target)
     except Exception as err:  # fail closed: whatever went wrong, the pipeline still scores
         return FastPathCheck(None, f"off: compiling it failed ({type(err).__name__}: {err})")
     if compiled is None:
